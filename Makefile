@@ -1,0 +1,44 @@
+# kdiag — developer entry points. `make demo` and `make test` are the README's set-up commands.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install lint test unit demo bench generate system-deps clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml manager/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ./manager -e '.[dev]'
+	touch $@
+
+# System packages the node-mode features and tests use (root; skipped when present).
+system-deps:
+	@bash scripts/system-deps.sh
+
+lint: install
+	$(VENV)/bin/ruff check kdiag manager tests
+	$(VENV)/bin/mypy kdiag manager/kdiag_manager
+
+unit: install
+	$(VENV)/bin/pytest -q tests/unit
+
+test: install system-deps
+	$(MAKE) --no-print-directory scratch-shell
+	$(VENV)/bin/pytest -q -m "not cluster"
+
+demo: install system-deps
+	$(MAKE) --no-print-directory scratch-shell
+	$(PY) scripts/demo.py
+
+bench: install system-deps
+	$(MAKE) --no-print-directory scratch-shell
+	$(PY) -m tests.bench.run
+
+clean:
+	rm -rf $(VENV) .bench .pytest_cache .mypy_cache .ruff_cache build
+
+-include mk/*.mk

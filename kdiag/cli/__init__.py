@@ -1,0 +1,1 @@
+"""The command line: ``kdiag run|validate|schema`` and the ad-hoc commands."""

@@ -1,0 +1,123 @@
+"""The ``kdiag`` (and ``kubectl kdiag``) entry point.
+
+Only argparse is imported up front so that ``kdiag --help`` starts fast; each command's module
+is imported when that command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from kdiag import __version__
+from kdiag.errors import EXIT_INTERRUPTED, EXIT_INVALID, KdiagError
+
+EPILOG = """\
+exit codes:
+  0    all steps and assertions passed
+  1    a step or assertion failed
+  2    invalid runbook or usage (the message names file:line:col)
+  3    environment error (not root, cluster unreachable, RBAC denied, pod gone, ...)
+  130  interrupted
+
+examples:
+  kdiag validate runbooks/*.yaml
+  kdiag run runbooks/demo.yaml --set pid=1234 --report junit=report.xml
+  kdiag run runbooks/redirect-api.yaml --step
+  kdiag schema > runbook.schema.json
+"""
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32)
+
+
+def _runbook_inputs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="set a param (repeatable)")
+    parser.add_argument("--values", action="append", default=[], metavar="FILE",
+                        help="a YAML file of param values (repeatable; --set wins)")
+    parser.add_argument("--path", action="append", default=[], metavar="DIR",
+                        help="a folder of runbooks for include (repeatable; also KDIAG_PATH)")
+
+
+def build_parser(prog: str = "kdiag") -> argparse.ArgumentParser:
+    """The argument parser for all commands."""
+    parser = argparse.ArgumentParser(
+        prog=prog, formatter_class=_Formatter, epilog=EPILOG,
+        description="Declarative Kubernetes debugging: run YAML runbooks against a pod or a "
+                    "host process through an injected gRPC manager, and get a report.")
+    parser.add_argument("--version", action="version", version=f"kdiag {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run", help="run a runbook", formatter_class=_Formatter,
+        description="Run a runbook step by step and report the results.",
+        epilog="examples:\n  kdiag run rb.yaml --set port=8080 --report junit=out.xml\n"
+               "  kdiag run rb.yaml --step --start-at 'call the api'\n"
+               "  kdiag run rb.yaml --dry-run")
+    run.add_argument("file", help="the runbook (YAML)")
+    _runbook_inputs(run)
+    run.add_argument("--report", action="append", default=[], metavar="KIND=PATH",
+                     help="also write a report: json=PATH, junit=PATH or md=PATH (repeatable)")
+    run.add_argument("--artifacts", metavar="DIR",
+                     help="keep every step's output (and captures, copies) in DIR")
+    run.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    run.add_argument("--step", action="store_true",
+                     help="ask before each step (needs a terminal)")
+    run.add_argument("--start-at", metavar="STEP", help="skip the steps before STEP")
+    run.add_argument("--timeout", metavar="DURATION",
+                     help="default timeout of each step (e.g. 5m)")
+    run.add_argument("--pid", type=int, help="target this host process (node mode)")
+    run.add_argument("--quiet", "-q", action="store_true", help="no console report")
+    run.set_defaults(handler="kdiag.cli.run")
+
+    validate = commands.add_parser(
+        "validate", help="check runbooks without running them", formatter_class=_Formatter,
+        description="Check runbooks: YAML, fields, types, step types, names, templates, "
+                    "includes. With --set/--values, also the params.",
+        epilog="example:\n  kdiag validate runbooks/*.yaml")
+    validate.add_argument("files", nargs="+", metavar="FILE")
+    _runbook_inputs(validate)
+    validate.set_defaults(handler="kdiag.cli.validate")
+
+    schema = commands.add_parser(
+        "schema", help="print the runbook JSON Schema", formatter_class=_Formatter,
+        description="Print the runbook JSON Schema (Draft 2020-12). Editors use it with\n"
+                    "  # yaml-language-server: $schema=path/to/runbook.schema.json",
+        epilog="example:\n  kdiag schema > runbook.schema.json")
+    schema.set_defaults(handler="kdiag.cli.schema")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    prog = "kubectl kdiag" if os.path.basename(sys.argv[0]).startswith("kubectl-") else "kdiag"
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return EXIT_INVALID
+    try:
+        module = importlib.import_module(args.handler)
+        return int(module.command(args))
+    except KdiagError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if os.environ.get("KDIAG_DEBUG"):
+            raise
+        print(f"{prog}: internal error: {type(exc).__name__}: {exc} "
+              "(set KDIAG_DEBUG=1 for a traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""``kdiag run``: execute a runbook and report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from kdiag.engine.bus import EventBus
+from kdiag.engine.interaction import TerminalInteraction
+from kdiag.engine.masking import Masker
+from kdiag.engine.plan import plan
+from kdiag.engine.runner import Run, RunOptions
+from kdiag.errors import EXIT_OK, UsageError
+from kdiag.language.durations import parse_duration
+from kdiag.language.model import Runbook
+from kdiag.language.params import load_values, parse_set_args, resolve_params
+from kdiag.language.runbook import Loader, search_path
+
+
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM (a CI job being cancelled) is handled like Ctrl-C: finally steps still run."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _check_start_at(runbook: Runbook, name: str | None) -> None:
+    if name is not None and name not in {s.name for s in runbook.steps}:
+        names = ", ".join(repr(s.name) for s in runbook.steps)
+        raise UsageError(f"--start-at {name!r}: no such step; steps: {names}")
+
+
+def _print_plan(runbook: Runbook, params: dict[str, Any], masker: Masker) -> None:
+    print(f"plan for {runbook.name} ({runbook.file})")
+    if params:
+        print("params:")
+        for name, value in params.items():
+            print(f"  {name} = {masker.text(json.dumps(value, default=str))}")
+    for step in plan(runbook, params, dict(os.environ)):
+        tag = " (finally)" if step.phase == "finally" else ""
+        print(f"{step.index + 1:>3}. {step.name} [{step.kind}]{tag}")
+        if step.summary:
+            print(f"       {masker.text(step.summary)}")
+        for name, value in step.controls.items():
+            print(f"       {name}: {masker.text(json.dumps(value, default=str))}")
+
+
+def _open_target(spec: dict[str, Any]) -> Any:
+    from kdiag.targets.factory import open_target
+
+    return open_target(spec)
+
+
+def command(args: argparse.Namespace) -> int:
+    """Run the runbook named on the command line."""
+    if args.step and not sys.stdin.isatty():
+        raise UsageError("--step needs a terminal on standard input")
+    loader = Loader(search_path(args.path))
+    runbook = loader.load(args.file)
+    values = resolve_params(runbook, parse_set_args(args.set),
+                            values_files=[load_values(v) for v in args.values])
+    _check_start_at(runbook, args.start_at)
+    if args.pid is not None:
+        runbook.target = {"node": {"pid": args.pid}}
+    masker = Masker(values.secrets)
+    if args.dry_run:
+        _print_plan(runbook, values.values, masker)
+        return EXIT_OK
+    timeout = None
+    if args.timeout:
+        try:
+            timeout = parse_duration(args.timeout)
+        except ValueError as exc:
+            raise UsageError(f"--timeout: {exc}") from None
+
+    from kdiag.reports import make_reporters
+
+    reporters = make_reporters(console=not args.quiet, report_specs=args.report,
+                               artifacts_dir=args.artifacts, interactive=args.step)
+    bus = EventBus(reporters, masker)
+    interaction = TerminalInteraction(sys.stdin, sys.stdout) if args.step else None
+    options = RunOptions(start_at=args.start_at, default_timeout=timeout,
+                         artifacts_dir=Path(args.artifacts) if args.artifacts else None)
+    run = Run(bus, loader, options, interaction, _open_target)
+    _interrupt_on_sigterm()
+    try:
+        return run.execute(runbook, values.values, _describe_target(runbook))
+    finally:
+        for reporter in reporters:
+            reporter.close()
+
+
+def _describe_target(runbook: Runbook) -> str | None:
+    if not runbook.target:
+        return None
+    kind, spec = next(iter(runbook.target.items()))
+    details = ", ".join(f"{k}={v}" for k, v in spec.items())
+    return f"{kind} ({details})"

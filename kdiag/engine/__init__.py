@@ -1,0 +1,1 @@
+"""The engine: executes a validated runbook step by step and emits events to reporters."""

@@ -1,0 +1,87 @@
+"""The per-step context the engine hands to a step type (see :class:`kdiag.steps.base.StepContext`)."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kdiag.engine.events import StepNote, StepOutput, StepRef
+from kdiag.steps.base import StepOutcome
+
+if TYPE_CHECKING:
+    from kdiag.engine.runner import Frame, Run
+    from kdiag.targets.base import TargetSession
+
+MAX_KEPT_OUTPUT = 256 * 1024
+"""Characters of a step's output kept for its failure report (the tail is kept)."""
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of a step name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:60] or "step"
+
+
+@dataclass
+class StepRuntime:
+    """Implements StepContext for one attempt of one step."""
+
+    run: Run
+    frame: Frame
+    ref: StepRef
+    deadline: float | None
+    background: bool = False
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    kept: list[str] = field(default_factory=list)
+    kept_size: int = 0
+
+    @property
+    def runbook_dir(self) -> Path:
+        return self.frame.runbook.directory
+
+    @property
+    def interactive(self) -> bool:
+        return self.run.interaction is not None
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def output(self, text: str, stream: str = "stdout") -> None:
+        if not text:
+            return
+        masked = self.run.bus.masker.text(text)
+        self.kept.append(masked)
+        self.kept_size += len(masked)
+        while self.kept_size > MAX_KEPT_OUTPUT and len(self.kept) > 1:
+            self.kept_size -= len(self.kept.pop(0))
+        self.run.bus.emit(StepOutput(self.ref, stream, masked))
+
+    def captured(self) -> str:
+        """The output kept so far (its tail, when there was a lot)."""
+        return "".join(self.kept)
+
+    def note(self, message: str) -> None:
+        self.run.bus.emit(StepNote(self.ref, message))
+
+    def artifact_path(self, name: str) -> Path:
+        folder = self.run.artifacts_root() / f"{self.ref.index + 1:02d}-{slug(self.ref.qualified_name)}"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / name
+
+    def target(self) -> TargetSession:
+        return self.run.target_session()
+
+    def evaluate(self, expression: str) -> Any:
+        return self.run.renderer.evaluate(expression, self.frame.scope())
+
+    def pause(self, message: str) -> bool:
+        if self.run.interaction is None:
+            return False
+        self.run.interaction.pause(self.ref, message)
+        return True
+
+    def include(self, file: str, params: dict[str, Any]) -> StepOutcome:
+        return self.run.include(self.frame, self.ref, file, params)

@@ -1,0 +1,509 @@
+"""Executing a runbook: per-step controls, background work, finally steps, nested runbooks.
+
+The engine knows nothing about what a step does (that is :mod:`kdiag.steps`) nor how results
+are shown (that is :mod:`kdiag.reports`): it renders each step's templates, runs it with its
+controls and emits events.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kdiag.engine.assertions import evaluate_assertion
+from kdiag.engine.bus import EventBus
+from kdiag.engine.context import StepRuntime
+from kdiag.engine.events import (
+    AssertionResult,
+    RunFinished,
+    RunStarted,
+    RunStatus,
+    StepFinished,
+    StepNote,
+    StepRef,
+    StepStarted,
+    StepStatus,
+)
+from kdiag.engine.interaction import Interaction
+from kdiag.errors import (
+    EXIT_ENVIRONMENT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EnvironmentProblem,
+    KdiagError,
+    RunbookError,
+)
+from kdiag.language import schemacheck
+from kdiag.language.durations import parse_duration
+from kdiag.language.model import Runbook, StepSpec
+from kdiag.language.params import resolve_params
+from kdiag.language.runbook import Loader
+from kdiag.language.schema import shared_schema
+from kdiag.language.templating import Renderer, TemplateError
+from kdiag.steps import step_types
+from kdiag.steps.base import Background, StepFailed, StepOutcome, StepType
+
+if TYPE_CHECKING:
+    from kdiag.targets.base import TargetSession
+
+DEFAULT_DELAY = 1.0
+DEFAULT_UNTIL_RETRIES = 3
+CANCEL_GRACE = 5.0
+"""Seconds a step gets to wind down after its timeout or a Ctrl-C before it is abandoned."""
+MAX_RESULT_TEXT = 64 * 1024
+
+
+class _Abort(Exception):
+    """Stops the main steps: a failure, an environment error, or the user quitting."""
+
+    def __init__(self, status: RunStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class _Done:
+    """How a step's attempts ended."""
+
+    status: StepStatus
+    duration: float
+    attempts: int
+    message: str
+    runtime: StepRuntime | None = None
+    assertions: tuple[AssertionResult, ...] = ()
+
+
+@dataclass
+class RunOptions:
+    """How to run (from the command line)."""
+
+    start_at: str | None = None
+    artifacts_dir: Path | None = None
+    default_timeout: float | None = None
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+@dataclass
+class Frame:
+    """One runbook being executed (the top one, or an included one)."""
+
+    runbook: Runbook
+    params: dict[str, Any]
+    path: tuple[str, ...] = ()
+    files: tuple[Path, ...] = ()
+    registered: dict[str, Any] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    target: dict[str, Any] = field(default_factory=dict)
+    run_info: dict[str, Any] = field(default_factory=dict)
+    failed: bool = False
+
+    def scope(self, **extra: Any) -> dict[str, Any]:
+        """What templates see: registered results, then the fixed names."""
+        return {**self.registered, "params": self.params, "env": self.env,
+                "target": self.target, "run": self.run_info, "steps": self.results, **extra}
+
+
+def _summarise(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_RESULT_TEXT:
+        return value[:MAX_RESULT_TEXT] + f"... ({len(value)} chars)"
+    if isinstance(value, dict):
+        return {k: _summarise(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_summarise(v) for v in value]
+    return value
+
+
+class Run:
+    """One execution of a runbook: owns the event bus, the target session and backgrounds."""
+
+    def __init__(
+        self,
+        bus: EventBus,
+        loader: Loader,
+        options: RunOptions | None = None,
+        interaction: Interaction | None = None,
+        open_target: Callable[[dict[str, Any]], TargetSession] | None = None,
+    ) -> None:
+        self.bus = bus
+        self.loader = loader
+        self.options = options or RunOptions()
+        self.interaction = interaction
+        self.open_target = open_target
+        self.renderer = Renderer()
+        self.backgrounds: list[tuple[StepRef, Background]] = []
+        self._session: TargetSession | None = None
+        self._target_spec: dict[str, Any] = {}
+        self._target_lock = threading.Lock()
+        self._started_at = time.time()
+        self._run_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(self._started_at))
+        self._skip_until = self.options.start_at
+        self._artifacts: Path | None = None
+        self.counts: dict[str, int] = {}
+
+    # -- public ---------------------------------------------------------------------------
+
+    def execute(self, runbook: Runbook, params: dict[str, Any], target: str | None = None) -> int:
+        """Run ``runbook`` with resolved ``params``; returns the CLI exit code."""
+        frame = self._top_frame(runbook, params)
+        self.bus.emit(RunStarted(runbook.name, runbook.file, dict(params), target,
+                                 len(runbook.all_steps()), self._started_at))
+        status: RunStatus = "passed"
+        message = ""
+        try:
+            self._run_frame(frame)
+            if frame.failed:
+                status, message = "failed", "a step failed"
+        except _Abort as abort:
+            status, message = abort.status, abort.message
+        except KeyboardInterrupt:
+            status, message = "interrupted", "interrupted"
+        finally:
+            self._teardown()
+        codes = {"passed": EXIT_OK, "failed": EXIT_FAILED, "error": EXIT_ENVIRONMENT,
+                 "interrupted": EXIT_INTERRUPTED}
+        exit_code = codes.get(status, EXIT_FAILED)
+        self.bus.emit(RunFinished(status, exit_code, time.time() - self._started_at,
+                                  dict(self.counts), message))
+        return exit_code
+
+    def target_session(self) -> TargetSession:
+        """The target session, opened on first use by a step that needs it."""
+        with self._target_lock:
+            if self._session is None:
+                if self.open_target is None or not self._target_spec:
+                    raise EnvironmentProblem(
+                        "this runbook has no target: add a 'target:' section or pass --pid")
+                self._session = self.open_target(self._target_spec)
+            return self._session
+
+    def artifacts_root(self) -> Path:
+        """The folder for files steps write (``--artifacts``, else ``./kdiag-artifacts/RUN``)."""
+        if self._artifacts is None:
+            base = self.options.artifacts_dir or Path("kdiag-artifacts") / self._run_id
+            base.mkdir(parents=True, exist_ok=True)
+            self._artifacts = base
+        return self._artifacts
+
+    def include(self, parent: Frame, ref: StepRef, file: str, params: dict[str, Any]) -> StepOutcome:
+        """Run another runbook inside this run (the ``include`` step)."""
+        found = self.loader.find(file, parent.runbook.directory)
+        if found is None:
+            raise StepFailed(f"included runbook {file!r} not found")
+        if found.resolve() in parent.files:
+            raise StepFailed(f"include cycle: {' -> '.join(p.name for p in parent.files)} -> {found.name}")
+        try:
+            runbook = self.loader.load(str(found))
+            values = resolve_params(runbook, values=params)
+        except RunbookError as exc:
+            raise StepFailed(str(exc)) from None
+        for secret in values.secrets:
+            self.bus.masker.add(secret)
+        frame = Frame(runbook, values.values, (*parent.path, ref.name), (*parent.files, found.resolve()),
+                      env=parent.env, target=parent.target, run_info=parent.run_info)
+        try:
+            self._run_frame(frame)
+        except _Abort as abort:
+            if abort.status == "error":
+                raise EnvironmentProblem(abort.message) from None
+            raise StepFailed(abort.message) from None
+        outputs = self._render_outputs(frame)
+        result = {"outputs": outputs, "steps": frame.results, "file": str(found)}
+        if frame.failed:
+            return StepOutcome(ok=False, result=result, message=f"{runbook.name}: a step failed")
+        return StepOutcome(result=result)
+
+    # -- frames -----------------------------------------------------------------------------
+
+    def _top_frame(self, runbook: Runbook, params: dict[str, Any]) -> Frame:
+        env = {name: self.options.env[name] for name in runbook.env if name in self.options.env}
+        frame = Frame(runbook, params, (), (Path(runbook.file).resolve(),), env=env,
+                      run_info={"id": self._run_id, "runbook": runbook.name, "file": runbook.file})
+        if runbook.target:
+            try:
+                self._target_spec = self.renderer.render(runbook.target, frame.scope())
+            except TemplateError as exc:
+                raise RunbookError(f"{runbook.file}: target: {exc}") from None
+            kind = next(iter(self._target_spec))
+            frame.target.update({"kind": kind, **self._target_spec[kind]})
+        return frame
+
+    def _run_frame(self, frame: Frame) -> None:
+        """The main steps, then the finally steps (always), of one frame."""
+        try:
+            self._run_steps(frame, frame.runbook.steps)
+        except (_Abort, KeyboardInterrupt):
+            self._run_steps(frame, frame.runbook.finally_steps, always=True)
+            raise
+        self._run_steps(frame, frame.runbook.finally_steps, always=True)
+
+    def _run_steps(self, frame: Frame, steps: list[StepSpec], always: bool = False) -> None:
+        for position, spec in enumerate(steps):
+            if frame.failed and not always:
+                for rest in steps[position:]:
+                    self._finish(frame, self._ref(frame, rest), "skipped", 0.0, 0,
+                                 "not run: an earlier step failed")
+                return
+            self._run_step(frame, spec, always)
+
+    def _render_outputs(self, frame: Frame) -> dict[str, Any]:
+        try:
+            rendered = self.renderer.render(frame.runbook.outputs, frame.scope())
+        except TemplateError as exc:
+            raise StepFailed(f"outputs of {frame.runbook.name}: {exc}") from None
+        return dict(rendered)
+
+    # -- one step ---------------------------------------------------------------------------
+
+    def _ref(self, frame: Frame, spec: StepSpec) -> StepRef:
+        return StepRef(spec.index, spec.name, spec.kind, frame.path, spec.phase)
+
+    def _run_step(self, frame: Frame, spec: StepSpec, always: bool) -> None:
+        ref = self._ref(frame, spec)
+        step_type = step_types()[spec.kind]
+        if self._skip_until is not None and not always:
+            if spec.name != self._skip_until:
+                self._finish(frame, ref, "skipped", 0.0, 0, "before --start-at", spec)
+                return
+            self._skip_until = None
+        if not self._ask_before(ref, step_type, spec, frame):
+            self._finish(frame, ref, "skipped", 0.0, 0, "skipped by the user", spec)
+            return
+        try:
+            run_it = self._when(frame, spec)
+        except TemplateError as exc:
+            self._finish(frame, ref, "failed", 0.0, 0, f"when: {exc}")
+            frame.failed = True
+            return
+        if not run_it:
+            self._finish(frame, ref, "skipped", 0.0, 0, "when was false", spec)
+            return
+        done = self._attempts(frame, spec, ref, step_type)
+        while done.status == "failed" and self.interaction is not None \
+                and not spec.continue_on_error:
+            choice = self.interaction.after_failure(ref, done.message)
+            if choice == "retry":
+                done = self._attempts(frame, spec, ref, step_type)
+                continue
+            if choice == "skip":
+                done.status = "skipped"
+                done.message = f"failed, then skipped by the user: {done.message}"
+            break
+        if done.status == "failed" and spec.continue_on_error:
+            done.status = "ignored"
+        self._finish(frame, ref, done.status, done.duration, done.attempts, done.message, spec,
+                     done.runtime, done.assertions)
+        if done.status in ("failed", "error"):
+            frame.failed = True
+        if done.status == "error":
+            raise _Abort("error", done.message)
+
+    def _ask_before(self, ref: StepRef, step_type: StepType, spec: StepSpec, frame: Frame) -> bool:
+        if self.interaction is None:
+            return True
+        choice = self.interaction.before_step(ref, self._describe(step_type, spec, frame))
+        if choice == "quit":
+            raise KeyboardInterrupt
+        return choice != "no"
+
+    def _describe(self, step_type: StepType, spec: StepSpec, frame: Frame) -> str:
+        try:
+            body = spec.body if step_type.raw_body else self.renderer.render(
+                spec.body, frame.scope(), step_type.expression_fields)
+            return step_type.describe(body)
+        except (TemplateError, TypeError, KeyError, AttributeError):
+            return ""
+
+    def _when(self, frame: Frame, spec: StepSpec) -> bool:
+        if spec.when is None or isinstance(spec.when, bool):
+            return spec.when is not False
+        return bool(self.renderer.evaluate(spec.when, frame.scope()))
+
+    def _controls(self, frame: Frame, spec: StepSpec) -> tuple[float | None, int, float]:
+        scope = frame.scope()
+
+        def value(raw: Any) -> Any:
+            return self.renderer.render(raw, scope) if isinstance(raw, str) else raw
+
+        timeout = value(spec.timeout)
+        timeout = parse_duration(timeout) if timeout is not None else self.options.default_timeout
+        retries = value(spec.retries)
+        if spec.until and not spec.retries:
+            retries = DEFAULT_UNTIL_RETRIES
+        delay = value(spec.delay)
+        return timeout, int(retries), parse_duration(delay) if delay is not None else DEFAULT_DELAY
+
+    def _attempts(self, frame: Frame, spec: StepSpec, ref: StepRef, step_type: StepType
+                  ) -> _Done:
+        """Run a step's attempts (``retries``/``until``), then its assertions."""
+        started = time.monotonic()
+        try:
+            timeout, retries, delay = self._controls(frame, spec)
+        except (TemplateError, ValueError, TypeError) as exc:
+            return _Done("failed", 0.0, 0, f"step controls: {exc}")
+        attempt = 0
+        while True:
+            attempt += 1
+            self.bus.emit(StepStarted(ref, attempt, time.time(), spec.description))
+            runtime = StepRuntime(self, frame, ref,
+                                  None if timeout is None else time.monotonic() + timeout,
+                                  background=spec.background)
+            outcome, status = self._attempt(frame, spec, step_type, runtime, timeout)
+            result = self._result(outcome, time.monotonic() - started, attempt)
+            self._register(frame, spec, result)
+            done = status == "passed"
+            if status == "passed" and spec.until:
+                try:
+                    done = bool(self.renderer.evaluate(spec.until, frame.scope(result=result)))
+                except TemplateError as exc:
+                    return _Done("failed", time.monotonic() - started, attempt, str(exc), runtime)
+                if not done:
+                    outcome.message = f"until {spec.until!r} was still false"
+            if status == "error" or done or attempt > retries:
+                break
+            if runtime.cancelled.wait(delay):
+                break
+        duration = time.monotonic() - started
+        if status != "passed" or not done:
+            return _Done("error" if status == "error" else "failed", duration, attempt,
+                         outcome.message, runtime)
+        assertions = self._assertions(frame, spec, ref, result)
+        failed = [a for a in assertions if not a.passed]
+        if failed:
+            return _Done("failed", duration, attempt, f"assertion failed: {failed[0].expression}",
+                         runtime, assertions)
+        if outcome.background is not None:
+            self.backgrounds.append((ref, outcome.background))
+        return _Done("passed", duration, attempt, outcome.message, runtime, assertions)
+
+    def _attempt(self, frame: Frame, spec: StepSpec, step_type: StepType, runtime: StepRuntime,
+                 timeout: float | None) -> tuple[StepOutcome, StepStatus]:
+        """One execution of the step's own work, with its timeout."""
+        try:
+            body = spec.body if step_type.raw_body else self.renderer.render(
+                spec.body, frame.scope(), step_type.expression_fields)
+        except TemplateError as exc:
+            return StepOutcome(ok=False, message=str(exc)), "failed"
+        if not step_type.raw_body:
+            problems = schemacheck.validate(body, step_type.schema, shared_schema(), (spec.kind,))
+            if problems:
+                where = ".".join(str(p) for p in problems[0].path)
+                return StepOutcome(ok=False, message=f"after rendering, {where}: "
+                                   f"{problems[0].message}"), "failed"
+        if step_type.needs_target:
+            try:
+                runtime.target()
+            except EnvironmentProblem as exc:
+                return StepOutcome(ok=False, message=str(exc)), "error"
+        if step_type.inline:
+            outcome = self._guarded(step_type, body, runtime)
+        else:
+            outcome = self._threaded(step_type, body, runtime, timeout)
+        if isinstance(outcome, EnvironmentProblem):
+            return StepOutcome(ok=False, message=str(outcome)), "error"
+        return outcome, "passed" if outcome.ok else "failed"
+
+    @staticmethod
+    def _guarded(step_type: StepType, body: Any, runtime: StepRuntime
+                 ) -> StepOutcome | EnvironmentProblem:
+        try:
+            return step_type.execute(body, runtime)
+        except EnvironmentProblem as exc:
+            return exc
+        except (StepFailed, TemplateError, KdiagError) as exc:
+            return StepOutcome(ok=False, message=str(exc))
+        except Exception as exc:  # a bug in a step type: report it, do not crash the run
+            if os.environ.get("KDIAG_DEBUG"):
+                traceback.print_exc()
+            return StepOutcome(ok=False, message=f"internal error: {type(exc).__name__}: {exc}")
+
+    def _threaded(self, step_type: StepType, body: Any, runtime: StepRuntime,
+                  timeout: float | None) -> StepOutcome | EnvironmentProblem:
+        box: list[StepOutcome | EnvironmentProblem] = []
+        worker = threading.Thread(target=lambda: box.append(self._guarded(step_type, body, runtime)),
+                                  name=f"step-{runtime.ref.name}", daemon=True)
+        worker.start()
+        try:
+            worker.join(timeout)
+        except KeyboardInterrupt:
+            runtime.cancelled.set()
+            worker.join(CANCEL_GRACE)
+            raise
+        if worker.is_alive():
+            runtime.cancelled.set()
+            worker.join(CANCEL_GRACE)
+            message = f"timed out after {timeout:g}s"
+            result = box[0].result if box and isinstance(box[0], StepOutcome) else {}
+            return StepOutcome(ok=False, result=result, message=message)
+        return box[0]
+
+    @staticmethod
+    def _result(outcome: StepOutcome, duration: float, attempts: int) -> dict[str, Any]:
+        result = {**outcome.result, "ok": outcome.ok, "failed": not outcome.ok,
+                  "skipped": False, "message": outcome.message,
+                  "duration": round(duration, 4), "attempts": attempts}
+        if outcome.artifacts:
+            result["artifacts"] = list(outcome.artifacts)
+        return result
+
+    @staticmethod
+    def _register(frame: Frame, spec: StepSpec, result: dict[str, Any]) -> None:
+        frame.results[spec.name] = result
+        if spec.register:
+            frame.registered[spec.register] = result
+
+    def _assertions(self, frame: Frame, spec: StepSpec, ref: StepRef,
+                    result: dict[str, Any]) -> tuple[AssertionResult, ...]:
+        expressions: Any = spec.body if spec.kind == "assert" else spec.asserts
+        if isinstance(expressions, str):
+            expressions = [expressions]
+        scope = frame.scope(result=result)
+        results = []
+        for expression in expressions:
+            outcome = evaluate_assertion(self.renderer, ref, expression, scope)
+            self.bus.emit(outcome)
+            results.append(outcome)
+        return tuple(results)
+
+    def _finish(self, frame: Frame, ref: StepRef, status: StepStatus, duration: float,
+                attempts: int, message: str, spec: StepSpec | None = None,
+                runtime: StepRuntime | None = None,
+                assertions: tuple[AssertionResult, ...] = ()) -> None:
+        self.counts[status] = self.counts.get(status, 0) + 1
+        if status == "skipped" and spec is not None:
+            self._register(frame, spec, {"ok": True, "failed": False, "skipped": True,
+                                         "message": message, "duration": 0.0, "attempts": 0})
+        result = frame.results.get(ref.name, {})
+        self.bus.emit(StepFinished(
+            step=ref, status=status, duration=duration, attempts=attempts, message=message,
+            output=runtime.captured() if runtime else "",
+            result=_summarise(result), assertions=assertions,
+            artifacts=tuple(str(p) for p in result.get("artifacts", ())
+                            if isinstance(p, str | Path))))
+
+    # -- the end ----------------------------------------------------------------------------
+
+    def _teardown(self) -> None:
+        """Stop background work (newest first), then close the target session."""
+        for ref, background in reversed(self.backgrounds):
+            try:
+                background.stop()
+            except Exception as exc:  # one failing stop must not keep the others running
+                self.bus.emit(StepNote(ref, f"stopping background work failed: {exc}"))
+        self.backgrounds.clear()
+        if self._session is not None:
+            try:
+                self._session.close()
+            except Exception as exc:
+                self.bus.emit(StepNote(StepRef(0, "target", "target"),
+                                       f"closing the target session failed: {exc}"))
+            self._session = None
+

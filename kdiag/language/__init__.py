@@ -1,0 +1,1 @@
+"""The runbook language: loading YAML with positions, the schema, params and templating."""

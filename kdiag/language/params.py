@@ -1,0 +1,150 @@
+"""Resolving a runbook's params from defaults, ``--values`` files and ``--set`` flags."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from kdiag.errors import Location, Problem, RunbookError, UsageError
+from kdiag.language.model import ParamSpec, ParamType, Runbook
+from kdiag.language.schemacheck import describe
+from kdiag.language.yamlsource import SourceMap, load_file
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+@dataclass(frozen=True)
+class ParamValues:
+    """The resolved params and the secret values among them (to mask)."""
+
+    values: dict[str, Any]
+    secrets: tuple[str, ...]
+
+
+def parse_set_args(items: list[str]) -> dict[str, str]:
+    """Split ``--set name=value`` flags; a later flag for the same name wins."""
+    result: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--set {item!r}: expected NAME=VALUE")
+        result[name.strip()] = value
+    return result
+
+
+def load_values(path: str) -> tuple[dict[str, Any], SourceMap]:
+    """Read a ``--values`` YAML file: a mapping of param names to values."""
+    document = load_file(path)
+    if not isinstance(document.data, dict):
+        raise RunbookError(Problem("a values file must be a mapping of param names to values",
+                                   document.source.locate(())))
+    return document.data, document.source
+
+
+def _matches(kind: ParamType, value: Any) -> bool:
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "list":
+        return isinstance(value, list)
+    return isinstance(value, dict)
+
+
+def convert(spec: ParamSpec, text: str) -> Any:
+    """Turn a ``--set`` string into the param's type; ValueError says why it cannot."""
+    kind = spec.type
+    if kind == "string":
+        return text
+    if kind == "integer":
+        return int(text, 0)
+    if kind == "number":
+        return float(text)
+    if kind == "boolean":
+        lowered = text.strip().lower()
+        if lowered in _TRUE | _FALSE:
+            return lowered in _TRUE
+        raise ValueError("expected true or false")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ValueError(f"expected a YAML {kind}") from None
+    if not _matches(kind, value):
+        raise ValueError(f"expected a {kind}, got {describe(value)}")
+    return value
+
+
+def _unknown(name: str, known: dict[str, ParamSpec]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    names = ", ".join(known) or "none"
+    return f"unknown param {name!r}{hint}; this runbook's params: {names}"
+
+
+def _check_choice(spec: ParamSpec, value: Any, where: Location | None, origin: str) -> Problem | None:
+    if spec.choices and value not in spec.choices:
+        allowed = ", ".join(repr(c) for c in spec.choices)
+        return Problem(f"param {spec.name!r}{origin}: {value!r} is not one of {allowed}", where)
+    return None
+
+
+ValuesFile = tuple[dict[str, Any], SourceMap | None]
+
+
+def resolve_params(
+    runbook: Runbook,
+    sets: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+    values_files: Sequence[ValuesFile] = (),
+) -> ParamValues:
+    """Combine defaults, values files, ``values`` and ``--set`` flags (later ones win).
+
+    ``values`` are typed values from code (an ``include`` step's params). Every problem is
+    collected and raised together as one RunbookError.
+    """
+    problems: list[Problem] = []
+    resolved: dict[str, Any] = {}
+    given = [*values_files, (values or {}, None)]
+    for name, value, where in ((n, v, src.locate((n,)) if src else None)
+                               for data, src in given for n, v in data.items()):
+        spec = runbook.params.get(name)
+        if spec is None:
+            problems.append(Problem(_unknown(name, runbook.params), where))
+        elif not _matches(spec.type, value):
+            problems.append(Problem(f"param {name!r}: expected a {spec.type}, got {describe(value)}", where))
+        else:
+            resolved[name] = value
+    for name, text in (sets or {}).items():
+        spec = runbook.params.get(name)
+        if spec is None:
+            problems.append(Problem(f"--set {name}: " + _unknown(name, runbook.params)))
+            continue
+        try:
+            resolved[name] = convert(spec, text)
+        except ValueError as exc:
+            problems.append(Problem(f"--set {name}={text}: {exc}"))
+    for name, spec in runbook.params.items():
+        if name not in resolved:
+            if not spec.has_default:
+                problems.append(Problem(
+                    f"param {name!r} is required: pass --set {name}=VALUE or a --values file",
+                    spec.location))
+                continue
+            resolved[name] = spec.default
+        problem = _check_choice(spec, resolved[name], spec.location, "")
+        if problem:
+            problems.append(problem)
+    if problems:
+        raise RunbookError(problems)
+    secrets = tuple(str(resolved[n]) for n, s in runbook.params.items()
+                    if s.secret and n in resolved and resolved[n] not in (None, ""))
+    return ParamValues(resolved, secrets)

@@ -1,0 +1,385 @@
+"""Loading a runbook file into a validated :class:`~kdiag.language.model.Runbook`.
+
+Everything that can be known before running is checked here, and every problem is reported
+at once with its ``file:line:col``: YAML syntax, unknown fields, wrong types, missing fields,
+unknown step types, duplicate step names, template and expression syntax, undefined variables
+and params, and included runbooks (found on the search path, without cycles).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kdiag.errors import Location, Problem, RunbookError
+from kdiag.language import schemacheck, templating
+from kdiag.language.model import ParamSpec, Phase, Runbook, StepSpec
+from kdiag.language.schema import CONTROLS, shared_schema
+from kdiag.language.yamlsource import Document, SourceMap, load_file
+from kdiag.language.yamlsource import Path as DocPath
+
+# Names a template can always read, besides registered results.
+GLOBAL_NAMES = frozenset({"params", "target", "env", "run", "steps"})
+JINJA_GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace",
+                           "true", "false", "none", "True", "False", "None"})
+RESERVED = GLOBAL_NAMES | JINJA_GLOBALS | {"result", "outputs"}
+_STEP_PHASES: tuple[tuple[str, Phase], ...] = (("steps", "steps"), ("finally", "finally"))
+
+
+def search_path(extra: Sequence[str] = ()) -> list[Path]:
+    """Folders searched for included runbooks: ``--path`` entries, then ``KDIAG_PATH``."""
+    env_entries = [p for p in os.environ.get("KDIAG_PATH", "").split(os.pathsep) if p]
+    return [Path(p) for p in (*extra, *env_entries)]
+
+
+def resolve_include(name: str, base_dir: Path, paths: Sequence[Path]) -> Path | None:
+    """Find an included runbook: relative to the caller first, then on the search path."""
+    candidate = Path(name)
+    if candidate.is_absolute():
+        return candidate if candidate.is_file() else None
+    for folder in (base_dir, *paths):
+        path = folder / candidate
+        if path.is_file():
+            return path
+    return None
+
+
+@dataclass
+class _Checker:
+    """Collects the problems of one runbook file."""
+
+    source: SourceMap
+    problems: list[Problem] = field(default_factory=list)
+
+    def add(self, message: str, path: DocPath, *, key: bool = False) -> None:
+        self.problems.append(Problem(message, self.source.locate(path, key=key)))
+
+    def add_at(self, message: str, location: Location) -> None:
+        self.problems.append(Problem(message, location))
+
+
+def _top_level_schema() -> dict[str, Any]:
+    """The runbook schema with step lists checked shallowly (steps are checked one by one)."""
+    schema = dict(shared_schema())
+    properties = dict(schema["properties"])
+    for key, _phase in _STEP_PHASES:
+        properties[key] = {"type": "array", "description": properties[key]["description"]}
+    schema["properties"] = properties
+    return schema
+
+
+def _step_kind(step: dict[str, Any], kinds: Sequence[str]) -> tuple[str | None, str]:
+    """The step type a step mapping selects, or None with the reason."""
+    chosen = [k for k in step if k in kinds and k != "assert"]
+    if len(chosen) > 1:
+        return None, "a step has exactly one type, this one has " + " and ".join(chosen)
+    if chosen:
+        return chosen[0], ""
+    if "assert" in step:
+        return "assert", ""
+    unknown = [k for k in step if k not in CONTROLS]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(kinds), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return None, f"unknown step type {unknown[0]!r}{hint}; step types: {', '.join(kinds)}"
+    return None, f"the step has no type; step types: {', '.join(kinds)}"
+
+
+def _check_shapes(document: Document, checker: _Checker) -> None:
+    from kdiag.steps import step_types
+
+    root = shared_schema()
+    data = document.data
+    for violation in schemacheck.validate(data, _top_level_schema(), root):
+        checker.add(violation.message, violation.path, key=violation.at_key)
+    kinds = list(step_types())
+    for key, _phase in _STEP_PHASES:
+        steps = data.get(key)
+        if not isinstance(steps, list):
+            continue
+        for index, step in enumerate(steps):
+            path: DocPath = (key, index)
+            if not isinstance(step, dict):
+                checker.add(f"a step must be a mapping, got {schemacheck.describe(step)}", path)
+                continue
+            kind, reason = _step_kind(step, kinds)
+            if kind is None:
+                bad = next((k for k in step if k not in CONTROLS), None)
+                checker.add(reason, (*path, bad) if bad else path, key=bad is not None)
+                continue
+            for violation in schemacheck.validate(step, root["$defs"][f"step_{kind}"], root, path):
+                checker.add(violation.message, violation.path, key=violation.at_key)
+
+
+def _build(document: Document, file: str) -> Runbook:
+    from kdiag.steps import step_types
+
+    data, source = document.data, document.source
+    kinds = list(step_types())
+    params = {
+        name: ParamSpec(
+            name=name,
+            type=spec.get("type", "string"),
+            default=spec.get("default"),
+            has_default="default" in spec,
+            description=spec.get("description", ""),
+            secret=bool(spec.get("secret", False)),
+            choices=tuple(spec.get("choices", ())),
+            location=source.locate(("params", name), key=True),
+        )
+        for name, spec in (data.get("params") or {}).items()
+    }
+    runbook = Runbook(
+        name=data.get("name") or Path(file).stem,
+        file=file,
+        description=data.get("description", ""),
+        params=params,
+        env=tuple(data.get("env", ())),
+        target=data.get("target"),
+        outputs=data.get("outputs") or {},
+        source=source,
+    )
+    for key, phase in _STEP_PHASES:
+        steps = [_step_spec(step, index, phase, (key, index), source, kinds)
+                 for index, step in enumerate(data.get(key) or [])]
+        if phase == "steps":
+            runbook.steps = steps
+        else:
+            runbook.finally_steps = steps
+    return runbook
+
+
+def _step_spec(step: dict[str, Any], index: int, phase: Phase, path: DocPath,
+               source: SourceMap, kinds: Sequence[str]) -> StepSpec:
+    kind, _ = _step_kind(step, kinds)
+    assert kind is not None  # shapes were checked first
+    asserts = step.get("assert", ())
+    if kind == "assert":
+        asserts = ()
+    return StepSpec(
+        index=index,
+        name=step.get("name") or f"{kind} #{index + 1}" + (" (finally)" if phase == "finally" else ""),
+        kind=kind,
+        body=step[kind],
+        phase=phase,
+        doc_path=path,
+        location=source.locate(path),
+        when=step.get("when"),
+        register=step.get("register"),
+        timeout=step.get("timeout"),
+        retries=step.get("retries", 0),
+        until=step.get("until"),
+        delay=step.get("delay"),
+        continue_on_error=bool(step.get("continue_on_error", False)),
+        background=bool(step.get("background", False)),
+        asserts=tuple([asserts] if isinstance(asserts, str) else asserts),
+        description=step.get("description", ""),
+    )
+
+
+def _strings(value: Any, path: DocPath) -> Iterator[tuple[DocPath, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, (*path, index))
+
+
+@dataclass
+class _Scope:
+    """What names templates may use at a point of the runbook."""
+
+    params: frozenset[str]
+    registered: set[str]
+
+    def check(self, names: set[str], extra: frozenset[str] = frozenset()) -> str | None:
+        known = GLOBAL_NAMES | JINJA_GLOBALS | self.registered | extra
+        for name in sorted(names - known):
+            close = difflib.get_close_matches(name, sorted(known - JINJA_GLOBALS), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return f"undefined variable {name!r}{hint}"
+        return None
+
+
+def _param_references(text: str, expression: bool) -> set[str]:
+    """Names used as ``params.NAME`` or ``params['NAME']`` in a template."""
+    import jinja2.nodes
+
+    env = templating.parser_env()
+    tree = env.parse(f"{{{{ {text} }}}}" if expression else text)
+    names: set[str] = set()
+    for node in tree.find_all((jinja2.nodes.Getattr, jinja2.nodes.Getitem)):
+        base = getattr(node, "node", None)
+        if not (isinstance(base, jinja2.nodes.Name) and base.name == "params"):
+            continue
+        if isinstance(node, jinja2.nodes.Getattr):
+            names.add(node.attr)
+        elif isinstance(node, jinja2.nodes.Getitem) and isinstance(node.arg, jinja2.nodes.Const) \
+                and isinstance(node.arg.value, str):
+            names.add(node.arg.value)
+    return names
+
+
+def _check_text(checker: _Checker, scope: _Scope, path: DocPath, text: str, *,
+                expression: bool, extra: frozenset[str] = frozenset()) -> None:
+    if not expression and not templating.is_template(text):
+        return
+    problem = templating.check_template(text, expression=expression)
+    if problem is not None:
+        what = "expression" if expression else "template"
+        checker.add_at(f"{what} syntax error: {problem.message}",
+                       checker.source.locate_line(path, problem.line))
+        return
+    message = scope.check(templating.variables(text, expression=expression), extra)
+    if message:
+        checker.add(message, path)
+        return
+    for name in sorted(_param_references(text, expression) - scope.params):
+        close = difflib.get_close_matches(name, sorted(scope.params), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        checker.add(f"unknown param {name!r}{hint}", path)
+
+
+def _check_step(checker: _Checker, scope: _Scope, step: StepSpec) -> None:
+    from kdiag.steps import step_types
+
+    step_type = step_types()[step.kind]
+    path = step.doc_path
+    own = frozenset({"result", *([step.register] if step.register else [])})
+    if isinstance(step.when, str):
+        _check_text(checker, scope, (*path, "when"), step.when, expression=True)
+    for key in ("timeout", "retries", "delay"):
+        value = getattr(step, key)
+        if isinstance(value, str):
+            _check_text(checker, scope, (*path, key), value, expression=False)
+    if step.until:
+        _check_text(checker, scope, (*path, "until"), step.until, expression=True, extra=own)
+    assert_key = step.kind if step.kind == "assert" else "assert"
+    expressions = step.body if step.kind == "assert" else step.asserts
+    if isinstance(expressions, str):
+        expressions = [expressions]
+    for index, expression in enumerate(expressions):
+        item_path = (*path, assert_key) if isinstance(step.body, str) and step.kind == "assert" \
+            else (*path, assert_key, index)
+        _check_text(checker, scope, item_path, expression, expression=True, extra=own)
+    if step.kind != "assert":
+        body_path = (*path, step.kind)
+        for sub_path, text in _strings(step.body, body_path):
+            field_name = sub_path[len(body_path)] if len(sub_path) > len(body_path) else None
+            is_expression = field_name in step_type.expression_fields
+            _check_text(checker, scope, sub_path, text, expression=is_expression)
+    if step.background and not step_type.can_background:
+        checker.add(f"a {step.kind!r} step cannot run in the background", (*path, "background"),
+                    key=True)
+    if step.register:
+        if step.register in RESERVED:
+            checker.add(f"{step.register!r} is a reserved name; register under another name",
+                        (*path, "register"))
+        scope.registered.add(step.register)
+
+
+def _check_names(checker: _Checker, runbook: Runbook) -> None:
+    seen: dict[str, StepSpec] = {}
+    for step in runbook.all_steps():
+        if step.name in seen:
+            first = seen[step.name].location
+            checker.add(f"duplicate step name {step.name!r} (first used at {first})",
+                        (*step.doc_path, "name"))
+        else:
+            seen[step.name] = step
+
+
+def _check_param_defaults(checker: _Checker, runbook: Runbook) -> None:
+    from kdiag.language.params import _matches
+
+    for spec in runbook.params.values():
+        if spec.has_default and spec.default is not None and not _matches(spec.type, spec.default):
+            checker.add(f"the default of param {spec.name!r} is not a {spec.type}: "
+                        f"{schemacheck.describe(spec.default)}", ("params", spec.name, "default"))
+
+
+@dataclass
+class Loader:
+    """Loads runbooks (and the runbooks they include), caching each file once."""
+
+    paths: list[Path] = field(default_factory=list)
+    cache: dict[Path, Runbook] = field(default_factory=dict)
+
+    def load(self, file: str, _stack: tuple[Path, ...] = ()) -> Runbook:
+        """Load and validate ``file``; raises RunbookError listing every problem."""
+        resolved = Path(file).resolve()
+        if resolved in self.cache:
+            return self.cache[resolved]
+        document = load_file(file)
+        checker = _Checker(document.source)
+        if not isinstance(document.data, dict):
+            checker.add("a runbook must be a mapping with a 'steps' list, got "
+                        f"{schemacheck.describe(document.data)}", ())
+            raise RunbookError(checker.problems)
+        _check_shapes(document, checker)
+        if checker.problems:
+            raise RunbookError(checker.problems)
+        runbook = _build(document, file)
+        _check_names(checker, runbook)
+        _check_param_defaults(checker, runbook)
+        scope = _Scope(frozenset(runbook.params), set())
+        for step in runbook.steps:
+            _check_step(checker, scope, step)
+        for step in runbook.finally_steps:
+            _check_step(checker, scope, step)
+        for key, text in _strings(runbook.outputs, ("outputs",)):
+            _check_text(checker, scope, key, text, expression=False)
+        self._check_includes(checker, runbook, (*_stack, resolved))
+        if checker.problems:
+            raise RunbookError(checker.problems)
+        self.cache[resolved] = runbook
+        return runbook
+
+    def find(self, name: str, base_dir: Path) -> Path | None:
+        """Where an included runbook named ``name`` is, seen from ``base_dir``."""
+        return resolve_include(name, base_dir, self.paths)
+
+    def _check_includes(self, checker: _Checker, runbook: Runbook, stack: tuple[Path, ...]) -> None:
+        for step in runbook.all_steps():
+            if step.kind != "include" or not isinstance(step.body, dict):
+                continue
+            name = step.body.get("file")
+            if not isinstance(name, str) or templating.is_template(name):
+                continue  # decided at run time
+            where = (*step.doc_path, "include", "file")
+            found = self.find(name, runbook.directory)
+            if found is None:
+                places = ", ".join(str(p) for p in (runbook.directory, *self.paths))
+                checker.add(f"included runbook {name!r} not found (looked in {places})", where)
+                continue
+            if found.resolve() in stack:
+                chain = " -> ".join(p.name for p in (*stack, found.resolve()))
+                checker.add(f"include cycle: {chain}", where)
+                continue
+            try:
+                included = self.load(str(found), stack)
+            except RunbookError as exc:
+                checker.problems.extend(exc.problems)
+                continue
+            self._check_include_params(checker, step, included)
+
+    @staticmethod
+    def _check_include_params(checker: _Checker, step: StepSpec, included: Runbook) -> None:
+        given = step.body.get("params") or {}
+        if not isinstance(given, dict):
+            return
+        for name in given:
+            if name not in included.params:
+                checker.add(f"{included.file} has no param {name!r}",
+                            (*step.doc_path, "include", "params", name), key=True)
+        for name, spec in included.params.items():
+            if not spec.has_default and name not in given:
+                checker.add(f"{included.file} needs param {name!r}",
+                            (*step.doc_path, "include"))

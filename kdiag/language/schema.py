@@ -1,0 +1,200 @@
+"""The runbook's JSON Schema, composed from the step controls and each step type's fragment.
+
+``kdiag schema`` prints it, ``schemas/runbook.schema.json`` is a checked-in copy (a test keeps it
+current) and editors use it through ``# yaml-language-server: $schema=...``. Validation uses the
+same dict, piece by piece, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import cache
+
+from kdiag.language.schemacheck import Schema
+
+SCHEMA_ID = "urn:kdiag:runbook:v1"
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+DURATION = r"^[0-9]+(\.[0-9]+)?(ms|s|m|h)$"
+TEMPLATE = r"\{\{|\{%"
+
+TEMPLATE_DEF: Schema = {
+    "title": "a {{ template }}",
+    "type": "string",
+    "pattern": TEMPLATE,
+}
+DURATION_DEF: Schema = {
+    "title": "a duration",
+    "description": "Seconds as a number, or a string such as 500ms, 30s, 5m, 1h.",
+    "anyOf": [
+        {"type": "number", "minimum": 0},
+        {"type": "string", "pattern": DURATION, "title": "a duration like 30s, 5m or 500ms"},
+        {"$ref": "#/$defs/template"},
+    ],
+}
+EXPRESSION: Schema = {
+    "type": "string",
+    "minLength": 1,
+    "description": "A Jinja expression without {{ }}, e.g. resp.status == 200",
+}
+
+CONTROLS: dict[str, Schema] = {
+    "name": {"type": "string", "minLength": 1, "description": "Unique name of the step."},
+    "description": {"type": "string"},
+    "when": {"anyOf": [EXPRESSION, {"type": "boolean"}],
+             "description": "Run the step only when this expression is true."},
+    "register": {"type": "string", "pattern": IDENTIFIER, "title": "an identifier",
+                 "description": "Keep the step's result under this name for later steps."},
+    "timeout": {"$ref": "#/$defs/duration", "description": "Fail the step after this long."},
+    "retries": {"anyOf": [{"type": "integer", "minimum": 0}, {"$ref": "#/$defs/template"}],
+                "description": "Run the step again up to this many times until it succeeds."},
+    "until": {**EXPRESSION, "description": "Retry until this expression is true."},
+    "delay": {"$ref": "#/$defs/duration", "description": "Wait between retries (default 1s)."},
+    "continue_on_error": {"type": "boolean",
+                          "description": "A failure of this step does not fail the run."},
+    "background": {"type": "boolean",
+                   "description": "Keep what the step starts running until the run ends."},
+    "assert": {"anyOf": [EXPRESSION, {"type": "array", "items": EXPRESSION, "minItems": 1}],
+               "description": "Expressions that must all be true after the step."},
+}
+
+PARAM_DEF: Schema = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "type": {"enum": ["string", "integer", "number", "boolean", "list", "object"],
+                 "description": "The value's type (default string)."},
+        "default": {"description": "Used when the param is not set; no default: required."},
+        "description": {"type": "string"},
+        "secret": {"type": "boolean", "description": "Mask the value in all output."},
+        "choices": {"type": "array", "minItems": 1, "description": "The allowed values."},
+    },
+}
+
+NODE_TARGET: Schema = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "A process on this Linux host.",
+    "properties": {
+        "pid": {"anyOf": [{"type": "integer", "minimum": 1}, {"$ref": "#/$defs/template"}],
+                "description": "The target process."},
+    },
+    "required": ["pid"],
+}
+
+KUBERNETES_TARGET: Schema = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "A pod (or pods) in a Kubernetes cluster.",
+    "properties": {
+        "namespace": {"type": "string"},
+        "pod": {"type": "string", "description": "A pod name."},
+        "selector": {"type": "string", "description": "A label selector, e.g. app=api."},
+        "container": {"type": "string", "description": "Default: the default-container "
+                      "annotation, else the first container."},
+        "pick": {"enum": ["newest", "oldest", "all"], "description": "Which pod when a "
+                 "selector matches several (default newest)."},
+        "context": {"type": "string", "description": "The kubeconfig context."},
+        "image": {"type": "string", "description": "The manager image."},
+        "image_pull_policy": {"enum": ["Always", "IfNotPresent", "Never"]},
+        "privileged": {"type": "boolean"},
+        "timeout": {"$ref": "#/$defs/duration",
+                    "description": "How long to wait for the manager to start."},
+    },
+}
+
+
+def _templatable(schema: Schema, *, top: bool = False) -> Schema:
+    """Let every non-string value inside a fragment also be given as a template string.
+
+    The body itself (``top``) keeps its shape: a step's body is never one template.
+    """
+    schema = dict(schema)
+    for key in ("properties",):
+        if key in schema:
+            schema[key] = {name: _templatable(sub) for name, sub in schema[key].items()}
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            schema[key] = _templatable(schema[key])
+    for key in ("anyOf", "oneOf"):
+        if key in schema and all("type" in o or "$ref" in o for o in schema[key]):
+            options = [_templatable(o) for o in schema[key]]
+            if not top and not any(o.get("type") == "string"
+                                   or o.get("$ref") == "#/$defs/template" for o in options):
+                options.append({"$ref": "#/$defs/template"})
+            schema[key] = options
+            return schema
+    kind = schema.get("type")
+    names = kind if isinstance(kind, list) else [kind] if kind else []
+    if names and "string" not in names and not top:
+        meta: Schema = {k: schema.pop(k) for k in ("description", "default", "title") if k in schema}
+        return {**meta, "anyOf": [schema, {"$ref": "#/$defs/template"}]}
+    return schema
+
+
+def step_def(kind: str, fragment: Schema, summary: str) -> Schema:
+    """The schema of a whole step of one type: the controls plus the type's body."""
+    return {
+        "type": "object",
+        "description": summary,
+        "additionalProperties": False,
+        "required": [kind],
+        "properties": {**CONTROLS, kind: _templatable(fragment, top=True)},
+    }
+
+
+def _steps_list(description: str) -> Schema:
+    return {"type": "array", "items": {"$ref": "#/$defs/step"}, "description": description}
+
+
+@cache
+def _runbook_schema() -> Schema:
+    from kdiag.steps import step_types
+
+    kinds = step_types()
+    defs: dict[str, Schema] = {
+        "template": TEMPLATE_DEF,
+        "duration": DURATION_DEF,
+        "param": PARAM_DEF,
+        "step": {"title": "a step", "anyOf": [{"$ref": f"#/$defs/step_{k}"} for k in kinds]},
+    }
+    for kind, step in kinds.items():
+        defs[f"step_{kind}"] = step_def(kind, step.schema, step.summary)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "kdiag runbook",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["steps"],
+        "properties": {
+            "name": {"type": "string", "description": "The runbook's name (default: file name)."},
+            "description": {"type": "string"},
+            "params": {"type": "object", "additionalProperties": {"$ref": "#/$defs/param"},
+                       "propertyNames": {"pattern": IDENTIFIER, "title": "an identifier"},
+                       "description": "Inputs, set with --set name=value or --values file."},
+            "env": {"type": "array", "items": {"type": "string", "pattern": IDENTIFIER,
+                                               "title": "an identifier"},
+                    "description": "Environment variables templates may read as env.NAME."},
+            "target": {
+                "type": "object", "additionalProperties": False,
+                "minProperties": 1, "maxProperties": 1,
+                "properties": {"node": NODE_TARGET, "kubernetes": KUBERNETES_TARGET},
+                "description": "What the manager steps act on: node (a host PID) or kubernetes.",
+            },
+            "steps": _steps_list("The steps, run in order."),
+            "finally": _steps_list("Steps that always run at the end, also after a failure."),
+            "outputs": {"type": "object", "propertyNames": {"pattern": IDENTIFIER},
+                        "description": "Values (templates) a calling runbook gets back."},
+        },
+        "$defs": defs,
+    }
+
+
+def runbook_schema() -> Schema:
+    """The complete runbook schema (a fresh copy the caller may change)."""
+    return copy.deepcopy(_runbook_schema())
+
+
+def shared_schema() -> Schema:
+    """The cached schema for read-only use by the validator."""
+    return _runbook_schema()

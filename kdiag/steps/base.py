@@ -1,0 +1,116 @@
+"""What a step type is: a schema fragment for its body and a function that executes it.
+
+Each step type lives in its own module in this package and defines one :class:`StepType`
+subclass instance named ``STEP``; :mod:`kdiag.steps` discovers them. The engine handles every
+per-step control (``when``, ``register``, ``timeout``, ``retries``/``until``, ``assert``,
+``background``, ``continue_on_error``) so a step type only does its own work.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    from kdiag.targets.base import TargetSession
+
+
+class Background(Protocol):
+    """Something a step keeps up after it returns (a server, a redirect, a log follower)."""
+
+    def stop(self) -> None:
+        """Stop it; called once, at the end of the run (after the ``finally`` steps)."""
+
+
+@dataclass
+class StepOutcome:
+    """What a step's execution produced.
+
+    ``result`` becomes the registered value (the engine adds ``ok``, ``duration`` and
+    ``attempts``). ``ok`` false fails the step with ``message``.
+    """
+
+    ok: bool = True
+    result: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+    background: Background | None = None
+    artifacts: list[str] = field(default_factory=list)
+
+
+class StepFailed(Exception):
+    """Raised by a step type to fail the step with a message (no traceback shown)."""
+
+
+class StepContext(Protocol):
+    """What the engine offers a running step."""
+
+    cancelled: threading.Event
+    """Set when the step timed out or the run was interrupted; long work must check it."""
+    background: bool
+    """The step runs with ``background: true``: start the work, return a Background."""
+
+    @property
+    def runbook_dir(self) -> Path:
+        """The folder of the runbook the step is in."""
+
+    @property
+    def interactive(self) -> bool:
+        """Whether the run is in step mode (``--step``)."""
+
+    def remaining(self) -> float | None:
+        """Seconds left before the step's timeout (None: no timeout)."""
+
+    def output(self, text: str, stream: str = "stdout") -> None:
+        """Send a chunk of output to the reporters (it is masked and kept for the report)."""
+
+    def note(self, message: str) -> None:
+        """Attach a message to the step in the report."""
+
+    def artifact_path(self, name: str) -> Path:
+        """A path for a file the step writes into the run's artifacts (the folder exists)."""
+
+    def target(self) -> TargetSession:
+        """The target session, opened on first use (raises EnvironmentProblem if it cannot)."""
+
+    def evaluate(self, expression: str) -> Any:
+        """Evaluate an expression (as in ``when``) against the current run state."""
+
+    def pause(self, message: str) -> bool:
+        """Stop for the user in step mode; returns False when not interactive."""
+
+    def include(self, file: str, params: dict[str, Any]) -> StepOutcome:
+        """Run another runbook as a nested part of this run and return its results."""
+
+
+class StepType(ABC):
+    """A kind of step: the YAML key naming it, its body's schema, and how to execute it."""
+
+    kind: ClassVar[str]
+    """The key that selects this step type in a step (``run``, ``http``, ...)."""
+    summary: ClassVar[str]
+    """One line for ``kdiag steps`` and the README."""
+    schema: ClassVar[dict[str, Any]]
+    """JSON Schema (Draft 2020-12 subset, see :mod:`kdiag.language.schemacheck`) of the body."""
+    example: ClassVar[str] = ""
+    """A YAML example of one step of this type."""
+    needs_target: ClassVar[bool] = False
+    """Whether it talks to the target's manager (the target session is opened for it)."""
+    can_background: ClassVar[bool] = False
+    """Whether ``background: true`` is meaningful (it returns a Background)."""
+    inline: ClassVar[bool] = False
+    """Cheap, non-blocking steps run in the engine's thread (no worker thread, no timeout)."""
+    expression_fields: ClassVar[frozenset[str]] = frozenset()
+    """Body fields that hold expressions evaluated by the step itself, not rendered templates."""
+    raw_body: ClassVar[bool] = False
+    """The body is passed unrendered (the step renders or evaluates it itself)."""
+
+    @abstractmethod
+    def execute(self, body: Any, ctx: StepContext) -> StepOutcome:
+        """Do the step's work with its rendered ``body``."""
+
+    def describe(self, body: Any) -> str:
+        """A one-line description of what this step will do, for plans and live status."""
+        return ""

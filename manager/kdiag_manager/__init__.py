@@ -1,0 +1,6 @@
+"""kdiag's manager: a small gRPC agent injected next to a debugging target.
+
+Run as ``python -m kdiag_manager``. It never imports ``kubernetes`` or the kdiag CLI.
+"""
+
+__version__ = "0.1.0"
