@@ -146,6 +146,7 @@ class Run:
         self._started_at = time.time()
         self._run_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(self._started_at))
         self._skip_until = self.options.start_at
+        self._quit = False
         self._artifacts: Path | None = None
         self.counts: dict[str, int] = {}
 
@@ -307,10 +308,11 @@ class Run:
             raise _Abort("error", done.message)
 
     def _ask_before(self, ref: StepRef, step_type: StepType, spec: StepSpec, frame: Frame) -> bool:
-        if self.interaction is None:
+        if self.interaction is None or self._quit:
             return True
         choice = self.interaction.before_step(ref, self._describe(step_type, spec, frame))
         if choice == "quit":
+            self._quit = True  # the finally steps then run without asking
             raise KeyboardInterrupt
         return choice != "no"
 
@@ -393,6 +395,7 @@ class Run:
         except TemplateError as exc:
             return StepOutcome(ok=False, message=str(exc)), "failed"
         if not step_type.raw_body:
+            body = schemacheck.coerce_strings(body, step_type.schema, shared_schema())
             problems = schemacheck.validate(body, step_type.schema, shared_schema(), (spec.kind,))
             if problems:
                 where = ".".join(str(p) for p in problems[0].path)

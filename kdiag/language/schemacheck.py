@@ -24,6 +24,7 @@ SUPPORTED = frozenset({
 })
 
 Schema = dict[str, Any]
+TEMPLATE_REF = "#/$defs/template"
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,8 @@ def describe(value: Any) -> str:
 def expected(schema: Schema, root: Schema) -> str:
     """Words for what a schema accepts ("an integer or a template"), for error messages."""
     schema = _deref(schema, root)
+    if "title" in schema:
+        return str(schema["title"])
     if "const" in schema:
         return repr(schema["const"])
     if "enum" in schema:
@@ -81,8 +84,6 @@ def expected(schema: Schema, root: Schema) -> str:
     if "anyOf" in schema or "oneOf" in schema:
         options = schema.get("anyOf") or schema.get("oneOf") or []
         return " or ".join(dict.fromkeys(expected(o, root) for o in options))
-    if "title" in schema and "type" not in schema:
-        return str(schema["title"])
     kind = schema.get("type")
     names = kind if isinstance(kind, list) else [kind] if kind else []
     words = {"string": "a string", "integer": "an integer", "number": "a number",
@@ -155,7 +156,8 @@ def _check_alternatives(value: Any, schema: Schema, root: Schema, path: Path) ->
     if passing:
         return
     # Prefer the explanation of an alternative whose type matched: it says what is really wrong.
-    typed = [r for r, o in zip(results, options, strict=True) if _types_match(value, o, root)]
+    typed = [r for r, o in zip(results, options, strict=True)
+             if o.get("$ref") != TEMPLATE_REF and _types_match(value, o, root)]
     if len(typed) == 1:
         yield from typed[0]
         return
@@ -211,3 +213,37 @@ def _check_string(value: str, schema: Schema, path: Path) -> Iterator[SchemaViol
     if "pattern" in schema and not _regex(schema["pattern"]).search(value):
         title = schema.get("title") or f"the pattern {schema['pattern']}"
         yield SchemaViolation(path, f"{value!r} is not {title}")
+
+
+def _scalar_text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def coerce_strings(value: Any, schema: Schema, root: Schema) -> Any:
+    """Turn rendered numbers and booleans into strings where the schema wants a string.
+
+    A lone ``{{ expr }}`` keeps its native type (so ``retries: "{{ n }}"`` is an integer);
+    where a string is expected (an argv item, a header) the number becomes its text.
+    """
+    schema = _deref(schema, root)
+    options = schema.get("anyOf") or schema.get("oneOf") or []
+    typed = [o for o in options if "type" in _deref(o, root) or "$ref" in o]
+    if typed:
+        fitting = [o for o in typed if _types_match(value, o, root)]
+        if fitting:
+            return coerce_strings(value, fitting[0], root)
+        if isinstance(value, int | float) and any(_types_match("", o, root) for o in typed):
+            return _scalar_text(value)
+        return value
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        return {k: coerce_strings(v, properties[k], root) if k in properties
+                else coerce_strings(v, extra, root) if isinstance(extra, dict) else v
+                for k, v in value.items()}
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [coerce_strings(v, schema["items"], root) for v in value]
+    if isinstance(value, int | float) and "type" in schema and not _types_match(value, schema, root) \
+            and _types_match("", schema, root):
+        return _scalar_text(value)
+    return value

@@ -1,0 +1,321 @@
+"""Engine semantics: each per-step control, finally, background, include, masking."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from kdiag.engine.events import AssertionResult, RunFinished, RunStarted, StepNote
+from kdiag.engine.runner import RunOptions
+
+
+def test_passing_run_exits_0_and_registers_results(run_runbook) -> None:
+    outcome = run_runbook("""
+        steps:
+          - name: hello
+            run: {argv: [echo, hi]}
+            register: hello
+          - name: check
+            assert: ["hello.stdout == 'hi\\n'", "hello.rc == 0", "steps['hello'].ok"]
+    """)
+    assert outcome.exit_code == 0
+    assert outcome.status == {"hello": "passed", "check": "passed"}
+
+
+def test_when_skips_and_registers_skipped(run_runbook) -> None:
+    outcome = run_runbook("""
+        params:
+          enabled: {type: boolean, default: false}
+        steps:
+          - {name: maybe, note: x, when: params.enabled, register: maybe}
+          - {name: always, note: y, when: not params.enabled}
+          - {name: check, assert: [maybe.skipped]}
+    """)
+    assert outcome.exit_code == 0
+    assert outcome.status == {"maybe": "skipped", "always": "passed", "check": "passed"}
+
+
+def test_retries_until(run_runbook, tmp_path: Path) -> None:
+    counter = tmp_path / "n"
+    outcome = run_runbook(f"""
+        steps:
+          - name: count
+            run:
+              script: n=$(( $(cat {counter} 2>/dev/null || echo 0) + 1 )); echo $n > {counter}; echo $n
+            register: c
+            retries: 5
+            delay: 10ms
+            until: c.stdout | int >= 3
+    """)
+    assert outcome.exit_code == 0
+    assert outcome.recorder.finished()["count"].attempts == 3
+    assert counter.read_text() == "3\n"
+
+
+def test_retries_exhausted_fails_with_reason(run_runbook) -> None:
+    outcome = run_runbook("""
+        steps:
+          - {name: never, run: {argv: ["false"]}, retries: 2, delay: 0}
+    """)
+    finished = outcome.recorder.finished()["never"]
+    assert outcome.exit_code == 1
+    assert finished.attempts == 3
+    assert finished.message == "exit code 1"
+
+
+def test_timeout_kills_the_whole_process_group(run_runbook, tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    started = time.monotonic()
+    outcome = run_runbook(f"""
+        steps:
+          - name: slow
+            run: {{script: "sleep 30 & echo $! > {pidfile}; wait"}}
+            timeout: 300ms
+    """)
+    assert time.monotonic() - started < 10
+    assert outcome.exit_code == 1
+    assert outcome.recorder.finished()["slow"].message == "timed out after 0.3s"
+    child = int(pidfile.read_text())
+    time.sleep(0.2)
+    assert _gone(child)
+
+
+def _gone(pid: int) -> bool:
+    """The process has exited (a zombie left for an absent reaper counts as gone)."""
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_failure_stops_the_run_and_finally_still_runs(run_runbook) -> None:
+    outcome = run_runbook("""
+        steps:
+          - {name: ok, note: fine}
+          - {name: bad, run: {argv: ["false"]}}
+          - {name: never, note: unreachable}
+        finally:
+          - {name: cleanup, run: {argv: [echo, cleaned]}, register: c}
+          - {name: cleanup checks, assert: ["c.stdout == 'cleaned\\n'"]}
+    """)
+    assert outcome.exit_code == 1
+    assert outcome.status == {"ok": "passed", "bad": "failed", "never": "skipped",
+                              "cleanup": "passed", "cleanup checks": "passed"}
+    assert outcome.recorder.finished()["never"].message == "not run: an earlier step failed"
+
+
+def test_continue_on_error_is_ignored_not_failed(run_runbook) -> None:
+    outcome = run_runbook("""
+        steps:
+          - {name: flaky, run: {argv: ["false"]}, continue_on_error: true, register: f}
+          - {name: after, assert: ["f.failed", "f.rc == 1"]}
+    """)
+    assert outcome.exit_code == 0
+    assert outcome.status == {"flaky": "ignored", "after": "passed"}
+
+
+def test_failed_assertion_shows_expression_values_and_output(run_runbook) -> None:
+    outcome = run_runbook("""
+        steps:
+          - name: call
+            run: {script: "echo status=404"}
+            register: resp
+            assert:
+              - "'status=200' in resp.stdout"
+              - resp.rc == 0
+    """)
+    finished = outcome.recorder.finished()["call"]
+    assert outcome.exit_code == 1
+    assert finished.message == "assertion failed: 'status=200' in resp.stdout"
+    failed = [a for a in finished.assertions if not a.passed]
+    assert len(failed) == 1
+    assert failed[0].values == {"resp.stdout": '"status=404\\n"'}
+    assert "status=404" in finished.output
+
+
+def test_runtime_template_error_fails_the_step_not_the_engine(run_runbook) -> None:
+    outcome = run_runbook("""
+        steps:
+          - {name: obj, run: {argv: [echo, "{}"]}, register: r}
+          - {name: use, note: "{{ r.nothing_here }}"}
+    """)
+    assert outcome.exit_code == 1
+    assert "nothing_here" in outcome.recorder.finished()["use"].message
+
+
+def test_rendered_values_are_checked_against_the_schema(run_runbook) -> None:
+    outcome = run_runbook("""
+        params:
+          code: {type: string, default: abc}
+        steps:
+          - {name: bad, http: {url: "http://127.0.0.1:9/", expect_status: "{{ params.code }}"}}
+    """)
+    assert outcome.exit_code == 1
+    assert "after rendering" in outcome.recorder.finished()["bad"].message
+
+
+def test_background_stays_up_until_the_run_ends(run_runbook, tmp_path: Path) -> None:
+    marker = tmp_path / "bg"
+    outcome = run_runbook(f"""
+        steps:
+          - name: server
+            run: {{script: "echo $$ > {marker}; echo started; exec sleep 30"}}
+            background: true
+            register: server
+          - name: still up
+            wait: {{until: "server.pid > 0", timeout: 2s, interval: 50ms}}
+          - name: check
+            run: {{script: "kill -0 $(cat {marker})"}}
+    """)
+    assert outcome.exit_code == 0, outcome.recorder.finished()
+    assert _gone(int(marker.read_text()))
+    assert "started" in outcome.recorder.output("server")
+
+
+def test_include_with_params_returns_outputs(run_runbook, write) -> None:
+    write("""
+        params:
+          x: {type: integer}
+          token: {type: string, default: hunter2-secret, secret: true}
+        steps:
+          - {name: double, run: {script: "echo {{ params.x * 2 }} {{ params.token }}"}, register: d}
+        outputs:
+          doubled: "{{ (d.stdout.split() | first) | int }}"
+    """, "lib/double.yaml")
+    outcome = run_runbook("""
+        steps:
+          - {name: inc, include: {file: lib/double.yaml, params: {x: 21}}, register: inc}
+          - {name: check, assert: ["inc.outputs.doubled == 42", "inc.steps.double.rc == 0"]}
+    """)
+    assert outcome.exit_code == 0, outcome.recorder.finished()
+    assert outcome.status == {"inc / double": "passed", "inc": "passed", "check": "passed"}
+    assert "hunter2-secret" not in outcome.recorder.output("inc / double")
+    assert "***" in outcome.recorder.output("inc / double")
+
+
+def test_failure_inside_include_fails_the_include(run_runbook, write) -> None:
+    write("steps:\n  - {name: boom, run: {argv: ['false']}}\n", "lib/bad.yaml")
+    outcome = run_runbook("""
+        steps:
+          - {name: inc, include: {file: lib/bad.yaml}}
+          - {name: after, note: x}
+    """)
+    assert outcome.exit_code == 1
+    assert outcome.status == {"inc / boom": "failed", "inc": "failed", "after": "skipped"}
+
+
+def test_secrets_are_masked_in_every_event(run_runbook) -> None:
+    secret = "pa55-w0rd-xyz"
+    outcome = run_runbook("""
+        params:
+          password: {type: string, secret: true}
+        steps:
+          - name: leak
+            run: {script: "echo {{ params.password }}; echo {{ params.password }} >&2"}
+            register: leak
+            assert: ["leak.stdout == 'nope'"]
+          - name: note
+            note: "the password is {{ params.password }}"
+    """, sets={"password": secret})
+    assert outcome.exit_code == 1
+    text = repr(outcome.recorder.events)
+    assert secret not in text
+    assert "***" in text
+    started = next(e for e in outcome.recorder.events if isinstance(e, RunStarted))
+    assert started.params == {"password": "***"}
+    failed = next(e for e in outcome.recorder.events if isinstance(e, AssertionResult))
+    assert failed.values == {"leak.stdout": '"***\\n"'}
+
+
+def test_start_at_skips_earlier_steps(run_runbook) -> None:
+    outcome = run_runbook("""
+        steps:
+          - {name: one, note: a}
+          - {name: two, note: b}
+          - {name: three, note: c}
+        finally:
+          - {name: fin, note: d}
+    """, options=RunOptions(start_at="two"))
+    assert outcome.status == {"one": "skipped", "two": "passed", "three": "passed", "fin": "passed"}
+
+
+def test_wait_until_times_out_with_reason(run_runbook) -> None:
+    outcome = run_runbook("""
+        steps:
+          - {name: w, wait: {until: "false", interval: 10ms, timeout: 50ms}}
+    """)
+    assert outcome.exit_code == 1
+    assert "was still false after 0.05s" in outcome.recorder.finished()["w"].message
+
+
+def test_pause_is_noted_when_not_interactive(run_runbook) -> None:
+    outcome = run_runbook("steps:\n  - {name: p, pause: look at the logs}\n")
+    assert outcome.exit_code == 0
+    notes = [e.message for e in outcome.recorder.events if isinstance(e, StepNote)]
+    assert notes == ["pause skipped (not interactive): look at the logs"]
+
+
+def test_run_finished_counts(run_runbook) -> None:
+    outcome = run_runbook("""
+        steps:
+          - {name: a, note: x}
+          - {name: b, note: y, when: false}
+    """)
+    finished = outcome.recorder.events[-1]
+    assert isinstance(finished, RunFinished)
+    assert finished.counts == {"passed": 1, "skipped": 1}
+    assert finished.exit_code == 0
+
+
+def _start_cli(runbook: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "kdiag", "run", str(runbook), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "NO_COLOR": "1"})
+
+
+def _wait_for(path: Path, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.02)
+
+
+def test_sigint_runs_finally_and_exits_130(tmp_path: Path) -> None:
+    started, cleaned = tmp_path / "started", tmp_path / "cleaned"
+    runbook = tmp_path / "rb.yaml"
+    runbook.write_text(textwrap.dedent(f"""
+        steps:
+          - name: long
+            run: {{script: "touch {started}; sleep 30"}}
+          - {{name: never, note: x}}
+        finally:
+          - name: cleanup
+            run: {{script: "touch {cleaned}"}}
+    """))
+    process = _start_cli(runbook)
+    _wait_for(started)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=20)
+    assert process.returncode == 130, (out, err)
+    assert cleaned.exists()
+    assert "Traceback" not in err
+
+
+def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path) -> None:
+    started, cleaned = tmp_path / "started", tmp_path / "cleaned"
+    runbook = tmp_path / "rb.yaml"
+    runbook.write_text(textwrap.dedent(f"""
+        steps:
+          - {{name: long, run: {{script: "touch {started}; sleep 30"}}}}
+        finally:
+          - {{name: cleanup, run: {{script: "touch {cleaned}"}}}}
+    """))
+    process = _start_cli(runbook, "--quiet")
+    _wait_for(started)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=20)
+    assert process.returncode == 130
+    assert cleaned.exists()
