@@ -42,3 +42,9 @@ clean:
 	rm -rf $(VENV) .bench .pytest_cache .mypy_cache .ruff_cache build
 
 -include mk/*.mk
+
+# The checked-in JSON Schema is generated from the step types (a unit test checks it is current).
+.PHONY: generate-schema
+generate-schema: install
+	$(VENV)/bin/kdiag schema > schemas/runbook.schema.json
+generate: generate-schema

@@ -45,8 +45,8 @@ def _print_plan(runbook: Runbook, params: dict[str, Any], masker: Masker) -> Non
         for name, value in params.items():
             print(f"  {name} = {masker.text(json.dumps(value, default=str))}")
     for step in plan(runbook, params, dict(os.environ)):
-        tag = " (finally)" if step.phase == "finally" else ""
-        print(f"{step.index + 1:>3}. {step.name} [{step.kind}]{tag}")
+        number = f"{'f' if step.phase == 'finally' else ''}{step.index + 1}"
+        print(f"{number:>4}. {step.name} [{step.kind}]")
         if step.summary:
             print(f"       {masker.text(step.summary)}")
         for name, value in step.controls.items():

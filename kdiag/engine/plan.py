@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import jinja2
+
 from kdiag.language.model import Runbook, StepSpec
 from kdiag.language.templating import Renderer, TemplateError
 from kdiag.steps import step_types
@@ -23,13 +25,33 @@ class PlannedStep:
     summary: str
 
 
+class _Unknown(jinja2.ChainableUndefined):
+    """A value only known at run time: shown in the plan as the template that will produce it."""
+
+    def __init__(self, *args: Any, path: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._path = path or str(self._undefined_name)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _Unknown(path=f"{self._path}.{name}")
+
+    def __getitem__(self, key: Any) -> Any:
+        return _Unknown(path=f"{self._path}[{key!r}]")
+
+    def __str__(self) -> str:
+        return f"{{{{ {self._path} }}}}"
+
+
 def _render_known(renderer: Renderer, value: Any, scope: dict[str, Any]) -> Any:
     """Render what can be rendered now; leave templates that need run-time values as text."""
     if isinstance(value, str):
         try:
-            return renderer.render_text(value, scope)
+            rendered = renderer.render_text(value, scope)
         except TemplateError:
             return value
+        return str(rendered) if isinstance(rendered, jinja2.Undefined) else rendered
     if isinstance(value, dict):
         return {k: _render_known(renderer, v, scope) for k, v in value.items()}
     if isinstance(value, list):
@@ -49,7 +71,7 @@ def _controls(step: StepSpec) -> dict[str, Any]:
 
 def plan(runbook: Runbook, params: dict[str, Any], env: dict[str, str]) -> list[PlannedStep]:
     """The steps of ``runbook`` (main, then finally) with known values filled in."""
-    renderer = Renderer()
+    renderer = Renderer(undefined=_Unknown)
     scope: dict[str, Any] = {"params": params, "env": env, "run": {"runbook": runbook.name}}
     if runbook.target:
         scope["target"] = _render_known(renderer, runbook.target, scope)

@@ -208,12 +208,10 @@ class _Scope:
         return None
 
 
-def _param_references(text: str, expression: bool) -> set[str]:
-    """Names used as ``params.NAME`` or ``params['NAME']`` in a template."""
+def _param_references(tree: Any) -> set[str]:
+    """Names used as ``params.NAME`` or ``params['NAME']`` in a parsed template."""
     import jinja2.nodes
 
-    env = templating.parser_env()
-    tree = env.parse(f"{{{{ {text} }}}}" if expression else text)
     names: set[str] = set()
     for node in tree.find_all((jinja2.nodes.Getattr, jinja2.nodes.Getitem)):
         base = getattr(node, "node", None)
@@ -231,17 +229,17 @@ def _check_text(checker: _Checker, scope: _Scope, path: DocPath, text: str, *,
                 expression: bool, extra: frozenset[str] = frozenset()) -> None:
     if not expression and not templating.is_template(text):
         return
-    problem = templating.check_template(text, expression=expression)
-    if problem is not None:
+    analysis = templating.analyse(text, expression=expression)
+    if analysis.problem is not None:
         what = "expression" if expression else "template"
-        checker.add_at(f"{what} syntax error: {problem.message}",
-                       checker.source.locate_line(path, problem.line))
+        checker.add_at(f"{what} syntax error: {analysis.problem.message}",
+                       checker.source.locate_line(path, analysis.problem.line))
         return
-    message = scope.check(templating.variables(text, expression=expression), extra)
+    message = scope.check(set(analysis.names), extra)
     if message:
         checker.add(message, path)
         return
-    for name in sorted(_param_references(text, expression) - scope.params):
+    for name in sorted(_param_references(analysis.tree) - scope.params):
         close = difflib.get_close_matches(name, sorted(scope.params), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         checker.add(f"unknown param {name!r}{hint}", path)

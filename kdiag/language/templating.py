@@ -88,26 +88,59 @@ class TemplateSyntaxProblem:
     line: int
 
 
+def parse(text: str, *, expression: bool = False) -> jinja2.nodes.Node:
+    """Parse a template, or a bare expression, without compiling it (TemplateSyntaxError)."""
+    env = parser_env()
+    if not expression:
+        return env.parse(text)
+    from jinja2.parser import Parser
+
+    parser = Parser(env, text, state="variable")
+    node = parser.parse_expression()
+    if not parser.stream.eos:
+        token = parser.stream.current
+        raise jinja2.TemplateSyntaxError(f"unexpected {token.value!r} after the expression",
+                                         token.lineno)
+    return node
+
+
 def check_template(text: str, *, expression: bool = False) -> TemplateSyntaxProblem | None:
     """Parse a template (or a bare expression); return its syntax error, if any."""
-    env = parser_env()
+    return analyse(text, expression=expression).problem
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What static checks learn from one parse: a syntax error, or the tree and its names."""
+
+    problem: TemplateSyntaxProblem | None
+    tree: jinja2.nodes.Node | None = None
+    names: frozenset[str] = frozenset()
+
+
+def analyse(text: str, *, expression: bool = False) -> Analysis:
+    """Parse once for every static check (unknown filters and tests count as syntax errors)."""
+    if expression and text.lstrip().startswith("{{"):
+        return Analysis(TemplateSyntaxProblem("write expressions without {{ }}", 1))
     try:
-        if expression:
-            if text.lstrip().startswith("{{"):
-                return TemplateSyntaxProblem("write expressions without {{ }}", 1)
-            env.compile_expression(text)
-        else:
-            env.parse(text)
-    except jinja2.TemplateSyntaxError as exc:
-        return TemplateSyntaxProblem(exc.message or "template syntax error", exc.lineno or 1)
-    return None
+        tree = parse(text, expression=expression)
+        return Analysis(None, tree, frozenset(variables_of(tree)))
+    except jinja2.TemplateSyntaxError as exc:  # includes TemplateAssertionError
+        return Analysis(TemplateSyntaxProblem(exc.message or "template syntax error",
+                                              exc.lineno or 1))
+
+
+def variables_of(tree: jinja2.nodes.Node) -> set[str]:
+    """The top-level names a parsed template or expression reads."""
+    if not isinstance(tree, jinja2.nodes.Template):
+        tree = jinja2.nodes.Template([jinja2.nodes.Output([tree])], lineno=1)
+        tree.set_environment(parser_env())
+    return set(jinja2.meta.find_undeclared_variables(tree))
 
 
 def variables(text: str, *, expression: bool = False) -> set[str]:
     """The top-level names a template or expression reads (assumes valid syntax)."""
-    env = parser_env()
-    source = f"{{{{ {text} }}}}" if expression else text
-    return set(jinja2.meta.find_undeclared_variables(env.parse(source)))
+    return variables_of(parse(text, expression=expression))
 
 
 def attribute_chains(expression: str) -> list[str]:
@@ -142,11 +175,11 @@ class TemplateError(Exception):
 class Renderer:
     """Renders templates and evaluates expressions in a sandbox, caching compiled code."""
 
-    def __init__(self) -> None:
+    def __init__(self, undefined: type[jinja2.Undefined] = jinja2.StrictUndefined) -> None:
         from jinja2.sandbox import ImmutableSandboxedEnvironment
 
         self.env = _configure(ImmutableSandboxedEnvironment(
-            undefined=jinja2.StrictUndefined, keep_trailing_newline=True))
+            undefined=undefined, keep_trailing_newline=True))
         self._templates: dict[str, jinja2.Template] = {}
         self._expressions: dict[str, Any] = {}
 

@@ -153,3 +153,10 @@ def test_yaml_keys_stay_strings(write) -> None:
 def test_loader_raises_runbook_error_for_missing_file(tmp_path) -> None:
     with pytest.raises(RunbookError, match="no such file"):
         Loader().load(str(tmp_path / "nope.yaml"))
+
+
+def test_unknown_filter_is_a_template_error(write, capsys) -> None:
+    path = write("steps:\n  - note: '{{ x | nosuchfilter }}'\n")
+    code, err = validate(path, capsys)
+    assert code == 2
+    assert f"{path}:2:11: template syntax error: No filter named 'nosuchfilter'" in err

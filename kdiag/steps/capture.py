@@ -1,0 +1,100 @@
+"""``capture``: packets from the target's network namespace into a pcap file in the artifacts."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from kdiag.language.durations import parse_duration
+from kdiag.steps.base import StepContext, StepFailed, StepOutcome, StepType
+
+DEFAULT_DURATION = 10.0
+STOP_WAIT = 10.0
+
+
+@dataclass
+class _Capturing:
+    """A capture running in the background until the run ends (or a limit is reached)."""
+
+    stop_event: threading.Event
+    thread: threading.Thread
+    result: dict[str, Any]
+    errors: list[str] = field(default_factory=list)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(STOP_WAIT)
+        if self.errors:
+            raise StepFailed(self.errors[0])
+
+
+class CaptureStep(StepType):
+    kind = "capture"
+    summary = "Capture packets in the target's network namespace to a pcap (tcpdump filter)."
+    schema = {
+        "type": ["object", "null"],
+        "additionalProperties": False,
+        "properties": {
+            "filter": {"type": "string", "description": "A tcpdump filter, e.g. tcp port 8080."},
+            "interface": {"type": "string", "description": "Default: any."},
+            "file": {"type": "string", "description": "File name in the artifacts "
+                     "(default capture.pcap)."},
+            "max_packets": {"type": "integer", "minimum": 0},
+            "max_bytes": {"type": "integer", "minimum": 0},
+            "duration": {"$ref": "#/$defs/duration",
+                         "description": "Stop after this long (default 10s unless background)."},
+            "snaplen": {"type": "integer", "minimum": 0},
+        },
+    }
+    example = ("capture:\n  filter: tcp port 8080\n  max_packets: 1000\nbackground: true\n"
+               "register: pcap")
+    needs_target = True
+    can_background = True
+
+    def execute(self, body: Any, ctx: StepContext) -> StepOutcome:
+        spec = body or {}
+        path = ctx.artifact_path(str(spec.get("file", "capture.pcap")))
+        duration = spec.get("duration")
+        seconds = parse_duration(duration) if duration is not None else (
+            0.0 if ctx.background else DEFAULT_DURATION)
+        manager = ctx.target().manager
+        stop = threading.Event()
+        result: dict[str, Any] = {"file": str(path), "packets": 0, "bytes": 0, "reason": ""}
+
+        def capture() -> None:
+            done = manager.capture(path, str(spec.get("filter", "")),
+                                   interface=str(spec.get("interface", "")),
+                                   max_packets=int(spec.get("max_packets", 0)),
+                                   max_bytes=int(spec.get("max_bytes", 0)),
+                                   duration=seconds, snaplen=int(spec.get("snaplen", 0)),
+                                   stop=stop)
+            result.update(packets=done.packets, bytes=done.bytes, reason=done.reason)
+            ctx.output(f"captured {done.packets} packets ({done.reason}) to {path.name}\n",
+                       "capture")
+
+        if ctx.background:
+            running = _Capturing(stop, threading.Thread(target=lambda: _guard(capture, running),
+                                                        daemon=True), result)
+            running.thread.start()
+            return StepOutcome(result=result, background=running, artifacts=[str(path)])
+        def stop_when_cancelled() -> None:
+            ctx.cancelled.wait()
+            stop.set()
+
+        threading.Thread(target=stop_when_cancelled, daemon=True).start()
+        capture()
+        return StepOutcome(result=result, artifacts=[str(path)])
+
+    def describe(self, body: Any) -> str:
+        return str((body or {}).get("filter", "all packets"))
+
+
+def _guard(work: Any, running: _Capturing) -> None:
+    try:
+        work()
+    except Exception as exc:  # reported when the background capture is stopped
+        running.errors.append(f"capture failed: {exc}")
+
+
+STEP = CaptureStep()

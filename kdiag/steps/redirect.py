@@ -1,0 +1,158 @@
+"""``redirect``: send the target's incoming (or outgoing) connections to the operator's machine.
+
+Connections travel as gRPC streams over the session's one connection to the manager. The
+manager's rules are removed when the step's background work stops (or the session ends for any
+reason); with ``fail_open`` a connection the operator side cannot take reaches its original
+destination instead.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from kdiag.language.durations import parse_duration
+from kdiag.steps.base import StepContext, StepFailed, StepOutcome, StepType
+
+if TYPE_CHECKING:
+    from kdiag.session.client import RedirectEventInfo, RedirectHandle
+
+PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
+PORT_MAPPING = {"type": "string", "pattern": r"^[0-9]{1,5}(:[0-9]{1,5})?$",
+                "title": "PORT or PORT:LOCALPORT"}
+
+
+def parse_ports(items: list[Any], host: str, default_port: int | None
+                ) -> dict[int, tuple[str, int]]:
+    """Map each target port to its operator-side address (``8080`` or ``"8080:9000"``)."""
+    mapping: dict[int, tuple[str, int]] = {}
+    for item in items:
+        text = str(item)
+        port, _, local = text.partition(":")
+        target_port = int(port)
+        local_port = int(local) if local else (default_port or target_port)
+        if not (0 < target_port < 65536 and 0 < local_port < 65536):
+            raise StepFailed(f"port out of range: {text}")
+        mapping[target_port] = (host, local_port)
+    return mapping
+
+
+def parse_address(text: str | None) -> tuple[str, int | None]:
+    """``host:port``, ``port`` or ``host`` of the operator side (default 127.0.0.1)."""
+    if not text:
+        return "127.0.0.1", None
+    host, sep, port = str(text).rpartition(":")
+    if not sep:
+        return (str(text), None) if not str(text).isdigit() else ("127.0.0.1", int(text))
+    return host or "127.0.0.1", int(port)
+
+
+@dataclass
+class _Running:
+    """A redirect kept up in the background; stopping it removes the manager's rules."""
+
+    handle: RedirectHandle
+
+    def stop(self) -> None:
+        self.handle.close()
+
+
+def _tracker(ctx: StepContext, stats: dict[str, int]) -> Any:
+    lock = threading.Lock()
+
+    def on_event(info: RedirectEventInfo) -> None:
+        with lock:
+            if info.kind == "connection":
+                stats["connections"] += 1
+                peer = f"{info.peer[0]}:{info.peer[1]}" if info.peer else "?"
+                original = f"{info.original[0]}:{info.original[1]}" if info.original else "?"
+                ctx.output(f"connection {info.connection_id}: {peer} -> {original}\n", "redirect")
+            elif info.kind == "rejected":
+                stats["rejected"] += 1
+                ctx.output(f"connection {info.connection_id} failed open: {info.error}\n",
+                           "redirect")
+            elif info.kind == "closed":
+                stats["closed"] += 1
+                stats["bytes_in"] += info.bytes_in
+                stats["bytes_out"] += info.bytes_out
+                if info.route and info.route != "operator":
+                    stats["to_original"] += 1
+
+    return on_event
+
+
+class RedirectStep(StepType):
+    kind = "redirect"
+    summary = ("Send the target's incoming (or outgoing) connections on some ports to the "
+               "operator's machine, optionally only HTTP requests with a header.")
+    schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["ports"],
+        "properties": {
+            "direction": {"enum": ["incoming", "outgoing"],
+                          "description": "incoming (default): connections to the target's "
+                                         "ports; outgoing: the target's connections to them."},
+            "ports": {"type": "array", "minItems": 1, "items": {"anyOf": [PORT, PORT_MAPPING]},
+                      "description": "Target ports, or PORT:LOCALPORT."},
+            "to": {"type": ["string", "integer"], "description": "Operator-side address: "
+                   "HOST:PORT, PORT or HOST (default 127.0.0.1 and the same port)."},
+            "destination": {"type": "string", "description": "Outgoing only: only connections "
+                            "to this address."},
+            "fail_open": {"type": "boolean", "description": "A connection the operator side "
+                          "cannot take goes to its original destination (default true)."},
+            "fail_open_timeout": {"$ref": "#/$defs/duration"},
+            "header": {"type": "object", "additionalProperties": False,
+                       "required": ["name", "value"],
+                       "properties": {"name": {"type": "string"}, "value": {"type": "string"}},
+                       "description": "Only HTTP/1.1 requests with this header go to the "
+                                      "operator; the rest reach the app."},
+            "duration": {"$ref": "#/$defs/duration",
+                         "description": "Without background: keep it up this long."},
+        },
+    }
+    example = ("redirect:\n  ports: [8080]\n  to: 127.0.0.1:9000\nbackground: true\n"
+               "register: redirected")
+    needs_target = True
+    can_background = True
+
+    def execute(self, body: Any, ctx: StepContext) -> StepOutcome:
+        from kdiag.session.client import RedirectSpec
+
+        if not ctx.background and "duration" not in body:
+            raise StepFailed("a redirect needs background: true (kept up for later steps) "
+                             "or a duration")
+        host, port = parse_address(body.get("to"))
+        mapping = parse_ports(body["ports"], host, port)
+        header = body.get("header")
+        spec = RedirectSpec(
+            direction=body.get("direction", "incoming"), ports=list(mapping),
+            destination=body.get("destination"), fail_open=body.get("fail_open", True),
+            fail_open_timeout=parse_duration(body.get("fail_open_timeout", 3)),
+            header=(header["name"], header["value"]) if header else None)
+        stats = {"connections": 0, "rejected": 0, "closed": 0, "to_original": 0,
+                 "bytes_in": 0, "bytes_out": 0}
+        handle = ctx.target().manager.redirect(spec, mapping, on_event=_tracker(ctx, stats))
+        ctx.output(f"{spec.direction} redirect of {', '.join(map(str, mapping))} -> "
+                   f"{', '.join(f'{h}:{p}' for h, p in mapping.values())} "
+                   f"(manager port {handle.listen_port})\n", "redirect")
+        result = {"ports": list(mapping), "to": [f"{h}:{p}" for h, p in mapping.values()],
+                  "listen_port": handle.listen_port, "rules": handle.rules,
+                  "session": handle.session, "stats": stats}
+        if ctx.background:
+            return StepOutcome(result=result, background=_Running(handle))
+        try:
+            ctx.cancelled.wait(parse_duration(body["duration"]))
+        finally:
+            handle.close()
+        return StepOutcome(result=result)
+
+    def describe(self, body: Any) -> str:
+        if not isinstance(body, dict):
+            return ""
+        ports = ", ".join(str(p) for p in body.get("ports", []))
+        return f"{body.get('direction', 'incoming')} {ports} -> {body.get('to', '127.0.0.1')}"
+
+
+STEP = RedirectStep()

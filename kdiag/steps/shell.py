@@ -1,0 +1,76 @@
+"""``shell``: run a script or a command inside the target (its namespaces and root).
+
+Works on images without a shell or any tools: the manager runs busybox ``ash`` (whose applets
+need nothing on disk) through ``enter``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kdiag.steps.base import StepContext, StepOutcome, StepType
+
+
+class ShellStep(StepType):
+    kind = "shell"
+    summary = "Run a script (busybox ash) or a command inside the target, even with no shell in it."
+    schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "script": {"type": "string", "description": "A script for busybox ash."},
+            "argv": {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                     "description": "A program of the target (or a busybox applet) and its "
+                                    "arguments."},
+            "env": {"type": "object", "additionalProperties": {"type": ["string", "number",
+                                                                        "boolean"]}},
+            "inherit_env": {"type": "boolean", "description": "Start from the target "
+                            "process's environment (default true)."},
+            "stdin": {"type": "string", "description": "Text sent to the command's input."},
+            "workdir": {"type": "string", "description": "Working folder inside the target."},
+            "check": {"type": "boolean", "description": "Fail the step on a non-zero exit code "
+                      "(default true)."},
+        },
+        "oneOf": [{"required": ["script"]}, {"required": ["argv"]}],
+    }
+    example = ("shell:\n  script: |\n    ls -l /proc/1/fd\n    cat /etc/resolv.conf\n"
+               "register: diag")
+    needs_target = True
+
+    def execute(self, body: Any, ctx: StepContext) -> StepOutcome:
+        manager = ctx.target().manager
+
+        def forward(stream: str, data: bytes) -> None:
+            ctx.output(data.decode("utf-8", "replace"), stream)
+
+        remaining = ctx.remaining()
+        result = manager.exec(
+            argv=[str(a) for a in body["argv"]] if "argv" in body else None,
+            script=body.get("script"),
+            stdin=str(body["stdin"]).encode() if "stdin" in body else None,
+            env={str(k): str(v) for k, v in (body.get("env") or {}).items()},
+            inherit_env=body.get("inherit_env", True),
+            timeout=max(remaining, 0.1) if remaining is not None else None,
+            workdir=body.get("workdir"),
+            on_output=forward,
+        )
+        registered = {"rc": result.exit_code, "stdout": result.stdout_text,
+                      "stderr": result.stderr_text, "signal": result.signal,
+                      "timed_out": result.timed_out, "duration": round(result.duration, 3)}
+        if result.timed_out:
+            return StepOutcome(ok=False, result=registered, message="the command timed out")
+        if result.exit_code != 0 and body.get("check", True):
+            reason = f"signal {result.signal}" if result.signal else f"exit code {result.exit_code}"
+            return StepOutcome(ok=False, result=registered, message=reason)
+        return StepOutcome(result=registered)
+
+    def describe(self, body: Any) -> str:
+        if not isinstance(body, dict):
+            return ""
+        if isinstance(body.get("argv"), list):
+            return " ".join(str(a) for a in body["argv"])
+        script = str(body.get("script", "")).strip()
+        return script.splitlines()[0] if script else ""
+
+
+STEP = ShellStep()

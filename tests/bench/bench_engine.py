@@ -1,0 +1,81 @@
+"""Engine benchmarks: CLI start-up against a bare interpreter, and per-step engine overhead.
+
+- ``kdiag --help`` and ``kdiag validate`` on one runbook, each as a ratio to ``python3 -c pass``
+  (medians of interleaved runs, so machine noise hits all three alike);
+- the engine's overhead per no-op step, the median gap between consecutive steps of a
+  1000-step runbook run through the real engine with the plain console reporter.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+Record = Callable[..., None]
+ROOT = Path(__file__).resolve().parents[2]
+KDIAG = [sys.executable, "-m", "kdiag"]
+RUNS = 25
+STEPS = 1000
+
+
+def _time(argv: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - started
+
+
+def _startup(record: Record) -> None:
+    runbook = str(ROOT / "runbooks" / "local-http-check.yaml")
+    commands = {"python": [sys.executable, "-c", "pass"], "help": [*KDIAG, "--help"],
+                "validate": [*KDIAG, "validate", runbook]}
+    samples: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(3):  # warm the page cache
+        for argv in commands.values():
+            _time(argv)
+    for _ in range(RUNS):
+        for name, argv in commands.items():
+            samples[name].append(_time(argv))
+    base = statistics.median(samples["python"])
+    record("startup.python_ms", base * 1000, "ms")
+    record("startup.help_ratio", statistics.median(samples["help"]) / base, "x", "<= 3", base * 1000)
+    record("startup.validate_ratio", statistics.median(samples["validate"]) / base, "x", "<= 6",
+           base * 1000)
+
+
+def _engine_overhead(record: Record) -> None:
+    from kdiag.engine.bus import EventBus
+    from kdiag.engine.events import Event, StepFinished
+    from kdiag.engine.runner import Run
+    from kdiag.language.runbook import Loader
+    from kdiag.reports.console import ConsoleReporter
+
+    stamps: list[float] = []
+
+    class Stamp:
+        def handle(self, event: Event) -> None:
+            if isinstance(event, StepFinished):
+                stamps.append(time.perf_counter())
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "many.yaml"
+        steps = "".join(f"  - {{name: s{i}, wait: 0, register: r{i % 10}}}\n" for i in range(STEPS))
+        path.write_text("steps:\n" + steps)
+        loader = Loader()
+        runbook = loader.load(str(path))
+        console = ConsoleReporter(io.StringIO())
+        Run(EventBus([console, Stamp()]), loader).execute(runbook, {})
+    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    record("engine.step_overhead_median_ms", statistics.median(gaps) * 1000, "ms", "<= 1")
+    record("engine.step_overhead_p99_ms", sorted(gaps)[int(len(gaps) * 0.99)] * 1000, "ms")
+
+
+def run(record: Record) -> None:
+    """Measure and record the engine figures."""
+    _startup(record)
+    _engine_overhead(record)
