@@ -81,7 +81,7 @@ def command(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UsageError(f"--timeout: {exc}") from None
 
-    from kdiag.reports import make_reporters
+    from kdiag.reports import close_all, make_reporters
 
     reporters = make_reporters(console=not args.quiet, report_specs=args.report,
                                artifacts_dir=args.artifacts, interactive=args.step)
@@ -94,8 +94,7 @@ def command(args: argparse.Namespace) -> int:
     try:
         return run.execute(runbook, values.values, _describe_target(runbook))
     finally:
-        for reporter in reporters:
-            reporter.close()
+        close_all(reporters)
 
 
 def _describe_target(runbook: Runbook) -> str | None:

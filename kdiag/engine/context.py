@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kdiag.engine.artifacts import step_folder_name
 from kdiag.engine.events import StepNote, StepOutput, StepRef
 from kdiag.steps.base import StepOutcome
 
@@ -18,11 +18,6 @@ if TYPE_CHECKING:
 
 MAX_KEPT_OUTPUT = 256 * 1024
 """Characters of a step's output kept for its failure report (the tail is kept)."""
-
-
-def slug(text: str) -> str:
-    """A file-name-safe version of a step name."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:60] or "step"
 
 
 @dataclass
@@ -37,6 +32,9 @@ class StepRuntime:
     cancelled: threading.Event = field(default_factory=threading.Event)
     kept: list[str] = field(default_factory=list)
     kept_size: int = 0
+    pending: dict[str, str] = field(default_factory=dict)
+    """Per stream, output held back because it may be the start of a secret."""
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def runbook_dir(self) -> Path:
@@ -52,7 +50,22 @@ class StepRuntime:
     def output(self, text: str, stream: str = "stdout") -> None:
         if not text:
             return
-        masked = self.run.bus.masker.text(text)
+        with self.lock:
+            masked, held = self.run.bus.masker.split(self.pending.pop(stream, "") + text)
+            if held:
+                self.pending[stream] = held
+            self._emit(stream, masked)
+
+    def flush(self) -> None:
+        """Emit output held back at the end of a chunk (the step, or its background, ended)."""
+        with self.lock:
+            pending, self.pending = self.pending, {}
+            for stream, text in pending.items():
+                self._emit(stream, self.run.bus.masker.text(text))
+
+    def _emit(self, stream: str, masked: str) -> None:
+        if not masked:
+            return
         self.kept.append(masked)
         self.kept_size += len(masked)
         while self.kept_size > MAX_KEPT_OUTPUT and len(self.kept) > 1:
@@ -67,7 +80,7 @@ class StepRuntime:
         self.run.bus.emit(StepNote(self.ref, message))
 
     def artifact_path(self, name: str) -> Path:
-        folder = self.run.artifacts_root() / f"{self.ref.index + 1:02d}-{slug(self.ref.qualified_name)}"
+        folder = self.run.artifacts_root() / step_folder_name(self.ref.seq, self.ref.qualified_name)
         folder.mkdir(parents=True, exist_ok=True)
         return folder / name
 

@@ -30,6 +30,8 @@ class StepRef:
     kind: str
     path: tuple[str, ...] = ()
     phase: Literal["steps", "finally"] = "steps"
+    seq: int = 0
+    """1-based order of the step within the whole run (unique, across phases and includes)."""
 
     @property
     def qualified_name(self) -> str:

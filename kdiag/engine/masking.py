@@ -36,6 +36,20 @@ class Masker:
                 text = text.replace(secret, MASK)
         return text
 
+    def split(self, text: str) -> tuple[str, str]:
+        """Mask ``text`` and split off a tail that may be the start of a secret.
+
+        Streamed output arrives in chunks that can cut a secret in two; the caller emits the
+        first part now and prepends the tail to the next chunk (or flushes it at the end).
+        """
+        masked = self.text(text)
+        longest = len(self._secrets[0]) if self._secrets else 0
+        for size in range(min(longest - 1, len(masked)), 0, -1):
+            tail = masked[-size:]
+            if any(secret.startswith(tail) for secret in self._secrets):
+                return masked[:-size], tail
+        return masked, ""
+
     def value(self, value: Any) -> Any:
         """A copy of ``value`` (str, mapping, sequence, dataclass) with secrets masked."""
         if not self._secrets:

@@ -139,7 +139,7 @@ class Run:
         self.interaction = interaction
         self.open_target = open_target
         self.renderer = Renderer()
-        self.backgrounds: list[tuple[StepRef, Background]] = []
+        self.backgrounds: list[tuple[StepRuntime, Background]] = []
         self._session: TargetSession | None = None
         self._target_spec: dict[str, Any] = {}
         self._target_lock = threading.Lock()
@@ -147,6 +147,7 @@ class Run:
         self._run_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(self._started_at))
         self._skip_until = self.options.start_at
         self._quit = False
+        self._seq = 0
         self._artifacts: Path | None = None
         self.counts: dict[str, int] = {}
 
@@ -265,7 +266,8 @@ class Run:
     # -- one step ---------------------------------------------------------------------------
 
     def _ref(self, frame: Frame, spec: StepSpec) -> StepRef:
-        return StepRef(spec.index, spec.name, spec.kind, frame.path, spec.phase)
+        self._seq += 1
+        return StepRef(spec.index, spec.name, spec.kind, frame.path, spec.phase, self._seq)
 
     def _run_step(self, frame: Frame, spec: StepSpec, always: bool) -> None:
         ref = self._ref(frame, spec)
@@ -383,7 +385,7 @@ class Run:
             return _Done("failed", duration, attempt, f"assertion failed: {failed[0].expression}",
                          runtime, assertions)
         if outcome.background is not None:
-            self.backgrounds.append((ref, outcome.background))
+            self.backgrounds.append((runtime, outcome.background))
         return _Done("passed", duration, attempt, outcome.message, runtime, assertions)
 
     def _attempt(self, frame: Frame, spec: StepSpec, step_type: StepType, runtime: StepRuntime,
@@ -481,6 +483,8 @@ class Run:
                 runtime: StepRuntime | None = None,
                 assertions: tuple[AssertionResult, ...] = ()) -> None:
         self.counts[status] = self.counts.get(status, 0) + 1
+        if runtime is not None:
+            runtime.flush()
         if status == "skipped" and spec is not None:
             self._register(frame, spec, {"ok": True, "failed": False, "skipped": True,
                                          "message": message, "duration": 0.0, "attempts": 0})
@@ -496,11 +500,12 @@ class Run:
 
     def _teardown(self) -> None:
         """Stop background work (newest first), then close the target session."""
-        for ref, background in reversed(self.backgrounds):
+        for runtime, background in reversed(self.backgrounds):
             try:
                 background.stop()
             except Exception as exc:  # one failing stop must not keep the others running
-                self.bus.emit(StepNote(ref, f"stopping background work failed: {exc}"))
+                self.bus.emit(StepNote(runtime.ref, f"stopping background work failed: {exc}"))
+            runtime.flush()
         self.backgrounds.clear()
         if self._session is not None:
             try:

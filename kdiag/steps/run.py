@@ -33,11 +33,17 @@ class _Stream:
         self.thread.start()
 
     def _pump(self) -> None:
-        for line in iter(self.pipe.readline, b""):
+        import codecs
+
+        # Chunks as they come (not lines), so output without a newline still shows promptly;
+        # the incremental decoder keeps multi-byte characters whole across chunks.
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        while chunk := self.pipe.read1(65536):  # type: ignore[attr-defined]
             if self.size < MAX_CAPTURE:
-                self.chunks.append(line)
-                self.size += len(line)
-            self.ctx.output(line.decode("utf-8", "replace"), self.name)
+                self.chunks.append(chunk)
+                self.size += len(chunk)
+            self.ctx.output(decoder.decode(chunk), self.name)
+        self.ctx.output(decoder.decode(b"", final=True), self.name)
         self.pipe.close()
 
     def text(self) -> str:

@@ -319,3 +319,28 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path) -> None:
     process.communicate(timeout=20)
     assert process.returncode == 130
     assert cleaned.exists()
+
+
+def test_a_secret_split_across_output_chunks_is_still_masked() -> None:
+    from kdiag.engine.masking import Masker
+
+    masker = Masker(["s3cr3t-token"])
+    emitted, held = masker.split("value: s3cr")
+    assert (emitted, held) == ("value: ", "s3cr")
+    emitted, held = masker.split(held + "3t-token and more")
+    assert (emitted, held) == ("*** and more", "")
+    assert masker.split("no secret here s") == ("no secret here ", "s")
+
+
+def test_chunked_step_output_never_shows_a_secret(run_runbook) -> None:
+    secret = "abcdef123456"
+    outcome = run_runbook(r"""
+        params:
+          token: {type: string, secret: true}
+        steps:
+          - name: dribble
+            run: {script: "printf 'x{{ params.token[:5] }}'; sleep 0.1; printf '{{ params.token[5:] }}y'"}
+    """, sets={"token": secret})
+    output = outcome.recorder.output("dribble")
+    assert output == "x***y"
+    assert secret[:5] not in repr(outcome.recorder.events)

@@ -24,7 +24,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         if self.path == "/redirect":
             self._send(302, b"", extra={"Location": "/echo"})
         elif self.path == "/missing":
@@ -33,7 +33,7 @@ class Handler(BaseHTTPRequestHandler):
             echo = {"path": self.path, "auth": self.headers.get("Authorization")}
             self._send(200, json.dumps(echo).encode())
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self._send(201, json.dumps({"got": json.loads(body),
                                     "type": self.headers["Content-Type"]}).encode())

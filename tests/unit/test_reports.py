@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
+from kdiag.engine.artifacts import slug, step_folder_name
 from kdiag.engine.events import (
     AssertionResult,
     Event,
@@ -40,18 +41,18 @@ from kdiag.reports.json_report import JsonReporter
 from kdiag.reports.junit import JunitReporter
 from kdiag.reports.markdown import MarkdownReporter, code, fence
 from kdiag.reports.record import RunLog, RunRecord
-from kdiag.reports.text import slug, step_folder_name, xml_safe
+from kdiag.reports.text import xml_safe
 
 T0 = 1_700_000_000.0
 SECRET = "s3cr3t-Passw0rd"  # never in any event: reporters must not make it appear
 NASTY = "<b>&amp; \"q\" 'a' \x1b[31mred\x1b[0m \x00\x07\x1f ünïcödé ✓ 😀 ]]> --"
 
-DEPLOY = StepRef(0, "deploy", "shell")
-CHECK = StepRef(1, "check health", "http")
-FLAKY = StepRef(2, "flaky", "shell")
-OPTIONAL = StepRef(3, "optional", "shell")
-PROBE = StepRef(0, "probe", "tcp", path=("lib/check",))
-CLEANUP = StepRef(0, "cleanup", "shell", phase="finally")
+DEPLOY = StepRef(0, "deploy", "shell", seq=1)
+CHECK = StepRef(1, "check health", "http", seq=2)
+FLAKY = StepRef(2, "flaky", "shell", seq=4)
+OPTIONAL = StepRef(3, "optional", "shell", seq=5)
+PROBE = StepRef(0, "probe", "tcp", path=("lib/check",), seq=3)
+CLEANUP = StepRef(0, "cleanup", "shell", phase="finally", seq=6)
 TARGET = StepRef(0, "target", "target")  # the engine's teardown notes are about no step
 
 CHECK_OUTPUT = "".join(f"line {i}\n" for i in range(1, 121)) + NASTY + "\n"
@@ -478,14 +479,14 @@ def test_artifacts_layout(tmp_path: Path) -> None:
     events.insert(-1, StepOutput(PROBE, "pod/api-1", "late line\n"))
     feed(ArtifactsReporter(str(root), clock=clock), events)
     names = sorted(p.name for p in root.iterdir())
-    # Folders are named like the engine's (index + slug); a taken name gets a suffix.
+    # Folders are named like the engine's (run-wide number + slug).
     assert names == [
-        "01-cleanup",
         "01-deploy",
-        "01-lib-check-probe",
         "02-check-health",
-        "03-flaky",
-        "04-optional",
+        "03-lib-check-probe",
+        "04-flaky",
+        "05-optional",
+        "06-cleanup",
         "run.json",
     ]
     check = root / "02-check-health"
@@ -493,8 +494,8 @@ def test_artifacts_layout(tmp_path: Path) -> None:
     result = json.loads((check / "result.json").read_text())
     assert result["status"] == "failed" and "output" not in result
     assert result["assertions"][0]["values"] == {"result.status": "503", "token": "***"}
-    assert (root / "04-optional" / "output.log").read_text() == ""
-    assert (root / "01-lib-check-probe" / "output.log").read_text() == "late line\n"
+    assert (root / "05-optional" / "output.log").read_text() == ""
+    assert (root / "03-lib-check-probe" / "output.log").read_text() == "late line\n"
     run = json.loads((root / "run.json").read_text())
     assert run["runs"][0]["steps"][1]["output"] == CHECK_OUTPUT
 
@@ -521,11 +522,12 @@ def test_slug_and_folder_names() -> None:
     assert slug("../../etc") == "etc" and slug("..") == "step"
     assert slug("日本") == "step"
     assert len(slug("x" * 500)) == 60
-    assert step_folder_name(0, "check v1.2_x") == "01-check-v1.2_x"
+    assert step_folder_name(1, "check v1.2_x") == "01-check-v1.2_x"
 
 
 def test_artifacts_same_folder_name_twice_and_streamed_output_wins(tmp_path: Path) -> None:
-    main, final = StepRef(0, "x", "shell"), StepRef(0, "x", "shell", phase="finally")
+    # Refs from outside the engine may share a number; the second folder gets a suffix.
+    main, final = StepRef(0, "x", "shell", seq=1), StepRef(0, "x", "shell", phase="finally", seq=1)
     events: list[Event] = [
         run_started(),
         StepOutput(main, "stdout", "complete output\n"),

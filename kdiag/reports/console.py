@@ -1,0 +1,453 @@
+"""The console reporter: what a person watching ``kdiag run`` sees.
+
+Three modes, picked from the output stream unless forced:
+
+- ``live`` (a terminal, no ``NO_COLOR``, not step mode): a rich live region with one line per
+  running step (spinner, name, elapsed); finished steps, notes and output are printed above it.
+- ``lines`` (a terminal in step mode): the same coloured lines without the live region, because
+  prompts and a live display do not mix.
+- ``plain`` (not a terminal, ``NO_COLOR`` set, ``TERM=dumb``): plain text lines, no ANSI codes at
+  all, made to be read in CI logs and grepped (``[ ok ] name (0.12s)``, ``[FAIL] name: why``).
+
+Step output is shown as it arrives, prefixed ``  │ `` (output of a step other than the one
+running in the foreground, e.g. a background log capture, also names that step and its source).
+When a step fails, its failed assertions are printed with their values, and the last lines of
+its captured output if they were not already shown. The run ends with a summary table and a
+one-line verdict.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import IO, Literal, TextIO
+
+from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.live import Live
+from rich.spinner import Spinner
+from rich.table import Table
+from rich.text import Text
+
+from kdiag.engine.events import (
+    Event,
+    RunFinished,
+    RunStarted,
+    StepFinished,
+    StepNote,
+    StepOutput,
+    StepRef,
+    StepStarted,
+)
+from kdiag.reports.record import RunLog, RunRecord, StepRecord, value_text
+from kdiag.reports.text import first_line, format_duration, tail_lines, terminal_line
+
+Mode = Literal["auto", "live", "lines", "plain"]
+Segment = tuple[str, str]
+"""A piece of a line and its rich style (ignored in plain mode)."""
+
+# Tag (plain mode), symbol (rich modes) and style per status.
+_PLAIN_TAG = {
+    "passed": "[ ok ]",
+    "failed": "[FAIL]",
+    "skipped": "[SKIP]",
+    "ignored": "[IGNR]",
+    "error": "[ERR ]",
+    "incomplete": "[INCO]",
+    "running": "[INCO]",
+}
+_SYMBOL = {
+    "passed": "✔",
+    "failed": "✘",
+    "skipped": "↷",
+    "ignored": "!",
+    "error": "⚠",
+    "incomplete": "…",
+    "running": "…",
+}
+_STYLE = {
+    "passed": "green",
+    "failed": "bold red",
+    "skipped": "yellow",
+    "ignored": "yellow",
+    "error": "bold magenta",
+    "incomplete": "magenta",
+    "running": "magenta",
+    "interrupted": "bold magenta",
+    "invalid": "bold red",
+}
+_INFO = "\N{INFORMATION SOURCE}"
+# Streams that need no label: the step's own stdout/stderr.
+_PLAIN_STREAMS = frozenset({"stdout", "stderr", "log", ""})
+
+
+@dataclass
+class _Running:
+    """A step shown in the live region."""
+
+    ref: StepRef
+    attempt: int
+    started: float
+    spinner: Spinner
+
+
+class _LiveView:
+    """The live region: one spinner line per running step.
+
+    Rendered from rich's refresh thread. It reads an immutable tuple the reporter swaps in, and
+    takes no lock: the reporter prints (which needs rich's live lock) while holding its own, so
+    taking the reporter's lock here could deadlock.
+    """
+
+    def __init__(self) -> None:
+        self.entries: tuple[_Running, ...] = ()
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        now = time.monotonic()
+        lines = []
+        for e in self.entries:
+            text = Text.assemble(
+                (e.ref.qualified_name, "bold"),
+                ("  " + format_duration(now - e.started), "dim"),
+                (f"  attempt {e.attempt}" if e.attempt > 1 else "", "yellow"),
+            )
+            e.spinner.update(text=text)
+            lines.append(e.spinner)
+        yield Group(*lines)
+
+
+class ConsoleReporter:
+    """Reports a run on a terminal or a plain stream (see the module docstring for the modes).
+
+    ``file`` defaults to ``sys.stdout``; pass ``console`` to use a prepared rich console (its
+    file is then used). ``stream_output=False`` shows no output while steps run, only the tail
+    of a failed step's output. ``output_tail`` is how many lines of a failed step's output are
+    shown. ``env`` replaces ``os.environ`` when looking up ``NO_COLOR``, ``clock`` the wall clock
+    used for the duration of a run cut off without ``RunFinished`` (both for tests).
+    """
+
+    def __init__(
+        self,
+        file: TextIO | None = None,
+        *,
+        console: Console | None = None,
+        interactive: bool = False,
+        mode: Mode = "auto",
+        stream_output: bool = True,
+        output_tail: int = 50,
+        env: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        env = os.environ if env is None else env
+        no_color = bool(env.get("NO_COLOR"))
+        if console is None:
+            console = Console(
+                file=file if file is not None else sys.stdout,
+                highlight=False,
+                no_color=no_color,
+            )
+        self.console = console
+        self.mode: Mode = mode if mode != "auto" else _pick_mode(console, no_color, interactive)
+        self.stream_output = stream_output
+        self.output_tail = output_tail
+        self.log = RunLog(clock=clock)
+        self._out: IO[str] = console.file
+        self._unicode = _can_encode(self._out, "│✔✘…—")
+        self._bar = "│" if self._unicode else "|"
+        self._lock = threading.RLock()
+        self._view = _LiveView()
+        self._live: Live | None = None
+        self._running: dict[StepRef, _Running] = {}
+        self._foreground: StepRef | None = None
+        self._partial: dict[tuple[StepRef, str], str] = {}
+        self._shown_output: set[StepRef] = set()
+        self._summarised: set[int] = set()  # id() of runs whose summary was printed
+        self._closed = False
+
+    # -- Reporter protocol ----------------------------------------------------------------
+
+    def handle(self, event: Event) -> None:
+        """Show ``event``."""
+        with self._lock:
+            run, step = self.log.handle(event)
+            if isinstance(event, RunStarted):
+                self._run_started(event)
+            elif isinstance(event, StepStarted):
+                self._step_started(event)
+            elif isinstance(event, StepOutput):
+                self._step_output(event)
+            elif isinstance(event, StepNote):
+                self._note(event)
+            elif isinstance(event, StepFinished) and step is not None:
+                self._step_finished(event, step)
+            elif isinstance(event, RunFinished):
+                self._finish_run(run)
+
+    def close(self) -> None:
+        """Stop the live region and, if the run never finished, print its summary (once)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._flush_partial(None)
+            self._stop_live()
+            self.log.close()
+            for run in self.log.runs:
+                if id(run) not in self._summarised:
+                    self._summary(run)
+
+    # -- events ---------------------------------------------------------------------------
+
+    def _run_started(self, event: RunStarted) -> None:
+        head = f"kdiag: {event.runbook or event.file}"
+        details = []
+        if event.file and event.file != event.runbook:
+            details.append(event.file)
+        if event.target:
+            details.append(f"target {event.target}")
+        details.append(_plural(event.step_count, "step"))
+        if event.dry_run:
+            details.append("dry run")
+        self._line([(head, "bold"), (f" ({', '.join(details)})", "dim")])
+        if event.params:
+            shown = ", ".join(f"{k}={_shorten(value_text(v), 60)}" for k, v in event.params.items())
+            self._line([("params: ", "dim"), (shown, "")])
+
+    def _step_started(self, event: StepStarted) -> None:
+        ref = event.step
+        self._foreground = ref
+        if self.mode == "live":
+            spinner = Spinner("dots", style="cyan")
+            self._running[ref] = _Running(ref, event.attempt, time.monotonic(), spinner)
+            self._view.entries = tuple(self._running.values())
+            self._start_live()
+            return
+        attempt = f" (attempt {event.attempt})" if event.attempt > 1 else ""
+        if self.mode == "plain":
+            self._line([(f"[....] {ref.qualified_name}{attempt}", "")])
+        else:
+            self._line(
+                [("▶ " if self._unicode else "> ", "cyan"), (ref.qualified_name, "bold"), (attempt, "yellow")]
+            )
+        if event.description:
+            self._line([(f"       {event.description}", "dim")])
+
+    def _step_output(self, event: StepOutput) -> None:
+        if not self.stream_output:
+            return
+        key = (event.step, event.stream)
+        text = self._partial.pop(key, "") + event.text
+        *lines, rest = text.split("\n")
+        if rest:
+            self._partial[key] = rest
+        for line in lines:
+            self._output_line(event.step, event.stream, line)
+
+    def _output_line(self, ref: StepRef, stream: str, line: str) -> None:
+        self._shown_output.add(ref)
+        label = []
+        if ref != self._foreground:
+            label.append(ref.qualified_name)
+        if stream not in _PLAIN_STREAMS:
+            label.append(stream)
+        prefix = f"  {self._bar} "
+        segments: list[Segment] = [(prefix, "dim")]
+        if label:
+            segments.append((f"[{':'.join(label)}] ", "cyan"))
+        segments.append((terminal_line(line), "red" if stream == "stderr" else ""))
+        self._line(segments)
+
+    def _note(self, event: StepNote) -> None:
+        tag = "[note]" if self.mode == "plain" else (_INFO if self._unicode else "i")
+        body = _indent_rest(event.message, 7)
+        self._line([(tag + " ", "bold cyan"), (event.step.qualified_name, "cyan"), (": " + body, "")])
+
+    def _step_finished(self, event: StepFinished, step: StepRecord) -> None:
+        ref = event.step
+        self._flush_partial(ref)
+        if self._running.pop(ref, None) is not None:
+            self._view.entries = tuple(self._running.values())
+        if self._foreground == ref:
+            self._foreground = None
+        status = step.status
+        timing = [format_duration(step.duration)] if status != "skipped" else []
+        if step.attempts > 1:
+            timing.append(f"{step.attempts} attempts")
+        message = step.summary_message()
+        if self.mode == "plain":
+            segments: list[Segment] = [(f"{_PLAIN_TAG[status]} {ref.qualified_name}", "")]
+        else:
+            segments = [(f"{_SYMBOL[status]} ", _STYLE.get(status, "")), (ref.qualified_name, "bold")]
+        if message:
+            segments.append((": " + first_line(message, 500), _STYLE.get(status, "")))
+        if timing:
+            segments.append((f" ({', '.join(timing)})", "dim"))
+        self._line(segments)
+        if step.has_problem:
+            self._problem_details(step)
+        for path in step.artifacts:
+            self._line([("    artifact: ", "dim"), (path, "")])
+
+    def _problem_details(self, step: StepRecord) -> None:
+        """Message continuation, failed assertions with values, and unseen output."""
+        lines = step.summary_message().strip().split("\n")
+        for line in lines[1:]:  # the first line went on the step's own line
+            self._line([("    " + line, "")])
+        cross = "✘" if self._unicode else "x"
+        for a in step.failed_assertions:
+            self._line([(f"    {cross} ", "red"), (a.expression, "bold")])
+            if a.message:
+                self._line([("        " + _indent_rest(a.message, 8), "")])
+            for name, value in a.values.items():
+                self._line([(f"        {name} = ", "dim"), (_indent_rest(value, 8), "")])
+        if step.ref in self._shown_output and self.stream_output:
+            return
+        lines, cut = tail_lines(step.output, self.output_tail)
+        if not lines:
+            return
+        count = len(lines)
+        shown = f"last {count} of {count + cut} lines" if cut else _plural(count, "line")
+        self._line([(f"    output ({shown}):", "dim")])
+        for line in lines:
+            self._line([(f"  {self._bar} ", "dim"), (terminal_line(line), "")])
+
+    def _finish_run(self, run: RunRecord) -> None:
+        self._flush_partial(None)
+        self._stop_live()  # restarted by the next step if another run follows
+        self._summary(run)
+
+    # -- summary --------------------------------------------------------------------------
+
+    def _summary(self, run: RunRecord) -> None:
+        self._summarised.add(id(run))
+        if run.steps:
+            if self.mode == "plain":
+                self._plain_table(run.steps)
+            else:
+                self._rich_table(run.steps)
+        self._line(_verdict(run))
+
+    def _plain_table(self, steps: Iterable[StepRecord]) -> None:
+        rows = [("STEP", "STATUS", "DURATION", "DETAILS")]
+        for s in steps:
+            details = "" if s.status == "passed" else first_line(s.summary_message(), 80)
+            rows.append((s.qualified_name, s.status, _duration(s), details))
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        self._line([("", "")])
+        for name, status, duration, details in rows:
+            line = f"  {name:<{widths[0]}}  {status:<{widths[1]}}  {duration:>{widths[2]}}"
+            self._line([((line + "  " + details).rstrip(), "")])
+
+    def _rich_table(self, steps: Iterable[StepRecord]) -> None:
+        from rich import box
+
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        table.add_column("Step", overflow="fold")
+        table.add_column("Status")
+        table.add_column("Duration", justify="right")
+        table.add_column("Details", overflow="fold")
+        for s in steps:
+            details = "" if s.status == "passed" else first_line(s.summary_message(), 80)
+            table.add_row(
+                Text(s.qualified_name),
+                Text(s.status, style=_STYLE.get(s.status, "")),
+                _duration(s),
+                Text(details, style="dim"),
+            )
+        self.console.print()
+        self.console.print(table)
+
+    # -- output plumbing ------------------------------------------------------------------
+
+    def _line(self, segments: list[Segment]) -> None:
+        """Print one line (which may hold newlines) in the reporter's mode."""
+        # Text from events may hold escape sequences or control characters: they must not
+        # reach a CI log (plain mode) nor move the cursor under the live region.
+        clean = [(_sanitize(text), style) for text, style in segments]
+        if self.mode == "plain":
+            self._write("".join(text for text, _ in clean) + "\n")
+        else:
+            self.console.print(Text.assemble(*clean), highlight=False)
+
+    def _write(self, text: str) -> None:
+        try:
+            self._out.write(text)
+        except UnicodeEncodeError:
+            # A stream that cannot carry some character (LANG=C): replace it, never crash.
+            enc = getattr(self._out, "encoding", None) or "ascii"
+            self._out.write(text.encode(enc, errors="replace").decode(enc))
+        self._out.flush()
+
+    def _flush_partial(self, ref: StepRef | None) -> None:
+        """Print buffered incomplete lines (of ``ref``, or of every step)."""
+        for key in [k for k in self._partial if ref is None or k[0] == ref]:
+            self._output_line(key[0], key[1], self._partial.pop(key))
+
+    def _start_live(self) -> None:
+        if self._live is None:
+            self._live = Live(
+                self._view,
+                console=self.console,
+                refresh_per_second=8,
+                transient=True,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            self._live.start()
+
+    def _stop_live(self) -> None:
+        if self._live is not None:
+            live, self._live = self._live, None
+            self._running.clear()
+            self._view.entries = ()
+            live.stop()
+
+
+def _pick_mode(console: Console, no_color: bool, interactive: bool) -> Mode:
+    """``plain`` off a terminal or with NO_COLOR; ``lines`` in step mode; else ``live``."""
+    if not console.is_terminal or console.is_dumb_terminal or no_color:
+        return "plain"
+    return "lines" if interactive else "live"
+
+
+def _verdict(run: RunRecord) -> list[Segment]:
+    totals = run.totals
+    counts = ", ".join(f"{totals[k]} {k}" for k in totals if k != "steps" and totals[k])
+    status = run.status
+    text = f"{status.upper()}: {counts or 'no steps'} in {format_duration(run.duration)}"
+    if run.message:
+        text += f" — {first_line(run.message, 300)}"
+    return [(text, _STYLE.get(status, "bold"))]
+
+
+def _can_encode(stream: IO[str], sample: str) -> bool:
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    try:
+        sample.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def _duration(step: StepRecord) -> str:
+    return "-" if step.status == "skipped" else format_duration(step.duration)
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _sanitize(text: str) -> str:
+    return "\n".join(terminal_line(line) for line in text.split("\n"))
+
+
+def _shorten(text: str, width: int) -> str:
+    text = text.replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _indent_rest(text: str, width: int) -> str:
+    return text.replace("\n", "\n" + " " * width)
