@@ -14,6 +14,7 @@ from kdiag.steps.base import StepOutcome
 
 if TYPE_CHECKING:
     from kdiag.engine.runner import Frame, Run
+    from kdiag.language.model import StepSpec
     from kdiag.targets.base import TargetSession
 
 MAX_KEPT_OUTPUT = 256 * 1024
@@ -27,6 +28,7 @@ class StepRuntime:
     run: Run
     frame: Frame
     ref: StepRef
+    spec: StepSpec
     deadline: float | None
     background: bool = False
     cancelled: threading.Event = field(default_factory=threading.Event)
@@ -98,3 +100,6 @@ class StepRuntime:
 
     def include(self, file: str, params: dict[str, Any]) -> StepOutcome:
         return self.run.include(self.frame, self.ref, file, params)
+
+    def run_children(self) -> bool:
+        return self.run.run_children(self.frame, self.ref, self.spec.children)

@@ -223,6 +223,19 @@ class Run:
             return StepOutcome(ok=False, result=result, message=f"{runbook.name}: a step failed")
         return StepOutcome(result=result)
 
+    def run_children(self, frame: Frame, ref: StepRef, children: tuple[StepSpec, ...]) -> bool:
+        """Run steps nested in a step, in its frame, named under it; False if one failed.
+
+        A failed child fails the parent step, whose own status (maybe ignored) then decides.
+        """
+        saved_path, saved_failed = frame.path, frame.failed
+        frame.path, frame.failed = (*saved_path, ref.name), False
+        try:
+            self._run_steps(frame, list(children))
+            return not frame.failed
+        finally:
+            frame.path, frame.failed = saved_path, saved_failed
+
     # -- frames -----------------------------------------------------------------------------
 
     def _top_frame(self, runbook: Runbook, params: dict[str, Any]) -> Frame:
@@ -357,7 +370,7 @@ class Run:
         while True:
             attempt += 1
             self.bus.emit(StepStarted(ref, attempt, time.time(), spec.description))
-            runtime = StepRuntime(self, frame, ref,
+            runtime = StepRuntime(self, frame, ref, spec,
                                   None if timeout is None else time.monotonic() + timeout,
                                   background=spec.background)
             outcome, status = self._attempt(frame, spec, step_type, runtime, timeout)

@@ -49,6 +49,8 @@ class StepSpec:
     background: bool = False
     asserts: tuple[str, ...] = ()
     description: str = ""
+    children: tuple[StepSpec, ...] = ()
+    """Steps nested in this one (a step type's ``children_field``), run by the step itself."""
 
 
 @dataclass

@@ -90,29 +90,52 @@ def _step_kind(step: dict[str, Any], kinds: Sequence[str]) -> tuple[str | None, 
 
 
 def _check_shapes(document: Document, checker: _Checker) -> None:
-    from kdiag.steps import step_types
 
     root = shared_schema()
     data = document.data
     for violation in schemacheck.validate(data, _top_level_schema(), root):
         checker.add(violation.message, violation.path, key=violation.at_key)
-    kinds = list(step_types())
     for key, _phase in _STEP_PHASES:
         steps = data.get(key)
-        if not isinstance(steps, list):
+        if isinstance(steps, list):
+            _check_step_list(steps, (key,), checker)
+
+
+def _check_step_list(steps: list[Any], path: DocPath, checker: _Checker) -> None:
+    """Check each step's shape; steps nested in a step (``children_field``) likewise."""
+    from kdiag.steps import step_types
+
+    root = shared_schema()
+    types = step_types()
+    for index, step in enumerate(steps):
+        step_path: DocPath = (*path, index)
+        if not isinstance(step, dict):
+            checker.add(f"a step must be a mapping, got {schemacheck.describe(step)}", step_path)
             continue
-        for index, step in enumerate(steps):
-            path: DocPath = (key, index)
-            if not isinstance(step, dict):
-                checker.add(f"a step must be a mapping, got {schemacheck.describe(step)}", path)
-                continue
-            kind, reason = _step_kind(step, kinds)
-            if kind is None:
-                bad = next((k for k in step if k not in CONTROLS), None)
-                checker.add(reason, (*path, bad) if bad else path, key=bad is not None)
-                continue
-            for violation in schemacheck.validate(step, root["$defs"][f"step_{kind}"], root, path):
-                checker.add(violation.message, violation.path, key=violation.at_key)
+        kind, reason = _step_kind(step, list(types))
+        if kind is None:
+            bad = next((k for k in step if k not in CONTROLS), None)
+            checker.add(reason, (*step_path, bad) if bad else step_path, key=bad is not None)
+            continue
+        for violation in schemacheck.validate(step, _shallow_step_def(kind), root, step_path):
+            checker.add(violation.message, violation.path, key=violation.at_key)
+        field_name = types[kind].children_field
+        body = step.get(kind)
+        if field_name and isinstance(body, dict) and isinstance(body.get(field_name), list):
+            _check_step_list(body[field_name], (*step_path, kind, field_name), checker)
+
+
+def _shallow_step_def(kind: str) -> dict[str, Any]:
+    """A step's schema with its nested step list (if any) checked as a plain list."""
+    from kdiag.steps import step_types
+
+    definition = shared_schema()["$defs"][f"step_{kind}"]
+    field_name = step_types()[kind].children_field
+    if not field_name:
+        return definition
+    body = dict(schemacheck.deref(definition["properties"][kind], shared_schema()))
+    body["properties"] = {**body["properties"], field_name: {"type": "array"}}
+    return {**definition, "properties": {**definition["properties"], kind: body}}
 
 
 def _build(document: Document, file: str) -> Runbook:
@@ -144,8 +167,7 @@ def _build(document: Document, file: str) -> Runbook:
         source=source,
     )
     for key, phase in _STEP_PHASES:
-        steps = [_step_spec(step, index, phase, (key, index), source, kinds)
-                 for index, step in enumerate(data.get(key) or [])]
+        steps = _step_specs(data.get(key) or [], phase, (key,), source, kinds)
         if phase == "steps":
             runbook.steps = steps
         else:
@@ -153,10 +175,21 @@ def _build(document: Document, file: str) -> Runbook:
     return runbook
 
 
+def _step_specs(steps: list[dict[str, Any]], phase: Phase, path: DocPath, source: SourceMap,
+                kinds: Sequence[str]) -> list[StepSpec]:
+    return [_step_spec(step, index, phase, (*path, index), source, kinds)
+            for index, step in enumerate(steps)]
+
+
 def _step_spec(step: dict[str, Any], index: int, phase: Phase, path: DocPath,
                source: SourceMap, kinds: Sequence[str]) -> StepSpec:
+    from kdiag.steps import step_types
+
     kind, _ = _step_kind(step, kinds)
     assert kind is not None  # shapes were checked first
+    field_name = step_types()[kind].children_field
+    nested = step[kind].get(field_name) if field_name and isinstance(step[kind], dict) else None
+    children = _step_specs(nested or [], phase, (*path, kind, field_name or ""), source, kinds)
     asserts = step.get("assert", ())
     if kind == "assert":
         asserts = ()
@@ -178,6 +211,7 @@ def _step_spec(step: dict[str, Any], index: int, phase: Phase, path: DocPath,
         background=bool(step.get("background", False)),
         asserts=tuple([asserts] if isinstance(asserts, str) else asserts),
         description=step.get("description", ""),
+        children=tuple(children),
     )
 
 
@@ -271,8 +305,12 @@ def _check_step(checker: _Checker, scope: _Scope, step: StepSpec) -> None:
         body_path = (*path, step.kind)
         for sub_path, text in _strings(step.body, body_path):
             field_name = sub_path[len(body_path)] if len(sub_path) > len(body_path) else None
+            if field_name is not None and field_name == step_type.children_field:
+                continue  # nested steps are checked as steps below
             is_expression = field_name in step_type.expression_fields
             _check_text(checker, scope, sub_path, text, expression=is_expression)
+    for child in step.children:
+        _check_step(checker, scope, child)
     if step.background and not step_type.can_background:
         checker.add(f"a {step.kind!r} step cannot run in the background", (*path, "background"),
                     key=True)
@@ -283,9 +321,15 @@ def _check_step(checker: _Checker, scope: _Scope, step: StepSpec) -> None:
         scope.registered.add(step.register)
 
 
+def _walk(steps: Sequence[StepSpec]) -> Iterator[StepSpec]:
+    for step in steps:
+        yield step
+        yield from _walk(step.children)
+
+
 def _check_names(checker: _Checker, runbook: Runbook) -> None:
     seen: dict[str, StepSpec] = {}
-    for step in runbook.all_steps():
+    for step in _walk(runbook.all_steps()):
         if step.name in seen:
             first = seen[step.name].location
             checker.add(f"duplicate step name {step.name!r} (first used at {first})",
@@ -345,7 +389,7 @@ class Loader:
         return resolve_include(name, base_dir, self.paths)
 
     def _check_includes(self, checker: _Checker, runbook: Runbook, stack: tuple[Path, ...]) -> None:
-        for step in runbook.all_steps():
+        for step in _walk(runbook.all_steps()):
             if step.kind != "include" or not isinstance(step.body, dict):
                 continue
             name = step.body.get("file")

@@ -156,6 +156,7 @@ def _runbook_schema() -> Schema:
         "duration": DURATION_DEF,
         "param": PARAM_DEF,
         "step": {"title": "a step", "anyOf": [{"$ref": f"#/$defs/step_{k}"} for k in kinds]},
+        "steps": _steps_list("Steps run inside this step."),
     }
     for kind, step in kinds.items():
         defs[f"step_{kind}"] = step_def(kind, step.schema, step.summary)

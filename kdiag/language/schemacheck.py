@@ -91,6 +91,11 @@ def expected(schema: Schema, root: Schema) -> str:
     return " or ".join(words.get(str(n), str(n)) for n in names) or "a value"
 
 
+def deref(schema: Schema, root: Schema) -> Schema:
+    """Follow ``$ref`` (to ``#/$defs/...``) until a schema without one."""
+    return _deref(schema, root)
+
+
 def _deref(schema: Schema, root: Schema) -> Schema:
     while "$ref" in schema:
         ref = schema["$ref"]

@@ -84,6 +84,9 @@ class StepContext(Protocol):
     def include(self, file: str, params: dict[str, Any]) -> StepOutcome:
         """Run another runbook as a nested part of this run and return its results."""
 
+    def run_children(self) -> bool:
+        """Run the step's nested steps (``children_field``); False if one of them failed."""
+
 
 class StepType(ABC):
     """A kind of step: the YAML key naming it, its body's schema, and how to execute it."""
@@ -106,6 +109,9 @@ class StepType(ABC):
     """Body fields that hold expressions evaluated by the step itself, not rendered templates."""
     raw_body: ClassVar[bool] = False
     """The body is passed unrendered (the step renders or evaluates it itself)."""
+    children_field: ClassVar[str | None] = None
+    """A body field holding a list of steps the step runs itself (``ctx.run_children()``);
+    its schema should be ``{"$ref": "#/$defs/steps"}``. Such steps should be ``inline``."""
 
     @abstractmethod
     def execute(self, body: Any, ctx: StepContext) -> StepOutcome:

@@ -344,3 +344,35 @@ def test_chunked_step_output_never_shows_a_secret(run_runbook) -> None:
     output = outcome.recorder.output("dribble")
     assert output == "x***y"
     assert secret[:5] not in repr(outcome.recorder.events)
+
+
+def test_group_runs_nested_steps_named_under_it(run_runbook) -> None:
+    outcome = run_runbook("""
+        steps:
+          - name: outer
+            group:
+              steps:
+                - {name: a, run: {argv: [echo, one]}, register: a}
+                - {name: b, assert: ["a.stdout == 'one\\n'"]}
+          - {name: after, assert: ["a.rc == 0"]}
+    """)
+    assert outcome.exit_code == 0, outcome.recorder.finished()
+    assert outcome.status == {"outer / a": "passed", "outer / b": "passed", "outer": "passed",
+                              "after": "passed"}
+
+
+def test_group_failure_with_continue_on_error(run_runbook) -> None:
+    outcome = run_runbook("""
+        steps:
+          - name: optional checks
+            continue_on_error: true
+            group:
+              steps:
+                - {name: bad, run: {argv: ["false"]}}
+                - {name: skipped, note: x}
+          - {name: after, note: y}
+    """)
+    assert outcome.exit_code == 0
+    assert outcome.status == {"optional checks / bad": "failed",
+                              "optional checks / skipped": "skipped",
+                              "optional checks": "ignored", "after": "passed"}

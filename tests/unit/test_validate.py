@@ -160,3 +160,14 @@ def test_unknown_filter_is_a_template_error(write, capsys) -> None:
     code, err = validate(path, capsys)
     assert code == 2
     assert f"{path}:2:11: template syntax error: No filter named 'nosuchfilter'" in err
+
+
+def test_nested_steps_are_validated_with_their_location(write, capsys) -> None:
+    path = write("steps:\n  - group:\n      steps:\n        - {name: a, note: x}\n"
+                 "        - {name: a, nope: 1}\n")
+    code, err = validate(path, capsys)
+    assert code == 2
+    assert f"{path}:5:21: unknown step type 'nope'" in err
+    path = write("steps:\n  - group:\n      steps:\n        - {name: a, note: '{{ zz }}'}\n")
+    code, err = validate(path, capsys)
+    assert f"{path}:4:27: undefined variable 'zz'" in err
