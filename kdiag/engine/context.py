@@ -103,3 +103,6 @@ class StepRuntime:
 
     def run_children(self) -> bool:
         return self.run.run_children(self.frame, self.ref, self.spec.children)
+
+    def stop_background(self, name: str) -> bool:
+        return self.run.stop_background((*self.frame.path, name))

@@ -236,6 +236,19 @@ class Run:
         finally:
             frame.path, frame.failed = saved_path, saved_failed
 
+    def stop_background(self, qualified: tuple[str, ...]) -> bool:
+        """Stop one step's background work before the run ends (the ``stop`` step)."""
+        for entry in self.backgrounds:
+            runtime, background = entry
+            if (*runtime.ref.path, runtime.ref.name) == qualified:
+                self.backgrounds.remove(entry)
+                try:
+                    background.stop()
+                finally:
+                    runtime.flush()
+                return True
+        return False
+
     # -- frames -----------------------------------------------------------------------------
 
     def _top_frame(self, runbook: Runbook, params: dict[str, Any]) -> Frame:

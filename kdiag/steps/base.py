@@ -87,6 +87,9 @@ class StepContext(Protocol):
     def run_children(self) -> bool:
         """Run the step's nested steps (``children_field``); False if one of them failed."""
 
+    def stop_background(self, name: str) -> bool:
+        """Stop the background work of the step named ``name`` now; False if none is running."""
+
 
 class StepType(ABC):
     """A kind of step: the YAML key naming it, its body's schema, and how to execute it."""

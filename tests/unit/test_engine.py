@@ -376,3 +376,19 @@ def test_group_failure_with_continue_on_error(run_runbook) -> None:
     assert outcome.status == {"optional checks / bad": "failed",
                               "optional checks / skipped": "skipped",
                               "optional checks": "ignored", "after": "passed"}
+
+
+def test_stop_ends_a_background_step_early(run_runbook, tmp_path: Path) -> None:
+    marker = tmp_path / "pid"
+    outcome = run_runbook(f"""
+        steps:
+          - name: server
+            run: {{script: "echo $$ > {marker}; exec sleep 30"}}
+            background: true
+          - {{name: up, wait: {{until: "steps.server.ok", timeout: 1s}}}}
+          - {{name: halt, stop: server}}
+          - {{name: gone, run: {{script: "! kill -0 $(cat {marker})"}}}}
+          - {{name: again, stop: server, continue_on_error: true}}
+    """)
+    assert outcome.exit_code == 0, outcome.recorder.finished()
+    assert outcome.recorder.finished()["again"].message == "no background step named 'server' is running"
