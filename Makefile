@@ -20,8 +20,8 @@ system-deps:
 	@bash scripts/system-deps.sh
 
 lint: install
-	$(VENV)/bin/ruff check kdiag manager tests
-	$(VENV)/bin/mypy kdiag manager/kdiag_manager
+	$(VENV)/bin/ruff check kdiag manager tests cluster demo
+	$(VENV)/bin/mypy kdiag manager/kdiag_manager demo
 
 unit: install
 	$(VENV)/bin/pytest -q tests/unit
@@ -32,7 +32,7 @@ test: install system-deps
 
 demo: install system-deps
 	$(MAKE) --no-print-directory scratch-shell
-	$(PY) scripts/demo.py
+	$(PY) -m demo
 
 bench: install system-deps
 	$(MAKE) --no-print-directory scratch-shell

@@ -92,14 +92,7 @@ def command(args: argparse.Namespace) -> int:
     run = Run(bus, loader, options, interaction, _open_target)
     _interrupt_on_sigterm()
     try:
-        return run.execute(runbook, values.values, _describe_target(runbook))
+        return run.execute(runbook, values.values)
     finally:
         close_all(reporters)
 
-
-def _describe_target(runbook: Runbook) -> str | None:
-    if not runbook.target:
-        return None
-    kind, spec = next(iter(runbook.target.items()))
-    details = ", ".join(f"{k}={v}" for k, v in spec.items())
-    return f"{kind} ({details})"

@@ -153,11 +153,12 @@ class Run:
 
     # -- public ---------------------------------------------------------------------------
 
-    def execute(self, runbook: Runbook, params: dict[str, Any], target: str | None = None) -> int:
+    def execute(self, runbook: Runbook, params: dict[str, Any]) -> int:
         """Run ``runbook`` with resolved ``params``; returns the CLI exit code."""
         frame = self._top_frame(runbook, params)
-        self.bus.emit(RunStarted(runbook.name, runbook.file, dict(params), target,
-                                 len(runbook.all_steps()), self._started_at))
+        self.bus.emit(RunStarted(runbook.name, runbook.file, dict(params),
+                                 self._describe_target(), len(runbook.all_steps()),
+                                 self._started_at))
         status: RunStatus = "passed"
         message = ""
         try:
@@ -263,6 +264,12 @@ class Run:
             kind = next(iter(self._target_spec))
             frame.target.update({"kind": kind, **self._target_spec[kind]})
         return frame
+
+    def _describe_target(self) -> str | None:
+        if not self._target_spec:
+            return None
+        kind, spec = next(iter(self._target_spec.items()))
+        return f"{kind} ({', '.join(f'{k}={v}' for k, v in spec.items())})"
 
     def _run_frame(self, frame: Frame) -> None:
         """The main steps, then the finally steps (always), of one frame."""

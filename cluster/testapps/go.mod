@@ -1,0 +1,3 @@
+module kdiag.local/testapps
+
+go 1.22

@@ -1,0 +1,120 @@
+"""The manager image is built from the repository's Dockerfile by cluster/images/ocibuild.py.
+These checks (no cluster, no root) fail when the Dockerfile uses something that builder does
+not support, so the image the tests run and the Dockerfile cannot drift apart."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import json
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _ocibuild():
+    spec = importlib.util.spec_from_file_location(
+        "kdiag_ocibuild", REPO / "cluster" / "images" / "ocibuild.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+ocibuild = _ocibuild()
+
+
+def check(dockerfile: Path, context: Path):
+    return ocibuild.DockerfileBuilder(dockerfile, context, Path("/nonexistent")).check()
+
+
+def test_repository_dockerfile_is_supported_by_the_local_builder() -> None:
+    config = check(REPO / "Dockerfile", REPO)
+    assert config.entrypoint and config.entrypoint[-2:] == ["-m", "kdiag_manager"]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "ADD manager /opt/manager",
+        "COPY --from=build /x /y",
+        "RUN --network=none true",
+        "RUN --mount=type=bind,source=.,target=/src true",
+        "HEALTHCHECK CMD true",
+        "ONBUILD RUN true",
+        "SHELL [\"/bin/bash\", \"-c\"]",
+        "FROM debian:bookworm-slim AS second",
+    ],
+)
+def test_unsupported_instructions_fail_loudly(tmp_path: Path, line: str) -> None:
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(f"FROM debian:bookworm-slim\nRUN true\n{line}\n")
+    with pytest.raises(ocibuild.BuildError, match=r"Dockerfile:3"):
+        check(dockerfile, tmp_path)
+
+
+def test_unknown_base_image_fails(tmp_path: Path) -> None:
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text("FROM alpine:3.20\n")
+    with pytest.raises(ocibuild.BuildError, match="base image"):
+        check(dockerfile, tmp_path)
+
+
+def test_parser_joins_continuations_and_skips_comments() -> None:
+    instructions = ocibuild.parse_dockerfile(
+        "# syntax=docker/dockerfile:1\nFROM debian:bookworm-slim\n"
+        "RUN a \\\n# a comment inside\n  && b\nENV A=1 B=\"two words\"\n"
+    )
+    assert [i.cmd for i in instructions] == ["FROM", "RUN", "ENV"]
+    assert instructions[1].args.split() == ["a", "&&", "b"]
+    assert ocibuild._parse_env(instructions[2].args, {}) == {"A": "1", "B": "two words"}
+
+
+def test_dockerignore_patterns(tmp_path: Path) -> None:
+    (tmp_path / ".dockerignore").write_text("**/__pycache__\n*.egg-info\n.git\n")
+    ignore = ocibuild.DockerIgnore(tmp_path)
+    assert ignore.ignored("manager/kdiag_manager/__pycache__/x.pyc")
+    assert ignore.ignored("kdiag.egg-info/PKG-INFO")
+    assert ignore.ignored(".git/config")
+    assert not ignore.ignored("manager/kdiag_manager/server.py")
+
+
+def test_oci_archive_layout(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "bin").mkdir(parents=True)
+    (root / "bin" / "app").write_bytes(b"#!/bin/true\n")
+    (root / "proc").mkdir()
+    config = ocibuild.ImageConfig(entrypoint=["/bin/app"])
+    out = tmp_path / "image.tar"
+    ocibuild.write_archive(root, "kdiag.local/example:dev", config, out)
+
+    with tarfile.open(out) as tar:
+        blobs = {
+            m.name: tar.extractfile(m).read()  # type: ignore[union-attr]
+            for m in tar.getmembers()
+            if m.isfile()
+        }
+    assert json.loads(blobs["oci-layout"]) == {"imageLayoutVersion": "1.0.0"}
+    for name, data in blobs.items():
+        if name.startswith("blobs/sha256/"):
+            assert hashlib.sha256(data).hexdigest() == name.rsplit("/", 1)[1]
+    index = json.loads(blobs["index.json"])
+    (desc,) = index["manifests"]
+    assert desc["annotations"]["io.containerd.image.name"] == "kdiag.local/example:dev"
+    manifest = json.loads(blobs[f"blobs/sha256/{desc['digest'].split(':')[1]}"])
+    cfg = json.loads(blobs[f"blobs/sha256/{manifest['config']['digest'].split(':')[1]}"])
+    assert cfg["config"]["Entrypoint"] == ["/bin/app"]
+    assert cfg["os"] == "linux" and cfg["architecture"] == "amd64"
+    (layer,) = manifest["layers"]
+    assert cfg["rootfs"]["diff_ids"] == [layer["digest"]]
+    layer_blob = blobs[f"blobs/sha256/{layer['digest'][7:]}"]
+    with tarfile.open(fileobj=io.BytesIO(layer_blob)) as t:
+        names = t.getnames()
+    assert "./bin/app" in names and "./proc" in names
