@@ -1,0 +1,162 @@
+"""Entry point: ``python -m kdiag_manager`` (also the manager image's entrypoint).
+
+Startup order matters:
+1. join the target's network namespace (node mode) before any thread exists, so that every
+   thread — including gRPC's — lives there;
+2. take the token from $KDIAG_TOKEN, scrub it from the environment, become non-dumpable;
+3. remove stale tagged rules; start the server; print ONE machine-readable first line:
+   ``{"kdiag_manager": {"version": ..., "address": "127.0.0.1:PORT" | "unix:/path", "pid": N}}``
+4. run until SIGTERM/SIGINT, stdin EOF (``--exit-on-stdin-eof``) or parent death; then remove
+   every rule this manager installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+
+from . import __version__, sysutil
+
+EXIT_USAGE = 2
+EXIT_ENV = 3
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line flags."""
+    p = argparse.ArgumentParser(prog="kdiag_manager", description=__doc__.splitlines()[0])
+    p.add_argument("--listen", default="127.0.0.1:0",
+                   help="HOST:PORT (port 0: random) or unix:/path (default: %(default)s)")
+    p.add_argument("--target-pid", type=int, default=None,
+                   help="the target process (default: PID 1 when it is not the manager)")
+    p.add_argument("--join-netns", action="store_true",
+                   help="join the target's network namespace first (node mode)")
+    p.add_argument("--node-mode", action="store_true", help="running beside a host process")
+    p.add_argument("--session", default=None, help="default rule tag session id (random)")
+    p.add_argument("--enter", default=None, help="path of the enter helper ($KDIAG_ENTER)")
+    p.add_argument("--busybox", default=None, help="path of a static busybox ($KDIAG_BUSYBOX)")
+    p.add_argument("--exit-on-stdin-eof", action="store_true",
+                   help="exit (removing rules) when stdin reaches EOF: the parent is gone")
+    p.add_argument("--parent-death-signal", action="store_true",
+                   help="get SIGTERM when the parent process dies (prctl PR_SET_PDEATHSIG)")
+    p.add_argument("--cleanup-only", action="store_true",
+                   help="remove stale rules (and those of --session) and exit")
+    p.add_argument("--log-level", default=os.environ.get("KDIAG_MANAGER_LOG", "WARNING"))
+    return p.parse_args(argv)
+
+
+def _fail(code: int, message: str) -> int:
+    # The first line is machine-readable in failures too, so the CLI can show the cause.
+    print(json.dumps({"kdiag_manager": {"version": __version__, "error": message}}), flush=True)
+    print(f"kdiag_manager: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the manager; returns the process exit status."""
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="kdiag_manager %(levelname)s %(name)s: %(message)s")
+    from .config import Config, default_target_pid, find_busybox, find_enter
+
+    target_pid = args.target_pid if args.target_pid is not None else default_target_pid()
+    if args.join_netns:
+        if target_pid is None:
+            return _fail(EXIT_USAGE, "--join-netns needs --target-pid")
+        try:
+            sysutil.setns_path(f"/proc/{target_pid}/ns/net", sysutil.CLONE_NEWNET)
+        except OSError as exc:
+            return _fail(EXIT_ENV, f"cannot join the network namespace of PID {target_pid}: "
+                                   f"{exc.strerror or exc}")
+    session = args.session or os.urandom(6).hex()
+
+    from .iptables import Iptables, IptablesError
+    from .liveness import remove_stale_rules
+
+    iptables = Iptables()
+    try:
+        removed = remove_stale_rules(iptables)
+        if args.cleanup_only and args.session:
+            removed += iptables.remove_sessions({args.session})
+    except IptablesError as exc:
+        removed = []
+        logging.getLogger("kdiag_manager").warning("cannot check for stale rules: %s", exc)
+    if args.cleanup_only:
+        print(json.dumps({"kdiag_manager": {"version": __version__, "removed":
+                                            [r.save_line() for r in removed]}}), flush=True)
+        return 0
+
+    token = sysutil.take_secret_env("KDIAG_TOKEN")
+    if not token:
+        return _fail(EXIT_USAGE, "KDIAG_TOKEN is not set: refusing to run without a session token")
+    try:
+        sysutil.set_dumpable(False)
+        if args.parent_death_signal:
+            sysutil.set_parent_death_signal(signal.SIGTERM)
+    except OSError as exc:
+        return _fail(EXIT_ENV, str(exc))
+
+    from . import redirect
+    from .server import build_server
+
+    config = Config(target_pid=target_pid, enter_path=find_enter(args.enter),
+                    busybox_path=find_busybox(args.busybox), session=session,
+                    node_mode=args.node_mode or args.join_netns)
+    listen = args.listen
+    if listen.startswith("unix:"):
+        path = listen[5:]
+        if os.path.exists(path):
+            os.unlink(path)
+    try:
+        server, address = build_server(config, token, listen, iptables)
+        server.start()
+    except (OSError, RuntimeError) as exc:
+        return _fail(EXIT_ENV, f"cannot listen on {listen}: {exc}")
+    if listen.startswith("unix:"):
+        os.chmod(listen[5:], 0o600)
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    if args.exit_on_stdin_eof:
+        def watch_stdin() -> None:
+            try:
+                while os.read(0, 4096):
+                    pass
+            except OSError:
+                pass
+            stop.set()
+
+        threading.Thread(target=watch_stdin, daemon=True, name="stdin-watch").start()
+
+    print(json.dumps({"kdiag_manager": {"version": __version__, "address": address,
+                                        "pid": os.getpid(), "session": session,
+                                        "target_pid": target_pid}}), flush=True)
+    # Many pump threads: hand the GIL over sooner than the default 5 ms, so that a thread woken
+    # by the network does not wait behind a busy one (connection setup latency).
+    sys.setswitchinterval(0.0005)
+    sysutil.release_free_memory()  # startup garbage back to the OS: idle RSS matters in pods
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        redirect.stop_all()  # rules first: the target's traffic must not wait for us
+        server.stop(grace=1).wait(2)
+        if listen.startswith("unix:"):
+            with contextlib.suppress(OSError):
+                os.unlink(listen[5:])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

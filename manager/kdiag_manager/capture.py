@@ -1,0 +1,153 @@
+"""Capture: packets of the target's network namespace as a pcap stream, via tcpdump.
+
+The manager already lives in the target's network namespace, so tcpdump sees its interfaces.
+The stream is cut at packet boundaries, so a byte limit still leaves a valid pcap file.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import struct
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from .api.v1 import manager_pb2 as pb
+from .config import Config
+
+PCAP_HEADER = 24
+RECORD_HEADER = 16
+
+
+class PcapCutter:
+    """Splits a pcap byte stream into whole records, counting packets and bytes."""
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.header_done = False
+        self.endian = "<"
+        self.packets = 0
+        self.bytes = 0
+
+    def feed(self, data: bytes, max_packets: int = 0, max_bytes: int = 0) -> tuple[bytes, bool]:
+        """Add ``data``; return the complete bytes to emit and whether a limit was reached."""
+        self.buf += data
+        out = bytearray()
+        if not self.header_done:
+            if len(self.buf) < PCAP_HEADER:
+                return b"", False
+            magic = self.buf[:4]
+            self.endian = ">" if magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d") else "<"
+            out += self.buf[:PCAP_HEADER]
+            self.buf = self.buf[PCAP_HEADER:]
+            self.header_done = True
+            self.bytes += PCAP_HEADER
+        while len(self.buf) >= RECORD_HEADER:
+            (incl,) = struct.unpack(self.endian + "I", self.buf[8:12])
+            size = RECORD_HEADER + incl
+            if len(self.buf) < size:
+                break
+            if (max_packets and self.packets >= max_packets) or \
+                    (max_bytes and self.bytes + size > max_bytes):
+                return bytes(out), True
+            out += self.buf[:size]
+            self.buf = self.buf[size:]
+            self.packets += 1
+            self.bytes += size
+        limit = bool(max_packets and self.packets >= max_packets)
+        return bytes(out), limit
+
+
+def _reader(fd: int, out: queue.SimpleQueue[bytes | None]) -> None:
+    try:
+        while data := os.read(fd, 65536):
+            out.put(data)
+    except OSError:
+        pass
+    out.put(None)
+
+
+def build_command(req: pb.CaptureRequest, config: Config) -> list[str]:
+    """The tcpdump command line for ``req``."""
+    cmd = [config.tcpdump_path, "-i", req.interface or "any", "-U", "-w", "-", "-n",
+           "-Z", "root"]  # -Z root: the tcpdump user may not exist in the image
+    if req.snaplen:
+        cmd += ["-s", str(req.snaplen)]
+    if req.max_packets:
+        cmd += ["-c", str(req.max_packets)]
+    if req.filter:
+        cmd.append(req.filter)
+    return cmd
+
+
+def run(req: pb.CaptureRequest, config: Config, context: Any) -> Iterator[pb.CaptureChunk]:
+    """Run tcpdump until a limit is reached or the call is cancelled; stream whole records."""
+    max_bytes = req.max_bytes or config.max_capture_bytes
+    try:
+        proc = subprocess.Popen(build_command(req, config), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)
+    except OSError as exc:
+        yield pb.CaptureChunk(done=pb.CaptureDone(reason="error", error=f"tcpdump: {exc}"))
+        return
+    assert proc.stdout is not None and proc.stderr is not None
+
+    def stop() -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # tcpdump flushes and exits
+
+    context.add_callback(stop)
+    chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+    threading.Thread(target=_reader, args=(proc.stdout.fileno(), chunks), daemon=True).start()
+    cutter = PcapCutter()
+    deadline = time.monotonic() + req.duration_seconds if req.duration_seconds else None
+    reason = "ended"
+    try:
+        while True:
+            wait = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+            if deadline is not None and wait <= 0:
+                reason = "duration"
+                break
+            try:
+                data = chunks.get(timeout=max(wait, 0.001))
+            except queue.Empty:
+                if not context.is_active():
+                    reason = "cancelled"
+                    break
+                continue
+            if data is None:
+                reason = "packets" if req.max_packets and \
+                    cutter.packets >= req.max_packets else "ended"
+                break
+            out, limited = cutter.feed(data, req.max_packets, max_bytes)
+            if out:
+                yield pb.CaptureChunk(data=out)
+            if limited:
+                reason = "packets" if req.max_packets and \
+                    cutter.packets >= req.max_packets else "bytes"
+                break
+    finally:
+        stop()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    # Records tcpdump flushed while stopping (duration or cancel) still count.
+    if reason == "duration":
+        while (data := chunks.get()) is not None:
+            out, limited = cutter.feed(data, req.max_packets, max_bytes)
+            if out:
+                yield pb.CaptureChunk(data=out)
+            if limited:
+                break
+    # tcpdump's chatter ("listening on", "data link type") is not an error.
+    err = "\n".join(line for line in proc.stderr.read().decode(errors="replace").splitlines()
+                    if line.strip() and "listening on" not in line and "data link type" not in line
+                    and "packets" not in line)
+    error = "" if proc.returncode in (0, -signal.SIGINT, 130) or reason != "ended" else err
+    yield pb.CaptureChunk(done=pb.CaptureDone(packets=cutter.packets, bytes=cutter.bytes,
+                                              reason=reason, error=error))

@@ -1,0 +1,63 @@
+"""The manager's configuration: the target, helper binaries, limits."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+@dataclass
+class Config:
+    """Settings every feature reads."""
+
+    target_pid: int | None
+    enter_path: str
+    busybox_path: str
+    session: str
+    node_mode: bool = False
+    tcpdump_path: str = "tcpdump"
+    max_file_bytes: int = 1 << 30
+    max_capture_bytes: int = 100 << 20
+
+
+def _first_existing(candidates: list[str | Path | None]) -> str | None:
+    for c in candidates:
+        if c and os.access(c, os.X_OK) and not os.path.isdir(c):
+            return str(c)
+    return None
+
+
+def find_enter(explicit: str | None = None) -> str:
+    """Path of ``enter``: flag, $KDIAG_ENTER, beside the package (image), the dev build, PATH."""
+    found = _first_existing([
+        explicit,
+        os.environ.get("KDIAG_ENTER"),
+        _PACKAGE / "bin" / "enter",
+        "/usr/local/lib/kdiag/enter",
+        _PACKAGE.parent.parent / "scratch-shell" / "build" / "enter",
+        shutil.which("kdiag-enter"),
+        shutil.which("enter"),
+    ])
+    return found or str(explicit or "enter")
+
+
+def find_busybox(explicit: str | None = None) -> str:
+    """Path of a static busybox: flag, $KDIAG_BUSYBOX, beside the package, /bin/busybox."""
+    found = _first_existing([
+        explicit,
+        os.environ.get("KDIAG_BUSYBOX"),
+        _PACKAGE / "bin" / "busybox",
+        "/usr/local/lib/kdiag/busybox",
+        "/bin/busybox",
+        "/usr/bin/busybox",
+    ])
+    return found or str(explicit or "/bin/busybox")
+
+
+def default_target_pid() -> int | None:
+    """In a pod sharing the target's PID namespace the target is usually PID 1."""
+    return 1 if os.getpid() != 1 and os.path.exists("/proc/1") else None

@@ -1,0 +1,78 @@
+"""Just enough HTTP/1.1 parsing to route a connection by a request header.
+
+The decision is made on the first request of a connection: the whole connection (including any
+later keep-alive requests on it) goes where its first request goes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MAX_HEAD = 64 * 1024
+_METHODS = {b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"CONNECT", b"OPTIONS", b"TRACE",
+            b"PATCH"}
+
+
+@dataclass(frozen=True)
+class RequestHead:
+    """The request line and headers of one HTTP/1.x request."""
+
+    method: str
+    target: str
+    version: str
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    def header(self, name: str) -> list[str]:
+        """All values of header ``name`` (case-insensitive)."""
+        lname = name.lower()
+        return [v for n, v in self.headers if n.lower() == lname]
+
+
+def head_end(buf: bytes) -> int:
+    """Index just past the blank line ending the request head, or -1 if not there yet."""
+    i = buf.find(b"\r\n\r\n")
+    if i >= 0:
+        return i + 4
+    i = buf.find(b"\n\n")  # tolerate bare LF, as many servers do
+    return i + 2 if i >= 0 else -1
+
+
+def looks_like_http(buf: bytes) -> bool:
+    """Could ``buf`` be the beginning of an HTTP/1.x request? (False as soon as it cannot.)"""
+    first = buf.split(b" ", 1)[0]
+    if b" " not in buf[:16]:
+        return len(buf) < 8 and any(m.startswith(first) for m in _METHODS)
+    return first in _METHODS
+
+
+def parse_head(buf: bytes) -> RequestHead | None:
+    """Parse a complete request head; None when ``buf`` is not an HTTP/1.x request head."""
+    end = head_end(buf)
+    if end < 0:
+        return None
+    try:
+        text = buf[:end].decode("latin-1")
+    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes everything
+        return None
+    lines = text.replace("\r\n", "\n").split("\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or parts[0].encode() not in _METHODS or not parts[2].startswith("HTTP/1."):
+        return None
+    headers: list[tuple[str, str]] = []
+    for line in lines[1:]:
+        if not line:
+            continue
+        if line[0] in " \t" and headers:  # obsolete line folding
+            name, value = headers[-1]
+            headers[-1] = (name, value + " " + line.strip())
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            return None
+        headers.append((name, value.strip()))
+    return RequestHead(parts[0], parts[1], parts[2], headers)
+
+
+def matches(head: RequestHead | None, name: str, value: str) -> bool:
+    """Does the request carry header ``name`` with exactly ``value``?"""
+    return head is not None and value in head.header(name)

@@ -1,0 +1,63 @@
+"""Which kdiag sessions still have a live manager in this network namespace.
+
+A manager holds an abstract unix socket ``@kdiag-manager/<session>`` for each session it has
+rules for. Abstract sockets belong to the network namespace (like the rules) and vanish with the
+process, even after ``kill -9``: a tagged rule whose session socket refuses connections is stale.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+from .iptables import Iptables, Rule
+
+_PREFIX = "\0kdiag-manager/"
+_held: dict[str, socket.socket] = {}
+_lock = threading.Lock()
+
+
+def hold(session: str) -> None:
+    """Mark ``session`` as alive for as long as this process lives."""
+    with _lock:
+        if session in _held:
+            return
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            sock.bind(_PREFIX + session)
+        except OSError:
+            sock.close()  # another live manager holds it: the session is alive anyway
+            return
+        sock.listen(8)
+        _held[session] = sock
+
+
+def release(session: str) -> None:
+    """Stop marking ``session`` as alive (its rules are gone)."""
+    with _lock:
+        sock = _held.pop(session, None)
+    if sock is not None:
+        sock.close()
+
+
+def is_alive(session: str) -> bool:
+    """Does some process in this network namespace hold ``session``'s socket?"""
+    with _lock:
+        if session in _held:
+            return True
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(1)
+        sock.connect(_PREFIX + session)
+    except OSError:
+        return False
+    finally:
+        sock.close()
+    return True
+
+
+def remove_stale_rules(iptables: Iptables) -> list[Rule]:
+    """Remove every tagged rule whose session has no live manager; return what was removed."""
+    rules = iptables.tagged()
+    dead = {r.session for r in rules if r.session is not None and not is_alive(r.session)}
+    return [r for r in rules if r.session in dead and iptables.delete(r)]

@@ -1,0 +1,99 @@
+"""Probe: an HTTP request, a TCP connect or a DNS lookup from the target's network namespace.
+
+Names resolve through the target's hosts file and resolv.conf (see :mod:`dns`). With
+``bypass_redirect`` the socket carries kdiag's mark, so kdiag's own redirect rules skip it;
+otherwise the probe behaves like the app's own traffic (useful to test an outgoing redirect).
+HTTPS certificates are not verified: a probe checks reachability and answers, not identity.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import time
+from urllib.parse import urlsplit
+
+from . import dns
+from .api.v1 import manager_pb2 as pb
+from .config import Config
+from .sysutil import mark_socket, read_in_root
+
+DEFAULT_TIMEOUT = 5.0
+DEFAULT_MAX_BODY = 1 << 20
+
+
+def _resolve(host: str, config: Config, timeout: float) -> list[str]:
+    pid = config.target_pid
+    return dns.resolve(host, read_in_root(pid, "/etc/hosts"),
+                       read_in_root(pid, "/etc/resolv.conf"), timeout)
+
+
+def _connect(addresses: list[str], port: int, timeout: float, mark: bool) -> socket.socket:
+    last: OSError | None = None
+    for addr in addresses:
+        family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+        s = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            if mark:
+                mark_socket(s)
+            s.settimeout(timeout)
+            s.connect((addr, port))
+            return s
+        except OSError as exc:
+            s.close()
+            last = exc
+    raise last or OSError("no address")
+
+
+def _http(req: pb.ProbeRequest, config: Config, timeout: float) -> pb.ProbeResponse:
+    url = urlsplit(req.url)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return pb.ProbeResponse(error=f"unsupported URL {req.url!r} (http:// or https://)")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    addresses = _resolve(url.hostname, config, timeout)
+    sock = _connect(addresses, port, timeout, req.bypass_redirect)
+    if url.scheme == "https":
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        sock = ctx.wrap_socket(sock, server_hostname=url.hostname)
+    conn = http.client.HTTPConnection(url.hostname, port, timeout=timeout)
+    conn.sock = sock  # already connected from inside the namespace, maybe marked
+    peer = sock.getpeername()[0]
+    path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+    headers = dict(req.headers)
+    if url.port and not any(k.lower() == "host" for k in headers):
+        headers["Host"] = f"{url.hostname}:{url.port}"
+    try:
+        conn.request(req.method or "GET", path, body=req.body or None, headers=headers)
+        resp = conn.getresponse()
+        limit = req.max_body_bytes or DEFAULT_MAX_BODY
+        body = resp.read(limit + 1)
+        return pb.ProbeResponse(
+            ok=True, status=resp.status, reason=resp.reason,
+            headers=[pb.Header(name=k, value=v) for k, v in resp.getheaders()],
+            body=body[:limit], truncated=len(body) > limit, addresses=[peer])
+    finally:
+        conn.close()
+
+
+def run(req: pb.ProbeRequest, config: Config) -> pb.ProbeResponse:
+    """Run one probe; failures are answered in ``error`` (the call itself succeeds)."""
+    timeout = req.timeout_seconds or DEFAULT_TIMEOUT
+    began = time.monotonic()
+    try:
+        if req.kind == "http":
+            resp = _http(req, config, timeout)
+        elif req.kind == "tcp":
+            addrs = _resolve(req.host, config, timeout)
+            with _connect(addrs, req.port, timeout, req.bypass_redirect) as s:
+                resp = pb.ProbeResponse(ok=True, addresses=[s.getpeername()[0]])
+        elif req.kind == "dns":
+            resp = pb.ProbeResponse(ok=True, addresses=_resolve(req.host, config, timeout))
+        else:
+            resp = pb.ProbeResponse(error=f"unknown probe kind {req.kind!r} (http, tcp, dns)")
+    except (OSError, dns.DnsError, http.client.HTTPException) as exc:
+        resp = pb.ProbeResponse(error=str(exc) or type(exc).__name__)
+    resp.elapsed_ms = (time.monotonic() - began) * 1000
+    return resp

@@ -1,0 +1,427 @@
+"""Redirect sessions: tagged iptables rules, a listener, and routing of each accepted connection.
+
+One :class:`RedirectSession` per ``Redirect`` control stream. For each accepted connection the
+session emits a ``connection`` event and waits for the client to claim it with a ``Tunnel``
+stream. A connection nobody claims in time, or that the client rejects, goes to its original
+destination when the spec says fail-open (else it is reset). Connections that do not match a
+header filter go to their original destination straight away. Rules are removed in
+:meth:`RedirectSession.stop`, which runs whenever the control stream ends.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import itertools
+import logging
+import queue
+import socket
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import httpfilter, liveness, splice, sysutil
+from .api.v1 import manager_pb2 as pb
+from .iptables import SESSION_RE, Iptables, Rule, incoming_rules, outgoing_rules
+from .workers import Workers
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FAIL_OPEN_TIMEOUT = 3.0
+HEAD_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 5.0
+
+
+class SpecError(ValueError):
+    """The redirect spec is invalid (INVALID_ARGUMENT)."""
+
+
+@dataclass(frozen=True)
+class RedirectOptions:
+    """A validated RedirectSpec."""
+
+    incoming: bool
+    ports: tuple[int, ...]
+    session: str
+    destination: str | None = None
+    fail_open: bool = False
+    fail_open_timeout: float = DEFAULT_FAIL_OPEN_TIMEOUT
+    header: tuple[str, str] | None = None
+
+    @classmethod
+    def from_spec(cls, spec: pb.RedirectSpec, default_session: str) -> RedirectOptions:
+        """Validate ``spec``; raise SpecError with a readable message."""
+        if spec.direction not in (pb.INCOMING, pb.OUTGOING):
+            raise SpecError("direction must be INCOMING or OUTGOING")
+        ports = tuple(dict.fromkeys(spec.ports))
+        if not ports or any(not 0 < p < 65536 for p in ports):
+            raise SpecError("ports must be 1..65535 (at least one)")
+        if spec.destination and spec.direction != pb.OUTGOING:
+            raise SpecError("destination applies to outgoing redirects only")
+        session = spec.session or default_session
+        if not SESSION_RE.match(session):
+            raise SpecError(f"invalid session id {session!r}")
+        header = None
+        if spec.HasField("header_filter") and spec.header_filter.name:
+            header = (spec.header_filter.name, spec.header_filter.value)
+        timeout = spec.fail_open_timeout_seconds or DEFAULT_FAIL_OPEN_TIMEOUT
+        return cls(spec.direction == pb.INCOMING, ports, session, spec.destination or None,
+                   spec.fail_open, timeout, header)
+
+
+@dataclass
+class Connection:
+    """An accepted connection waiting for (or carried by) a tunnel."""
+
+    id: int
+    sock: socket.socket
+    original: tuple[str, int]
+    peer: tuple[str, int]
+    session: RedirectSession
+    initial: bytes = b""
+    state: str = "pending"  # pending -> tunnel | local | closed
+    reject_reason: str = ""
+    decided: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def transition(self, new: str) -> bool:
+        """Move from pending to ``new``; False if someone else decided first."""
+        with self.lock:
+            if self.state != "pending":
+                return False
+            self.state = new
+        self.decided.set()
+        return True
+
+
+class _Waiter:
+    """A pooled tunnel parked until a connection is handed to it."""
+
+    def __init__(self) -> None:
+        self.ready = threading.Event()
+        self.conn: Connection | None = None
+        self._lock = threading.Lock()
+        self._cancelled = False
+
+    def take(self, conn: Connection) -> bool:
+        with self._lock:
+            if self._cancelled or self.ready.is_set():
+                return False
+            self.conn = conn
+            conn.state = "tunnel"
+            self.ready.set()
+            return True
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            self.ready.set()
+
+
+class ConnectionRegistry:
+    """Pending connections of every session, by id (ids are unique in the manager)."""
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._pending: dict[int, Connection] = {}
+
+    def next_id(self) -> int:
+        """A fresh connection id."""
+        return next(self._ids)
+
+    def add(self, conn: Connection) -> None:
+        """Make ``conn`` claimable."""
+        with self._lock:
+            self._pending[conn.id] = conn
+
+    def remove(self, conn_id: int) -> Connection | None:
+        """Forget a connection; return it if it was there."""
+        with self._lock:
+            return self._pending.pop(conn_id, None)
+
+    def get(self, conn_id: int) -> Connection | None:
+        """The pending connection ``conn_id``, if any."""
+        with self._lock:
+            return self._pending.get(conn_id)
+
+    def claim(self, conn_id: int) -> Connection | None:
+        """Hand a pending connection to a tunnel; None if it is unknown or already decided."""
+        conn = self.remove(conn_id)
+        if conn is None or not conn.transition("tunnel"):
+            return None
+        return conn
+
+
+class RedirectSession:
+    """The rules, listener and connections of one Redirect control stream."""
+
+    def __init__(self, options: RedirectOptions, iptables: Iptables,
+                 registry: ConnectionRegistry) -> None:
+        self.options = options
+        self.iptables = iptables
+        self.registry = registry
+        self.events: queue.SimpleQueue[pb.RedirectEvent | None] = queue.SimpleQueue()
+        self.rules: list[Rule] = []
+        self.listen_port = 0
+        self._listener: socket.socket | None = None
+        self._stopped = threading.Event()
+        self._stop_lock = threading.Lock()
+        self._mine: set[int] = set()
+        self._idle: collections.deque[_Waiter] = collections.deque()
+        self._idle_lock = threading.Lock()
+        self.id = next(_session_ids)
+        _by_id[self.id] = self
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> pb.RedirectEvent:
+        """Listen, install the rules; return the ``ready`` event. Raises IptablesError/OSError."""
+        opts = self.options
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # REDIRECT (incoming) rewrites the destination to the receiving interface's address, so
+        # bind all addresses (a DROP rule refuses connections that were not redirected);
+        # outgoing connections are DNATed to loopback.
+        listener.bind(("0.0.0.0" if opts.incoming else "127.0.0.1", 0))
+        listener.listen(1024)
+        self._listener = listener
+        self.listen_port = listener.getsockname()[1]
+        rules: list[Rule] = []
+        for port in opts.ports:
+            if opts.incoming:
+                rules += incoming_rules(opts.session, port, self.listen_port)
+            else:
+                rules += outgoing_rules(opts.session, port, self.listen_port, opts.destination)
+        liveness.hold(opts.session)
+        try:
+            self.iptables.install(rules)
+        except Exception:
+            listener.close()
+            raise
+        self.rules = rules
+        _active.add(self)
+        threading.Thread(target=self._accept_loop, name="redirect-accept", daemon=True).start()
+        return pb.RedirectEvent(ready=pb.RedirectReady(
+            listen_port=self.listen_port, rules=[r.save_line() for r in rules],
+            session=opts.session, redirect_id=self.id))
+
+    def stop(self) -> None:
+        """Remove the rules first (traffic reaches the app again), then stop accepting.
+
+        Idempotent; called when the control stream ends for any reason. Connections already
+        established keep running until they end by themselves (their tunnel streams end with
+        the client); connections still waiting for the client are routed as if rejected.
+        """
+        with self._stop_lock:
+            if self._stopped.is_set():
+                return
+            self._stopped.set()
+        for rule in reversed(self.rules):
+            self.iptables.delete(rule)
+        _active.discard(self)
+        if not any(s.options.session == self.options.session for s in list(_active)):
+            liveness.release(self.options.session)
+        if self._listener is not None:
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+            self._listener.close()
+        with self._idle_lock:
+            idle, self._idle = list(self._idle), collections.deque()
+        for waiter in idle:
+            waiter.cancel()
+        _by_id.pop(self.id, None)
+        for conn_id in list(self._mine):
+            conn = self.registry.get(conn_id)
+            if conn is not None:
+                conn.reject_reason = "redirect ended"
+                conn.decided.set()
+        self.events.put(None)
+
+    @property
+    def stopped(self) -> bool:
+        """Has stop() run?"""
+        return self._stopped.is_set()
+
+    # -- control stream input ------------------------------------------------------------------
+
+    def reject(self, conn_id: int, reason: str) -> None:
+        """The client cannot take ``conn_id`` (its side refused): fail open or reset now."""
+        conn = self.registry.get(conn_id)
+        if conn is not None and conn.session is self:
+            conn.reject_reason = reason or "rejected by client"
+            conn.decided.set()
+
+    def emit(self, event: pb.RedirectEvent) -> None:
+        """Queue an event for the control stream (dropped once stopped)."""
+        if not self.stopped:
+            self.events.put(event)
+
+    def closed(self, conn: Connection, route: str, sent: int, received: int,
+               error: str = "") -> None:
+        """Report the end of a connection on the control stream."""
+        self._mine.discard(conn.id)
+        self.emit(pb.RedirectEvent(closed=pb.ConnectionClosed(
+            connection_id=conn.id, route=route, bytes_from_peer=sent, bytes_to_peer=received,
+            error=error)))
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        while not self.stopped:
+            try:
+                sock, peer = self._listener.accept()
+            except OSError:
+                if self.stopped:
+                    return
+                continue
+            if self.options.header is not None:
+                WORKERS.submit(self._filter, sock, peer)  # reads the request: may block
+            else:
+                self._offer(sock, peer)  # never blocks: keeps connection setup fast
+
+    def _new_connection(self, sock: socket.socket, peer: tuple[str, int]) -> Connection | None:
+        try:
+            original = sysutil.original_destination(sock)
+        except OSError:
+            sock.close()  # not redirected (cannot happen with the DROP rule): refuse
+            return None
+        return Connection(self.registry.next_id(), sock, original, peer[:2], self)
+
+    def _filter(self, sock: socket.socket, peer: tuple[str, int]) -> None:
+        """Header filter: requests that do not match go to the original destination."""
+        conn = self._new_connection(sock, peer)
+        if conn is None:
+            return
+        assert self.options.header is not None
+        head = self._read_head(conn)
+        if httpfilter.matches(head, *self.options.header):
+            self._announce(conn)
+            self._await_decision(conn)
+        else:
+            self._route_local(conn, "original", "")
+
+    def _offer(self, sock: socket.socket, peer: tuple[str, int]) -> None:
+        conn = self._new_connection(sock, peer)
+        if conn is None:
+            return
+        if self._hand_to_idle(conn):
+            return  # a pooled tunnel carries it: no event round trip, no stream setup
+        self._announce(conn)
+        WORKERS.submit(self._await_decision, conn)
+
+    # -- pooled tunnels --------------------------------------------------------------------------
+
+    def wait_for_connection(self, context: Any) -> Connection | None:
+        """Park a pooled tunnel until a connection is handed to it (None: redirect over or
+        the tunnel's call ended)."""
+        waiter = _Waiter()
+        context.add_callback(waiter.cancel)
+        with self._idle_lock:
+            if self.stopped:
+                return None
+            self._idle.append(waiter)
+        waiter.ready.wait()
+        if waiter.conn is not None:
+            self._mine.add(waiter.conn.id)
+        return waiter.conn
+
+    def _hand_to_idle(self, conn: Connection) -> bool:
+        with self._idle_lock:
+            while self._idle:
+                waiter = self._idle.popleft()
+                if waiter.take(conn):
+                    return True
+        return False
+
+    def fail_over(self, conn: Connection, reason: str) -> None:
+        """A pooled tunnel could not carry ``conn``: original destination or reset."""
+        if self.options.fail_open:
+            self._route_local(conn, "original", reason)
+        else:
+            splice.abort(conn.sock)
+            self.closed(conn, "dropped", 0, 0, reason)
+
+    def _announce(self, conn: Connection) -> None:
+        """Make ``conn`` claimable and tell the client about it."""
+        self._mine.add(conn.id)
+        self.registry.add(conn)
+        self.emit(pb.RedirectEvent(connection=pb.NewConnection(
+            connection_id=conn.id,
+            original_destination=pb.Endpoint(host=conn.original[0], port=conn.original[1]),
+            peer=pb.Endpoint(host=conn.peer[0], port=conn.peer[1]))))
+
+    def _await_decision(self, conn: Connection) -> None:
+        """Wait for a tunnel to claim ``conn``; otherwise fail open (or reset)."""
+        opts = self.options
+        if self.stopped:
+            conn.reject_reason = "redirect ended"
+        elif not conn.decided.wait(opts.fail_open_timeout):
+            conn.reject_reason = f"client did not take the connection in {opts.fail_open_timeout}s"
+        self.registry.remove(conn.id)
+        if not conn.transition("local"):
+            return  # a tunnel claimed it
+        if opts.fail_open:
+            self._route_local(conn, "original", conn.reject_reason)
+        else:
+            splice.abort(conn.sock)
+            self.closed(conn, "dropped", 0, 0, conn.reject_reason)
+
+    def _read_head(self, conn: Connection) -> httpfilter.RequestHead | None:
+        """Read the first request head into ``conn.initial`` (bounded in size and time)."""
+        buf = b""
+        conn.sock.settimeout(HEAD_TIMEOUT)
+        try:
+            while httpfilter.head_end(buf) < 0 and len(buf) < httpfilter.MAX_HEAD:
+                data = conn.sock.recv(16384)
+                if not data:
+                    break
+                buf += data
+                if not httpfilter.looks_like_http(buf):
+                    break
+        except OSError:
+            pass
+        conn.sock.settimeout(None)
+        conn.initial = buf
+        return httpfilter.parse_head(buf)
+
+    def _route_local(self, conn: Connection, route: str, reason: str) -> None:
+        """Send ``conn`` to its original destination, bypassing the rules (marked socket)."""
+        family = socket.AF_INET6 if ":" in conn.original[0] else socket.AF_INET
+        upstream = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            sysutil.mark_socket(upstream)
+            upstream.settimeout(CONNECT_TIMEOUT)
+            upstream.connect(conn.original)
+            upstream.settimeout(None)
+        except OSError as exc:
+            upstream.close()
+            splice.abort(conn.sock)
+            self.closed(conn, "dropped", 0, 0, f"{reason}; original destination: {exc}".lstrip("; "))
+            return
+        result = splice.splice(conn.sock, upstream, conn.initial)
+        self.closed(conn, route, result.a_to_b, result.b_to_a, reason)
+
+
+# Per-connection work (waiting for a tunnel, fail-open splices, tunnel pumps).
+WORKERS = Workers("conn")
+
+# Sessions by redirect id, for pooled tunnels.
+_session_ids = itertools.count(1)
+_by_id: dict[int, RedirectSession] = {}
+
+
+def session_by_id(redirect_id: int) -> RedirectSession | None:
+    """The running session ``redirect_id``, if any."""
+    return _by_id.get(redirect_id)
+
+
+# Every running session, so a terminating manager can remove all rules.
+_active: set[RedirectSession] = set()
+
+
+def stop_all() -> None:
+    """Stop every session (remove all rules); for SIGTERM and parent death."""
+    for session in list(_active):
+        session.stop()

@@ -1,0 +1,178 @@
+"""Manager lifecycle: auth, token hygiene, cleanup after kill -9, stale rules, node target."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from kdiag_manager.api.v1 import manager_pb2 as pb
+from kdiag_manager.api.v1 import manager_pb2_grpc as pb_grpc
+
+from kdiag.session.client import ManagerClient, ManagerUnavailable, RedirectSpec
+from kdiag.targets.base import TargetError
+from kdiag.targets.node import NodeTarget
+
+from .conftest import ENTER, Lab, exchange, in_netns, sh
+
+
+def test_calls_without_the_token_are_refused(app: Lab, node_session) -> None:
+    address = node_session.address
+    channel = grpc.insecure_channel(address)
+    stub = pb_grpc.ManagerStub(channel)
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Version(pb.VersionRequest(), timeout=5)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Version(pb.VersionRequest(), metadata=[("authorization", "Bearer nope")], timeout=5)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    # Streaming calls are refused at once too, before any message is read.
+    with pytest.raises(grpc.RpcError) as err:
+        list(stub.Redirect(iter([]), timeout=5))
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    channel.close()
+    bad = ManagerClient(grpc.insecure_channel(address), "wrong-token")
+    with pytest.raises(ManagerUnavailable, match="UNAUTHENTICATED"):
+        bad.version()
+    bad.close()
+    assert app.tagged_rules() == []
+
+
+def test_token_is_scrubbed_and_process_not_dumpable(app: Lab, node_session) -> None:
+    mgr = node_session.info["manager_pid"]
+    token = node_session.manager._metadata[0][1].split()[1]
+    environ = Path(f"/proc/{mgr}/environ").read_bytes()
+    assert token.encode() not in environ
+    # Non-dumpable: /proc/PID/* files owned by root:root instead of the process's user, and a
+    # non-root process cannot read its memory or environment.
+    probe = subprocess.run(
+        [sys.executable, "-c", f"import os; os.setuid(65534); open('/proc/{mgr}/environ').read()"],
+        capture_output=True, text=True)
+    assert probe.returncode != 0 and "Permission denied" in probe.stderr
+
+
+def test_kill_9_of_the_cli_restores_traffic_within_1s(app: Lab) -> None:
+    workdir = ""
+    helper = subprocess.Popen(
+        [sys.executable, "-m", "tests.node.cli_helper", str(app.app_pid), "8080", str(ENTER)],
+        stdout=subprocess.PIPE, cwd=Path(__file__).parents[2], text=True)
+    try:
+        line = helper.stdout.readline()
+        assert line.startswith("READY"), line
+        manager_pid, workdir = int(line.split()[1]), line.split()[2]
+        assert len(app.tagged_rules()) == 3
+        with in_netns(app.client_ns), pytest.raises(ConnectionResetError):
+            exchange((app.app_ip, 8080), b"x", timeout=5)  # redirected, operator refuses
+        helper.kill()
+        t0 = time.monotonic()
+        attempts: list[str] = []
+        with in_netns(app.client_ns):
+            while True:
+                try:
+                    # Short attempts: a connection caught by the rules in the last moments
+                    # before their removal is reset, the next one must reach the app.
+                    got = exchange((app.app_ip, 8080), b"x", timeout=0.2)
+                    attempts.append(f"{time.monotonic() - t0:.3f} {got!r}")
+                    if got == b"app:x":
+                        break
+                except OSError as exc:
+                    attempts.append(f"{time.monotonic() - t0:.3f} {exc!r}")
+                assert time.monotonic() - t0 < 1.0, f"traffic did not reach the app: {attempts}"
+                time.sleep(0.02)
+        elapsed = time.monotonic() - t0
+        assert elapsed < 1.0
+        while app.tagged_rules() and time.monotonic() - t0 < 1.0:
+            time.sleep(0.02)
+        assert app.tagged_rules() == []
+        # The manager exits too (stdin EOF: its parent is gone).
+        for _ in range(50):
+            if not os.path.exists(f"/proc/{manager_pid}") or \
+                    Path(f"/proc/{manager_pid}/stat").read_text().split()[2] == "Z":
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("manager still running after its parent died")
+    finally:
+        helper.kill()
+        helper.wait()
+        shutil.rmtree(workdir, ignore_errors=True)  # the killed CLI could not remove it
+
+
+def test_restarted_manager_removes_stale_rules(app: Lab) -> None:
+    # A manager killed with -9 leaves its rules; the next one removes them.
+    session = NodeTarget(app.app_pid, env={"KDIAG_ENTER": str(ENTER)}).open()
+    session.manager.redirect(RedirectSpec("incoming", [8080]), ("127.0.0.1", 1))
+    os.kill(session.info["manager_pid"], 9)
+    session.proc.wait()
+    time.sleep(0.2)
+    assert len(app.tagged_rules()) == 3
+    sh("ip", "netns", "exec", app.app_ns, "iptables", "-t", "nat", "-I", "PREROUTING", "-p",
+       "tcp", "--dport", "7777", "-m", "comment", "--comment", "kdiag:stale-one", "-j",
+       "REDIRECT", "--to-ports", "1")
+    session.manager.close()
+    shutil.rmtree(session.workdir, ignore_errors=True)
+    session2 = NodeTarget(app.app_pid, env={"KDIAG_ENTER": str(ENTER)}).open()
+    try:
+        assert app.tagged_rules() == []
+        # ...but never the rules of a live manager.
+        session2.manager.redirect(RedirectSpec("incoming", [8080]), ("127.0.0.1", 1))
+        session3 = NodeTarget(app.app_pid, env={"KDIAG_ENTER": str(ENTER)}).open()
+        assert len(app.tagged_rules()) == 3
+        session3.close()
+        assert len(app.tagged_rules()) == 3
+    finally:
+        session2.close()
+    assert app.tagged_rules() == []
+
+
+def test_node_session_close_stops_manager_and_rules(app: Lab) -> None:
+    session = NodeTarget(app.app_pid, env={"KDIAG_ENTER": str(ENTER)}).open()
+    session.manager.redirect(RedirectSpec("outgoing", [9000]), ("127.0.0.1", 1))
+    assert app.tagged_rules()
+    session.close()
+    assert session.proc.returncode == 0
+    assert app.tagged_rules() == []
+    assert not os.path.exists(session.workdir)
+
+
+def test_node_target_errors() -> None:
+    with pytest.raises(TargetError, match="no process with PID"):
+        NodeTarget(999_999_999).open()
+    assert TargetError("x").exit_code == 3
+
+
+def test_node_target_not_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(TargetError, match="must run as root"):
+        NodeTarget(os.getpid()).open()
+
+
+def test_manager_first_line_and_no_token(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "KDIAG_TOKEN"}
+    out = subprocess.run([sys.executable, "-m", "kdiag_manager"], capture_output=True,
+                         text=True, env=env, timeout=30)
+    assert out.returncode == 2
+    assert '"error"' in out.stdout.splitlines()[0]
+    proc = subprocess.Popen([sys.executable, "-m", "kdiag_manager", "--target-pid",
+                             str(os.getpid())], stdout=subprocess.PIPE, text=True,
+                            env={**env, "KDIAG_TOKEN": "t0ken"})
+    try:
+        import json
+
+        first = json.loads(proc.stdout.readline())["kdiag_manager"]
+        host, port = first["address"].rsplit(":", 1)
+        assert host == "127.0.0.1" and int(port) > 0
+        client = ManagerClient.connect(first["address"], "t0ken")
+        assert client.version().pid == first["pid"] == proc.pid
+        client.close()
+        with socket.create_connection((host, int(port)), timeout=2):
+            pass
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
