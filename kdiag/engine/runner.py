@@ -485,9 +485,11 @@ class Run:
 
     @staticmethod
     def _result(outcome: StepOutcome, duration: float, attempts: int) -> dict[str, Any]:
-        result = {**outcome.result, "ok": outcome.ok, "failed": not outcome.ok,
-                  "skipped": False, "message": outcome.message,
-                  "duration": round(duration, 4), "attempts": attempts}
+        # The step's own dict, not a copy: a background step (a capture, a redirect) keeps
+        # updating it, and later steps see the current values.
+        result = outcome.result
+        result.update(ok=outcome.ok, failed=not outcome.ok, skipped=False,
+                      message=outcome.message, duration=round(duration, 4), attempts=attempts)
         if outcome.artifacts:
             result["artifacts"] = list(outcome.artifacts)
         return result

@@ -720,27 +720,48 @@ class ManagerClient:
 
     def capture(self, path: str | Path, filter: str = "", *, interface: str = "",
                 max_packets: int = 0, max_bytes: int = 0, duration: float = 0,
-                snaplen: int = 0, stop: threading.Event | None = None) -> CaptureResult:
+                snaplen: int = 0, stop: threading.Event | None = None,
+                started: threading.Event | None = None) -> CaptureResult:
         """Capture packets of the target's network namespace into the pcap file ``path``.
 
-        Ends at the first limit reached, or when ``stop`` is set.
+        Ends at the first limit reached, or when ``stop`` is set (gracefully: what tcpdump
+        holds is flushed into the file). ``started`` is set once packets are being captured.
         """
         req = pb.CaptureRequest(filter=filter, interface=interface, max_packets=max_packets,
                                 max_bytes=max_bytes, duration_seconds=duration, snaplen=snaplen)
-        call = self._stub.Capture(req, metadata=self._metadata)
+        controls: queue.SimpleQueue[pb.CaptureControl | None] = queue.SimpleQueue()
+
+        def requests() -> Iterator[pb.CaptureControl]:
+            yield pb.CaptureControl(start=req)
+            while (item := controls.get()) is not None:
+                yield item
+
+        def stop_when_asked() -> None:
+            assert stop is not None
+            stop.wait()
+            controls.put(pb.CaptureControl(stop=True))
+            controls.put(None)
+
+        call = self._stub.Capture(requests(), metadata=self._metadata)
         if stop is not None:
-            threading.Thread(target=lambda: stop.wait() and call.cancel(), daemon=True).start()
+            threading.Thread(target=stop_when_asked, daemon=True).start()
         done = pb.CaptureDone(reason="cancelled")
         try:
             with open(path, "wb") as f:
                 for chunk in call:
-                    if chunk.WhichOneof("msg") == "data":
+                    kind = chunk.WhichOneof("msg")
+                    if kind == "data":
                         f.write(chunk.data)
+                    elif kind == "started":
+                        if started is not None:
+                            started.set()
                     else:
                         done = chunk.done
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.CANCELLED:
                 raise _convert(exc, "capture") from None
+        finally:
+            controls.put(None)  # ends the request stream if the capture ended by itself
         if done.error and not done.packets:
             raise ManagerError(f"capture: {done.error}")
         return CaptureResult(str(path), done.packets, done.bytes, done.reason, done.error)

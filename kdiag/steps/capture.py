@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +12,8 @@ from kdiag.steps.base import StepContext, StepFailed, StepOutcome, StepType
 
 DEFAULT_DURATION = 10.0
 STOP_WAIT = 10.0
+START_WAIT = 10.0
+"""How long a background capture may take to start listening before the step fails."""
 
 
 @dataclass
@@ -59,7 +62,7 @@ class CaptureStep(StepType):
         seconds = parse_duration(duration) if duration is not None else (
             0.0 if ctx.background else DEFAULT_DURATION)
         manager = ctx.target().manager
-        stop = threading.Event()
+        stop, started = threading.Event(), threading.Event()
         result: dict[str, Any] = {"file": str(path), "packets": 0, "bytes": 0, "reason": ""}
 
         def capture() -> None:
@@ -68,7 +71,7 @@ class CaptureStep(StepType):
                                    max_packets=int(spec.get("max_packets", 0)),
                                    max_bytes=int(spec.get("max_bytes", 0)),
                                    duration=seconds, snaplen=int(spec.get("snaplen", 0)),
-                                   stop=stop)
+                                   stop=stop, started=started)
             result.update(packets=done.packets, bytes=done.bytes, reason=done.reason)
             ctx.output(f"captured {done.packets} packets ({done.reason}) to {path.name}\n",
                        "capture")
@@ -77,6 +80,14 @@ class CaptureStep(StepType):
             running = _Capturing(stop, threading.Thread(target=lambda: _guard(capture, running),
                                                         daemon=True), result)
             running.thread.start()
+            # Later steps expect their packets in the file: return once tcpdump listens.
+            deadline = time.monotonic() + START_WAIT
+            while not started.wait(0.05):
+                if not running.thread.is_alive() or time.monotonic() > deadline:
+                    stop.set()
+                    running.thread.join(STOP_WAIT)
+                    raise StepFailed(running.errors[0] if running.errors
+                                     else "the capture did not start")
             return StepOutcome(result=result, background=running, artifacts=[str(path)])
         def stop_when_cancelled() -> None:
             ctx.cancelled.wait()

@@ -62,6 +62,10 @@ class PcapCutter:
         return bytes(out), limit
 
 
+_STARTED = b"<started>"
+"""Put in the chunk queue when tcpdump says it is listening (a distinct object, not data)."""
+
+
 def _reader(fd: int, out: queue.SimpleQueue[bytes | None]) -> None:
     try:
         while data := os.read(fd, 65536):
@@ -71,10 +75,36 @@ def _reader(fd: int, out: queue.SimpleQueue[bytes | None]) -> None:
     out.put(None)
 
 
+def _stderr_reader(stream: Any, out: queue.SimpleQueue[bytes | None], lines: list[str]) -> None:
+    """Collect tcpdump's messages; its "listening on" line means packets are being captured."""
+    for raw in iter(stream.readline, b""):
+        line = raw.decode(errors="replace").strip()
+        if "listening on" in line:
+            out.put(_STARTED)
+        elif line and "data link type" not in line and "packets" not in line:
+            lines.append(line)
+
+
+def _watch_controls(controls: Iterator[pb.CaptureControl], stopped: threading.Event,
+                    stop: Any) -> None:
+    """A ``stop`` from the client ends the capture gracefully (tcpdump flushes, then exits)."""
+    try:
+        for message in controls:
+            if message.WhichOneof("msg") == "stop":
+                stopped.set()
+                stop()
+                return
+    except Exception:  # the call ended: the context callback stops tcpdump
+        return
+
+
 def build_command(req: pb.CaptureRequest, config: Config) -> list[str]:
     """The tcpdump command line for ``req``."""
-    cmd = [config.tcpdump_path, "-i", req.interface or "any", "-U", "-w", "-", "-n",
-           "-Z", "root"]  # -Z root: the tcpdump user may not exist in the image
+    # --immediate-mode: libpcap otherwise hands packets over in blocks (up to a second late),
+    # and a capture stopped in between would lose them. -Z root: the image may have no
+    # tcpdump user.
+    cmd = [config.tcpdump_path, "-i", req.interface or "any", "--immediate-mode", "-U", "-w",
+           "-", "-n", "-Z", "root"]
     if req.snaplen:
         cmd += ["-s", str(req.snaplen)]
     if req.max_packets:
@@ -84,8 +114,18 @@ def build_command(req: pb.CaptureRequest, config: Config) -> list[str]:
     return cmd
 
 
-def run(req: pb.CaptureRequest, config: Config, context: Any) -> Iterator[pb.CaptureChunk]:
-    """Run tcpdump until a limit is reached or the call is cancelled; stream whole records."""
+def run(controls: Iterator[pb.CaptureControl], config: Config, context: Any
+        ) -> Iterator[pb.CaptureChunk]:
+    """Run tcpdump until a limit, a ``stop`` or the end of the call; stream whole records.
+
+    A ``started`` message says when tcpdump listens, so the client knows from when on
+    packets are caught.
+    """
+    first = next(controls, None)
+    if first is None or first.WhichOneof("msg") != "start":
+        yield pb.CaptureChunk(done=pb.CaptureDone(reason="error", error="no capture request"))
+        return
+    req = first.start
     max_bytes = req.max_bytes or config.max_capture_bytes
     try:
         proc = subprocess.Popen(build_command(req, config), stdout=subprocess.PIPE,
@@ -101,7 +141,12 @@ def run(req: pb.CaptureRequest, config: Config, context: Any) -> Iterator[pb.Cap
 
     context.add_callback(stop)
     chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+    messages: list[str] = []
+    stopped = threading.Event()
     threading.Thread(target=_reader, args=(proc.stdout.fileno(), chunks), daemon=True).start()
+    threading.Thread(target=_stderr_reader, args=(proc.stderr, chunks, messages),
+                     daemon=True).start()
+    threading.Thread(target=_watch_controls, args=(controls, stopped, stop), daemon=True).start()
     cutter = PcapCutter()
     deadline = time.monotonic() + req.duration_seconds if req.duration_seconds else None
     reason = "ended"
@@ -118,8 +163,11 @@ def run(req: pb.CaptureRequest, config: Config, context: Any) -> Iterator[pb.Cap
                     reason = "cancelled"
                     break
                 continue
+            if data is _STARTED:
+                yield pb.CaptureChunk(started=True)
+                continue
             if data is None:
-                reason = "packets" if req.max_packets and \
+                reason = "stopped" if stopped.is_set() else "packets" if req.max_packets and \
                     cutter.packets >= req.max_packets else "ended"
                 break
             out, limited = cutter.feed(data, req.max_packets, max_bytes)
@@ -136,18 +184,17 @@ def run(req: pb.CaptureRequest, config: Config, context: Any) -> Iterator[pb.Cap
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    # Records tcpdump flushed while stopping (duration or cancel) still count.
+    # Records tcpdump flushed while stopping at the duration still count.
     if reason == "duration":
         while (data := chunks.get()) is not None:
+            if data is _STARTED:
+                continue
             out, limited = cutter.feed(data, req.max_packets, max_bytes)
             if out:
                 yield pb.CaptureChunk(data=out)
             if limited:
                 break
-    # tcpdump's chatter ("listening on", "data link type") is not an error.
-    err = "\n".join(line for line in proc.stderr.read().decode(errors="replace").splitlines()
-                    if line.strip() and "listening on" not in line and "data link type" not in line
-                    and "packets" not in line)
-    error = "" if proc.returncode in (0, -signal.SIGINT, 130) or reason != "ended" else err
+    error = "" if proc.returncode in (0, -signal.SIGINT, 130) or reason != "ended" \
+        else "\n".join(messages)
     yield pb.CaptureChunk(done=pb.CaptureDone(packets=cutter.packets, bytes=cutter.bytes,
                                               reason=reason, error=error))

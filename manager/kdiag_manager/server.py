@@ -13,7 +13,7 @@ import grpc
 from . import __version__, redirect, tunnel
 from .api.v1 import manager_pb2 as pb
 from .api.v1 import manager_pb2_grpc as pb_grpc
-from .auth import TokenInterceptor
+from .auth import TokenHash, TokenInterceptor
 from .config import Config
 from .iptables import Iptables, IptablesError
 
@@ -143,10 +143,11 @@ class ManagerService(pb_grpc.ManagerServicer):
 
         return ps.list_processes(self.config.target_pid, request.all)
 
-    def Capture(self, request: pb.CaptureRequest, context: Any) -> Iterator[pb.CaptureChunk]:
+    def Capture(self, request_iterator: Iterator[pb.CaptureControl], context: Any
+                ) -> Iterator[pb.CaptureChunk]:
         from . import capture
 
-        yield from capture.run(request, self.config, context)
+        yield from capture.run(request_iterator, self.config, context)
 
     def ReadFile(self, request: pb.ReadFileRequest, context: Any) -> Iterator[pb.FileChunk]:
         from . import copy
@@ -177,7 +178,7 @@ class ManagerService(pb_grpc.ManagerServicer):
         return probe.run(request, self.config)
 
 
-def build_server(config: Config, token: str, address: str,
+def build_server(config: Config, token: str | TokenHash, address: str,
                  iptables: Iptables | None = None) -> tuple[grpc.Server, str]:
     """A started-ready server bound to ``address`` (``127.0.0.1:0`` or ``unix:/path``).
 

@@ -20,17 +20,17 @@ import socketserver
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from demo.lab import Lab, build_app
+from demo.lab import lab as make_lab
+
 REPO = Path(__file__).resolve().parents[2]
 ENTER = REPO / "scratch-shell" / "build" / "enter"
-APP_SOURCE = Path(__file__).with_name("app.c")
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL("libc.so.6", use_errno=True)
 _counter = itertools.count(secrets.randbelow(200))
@@ -68,11 +68,6 @@ def _requirements() -> None:
                        capture_output=True)
 
 
-def sh(*args: str, check: bool = True) -> str:
-    """Run a command; return stdout."""
-    return subprocess.run(args, check=check, capture_output=True, text=True).stdout
-
-
 def setns(path: str) -> None:
     """Move the calling thread into the network namespace at ``path``."""
     fd = os.open(path, os.O_RDONLY)
@@ -102,95 +97,15 @@ def pool_in(name: str, workers: int) -> ThreadPoolExecutor:
 
 @pytest.fixture(scope="session")
 def app_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The static C app (tests/node/app.c)."""
-    out = tmp_path_factory.mktemp("app") / "app"
-    subprocess.run(["gcc", "-O2", "-static", "-o", str(out), str(APP_SOURCE)], check=True)
-    return out
-
-
-@dataclass
-class Lab:
-    """Two namespaces joined by veth; an app in ``app``; helpers to reach them."""
-
-    app_ns: str
-    client_ns: str
-    app_ip: str
-    client_ip: str
-    root: Path
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    app_pid: int = 0
-
-    def iptables_save(self) -> str:
-        """iptables-save in the app namespace."""
-        return sh("ip", "netns", "exec", self.app_ns, "iptables-save")
-
-    def tagged_rules(self) -> list[str]:
-        """Lines of kdiag-tagged rules in the app namespace."""
-        return [line for line in self.iptables_save().splitlines() if "kdiag:" in line]
-
-    def start_app(self, app_binary: Path, port: int = 8080) -> int:
-        """Start the no-shell app on ``port``; return its PID (the target)."""
-        (self.root / "proc").mkdir(exist_ok=True)
-        shutil.copy(app_binary, self.root / "app")
-        # nsenter, unshare, sh and chroot all exec: the Popen PID ends up being /app itself,
-        # in a private mount namespace whose root holds only /app and /proc.
-        proc = subprocess.Popen([
-            "nsenter", f"--net=/run/netns/{self.app_ns}", "unshare", "-m",
-            "--propagation", "private", "sh", "-c",
-            f"mount -t proc proc {self.root}/proc && exec chroot {self.root} /app {port}"])
-        self.procs.append(proc)
-        wait_listening(self.app_ns, port)
-        self.app_pid = proc.pid
-        return proc.pid
-
-    def run_in(self, ns: str, cmd: list[str]) -> subprocess.Popen[bytes]:
-        """Start a background process in namespace ``ns`` (killed at teardown)."""
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, *cmd])
-        self.procs.append(proc)
-        return proc
-
-
-def wait_listening(ns: str, port: int, timeout: float = 5.0) -> None:
-    """Wait until something listens on TCP ``port`` in namespace ``ns``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = sh("ip", "netns", "exec", ns, "ss", "-Htln", f"sport = :{port}", check=False)
-        if out.strip():
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {port} in {ns}")
+    """The static app of the demo (demo/app.c): a target with no shell or tools at all."""
+    return build_app(tmp_path_factory.mktemp("app") / "app")
 
 
 @pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    """A fresh pair of namespaces with a veth link (no app yet)."""
-    n = next(_counter) % 250 + 1
-    tag = secrets.token_hex(3)
-    app_ns, client_ns = f"kdt-a-{tag}", f"kdt-c-{tag}"
-    va, vc = f"kva{tag}", f"kvc{tag}"
-    lab = Lab(app_ns, client_ns, f"10.203.{n}.1", f"10.203.{n}.2", tmp_path / "root")
-    lab.root.mkdir()
-    try:
-        sh("ip", "netns", "add", app_ns)
-        sh("ip", "netns", "add", client_ns)
-        sh("ip", "link", "add", va, "type", "veth", "peer", "name", vc)
-        sh("ip", "link", "set", va, "netns", app_ns)
-        sh("ip", "link", "set", vc, "netns", client_ns)
-        for ns, dev, ip in ((app_ns, va, lab.app_ip), (client_ns, vc, lab.client_ip)):
-            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-        yield lab
-    finally:
-        for proc in lab.procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        for ns in (app_ns, client_ns):
-            for pid in sh("ip", "netns", "pids", ns, check=False).split():
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), 9)  # processes our test started in its own namespace
-            sh("ip", "netns", "del", ns, check=False)
+def lab() -> Iterator[Lab]:
+    """A fresh pair of namespaces joined by veth (no app yet); removed after the test."""
+    with make_lab(secrets.token_hex(3), next(_counter) % 250 + 1) as the_lab:
+        yield the_lab
 
 
 @pytest.fixture

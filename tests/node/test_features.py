@@ -180,7 +180,7 @@ def test_net_describes_the_target_namespace(app: Lab, node_session) -> None:
     (app.root / "etc" / "resolv.conf").write_text("nameserver 10.203.0.53\nsearch svc.local\n")
     info = node_session.manager.net()
     names = {i["name"] for i in info.interfaces}
-    assert "lo" in names and any(n.startswith("kva") for n in names)
+    assert "lo" in names and any(n.startswith("kv") for n in names)
     assert any(a["address"] == app.app_ip and a["prefixlen"] == 24 for a in info.addresses)
     assert any(r["destination"].startswith("10.203.") for r in info.routes)
     assert "nameserver 10.203.0.53" in info.resolv_conf

@@ -15,11 +15,12 @@ import pytest
 from kdiag_manager.api.v1 import manager_pb2 as pb
 from kdiag_manager.api.v1 import manager_pb2_grpc as pb_grpc
 
+from demo.lab import sh
 from kdiag.session.client import ManagerClient, ManagerUnavailable, RedirectSpec
 from kdiag.targets.base import TargetError
 from kdiag.targets.node import NodeTarget
 
-from .conftest import ENTER, Lab, exchange, in_netns, sh
+from .conftest import ENTER, Lab, exchange, in_netns
 
 
 def test_calls_without_the_token_are_refused(app: Lab, node_session) -> None:

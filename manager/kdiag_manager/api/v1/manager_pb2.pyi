@@ -293,6 +293,14 @@ class CaptureRequest(_message.Message):
     snaplen: int
     def __init__(self, filter: _Optional[str] = ..., interface: _Optional[str] = ..., max_packets: _Optional[int] = ..., max_bytes: _Optional[int] = ..., duration_seconds: _Optional[float] = ..., snaplen: _Optional[int] = ...) -> None: ...
 
+class CaptureControl(_message.Message):
+    __slots__ = ("start", "stop")
+    START_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    start: CaptureRequest
+    stop: bool
+    def __init__(self, start: _Optional[_Union[CaptureRequest, _Mapping]] = ..., stop: _Optional[bool] = ...) -> None: ...
+
 class CaptureDone(_message.Message):
     __slots__ = ("packets", "bytes", "reason", "error")
     PACKETS_FIELD_NUMBER: _ClassVar[int]
@@ -306,12 +314,14 @@ class CaptureDone(_message.Message):
     def __init__(self, packets: _Optional[int] = ..., bytes: _Optional[int] = ..., reason: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
 
 class CaptureChunk(_message.Message):
-    __slots__ = ("data", "done")
+    __slots__ = ("data", "done", "started")
     DATA_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     done: CaptureDone
-    def __init__(self, data: _Optional[bytes] = ..., done: _Optional[_Union[CaptureDone, _Mapping]] = ...) -> None: ...
+    started: bool
+    def __init__(self, data: _Optional[bytes] = ..., done: _Optional[_Union[CaptureDone, _Mapping]] = ..., started: _Optional[bool] = ...) -> None: ...
 
 class FileInfo(_message.Message):
     __slots__ = ("path", "size", "mode", "uid", "gid", "mtime", "keep_owner", "make_parents")

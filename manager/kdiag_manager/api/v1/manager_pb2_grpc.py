@@ -59,9 +59,9 @@ class ManagerStub:
                 request_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.TunnelFrame.SerializeToString,
                 response_deserializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.TunnelFrame.FromString,
                 _registered_method=True)
-        self.Capture = channel.unary_stream(
+        self.Capture = channel.stream_stream(
                 '/kdiag.manager.v1.Manager/Capture',
-                request_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.CaptureRequest.SerializeToString,
+                request_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.CaptureControl.SerializeToString,
                 response_deserializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.CaptureChunk.FromString,
                 _registered_method=True)
         self.ReadFile = channel.unary_stream(
@@ -135,7 +135,7 @@ class ManagerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Capture(self, request, context):
+    def Capture(self, request_iterator, context):
         """Packets of the target's network namespace as a pcap byte stream; the last message is `done`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -198,9 +198,9 @@ def add_ManagerServicer_to_server(servicer, server):
                     request_deserializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.TunnelFrame.FromString,
                     response_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.TunnelFrame.SerializeToString,
             ),
-            'Capture': grpc.unary_stream_rpc_method_handler(
+            'Capture': grpc.stream_stream_rpc_method_handler(
                     servicer.Capture,
-                    request_deserializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.CaptureRequest.FromString,
+                    request_deserializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.CaptureControl.FromString,
                     response_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.CaptureChunk.SerializeToString,
             ),
             'ReadFile': grpc.unary_stream_rpc_method_handler(
@@ -370,7 +370,7 @@ class Manager:
             _registered_method=True)
 
     @staticmethod
-    def Capture(request,
+    def Capture(request_iterator,
             target,
             options=(),
             channel_credentials=None,
@@ -380,11 +380,11 @@ class Manager:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_stream(
-            request,
+        return grpc.experimental.stream_stream(
+            request_iterator,
             target,
             '/kdiag.manager.v1.Manager/Capture',
-            kdiag__manager_dot_api_dot_v1_dot_manager__pb2.CaptureRequest.SerializeToString,
+            kdiag__manager_dot_api_dot_v1_dot_manager__pb2.CaptureControl.SerializeToString,
             kdiag__manager_dot_api_dot_v1_dot_manager__pb2.CaptureChunk.FromString,
             options,
             channel_credentials,

@@ -1,4 +1,5 @@
-/* A tiny static TCP server used as the "app" of node tests, for targets with no shell at all.
+/* A tiny static TCP server: the sample "app" of the demo and of the node tests, a target with
+ * no shell at all.
  *
  * app PORT: for each connection, read until "\r\n\r\n" (an HTTP request head) or EOF; answer an
  * HTTP request with "HTTP/1.1 200 OK" and body "app", anything else with "app:" + the bytes read,
