@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import statistics
 import subprocess
 import sys
@@ -70,7 +71,7 @@ def _engine_overhead(record: Record) -> None:
         runbook = loader.load(str(path))
         console = ConsoleReporter(io.StringIO())
         Run(EventBus([console, Stamp()]), loader).execute(runbook, {})
-    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
     record("engine.step_overhead_median_ms", statistics.median(gaps) * 1000, "ms", "<= 1")
     record("engine.step_overhead_p99_ms", sorted(gaps)[int(len(gaps) * 0.99)] * 1000, "ms")
 
