@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from kdiag.engine.events import (
     StepStarted,
     StepStatus,
 )
+from kdiag.engine.execution import execute_guarded, execute_with_timeout
 from kdiag.engine.interaction import Interaction
 from kdiag.errors import (
     EXIT_ENVIRONMENT,
@@ -37,7 +37,6 @@ from kdiag.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EnvironmentProblem,
-    KdiagError,
     RunbookError,
 )
 from kdiag.language import schemacheck
@@ -55,8 +54,6 @@ if TYPE_CHECKING:
 
 DEFAULT_DELAY = 1.0
 DEFAULT_UNTIL_RETRIES = 3
-CANCEL_GRACE = 5.0
-"""Seconds a step gets to wind down after its timeout or a Ctrl-C before it is abandoned."""
 MAX_RESULT_TEXT = 64 * 1024
 
 
@@ -442,46 +439,12 @@ class Run:
             except EnvironmentProblem as exc:
                 return StepOutcome(ok=False, message=str(exc)), "error"
         if step_type.inline:
-            outcome = self._guarded(step_type, body, runtime)
+            outcome = execute_guarded(step_type, body, runtime)
         else:
-            outcome = self._threaded(step_type, body, runtime, timeout)
+            outcome = execute_with_timeout(step_type, body, runtime, timeout)
         if isinstance(outcome, EnvironmentProblem):
             return StepOutcome(ok=False, message=str(outcome)), "error"
         return outcome, "passed" if outcome.ok else "failed"
-
-    @staticmethod
-    def _guarded(step_type: StepType, body: Any, runtime: StepRuntime
-                 ) -> StepOutcome | EnvironmentProblem:
-        try:
-            return step_type.execute(body, runtime)
-        except EnvironmentProblem as exc:
-            return exc
-        except (StepFailed, TemplateError, KdiagError) as exc:
-            return StepOutcome(ok=False, message=str(exc))
-        except Exception as exc:  # a bug in a step type: report it, do not crash the run
-            if os.environ.get("KDIAG_DEBUG"):
-                traceback.print_exc()
-            return StepOutcome(ok=False, message=f"internal error: {type(exc).__name__}: {exc}")
-
-    def _threaded(self, step_type: StepType, body: Any, runtime: StepRuntime,
-                  timeout: float | None) -> StepOutcome | EnvironmentProblem:
-        box: list[StepOutcome | EnvironmentProblem] = []
-        worker = threading.Thread(target=lambda: box.append(self._guarded(step_type, body, runtime)),
-                                  name=f"step-{runtime.ref.name}", daemon=True)
-        worker.start()
-        try:
-            worker.join(timeout)
-        except KeyboardInterrupt:
-            runtime.cancelled.set()
-            worker.join(CANCEL_GRACE)
-            raise
-        if worker.is_alive():
-            runtime.cancelled.set()
-            worker.join(CANCEL_GRACE)
-            message = f"timed out after {timeout:g}s"
-            result = box[0].result if box and isinstance(box[0], StepOutcome) else {}
-            return StepOutcome(ok=False, result=result, message=message)
-        return box[0]
 
     @staticmethod
     def _result(outcome: StepOutcome, duration: float, attempts: int) -> dict[str, Any]:
