@@ -28,6 +28,9 @@ examples:
   kdiag run runbooks/demo.yaml --set pid=1234 --report junit=report.xml
   kdiag run runbooks/redirect-api.yaml --step
   kdiag schema > runbook.schema.json
+  kdiag shell -n shop -l app=api                 # a shell in a pod, even a distroless one
+  kdiag redirect -n shop --pod api-0 8080:9000   # the pod's port 8080 to localhost:9000
+  kdiag logs -n shop -l app=shop -c all -- curl -s localhost:8080/order
 """
 
 
@@ -91,7 +94,80 @@ def build_parser(prog: str = "kdiag") -> argparse.ArgumentParser:
                     "  # yaml-language-server: $schema=path/to/runbook.schema.json",
         epilog="example:\n  kdiag schema > runbook.schema.json")
     schema.set_defaults(handler="kdiag.cli.schema")
+    _adhoc_commands(commands)
     return parser
+
+
+def _adhoc_commands(commands: argparse._SubParsersAction) -> None:
+    """shell, ps, redirect, forward, logs: one-off work on a pod (or --pid) without a runbook."""
+    from kdiag.cli.adhoc.targeting import add_target_flags
+
+    shell = commands.add_parser(
+        "shell", help="a shell (or one command) inside the target", formatter_class=_Formatter,
+        description="An interactive busybox shell in the target's namespaces and root, also "
+                    "when its image has no shell. With -- COMMAND, run that instead; without a "
+                    "terminal, a script is read from standard input.",
+        epilog="examples:\n  kdiag shell -n shop --pod api-0\n"
+               "  kdiag shell -l app=api -- cat /etc/resolv.conf")
+    add_target_flags(shell)
+    shell.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND",
+                       help="a command to run instead of the shell")
+    shell.set_defaults(handler="kdiag.cli.adhoc.shell")
+
+    ps = commands.add_parser("ps", help="the target's processes and listening ports",
+                             formatter_class=_Formatter,
+                             description="List the target's processes and their listening "
+                                         "ports (the target process is marked *).")
+    add_target_flags(ps)
+    ps.add_argument("--all", action="store_true", help="every process the manager sees")
+    ps.set_defaults(handler="kdiag.cli.adhoc.ps")
+
+    redirect = commands.add_parser(
+        "redirect", help="send the target's connections to this machine",
+        formatter_class=_Formatter,
+        description="Redirect the target's incoming connections on PORT (or, with --outgoing, "
+                    "its connections to PORT) to LOCALPORT on this machine until Ctrl-C. "
+                    "Without ports: every port the target listens on.",
+        epilog="examples:\n  kdiag redirect -n shop --pod api-0 8080:9000\n"
+               "  kdiag redirect -l app=api            # every listening port, same numbers\n"
+               "  kdiag redirect --outgoing --pod web-0 5432")
+    add_target_flags(redirect)
+    redirect.add_argument("ports", nargs="*", metavar="PORT[:LOCALPORT]")
+    redirect.add_argument("--outgoing", action="store_true",
+                          help="the target's outgoing connections to PORT")
+    redirect.add_argument("--to", default="127.0.0.1", metavar="HOST",
+                          help="the local host to send them to (default 127.0.0.1)")
+    redirect.add_argument("--no-fail-open", action="store_true",
+                          help="refuse connections this machine cannot take (default: they "
+                               "reach their original destination)")
+    redirect.set_defaults(handler="kdiag.cli.adhoc.redirect")
+
+    forward = commands.add_parser(
+        "forward", help="pod ports on local ports (kubectl port-forward)",
+        formatter_class=_Formatter,
+        description="Forward local ports to a pod's ports through the API server until Ctrl-C.",
+        epilog="example:\n  kdiag forward -n shop --pod api-0 8080 9090:9000")
+    add_target_flags(forward)
+    forward.add_argument("ports", nargs="+", metavar="PORT[:LOCALPORT]")
+    forward.add_argument("--address", default="127.0.0.1", help="local address (default "
+                         "127.0.0.1)")
+    forward.set_defaults(handler="kdiag.cli.adhoc.forward")
+
+    logs = commands.add_parser(
+        "logs", help="follow many pods' and containers' logs", formatter_class=_Formatter,
+        description="Follow the logs of every pod a selector matches (or one pod), each line "
+                    "prefixed with pod/container, until Ctrl-C; or around a local command, "
+                    "then exit with its exit code.",
+        epilog="examples:\n  kdiag logs -n shop -l app=shop -c all\n"
+               "  kdiag logs -l app=shop --since 5m -- curl -s localhost:8080/order")
+    add_target_flags(logs, container_help="a container name, or all (default: each pod's "
+                                          "default container)")
+    logs.add_argument("--since", metavar="DURATION", help="also the lines of this long before")
+    logs.add_argument("--drain", metavar="DURATION", default="2s",
+                      help="after the command, keep following this long (default 2s)")
+    logs.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND",
+                      help="a local command to follow the logs around")
+    logs.set_defaults(handler="kdiag.cli.adhoc.logs")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

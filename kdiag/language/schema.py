@@ -94,9 +94,15 @@ KUBERNETES_TARGET: Schema = {
         "pick": {"enum": ["newest", "oldest", "all"], "description": "Which pod when a "
                  "selector matches several (default newest)."},
         "context": {"type": "string", "description": "The kubeconfig context."},
-        "image": {"type": "string", "description": "The manager image."},
-        "image_pull_policy": {"enum": ["Always", "IfNotPresent", "Never"]},
-        "privileged": {"type": "boolean"},
+        "kubeconfig": {"type": "string", "description": "A kubeconfig file (default: "
+                       "$KUBECONFIG, ~/.kube/config, else in-cluster)."},
+        "image": {"type": "string", "description": "The manager image (default: "
+                  "$KDIAG_MANAGER_IMAGE, else kdiag.local/manager:dev)."},
+        "image_pull_policy": {"enum": ["Always", "IfNotPresent", "Never"],
+                              "description": "Default: $KDIAG_MANAGER_PULL_POLICY, else "
+                                             "IfNotPresent."},
+        "privileged": {"type": "boolean", "description": "Run the manager privileged "
+                       "(default: only the capabilities it needs)."},
         "timeout": {"$ref": "#/$defs/duration",
                     "description": "How long to wait for the manager to start."},
     },

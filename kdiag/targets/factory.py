@@ -21,4 +21,8 @@ def open_target(spec: dict[str, Any]) -> TargetSession:
             raise EnvironmentProblem(f"target node: pid must be a number, got "
                                      f"{options.get('pid')!r}") from None
         return NodeTarget(pid).open()
-    raise EnvironmentProblem(f"target {kind!r} is not supported yet")
+    if kind == "kubernetes":
+        from kdiag.targets.kubernetes import KubernetesSpec, KubernetesTarget
+
+        return KubernetesTarget(KubernetesSpec.from_options(dict(options or {}))).open()
+    raise EnvironmentProblem(f"target {kind!r} is not supported")

@@ -3,7 +3,8 @@
 Startup order matters:
 1. join the target's network namespace (node mode) before any thread exists, so that every
    thread — including gRPC's — lives there;
-2. take the token from $KDIAG_TOKEN, scrub it from the environment, become non-dumpable;
+2. take the token from $KDIAG_TOKEN (or its hash from $KDIAG_TOKEN_SHA256), scrub it from
+   the environment, become non-dumpable;
 3. remove stale tagged rules; start the server; print ONE machine-readable first line:
    ``{"kdiag_manager": {"version": ..., "address": "127.0.0.1:PORT" | "unix:/path", "pid": N}}``
 4. run until SIGTERM/SIGINT, stdin EOF (``--exit-on-stdin-eof``) or parent death; then remove
@@ -91,9 +92,15 @@ def main(argv: list[str] | None = None) -> int:
                                             [r.save_line() for r in removed]}}), flush=True)
         return 0
 
-    token = sysutil.take_secret_env("KDIAG_TOKEN")
+    from .config import take_token
+
+    try:
+        token = take_token()
+    except ValueError as exc:
+        return _fail(EXIT_USAGE, str(exc))
     if not token:
-        return _fail(EXIT_USAGE, "KDIAG_TOKEN is not set: refusing to run without a session token")
+        return _fail(EXIT_USAGE, "KDIAG_TOKEN (or KDIAG_TOKEN_SHA256) is not set: refusing to "
+                                 "run without a session token")
     try:
         sysutil.set_dumpable(False)
         if args.parent_death_signal:

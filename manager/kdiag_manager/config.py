@@ -7,6 +7,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from .auth import TokenHash
+
 _PACKAGE = Path(__file__).resolve().parent
 
 
@@ -61,3 +63,17 @@ def find_busybox(explicit: str | None = None) -> str:
 def default_target_pid() -> int | None:
     """In a pod sharing the target's PID namespace the target is usually PID 1."""
     return 1 if os.getpid() != 1 and os.path.exists("/proc/1") else None
+
+
+def take_token() -> str | TokenHash | None:
+    """The session token from ``$KDIAG_TOKEN``, else its hash from ``$KDIAG_TOKEN_SHA256``;
+    both variables are scrubbed from the environment (ValueError for a malformed hash)."""
+    from .sysutil import take_secret_env
+
+    token = take_secret_env("KDIAG_TOKEN")
+    digest = take_secret_env("KDIAG_TOKEN_SHA256")
+    if token:
+        return token
+    if digest:
+        return TokenHash(digest.strip().lower())
+    return None

@@ -1,0 +1,79 @@
+"""``kdiag logs``: follow many pods and containers at once (lines prefixed with
+``pod/container``), until Ctrl-C — or around a local command: ``kdiag logs -l app=shop -- curl
+...`` follows while the command runs, then drains and exits with the command's exit code."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Callable
+
+from kdiag.cli.adhoc.targeting import interrupt_on_sigterm
+from kdiag.errors import EXIT_INTERRUPTED, UsageError
+from kdiag.language.durations import parse_duration
+
+COLOURS = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
+
+
+def _prefixer(use_colour: bool) -> Callable[[str], str]:
+    """``[pod/container] ``, coloured per source on a terminal."""
+
+    def prefix(label: str) -> str:
+        if not use_colour:
+            return f"[{label}] "
+        colour = COLOURS[zlib.crc32(label.encode()) % len(COLOURS)]
+        return f"\x1b[{colour}m[{label}]\x1b[0m "
+
+    return prefix
+
+
+def command(args: argparse.Namespace) -> int:
+    """Follow the logs; with a command, around it."""
+    from kdiag.kube.logs import LogFollower, LogLine, sources_for
+    from kdiag.targets.kubernetes import pods_for_step
+
+    if args.pid is not None:
+        raise UsageError("logs works on pods only (no --pid)")
+    argv = [a for a in args.cmd if a != "--"] if args.cmd else []
+    try:
+        since = int(parse_duration(args.since) + 0.999) if args.since else None
+        drain = parse_duration(args.drain)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    container = args.container if args.container and args.container != "all" else None
+    kube, pods = pods_for_step({}, {"namespace": args.namespace, "pod": args.pod,
+                                    "selector": args.selector, "container": container,
+                                    "kubeconfig": args.kubeconfig, "context": args.context},
+                               pick="all")
+    sources = sources_for(pods, args.container)
+    use_colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    prefix = _prefixer(use_colour)
+    lock = threading.Lock()
+
+    def on_line(line: LogLine) -> None:
+        with lock:
+            sys.stdout.write(f"{prefix(line.source.label)}{line.text}\n")
+            sys.stdout.flush()
+
+    follower = LogFollower(kube.core(), sources, on_line, since, kube.server)
+    interrupt_on_sigterm()
+    follower.start()
+    print(f"following {', '.join(s.label for s in sources)}", file=sys.stderr, flush=True)
+    try:
+        if not argv:
+            threading.Event().wait()
+        code = subprocess.call(argv)
+        time.sleep(drain)
+        return code
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except OSError as exc:
+        raise UsageError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
+    finally:
+        follower.stop()
+

@@ -1,0 +1,310 @@
+"""Port-forward to a pod through the API server, with our own byte pump.
+
+The API server's WebSocket port-forward (the ``v4.channel.k8s.io`` framing: every binary frame
+starts with a channel byte; channel 0 carries data, channel 1 errors; the first frame on each
+carries the port number) is opened with the ``kubernetes`` client's own machinery
+(authentication, TLS, proxies). The client's ``PortForward`` pump is not used: it funnels
+everything through a socket pair and one ``select`` thread and measured 1.5 MB/s here, against
+~260 MB/s for a direct pump. :class:`PodStream` instead joins one WebSocket to one local socket
+with two threads, large reads and no per-byte Python work.
+
+Two listeners use it:
+
+- :class:`ManagerRelay` — a unix socket in a private folder; gRPC connects there and the
+  connection is carried over one port-forward to the manager's port (every redirected
+  connection, exec and capture are HTTP/2 streams on it). Only this user can connect, and the
+  manager still wants the token.
+- :class:`PortForwarder` — ``kubectl port-forward``: a local TCP port where each accepted
+  connection gets its own port-forward (the protocol carries one connection per port).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kdiag.kube.errors import Call, api_call
+from kdiag.targets.base import TargetError
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 256 * 1024
+"""Local reads: large, so that one WebSocket frame carries as much as possible."""
+DATA, ERROR = 0, 1
+_OPCODE_BINARY, _OPCODE_CLOSE = 0x2, 0x8
+
+
+@dataclass
+class StreamStats:
+    """What one port-forwarded connection carried."""
+
+    to_pod: int = 0
+    from_pod: int = 0
+    error: str = ""
+
+
+def open_websocket(core: Any, namespace: str, pod: str, port: int, server: str = "") -> Any:
+    """A connected port-forward WebSocket to ``pod:port`` (TargetError if it cannot be had).
+
+    ``core`` must be a CoreV1Api on an ApiClient of its own (``stream`` swaps its call_api).
+    """
+    from kubernetes.stream import ws_client
+    from kubernetes.stream.stream import _websocket_request
+
+    def connect(configuration: Any, _method: str, url: str, **kwargs: Any) -> Any:
+        url = ws_client.get_websocket_url(url, kwargs.get("query_params"))
+        return ws_client.create_websocket(configuration, url, kwargs.get("headers"))
+
+    with api_call(Call("create", "pods/portforward", namespace, pod, server)):
+        try:
+            return _websocket_request(connect, {"_preload_content": False},
+                                      core.connect_get_namespaced_pod_portforward, pod,
+                                      namespace, ports=str(port))
+        except Exception as exc:
+            raise _handshake_error(exc) from exc
+
+
+def _handshake_error(exc: Exception) -> Exception:
+    """WebSocket handshake failures carry the HTTP status: make them ApiExceptions."""
+    from kubernetes.client.exceptions import ApiException
+
+    status = getattr(exc, "status_code", None)
+    if status:
+        body = getattr(exc, "resp_body", None)
+        err = ApiException(status=status, reason=str(exc))
+        err.body = body.decode(errors="replace") if isinstance(body, bytes) else body
+        return err
+    return exc
+
+
+class PodStream:
+    """One port-forward WebSocket joined to one local socket."""
+
+    def __init__(self, ws: Any, port: int) -> None:
+        self.ws = ws
+        self.port = port
+        self.stats = StreamStats()
+        self._closed = threading.Event()
+
+    def _send_frame(self, payload: bytes) -> None:
+        from websocket import ABNF
+
+        frame = ABNF.create_frame(payload, ABNF.OPCODE_BINARY).format()
+        with self.ws.lock:  # pongs are sent from the receiving thread
+            self.ws.sock.sendall(frame)
+
+    def _to_pod(self, sock: socket.socket) -> None:
+        """Local socket → WebSocket, until local EOF (the protocol has no half-close)."""
+        try:
+            while True:
+                data = sock.recv(READ_SIZE)
+                if not data:
+                    break
+                self._send_frame(b"\x00" + data)
+                self.stats.to_pod += len(data)
+        except OSError as exc:
+            if not self._closed.is_set():
+                log.debug("port-forward %d: local side: %s", self.port, exc)
+        finally:
+            self.close()
+
+    def _from_pod(self, sock: socket.socket) -> None:
+        """WebSocket → local socket; channel 1 text is the kubelet's error for this port."""
+        seen = [False, False]
+        try:
+            while True:
+                opcode, frame = self.ws.recv_data_frame(True)
+                if opcode == _OPCODE_CLOSE:
+                    break
+                if opcode != _OPCODE_BINARY or not frame.data:
+                    continue
+                data = frame.data
+                channel = data[0]
+                if channel > ERROR:
+                    continue
+                if not seen[channel]:  # the port number, once per channel
+                    seen[channel] = True
+                    continue
+                if channel == DATA:
+                    sock.sendall(memoryview(data)[1:])
+                    self.stats.from_pod += len(data) - 1
+                else:
+                    self.stats.error += bytes(data[1:]).decode(errors="replace")
+                    break
+        except Exception as exc:
+            if not self._closed.is_set():
+                log.debug("port-forward %d: %s", self.port, exc)
+        finally:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            self.close()
+
+    def run(self, sock: socket.socket) -> StreamStats:
+        """Pump both ways until either side ends; closes ``sock`` and the WebSocket."""
+        sender = threading.Thread(target=self._to_pod, args=(sock,), daemon=True,
+                                  name=f"pf-{self.port}-out")
+        sender.start()
+        try:
+            self._from_pod(sock)
+        finally:
+            sender.join(5)
+            with contextlib.suppress(OSError):
+                sock.close()
+        return self.stats
+
+    def close(self) -> None:
+        """End the port-forward (idempotent)."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        with contextlib.suppress(Exception):
+            self.ws.close(timeout=1)
+        with contextlib.suppress(Exception):
+            self.ws.shutdown()
+
+
+@dataclass
+class _Listener:
+    """Accepts local connections and gives each one its own port-forward."""
+
+    open_stream: Callable[[], PodStream]
+    sock: socket.socket
+    on_error: Callable[[str], None] | None = None
+    on_connection: Callable[[StreamStats], None] | None = None
+    streams: set[PodStream] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    closed: bool = False
+    connections: int = 0
+
+    def start(self, name: str) -> None:
+        threading.Thread(target=self._accept_loop, daemon=True, name=name).start()
+
+    def _accept_loop(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return  # closed
+            if conn.family != socket.AF_UNIX:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True,
+                             name="pf-conn").start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            stream = self.open_stream()
+        except Exception as exc:
+            if self.on_error is not None:
+                self.on_error(str(exc))
+            conn.close()
+            return
+        with self.lock:
+            if self.closed:
+                stream.close()
+                conn.close()
+                return
+            self.streams.add(stream)
+            self.connections += 1
+        try:
+            stats = stream.run(conn)
+        finally:
+            with self.lock:
+                self.streams.discard(stream)
+        if stats.error and self.on_error is not None:
+            self.on_error(" ".join(stats.error.split()))
+        if self.on_connection is not None:
+            self.on_connection(stats)
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            streams = list(self.streams)
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        for stream in streams:
+            stream.close()
+
+
+class ManagerRelay:
+    """A private unix socket for gRPC, carried over a port-forward to the manager's port.
+
+    gRPC keeps one connection, so the whole session is one port-forward; should it drop, gRPC's
+    reconnection gets a new one (the manager and its token are unchanged).
+    """
+
+    def __init__(self, stream_core: Callable[[], Any], namespace: str, pod: str, port: int,
+                 server: str = "") -> None:
+        self._dir = tempfile.mkdtemp(prefix="kdiag-pf-")
+        os.chmod(self._dir, 0o700)
+        self.path = os.path.join(self._dir, "manager.sock")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(self.path)
+        sock.listen(4)
+        self.errors: list[str] = []
+
+        def open_stream() -> PodStream:
+            return PodStream(open_websocket(stream_core(), namespace, pod, port, server), port)
+
+        self._listener = _Listener(open_stream, sock, on_error=self.errors.append)
+        self._listener.start(f"relay-{pod}")
+
+    @property
+    def address(self) -> str:
+        """The gRPC target: ``unix:/tmp/kdiag-pf-.../manager.sock``."""
+        return f"unix:{self.path}"
+
+    @property
+    def connections(self) -> int:
+        """Port-forwards opened so far (1 in a healthy session)."""
+        return self._listener.connections
+
+    def close(self) -> None:
+        """Stop listening and end the port-forward."""
+        self._listener.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+class PortForwarder:
+    """``kubectl port-forward``: a local TCP port; each connection gets its own port-forward."""
+
+    def __init__(self, stream_core: Callable[[], Any], namespace: str, pod: str, port: int,
+                 local_port: int = 0, host: str = "127.0.0.1", server: str = "",
+                 on_error: Callable[[str], None] | None = None,
+                 on_connection: Callable[[StreamStats], None] | None = None) -> None:
+        self.pod = pod
+        self.port = port
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, local_port))
+        except OSError as exc:
+            sock.close()
+            raise TargetError(f"forward: cannot listen on {host}:{local_port}: "
+                              f"{exc.strerror or exc}") from None
+        sock.listen(64)
+        self.host, self.local_port = sock.getsockname()[:2]
+
+        def open_stream() -> PodStream:
+            return PodStream(open_websocket(stream_core(), namespace, pod, port, server), port)
+
+        self._listener = _Listener(open_stream, sock, on_error=on_error,
+                                   on_connection=on_connection)
+        self._listener.start(f"forward-{pod}-{port}")
+
+    @property
+    def connections(self) -> int:
+        """Connections accepted so far."""
+        return self._listener.connections
+
+    def close(self) -> None:
+        """Stop listening and end every forwarded connection."""
+        self._listener.close()
+

@@ -1,0 +1,99 @@
+"""``forward``: a pod's port on a local port, as ``kubectl port-forward`` does.
+
+Each local connection gets its own port-forward through the API server (the protocol carries
+one connection per forward). Kept up in the background for later steps, or for a ``duration``.
+Needs no manager: the pod defaults to the runbook's kubernetes target.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from kdiag.language.durations import parse_duration
+from kdiag.steps.base import StepContext, StepFailed, StepOutcome, StepType
+
+if TYPE_CHECKING:
+    from kdiag.kube.portforward import PortForwarder
+
+PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
+
+
+@dataclass
+class _Forwarding:
+    forwarder: PortForwarder
+
+    def stop(self) -> None:
+        self.forwarder.close()
+
+
+class ForwardStep(StepType):
+    kind = "forward"
+    summary = "Forward a local port to a pod's port through the API server (kubectl port-forward)."
+    schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["port"],
+        "properties": {
+            "port": {**PORT, "description": "The pod's port."},
+            "local_port": {"type": "integer", "minimum": 0, "maximum": 65535,
+                           "description": "The local port (default 0: any free port)."},
+            "address": {"type": "string", "description": "Local address to listen on "
+                        "(default 127.0.0.1)."},
+            "pod": {"type": "string", "description": "Default: the runbook target's pod."},
+            "selector": {"type": "string", "description": "A label selector (newest pod)."},
+            "namespace": {"type": "string"},
+            "duration": {"$ref": "#/$defs/duration",
+                         "description": "Without background: keep it up this long."},
+        },
+    }
+    example = ("forward: {port: 8080}\nbackground: true\nregister: api\n"
+               "# later: http: {url: \"{{ api.url }}/health\"}")
+    can_background = True
+
+    def execute(self, body: Any, ctx: StepContext) -> StepOutcome:
+        from kdiag.kube.portforward import PortForwarder
+        from kdiag.targets.kubernetes import pods_for_step
+
+        if not ctx.background and "duration" not in body:
+            raise StepFailed("a forward needs background: true (kept up for later steps) "
+                             "or a duration")
+        kube, pods = pods_for_step(ctx.evaluate("target"), body)
+        pod = pods[0]
+        errors: list[str] = []
+        lock = threading.Lock()
+
+        def on_error(message: str) -> None:
+            with lock:
+                errors.append(message)
+            ctx.output(f"forward error: {message}\n", "forward")
+
+        forwarder = PortForwarder(kube.stream_core, pod.namespace, pod.name, int(body["port"]),
+                                  int(body.get("local_port", 0)),
+                                  str(body.get("address", "127.0.0.1")), kube.server,
+                                  on_error=on_error)
+        host = forwarder.host
+        url_host = f"[{host}]" if ":" in host else host
+        result = {"pod": pod.name, "namespace": pod.namespace, "port": int(body["port"]),
+                  "local_port": forwarder.local_port, "address": host,
+                  "url": f"http://{url_host}:{forwarder.local_port}", "errors": errors}
+        ctx.output(f"{host}:{forwarder.local_port} -> pod {pod.namespace}/{pod.name}:"
+                   f"{body['port']}\n", "forward")
+        if ctx.background:
+            return StepOutcome(result=result, background=_Forwarding(forwarder))
+        try:
+            ctx.cancelled.wait(parse_duration(body["duration"]))
+        finally:
+            forwarder.close()
+        result["connections"] = forwarder.connections
+        return StepOutcome(result=result)
+
+    def describe(self, body: Any) -> str:
+        if not isinstance(body, dict):
+            return ""
+        where = body.get("pod") or body.get("selector") or "the target pod"
+        return f"localhost:{body.get('local_port', 0) or 'any'} -> {where}:{body.get('port')}"
+
+
+STEP = ForwardStep()

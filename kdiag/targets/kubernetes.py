@@ -1,0 +1,278 @@
+"""Kubernetes target: a pod, debugged through a manager in an ephemeral container.
+
+Opening it resolves the pod (name or selector, ``pick``, running only, kubectl's default
+container), reuses a running manager of this kdiag version whose token this machine holds or
+injects a new one, reads the manager's address from its log, and connects gRPC to it over one
+port-forward through the API server. Ephemeral containers cannot be removed: the manager stays
+(idle) after the session; everything it changed (iptables rules) is removed when the session's
+streams end, for whatever reason.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
+
+from kdiag.kube.config import KubeConfig, KubeOptions, load
+from kdiag.kube.errors import Call, PodGone, api_call, translate
+from kdiag.kube.inject import DEFAULT_TIMEOUT, Injector, ManagerImage
+from kdiag.kube.pods import PodRef, PodSelector, resolve
+from kdiag.language.durations import parse_duration
+
+from .base import Target, TargetError, TargetSession
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class KubernetesSpec:
+    """The runbook's ``target: {kubernetes: {...}}`` (or the ad-hoc commands' flags)."""
+
+    namespace: str | None = None
+    pod: str | None = None
+    selector: str | None = None
+    container: str | None = None
+    pick: str = "newest"
+    context: str | None = None
+    kubeconfig: str | None = None
+    image: str | None = None
+    image_pull_policy: str | None = None
+    privileged: bool = False
+    timeout: float = DEFAULT_TIMEOUT
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> KubernetesSpec:
+        """From a rendered ``kubernetes:`` mapping (TargetError on bad values)."""
+        try:
+            timeout = parse_duration(options["timeout"]) if options.get("timeout") is not None \
+                else DEFAULT_TIMEOUT
+        except ValueError as exc:
+            raise TargetError(f"target kubernetes: timeout: {exc}") from None
+
+        def text(name: str) -> str | None:
+            value = options.get(name)
+            return str(value) if value not in (None, "") else None
+
+        return cls(namespace=text("namespace"), pod=text("pod"), selector=text("selector"),
+                   container=text("container"), pick=text("pick") or "newest",
+                   context=text("context"), kubeconfig=text("kubeconfig"), image=text("image"),
+                   image_pull_policy=text("image_pull_policy"),
+                   privileged=bool(options.get("privileged", False)), timeout=timeout)
+
+    def kube_options(self) -> KubeOptions:
+        """What config loading needs."""
+        return KubeOptions(kubeconfig=self.kubeconfig, context=self.context,
+                           namespace=self.namespace)
+
+    def selector_for(self, namespace: str) -> PodSelector:
+        """What pod resolution needs."""
+        pick = self.pick if self.pick in ("newest", "oldest", "all") else "newest"
+        return PodSelector(namespace=namespace, pod=self.pod, selector=self.selector,
+                           container=self.container, pick=pick)  # type: ignore[arg-type]
+
+    def manager_image(self) -> ManagerImage:
+        """Image, pull policy, privileges and start timeout of the manager."""
+        return ManagerImage(image=self.image or "", pull_policy=self.image_pull_policy or "",
+                            privileged=self.privileged, timeout=self.timeout)
+
+    def describe(self) -> str:
+        """``pod ns/name`` or ``pods app=x in ns``."""
+        ns = self.namespace or "(default namespace)"
+        return f"pod {ns}/{self.pod}" if self.pod else f"pods {self.selector} in {ns}"
+
+
+def _diagnosing(method: F) -> F:
+    """Turn "manager unreachable" into the reason (pod deleted, API server down, ...)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        from kdiag.session.client import ManagerUnavailable
+
+        try:
+            return method(self, *args, **kwargs)
+        except ManagerUnavailable as exc:
+            cause = self._diagnose()
+            if cause is not None:
+                raise cause from None
+            raise TargetError(str(exc)) from None
+
+    return cast(F, wrapper)
+
+
+_WRAPPED = ("version", "ps", "net", "exec", "shell_tty", "redirect", "capture", "copy_from",
+            "copy_to", "_probe")
+
+
+def _client_class() -> type:
+    """A ManagerClient whose unreachable-manager errors name their cause (built lazily:
+    importing the session client pulls in grpc)."""
+    from kdiag.session.client import ManagerClient
+
+    methods: dict[str, Any] = {"_diagnose": staticmethod(lambda: None)}
+    for name in _WRAPPED:
+        if callable(getattr(ManagerClient, name, None)):
+            methods[name] = _diagnosing(getattr(ManagerClient, name))
+    return type("KubeManagerClient", (ManagerClient,), methods)
+
+
+class KubernetesSession(TargetSession):
+    """A manager in a pod and a gRPC client connected to it over one port-forward."""
+
+    def __init__(self, kube: KubeConfig, ref: PodRef, pods: list[PodRef], manager: Any,
+                 relay: Any, container: str, reused: bool, first: dict[str, Any]) -> None:
+        self.kube = kube
+        self.ref = ref
+        self.pods = pods
+        self.manager = manager
+        self.relay = relay
+        self.container = container
+        self.reused = reused
+        self.info = {"kind": "kubernetes", **ref.to_dict(), "manager_container": container,
+                     "manager_reused": reused, "manager_pid": first.get("pid"),
+                     "session": first.get("session", ""), "server": kube.server,
+                     "context": kube.context, "pods": [p.to_dict() for p in pods]}
+        self._closed = False
+
+    def diagnose(self) -> TargetError | None:
+        """Why the manager stopped answering, if the cluster can tell."""
+        return diagnose(self.kube, self.ref, self.container)
+
+    def close(self) -> None:
+        """End every stream (the manager removes this session's rules), then the
+        port-forward. The manager itself stays, idle, for the next run to reuse."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.manager.close()
+        finally:
+            self.relay.close()
+
+
+def diagnose(kube: KubeConfig, ref: PodRef, container: str) -> TargetError | None:
+    """The cause of a lost manager: the pod is gone or replaced, stopped, the manager
+    container ended, or the API server is unreachable; None if all looks fine."""
+    try:
+        core = kube.core()
+        with api_call(Call("get", "pods", ref.namespace, ref.name, kube.server)):
+            pod = core.read_namespaced_pod(ref.name, ref.namespace, _request_timeout=10)
+    except TargetError as exc:
+        return exc
+    except Exception as exc:  # anything else: report it rather than hide the first error
+        return translate(exc, Call("get", "pods", ref.namespace, ref.name, kube.server))
+    if pod.metadata.uid != ref.uid:
+        return PodGone(f"pod {ref.namespace}/{ref.name} was deleted and recreated during the run")
+    if pod.metadata.deletion_timestamp is not None:
+        return PodGone(f"pod {ref.namespace}/{ref.name} is being deleted")
+    if pod.status.phase != "Running":
+        return PodGone(f"pod {ref.namespace}/{ref.name} is {pod.status.phase}")
+    for status in pod.status.ephemeral_container_statuses or []:
+        if status.name == container and status.state is not None and status.state.terminated:
+            t = status.state.terminated
+            return TargetError(f"the manager container {container} in pod {ref.namespace}/"
+                               f"{ref.name} exited with code {t.exit_code} ({t.reason})")
+    return None
+
+
+class KubernetesTarget(Target):
+    """A pod in a cluster (by name or selector)."""
+
+    def __init__(self, spec: KubernetesSpec) -> None:
+        self.spec = spec
+
+    def describe(self) -> str:
+        """E.g. ``pod shop/api-0``."""
+        return self.spec.describe()
+
+    def open(self) -> KubernetesSession:
+        """Resolve the pod, reuse or inject the manager, connect (TargetError if it cannot)."""
+        kube = load(self.spec.kube_options())
+        core = kube.core()
+        pods = resolve(core, self.spec.selector_for(kube.namespace), kube.server)
+        ref = pods[0]  # newest/oldest; with pick: all the manager goes to the first one
+        injector = Injector(core, kube.server, self.spec.manager_image())
+        for name, token in injector.candidates(ref):
+            try:
+                return self._connect(kube, ref, pods, injector, name, token, reused=True)
+            except TargetError as exc:
+                log.info("not reusing manager %s: %s", name, exc)
+                injector.forget(ref, name)
+        name, token = injector.inject(ref)
+        return self._connect(kube, ref, pods, injector, name, token, reused=False)
+
+    def _connect(self, kube: KubeConfig, ref: PodRef, pods: list[PodRef], injector: Injector,
+                 name: str, token: str, reused: bool) -> KubernetesSession:
+        from kdiag.kube.portforward import ManagerRelay
+        from kdiag.session.client import ManagerError
+
+        first = injector.first_line(ref, name)
+        try:
+            port = int(str(first["address"]).rsplit(":", 1)[1])
+        except (KeyError, IndexError, ValueError):
+            raise TargetError(f"the manager in {ref.describe()} gave no usable address: "
+                              f"{first.get('address')!r}") from None
+        relay = ManagerRelay(kube.stream_core, ref.namespace, ref.name, port, kube.server)
+        try:
+            manager = _client_class()(_ready_channel(relay, min(self.spec.timeout, 30)), token)
+            manager._diagnose = lambda: diagnose(kube, ref, name)
+            manager.version()  # checks the token too
+        except (ManagerError, TargetError) as exc:
+            relay.close()
+            detail = relay.errors[-1] if relay.errors else str(exc)
+            raise TargetError(f"manager {name} in {ref.describe()} unreachable: "
+                              f"{detail}") from None
+        return KubernetesSession(kube, ref, pods, manager, relay, name, reused, first)
+
+
+def _ready_channel(relay: Any, timeout: float) -> Any:
+    """A gRPC channel through ``relay``, connected; fails at the first port-forward error
+    instead of letting gRPC retry with backoff until the timeout."""
+    import time
+
+    import grpc
+
+    from kdiag.session.client import CHANNEL_OPTIONS
+
+    channel = grpc.insecure_channel(relay.address, options=CHANNEL_OPTIONS)
+    ready = grpc.channel_ready_future(channel)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            ready.result(timeout=0.1)
+            return channel
+        except grpc.FutureTimeoutError:
+            pass
+        if relay.errors or time.monotonic() > deadline:
+            ready.cancel()
+            channel.close()
+            raise TargetError(relay.errors[-1] if relay.errors else
+                              f"no connection within {timeout:g}s")
+
+
+def pods_for_step(target: dict[str, Any], body: dict[str, Any], *, pick: str | None = None
+                  ) -> tuple[KubeConfig, list[PodRef]]:
+    """The cluster and pods a ``logs``/``forward`` step means: its own ``pod``/``selector``/
+    ``namespace``/``container`` first, else the runbook's kubernetes target's."""
+    own = {k: body[k] for k in ("namespace", "pod", "selector", "container", "context",
+                                "kubeconfig") if body.get(k) not in (None, "")}
+    base = dict(target) if target.get("kind") == "kubernetes" else {}
+    base.pop("kind", None)
+    if "pod" in own or "selector" in own:
+        base.pop("pod", None)
+        base.pop("selector", None)
+    if "pod" in own:
+        base.pop("container", None)
+    merged = {**base, **own}
+    if pick is not None:
+        merged["pick"] = pick
+    spec = KubernetesSpec.from_options(merged)
+    if not spec.pod and not spec.selector:
+        raise TargetError("name a pod or a selector (or give the runbook a kubernetes target)")
+    kube = load(spec.kube_options())
+    return kube, resolve(kube.core(), spec.selector_for(kube.namespace), kube.server)

@@ -1,0 +1,61 @@
+"""A local HTTP server for example runbooks: answers every request with a fixed text and
+records it; ``GET /_seen`` returns what it recorded as JSON (for assertions).
+
+    python3 recording_server.py PORT [TEXT]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+SEEN: list[dict[str, object]] = []
+LOCK = threading.Lock()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    text = "hello from laptop\n"
+
+    def _reply(self, body: bytes, content_type: str = "text/plain") -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if self.path == "/_seen":
+            with LOCK:
+                seen = list(SEEN)
+            data = {"count": len(seen), "requests": seen, "paths": [r["path"] for r in seen]}
+            self._reply(json.dumps(data).encode(), "application/json")
+            return
+        with LOCK:
+            SEEN.append({"method": self.command, "path": self.path,
+                         "headers": dict(self.headers), "body": body.decode(errors="replace"),
+                         "peer": self.client_address[0]})
+        print(f"{self.command} {self.path}", flush=True)
+        self._reply(self.text.encode())
+
+    do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # one line per request is printed above
+
+
+def main() -> None:
+    port = int(sys.argv[1])
+    if len(sys.argv) > 2:
+        Handler.text = sys.argv[2] + "\n"
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    print(f"listening on 127.0.0.1:{port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,322 @@
+"""Kubernetes target benchmarks on the local cluster (`make cluster-up`), side by side in one run.
+
+- redirect throughput: a process in the pod sends through an outgoing redirect (manager →
+  gRPC tunnel → the session's one port-forward → this process → a sink), against a plain
+  port-forward transfer from the same pod (a fresh port-forward through the API server, read by
+  kdiag's own pump into a local socket — as `kdiag forward` does). For context: the same
+  frames read straight off the WebSocket (delivered nowhere: the ceiling), and the `kubernetes`
+  client's stock PortForward pump (slow: a socket pair and one select loop).
+- per-connection setup: a connection from inside the pod through the established session to a
+  local HTTP server and one request/response (measured by the manager's probe), against opening
+  a new port-forward per connection (the way redirects worked before gRPC tunnels) for the same
+  request/response.
+- time from `kdiag run` to the end of its first manager step, with the manager already injected.
+
+Skips (records nothing) when the cluster is not up. Bounded: about a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+Record = Callable[..., None]
+
+ROOT = Path(__file__).resolve().parents[2]
+STATE = Path(os.environ.get("KDIAG_CLUSTER_STATE", ROOT / ".cluster"))
+KUBECONFIG = STATE / "kubeconfig"
+TRANSFER_BYTES = 256 << 20
+STOCK_BYTES = 4 << 20
+ROUNDS = 2
+SETUP_SAMPLES = 25
+START_RUNS = 3
+SOURCE_PORT, REDIRECT_PORT = 9000, 9100
+
+
+def _cluster_up() -> str:
+    """'' when the cluster answers, else why not."""
+    if not KUBECONFIG.exists() or not (STATE / "run" / "cluster.json").exists():
+        return f"the local cluster is not up ({STATE}/run missing): run `make cluster-up`"
+    try:
+        from kdiag.kube.config import KubeOptions, load
+
+        load(KubeOptions(kubeconfig=str(KUBECONFIG))).core().list_namespace(
+            limit=1, _request_timeout=5)
+    except Exception as exc:
+        return f"the local cluster does not answer: {exc}"
+    return ""
+
+
+class _Sink:
+    """A local listener that reads each connection to EOF and keeps (bytes, seconds)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.results: list[tuple[int, float]] = []
+        self.done = threading.Event()
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn: socket.socket) -> None:
+        total, first = 0, 0.0
+        buf = bytearray(1 << 20)
+        with conn:
+            while n := conn.recv_into(buf):
+                if not total:
+                    first = time.perf_counter()
+                total += n
+        self.results.append((total, time.perf_counter() - first))
+        self.done.set()
+
+
+class _Hello(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "3")
+        self.end_headers()
+        self.wfile.write(b"ok\n")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def _read_all(sock: Any) -> tuple[int, float]:
+    total, first = 0, 0.0
+    buf = bytearray(1 << 20)
+    while n := sock.recv_into(buf):
+        if not total:
+            first = time.perf_counter()
+        total += n
+    return total, time.perf_counter() - first
+
+
+def _plain_transfer(kube: Any, namespace: str, pod: str) -> tuple[int, float]:
+    """One fresh port-forward to the source port, read to EOF with kdiag's pump."""
+    from kdiag.kube.portforward import PodStream, open_websocket
+
+    a, b = socket.socketpair()
+    stream = PodStream(open_websocket(kube.stream_core(), namespace, pod, SOURCE_PORT), SOURCE_PORT)
+    threading.Thread(target=stream.run, args=(b,), daemon=True).start()
+    with a:
+        return _read_all(a)
+
+
+def _raw_transfer(kube: Any, namespace: str, pod: str) -> tuple[int, float]:
+    """Frames read straight off the WebSocket, delivered nowhere: the ceiling (for context)."""
+    from kdiag.kube.portforward import open_websocket
+
+    ws = open_websocket(kube.stream_core(), namespace, pod, SOURCE_PORT)
+    total, first, seen = 0, 0.0, [False, False]
+    try:
+        while True:
+            opcode, frame = ws.recv_data_frame(True)
+            if opcode == 0x8 or not frame.data or frame.data[0] > 1:
+                break
+            if not seen[frame.data[0]]:
+                seen[frame.data[0]] = True
+                continue
+            if frame.data[0] == 1:
+                break
+            if not total:
+                first = time.perf_counter()
+            total += len(frame.data) - 1
+    except Exception:
+        pass  # the end of the transfer closes the WebSocket
+    finally:
+        ws.close()
+    return total, time.perf_counter() - first
+
+
+def _stock_transfer(kube: Any, namespace: str, pod: str) -> tuple[int, float]:
+    """The same through the `kubernetes` client's own PortForward pump (for context)."""
+    from kubernetes.stream import portforward
+
+    pf = portforward(kube.stream_core().connect_get_namespaced_pod_portforward, pod, namespace,
+                     ports=str(SOURCE_PORT + 1))
+    sock = pf.socket(SOURCE_PORT + 1)
+    try:
+        return _read_all(sock)
+    finally:
+        sock.close()
+        pf.close()
+
+
+def _mbps(results: list[tuple[int, float]]) -> float:
+    return max(n / s for n, s in results if s > 0) / 1e6
+
+
+def _setup(cluster_ns: str) -> tuple[Any, str]:
+    from kdiag.kube.config import KubeOptions, load
+
+    kube = load(KubeOptions(kubeconfig=str(KUBECONFIG), namespace=cluster_ns))
+    core = kube.core()
+    core.create_namespace({"metadata": {"name": cluster_ns}})
+    count = TRANSFER_BYTES >> 16
+    script = ("mkdir -p /www && echo ok > /www/index.html && httpd -p 9300 -h /www && "
+              f"nc -ll -p {SOURCE_PORT + 1} -e dd if=/dev/zero bs=65536 count={STOCK_BYTES >> 16} "
+              f"2>/dev/null & exec nc -ll -p {SOURCE_PORT} -e dd if=/dev/zero bs=65536 "
+              f"count={count}")
+    pod = "bench"
+    deadline = time.monotonic() + 60
+    while True:  # the namespace's default service account comes a moment later
+        try:
+            core.create_namespaced_pod(cluster_ns, {
+                "metadata": {"name": pod},
+                "spec": {"terminationGracePeriodSeconds": 0, "containers": [{
+                    "name": "bb", "image": "kdiag.local/busybox:dev", "imagePullPolicy": "Never",
+                    "command": ["sh", "-c", script]}]}})
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+    while core.read_namespaced_pod(pod, cluster_ns).status.phase != "Running":
+        if time.monotonic() > deadline:
+            raise TimeoutError("the bench pod did not start")
+        time.sleep(0.3)
+    return kube, pod
+
+
+def run(record: Record) -> None:
+    """Measure and record the cluster figures (skipped without a cluster)."""
+    why = _cluster_up()
+    if why:
+        print(f"  skipped: {why}")
+        return
+    namespace = f"kdiag-bench-{uuid.uuid4().hex[:6]}"
+    cache = tempfile.mkdtemp(prefix="kdiag-bench-cache-")
+    os.environ["XDG_CACHE_HOME"] = cache
+    os.environ.setdefault("KDIAG_MANAGER_PULL_POLICY", "Never")
+    kube, pod = _setup(namespace)
+    try:
+        _throughput(record, kube, namespace, pod)
+        _connection_setup(record, kube, namespace, pod)
+        _time_to_first_step(record, namespace, pod, cache)
+    finally:
+        kube.core().delete_namespace(namespace, grace_period_seconds=0)
+
+
+def _open_session(namespace: str, pod: str) -> Any:
+    from kdiag.targets.kubernetes import KubernetesSpec, KubernetesTarget
+
+    return KubernetesTarget(KubernetesSpec(namespace=namespace, pod=pod,
+                                           kubeconfig=str(KUBECONFIG))).open()
+
+
+def _throughput(record: Record, kube: Any, namespace: str, pod: str) -> None:
+    from kdiag.session.client import RedirectSpec
+
+    plain = [_plain_transfer(kube, namespace, pod) for _ in range(ROUNDS)]
+    raw = [_raw_transfer(kube, namespace, pod)]
+    stock = [_stock_transfer(kube, namespace, pod)]
+    sink = _Sink()
+    with _open_session(namespace, pod) as session:
+        handle = session.manager.redirect(RedirectSpec("outgoing", [REDIRECT_PORT]),
+                                          ("127.0.0.1", sink.port))
+        try:
+            for _ in range(ROUNDS):
+                sink.done.clear()
+                session.manager.exec(script=f"nc 127.0.0.1 {REDIRECT_PORT} -e dd if=/dev/zero "
+                                            f"bs=65536 count={TRANSFER_BYTES >> 16} 2>/dev/null",
+                                     timeout=60)
+                sink.done.wait(30)
+        finally:
+            handle.close()
+    redirected = [r for r in sink.results if r[0] == TRANSFER_BYTES]
+    if len(redirected) < ROUNDS or any(n != TRANSFER_BYTES for n, _ in plain):
+        raise RuntimeError(f"incomplete transfers: redirect {sink.results}, plain {plain}")
+    plain_mbps, redirect_mbps = _mbps(plain), _mbps(redirected)
+    record("cluster.portforward_plain_MBps", plain_mbps, "MB/s")
+    record("cluster.portforward_raw_websocket_MBps", _mbps(raw), "MB/s")
+    record("cluster.portforward_stock_client_MBps", _mbps(stock), "MB/s")
+    record("cluster.redirect_MBps", redirect_mbps, "MB/s")
+    record("cluster.redirect_throughput_ratio", redirect_mbps / plain_mbps, "x", ">= 0.9",
+           baseline=plain_mbps)
+
+
+def _connection_setup(record: Record, kube: Any, namespace: str, pod: str) -> None:
+    from kdiag.kube.portforward import open_websocket
+    from kdiag.session.client import RedirectSpec
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    # Through the session: a new connection in the pod, carried by the established tunnel.
+    tunnelled = []
+    with _open_session(namespace, pod) as session:
+        handle = session.manager.redirect(RedirectSpec("outgoing", [REDIRECT_PORT + 1]),
+                                          ("127.0.0.1", port))
+        try:
+            for _ in range(SETUP_SAMPLES + 3):
+                probe = session.manager.probe_http(f"http://127.0.0.1:{REDIRECT_PORT + 1}/")
+                if probe.status != 200:
+                    raise RuntimeError(f"probe through the redirect: {probe.error}")
+                tunnelled.append(probe.elapsed)
+        finally:
+            handle.close()
+    # A new port-forward per connection, then the same request (busybox httpd in the pod).
+    fresh = []
+    core = kube.stream_core()
+    for _ in range(SETUP_SAMPLES):
+        started = time.perf_counter()
+        ws = open_websocket(core, namespace, pod, 9300)
+        ws.send_binary(b"\x00GET / HTTP/1.0\r\n\r\n")
+        got = b""
+        seen = [False, False]
+        while b"ok" not in got:
+            _, frame = ws.recv_data_frame(True)
+            channel = frame.data[0]
+            if not seen[channel]:
+                seen[channel] = True
+                continue
+            got += frame.data[1:]
+        fresh.append(time.perf_counter() - started)
+        ws.close()
+    server.shutdown()
+    ours = statistics.median(tunnelled[3:]) * 1000
+    theirs = statistics.median(fresh) * 1000
+    record("cluster.connection_setup_session_ms", ours, "ms")
+    record("cluster.connection_setup_new_portforward_ms", theirs, "ms")
+    record("cluster.connection_setup_ratio", ours / theirs, "x", "<= 0.1", baseline=theirs)
+
+
+def _time_to_first_step(record: Record, namespace: str, pod: str, cache: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        runbook = Path(tmp) / "first.yaml"
+        runbook.write_text(f"target:\n  kubernetes: {{namespace: {namespace}, pod: {pod}}}\n"
+                           "steps:\n  - ps: {}\n")
+        env = {**os.environ, "KUBECONFIG": str(KUBECONFIG), "XDG_CACHE_HOME": cache}
+        # The first run may inject; the timed ones reuse the running manager.
+        subprocess.run([sys.executable, "-m", "kdiag", "run", str(runbook), "-q"], env=env,
+                       check=True, timeout=120)
+        times = []
+        for i in range(START_RUNS):
+            report = Path(tmp) / f"r{i}.json"
+            started = time.time()
+            subprocess.run([sys.executable, "-m", "kdiag", "run", str(runbook), "-q", "--report",
+                            f"json={report}"], env=env, check=True, timeout=60)
+            step = json.loads(report.read_text())["runs"][0]["steps"][0]
+            times.append(step["started_at"] + step["duration"] - started)
+    record("cluster.run_to_first_step_s", statistics.median(times), "s", "<= 1.5")
