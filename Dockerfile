@@ -19,9 +19,7 @@ RUN apt-get update \
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 RUN python3 -m venv /opt/kdiag/venv
 
-# The folder's contents (only `enter`), not the file: cluster/images/ocibuild.py puts a
-# single-file COPY at DEST/NAME, which would make /usr/local/lib/kdiag/enter a folder.
-COPY scratch-shell/build/ /usr/local/lib/kdiag/
+COPY scratch-shell/build/enter /usr/local/lib/kdiag/enter
 COPY manager /opt/kdiag/src/manager
 RUN --mount=type=cache,target=/root/.cache/pip \
     /opt/kdiag/venv/bin/pip install --disable-pip-version-check /opt/kdiag/src/manager \

@@ -311,7 +311,7 @@ def _context_files(context: Path, src: str, ignore: DockerIgnore) -> list[tuple[
     if rel_src != "." and ignore.ignored(rel_src):
         raise BuildError(f"COPY source {src!r} is excluded by .dockerignore")
     if not srcpath.is_dir():
-        return [(srcpath, srcpath.name)]
+        return [(srcpath, ".")]
     files: list[tuple[Path, str]] = [(srcpath, ".")]
     for dirpath, dirnames, filenames in os.walk(srcpath):
         dirnames.sort()
@@ -324,6 +324,15 @@ def _context_files(context: Path, src: str, ignore: DockerIgnore) -> list[tuple[
                 continue
             files.append((p, os.path.relpath(p, srcpath)))
     return files
+
+
+def copy_destination(dest: str, top: Path, rel: str) -> str:
+    """Where COPY puts ``rel`` (relative to the source ``top``) in the image, as Docker does:
+    a folder's contents go into ``dest``; a file becomes ``dest`` itself, or ``dest/NAME``
+    when ``dest`` ends with a slash."""
+    if not top.is_dir() and dest.endswith("/"):
+        dest = os.path.join(dest, top.name)
+    return os.path.normpath(os.path.join(dest, rel))
 
 
 def _hash_files(files: list[tuple[Path, str]]) -> str:
@@ -599,14 +608,8 @@ class DockerfileBuilder:
             mode = int(opts["chmod"], 8) if "chmod" in opts else None
             for src, files in zip(srcs, sets, strict=True):
                 top, _ = files[0]
-                if top.is_dir():
-                    target = dest
-                elif dest.endswith("/"):
-                    target = os.path.join(dest, top.name)
-                else:
-                    target = dest
                 for path, rel in files:
-                    t = _inside(tmp, os.path.normpath(os.path.join(target, rel)))
+                    t = _inside(tmp, copy_destination(dest, top, rel))
                     if path.is_dir() and not path.is_symlink():
                         t.mkdir(parents=True, exist_ok=True)
                         continue

@@ -118,3 +118,14 @@ def test_oci_archive_layout(tmp_path: Path) -> None:
     with tarfile.open(fileobj=io.BytesIO(layer_blob)) as t:
         names = t.getnames()
     assert "./bin/app" in names and "./proc" in names
+
+
+def test_copy_destinations_follow_docker(tmp_path: Path) -> None:
+    folder = tmp_path / "build"
+    folder.mkdir()
+    file = folder / "enter"
+    file.write_bytes(b"x")
+    assert ocibuild.copy_destination("/usr/lib/kdiag/enter", file, ".") == "/usr/lib/kdiag/enter"
+    assert ocibuild.copy_destination("/usr/lib/kdiag/", file, ".") == "/usr/lib/kdiag/enter"
+    assert ocibuild.copy_destination("/opt/src", folder, ".") == "/opt/src"
+    assert ocibuild.copy_destination("/opt/src", folder, "enter") == "/opt/src/enter"

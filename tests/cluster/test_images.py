@@ -65,7 +65,7 @@ def test_manager_image_runs_as_ephemeral_container(cluster: Cluster, namespace: 
             "sh",
             "-c",
             "iptables -V && tcpdump --version 2>&1 | head -1 && busybox | head -1 "
-            "&& test -x /usr/local/lib/kdiag/enter && echo enter-ok",
+            "&& test -f /usr/local/lib/kdiag/enter && test -x /usr/local/lib/kdiag/enter && echo enter-ok",
         ],
     )
     assert "iptables v" in tools and "tcpdump version" in tools, tools
