@@ -8,7 +8,7 @@ import traceback
 from typing import Any
 
 from kdiag.engine.context import StepRuntime
-from kdiag.errors import EnvironmentProblem, KdiagError
+from kdiag.errors import EXIT_ENVIRONMENT, EnvironmentProblem, KdiagError
 from kdiag.language.templating import TemplateError
 from kdiag.steps.base import StepFailed, StepOutcome, StepType
 
@@ -23,7 +23,11 @@ def execute_guarded(step_type: StepType, body: Any, runtime: StepRuntime
         return step_type.execute(body, runtime)
     except EnvironmentProblem as exc:
         return exc
-    except (StepFailed, TemplateError, KdiagError) as exc:
+    except KdiagError as exc:
+        if exc.exit_code == EXIT_ENVIRONMENT:  # e.g. the manager became unreachable
+            return EnvironmentProblem(str(exc))
+        return StepOutcome(ok=False, message=str(exc))
+    except (StepFailed, TemplateError) as exc:
         return StepOutcome(ok=False, message=str(exc))
     except Exception as exc:  # a bug in a step type: report it, do not crash the run
         if os.environ.get("KDIAG_DEBUG"):

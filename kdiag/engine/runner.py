@@ -280,11 +280,21 @@ class Run:
     def _run_steps(self, frame: Frame, steps: list[StepSpec], always: bool = False) -> None:
         for position, spec in enumerate(steps):
             if frame.failed and not always:
-                for rest in steps[position:]:
-                    self._finish(frame, self._ref(frame, rest), "skipped", 0.0, 0,
-                                 "not run: an earlier step failed")
+                self._skip_rest(frame, steps[position:], "an earlier step failed")
                 return
-            self._run_step(frame, spec, always)
+            try:
+                self._run_step(frame, spec, always)
+            except _Abort as abort:
+                self._skip_rest(frame, steps[position + 1:], abort.message)
+                raise
+            except KeyboardInterrupt:
+                self._skip_rest(frame, steps[position + 1:], "interrupted")
+                raise
+
+    def _skip_rest(self, frame: Frame, steps: list[StepSpec], reason: str) -> None:
+        """Report steps that will not run, so every report lists every step."""
+        for spec in steps:
+            self._finish(frame, self._ref(frame, spec), "skipped", 0.0, 0, f"not run: {reason}")
 
     def _render_outputs(self, frame: Frame) -> dict[str, Any]:
         try:
@@ -301,6 +311,15 @@ class Run:
 
     def _run_step(self, frame: Frame, spec: StepSpec, always: bool) -> None:
         ref = self._ref(frame, spec)
+        try:
+            self._run_step_as(ref, frame, spec, always)
+        except KeyboardInterrupt:
+            # The interrupted step (or the one the user quit before) still gets its end.
+            self._finish(frame, ref, "skipped" if self._quit else "failed", 0.0, 0,
+                         "not run: quit" if self._quit else "interrupted")
+            raise
+
+    def _run_step_as(self, ref: StepRef, frame: Frame, spec: StepSpec, always: bool) -> None:
         step_type = step_types()[spec.kind]
         if self._skip_until is not None and not always:
             if spec.name != self._skip_until:

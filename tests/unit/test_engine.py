@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -295,13 +296,18 @@ def test_sigint_runs_finally_and_exits_130(tmp_path: Path) -> None:
           - name: cleanup
             run: {{script: "touch {cleaned}"}}
     """))
-    process = _start_cli(runbook)
+    report = tmp_path / "report.json"
+    process = _start_cli(runbook, "--report", f"json={report}")
     _wait_for(started)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=20)
     assert process.returncode == 130, (out, err)
     assert cleaned.exists()
     assert "Traceback" not in err
+    steps = {s["name"]: s for s in json.loads(report.read_text())["runs"][0]["steps"]}
+    assert (steps["long"]["status"], steps["long"]["message"]) == ("failed", "interrupted")
+    assert steps["never"]["status"] == "skipped"
+    assert steps["cleanup"]["status"] == "passed"
 
 
 def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path) -> None:
@@ -392,3 +398,32 @@ def test_stop_ends_a_background_step_early(run_runbook, tmp_path: Path) -> None:
     """)
     assert outcome.exit_code == 0, outcome.recorder.finished()
     assert outcome.recorder.finished()["again"].message == "no background step named 'server' is running"
+
+
+def test_manager_lost_mid_run_is_an_environment_error_and_finally_runs(run_runbook) -> None:
+    from kdiag.session.client import ManagerUnavailable
+
+    class Manager:
+        def ps(self, all_processes: bool = False) -> list:
+            raise ManagerUnavailable("manager unreachable (UNAVAILABLE): ps: socket closed")
+
+    class Session:
+        manager = Manager()
+        info = {"kind": "fake"}
+        closed = False
+
+        def close(self) -> None:
+            Session.closed = True
+
+    outcome = run_runbook("""
+        target: {node: {pid: 1}}
+        steps:
+          - {name: look, ps: {}}
+          - {name: never, note: x}
+        finally:
+          - {name: cleanup, note: still runs}
+    """, open_target=lambda spec: Session())
+    assert outcome.exit_code == 3
+    assert outcome.status == {"look": "error", "never": "skipped", "cleanup": "passed"}
+    assert "manager unreachable" in outcome.recorder.finished()["look"].message
+    assert Session.closed
