@@ -22,6 +22,7 @@ import os
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import IO, Literal, TextIO
@@ -256,7 +257,7 @@ class ConsoleReporter:
         prefix = f"  {self._bar} "
         segments: list[Segment] = [(prefix, "dim")]
         if label:
-            segments.append((f"[{':'.join(label)}] ", "cyan"))
+            segments.append((f"[{':'.join(label)}] ", source_colour(stream)))
         segments.append((terminal_line(line), "red" if stream == "stderr" else ""))
         self._line(segments)
 
@@ -421,6 +422,17 @@ def _verdict(run: RunRecord) -> list[Segment]:
     if run.message:
         text += f" — {first_line(run.message, 300)}"
     return [(text, _STYLE.get(status, "bold"))]
+
+
+SOURCE_COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_cyan",
+                  "bright_magenta", "bright_green", "bright_yellow", "bright_blue")
+
+
+def source_colour(stream: str) -> str:
+    """A stable colour per output source, so that lines of one pod/container stand out."""
+    if stream in _PLAIN_STREAMS:
+        return "cyan"
+    return SOURCE_COLOURS[zlib.crc32(stream.encode()) % len(SOURCE_COLOURS)]
 
 
 def _can_encode(stream: IO[str], sample: str) -> bool:

@@ -775,3 +775,12 @@ def test_console_adds_no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     buf = io.StringIO()
     feed(ConsoleReporter(console=Console(force_terminal=True, file=buf), env={}), failed_run())
     assert "***" in buf.getvalue() and SECRET not in buf.getvalue()
+
+
+def test_output_sources_get_stable_distinct_colours() -> None:
+    from kdiag.reports.console import source_colour
+
+    pods = [f"api-{i}/app" for i in range(6)]
+    assert len({source_colour(p) for p in pods}) >= 3
+    assert source_colour("api-1/app") == source_colour("api-1/app")
+    assert source_colour("stdout") == "cyan"
