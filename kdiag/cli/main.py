@@ -10,7 +10,7 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from kdiag import __version__
 from kdiag.errors import EXIT_INTERRUPTED, EXIT_INVALID, KdiagError
@@ -48,21 +48,11 @@ def _runbook_inputs(parser: argparse.ArgumentParser) -> None:
                         help="a folder of runbooks for include (repeatable; also KDIAG_PATH)")
 
 
-def build_parser(prog: str = "kdiag") -> argparse.ArgumentParser:
-    """The argument parser for all commands."""
-    parser = argparse.ArgumentParser(
-        prog=prog, formatter_class=_Formatter, epilog=EPILOG,
-        description="Declarative Kubernetes debugging: run YAML runbooks against a pod or a "
-                    "host process through an injected gRPC manager, and get a report.")
-    parser.add_argument("--version", action="version", version=f"kdiag {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    run = commands.add_parser(
-        "run", help="run a runbook", formatter_class=_Formatter,
-        description="Run a runbook step by step and report the results.",
-        epilog="examples:\n  kdiag run rb.yaml --set port=8080 --report junit=out.xml\n"
-               "  kdiag run rb.yaml --step --start-at 'call the api'\n"
-               "  kdiag run rb.yaml --dry-run")
+def _run(run: argparse.ArgumentParser) -> None:
+    run.description = "Run a runbook step by step and report the results."
+    run.epilog = ("examples:\n  kdiag run rb.yaml --set port=8080 --report junit=out.xml\n"
+                  "  kdiag run rb.yaml --step --start-at 'call the api'\n"
+                  "  kdiag run rb.yaml --dry-run")
     run.add_argument("file", help="the runbook (YAML)")
     _runbook_inputs(run)
     run.add_argument("--report", action="append", default=[], metavar="KIND=PATH",
@@ -79,58 +69,58 @@ def build_parser(prog: str = "kdiag") -> argparse.ArgumentParser:
     run.add_argument("--quiet", "-q", action="store_true", help="no console report")
     run.set_defaults(handler="kdiag.cli.run")
 
-    validate = commands.add_parser(
-        "validate", help="check runbooks without running them", formatter_class=_Formatter,
-        description="Check runbooks: YAML, fields, types, step types, names, templates, "
-                    "includes. With --set/--values, also the params.",
-        epilog="example:\n  kdiag validate runbooks/*.yaml")
+
+def _validate(validate: argparse.ArgumentParser) -> None:
+    validate.description = ("Check runbooks: YAML, fields, types, step types, names, "
+                            "templates, includes. With --set/--values, also the params.")
+    validate.epilog = "example:\n  kdiag validate runbooks/*.yaml"
     validate.add_argument("files", nargs="+", metavar="FILE")
     _runbook_inputs(validate)
     validate.set_defaults(handler="kdiag.cli.validate")
 
-    schema = commands.add_parser(
-        "schema", help="print the runbook JSON Schema", formatter_class=_Formatter,
-        description="Print the runbook JSON Schema (Draft 2020-12). Editors use it with\n"
-                    "  # yaml-language-server: $schema=path/to/runbook.schema.json",
-        epilog="example:\n  kdiag schema > runbook.schema.json")
+
+def _schema(schema: argparse.ArgumentParser) -> None:
+    schema.description = ("Print the runbook JSON Schema (Draft 2020-12). Editors use it "
+                          "with\n  # yaml-language-server: $schema=path/to/runbook.schema.json")
+    schema.epilog = "example:\n  kdiag schema > runbook.schema.json"
     schema.set_defaults(handler="kdiag.cli.schema")
-    _adhoc_commands(commands)
-    return parser
 
 
-def _adhoc_commands(commands: argparse._SubParsersAction) -> None:
-    """shell, ps, redirect, forward, logs: one-off work on a pod (or --pid) without a runbook."""
+def _shell(shell: argparse.ArgumentParser) -> None:
     from kdiag.cli.adhoc.targeting import add_target_flags
 
-    shell = commands.add_parser(
-        "shell", help="a shell (or one command) inside the target", formatter_class=_Formatter,
-        description="An interactive busybox shell in the target's namespaces and root, also "
-                    "when its image has no shell. With -- COMMAND, run that instead; without a "
-                    "terminal, a script is read from standard input.",
-        epilog="examples:\n  kdiag shell -n shop --pod api-0\n"
-               "  kdiag shell -l app=api -- cat /etc/resolv.conf")
+    shell.description = ("An interactive busybox shell in the target's namespaces and root, "
+                         "also when its image has no shell. With -- COMMAND, run that instead; "
+                         "without a terminal, a script is read from standard input.")
+    shell.epilog = ("examples:\n  kdiag shell -n shop --pod api-0\n"
+                    "  kdiag shell -l app=api -- cat /etc/resolv.conf\n"
+                    "  kdiag shell --pid 1234                 # a process on this host")
     add_target_flags(shell)
     shell.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND",
                        help="a command to run instead of the shell")
     shell.set_defaults(handler="kdiag.cli.adhoc.shell")
 
-    ps = commands.add_parser("ps", help="the target's processes and listening ports",
-                             formatter_class=_Formatter,
-                             description="List the target's processes and their listening "
-                                         "ports (the target process is marked *).")
+
+def _ps(ps: argparse.ArgumentParser) -> None:
+    from kdiag.cli.adhoc.targeting import add_target_flags
+
+    ps.description = ("List the target's processes and their listening ports (the target "
+                      "process is marked *).")
+    ps.epilog = "examples:\n  kdiag ps -n shop -l app=api\n  kdiag ps --pid 1234"
     add_target_flags(ps)
     ps.add_argument("--all", action="store_true", help="every process the manager sees")
     ps.set_defaults(handler="kdiag.cli.adhoc.ps")
 
-    redirect = commands.add_parser(
-        "redirect", help="send the target's connections to this machine",
-        formatter_class=_Formatter,
-        description="Redirect the target's incoming connections on PORT (or, with --outgoing, "
-                    "its connections to PORT) to LOCALPORT on this machine until Ctrl-C. "
-                    "Without ports: every port the target listens on.",
-        epilog="examples:\n  kdiag redirect -n shop --pod api-0 8080:9000\n"
-               "  kdiag redirect -l app=api            # every listening port, same numbers\n"
-               "  kdiag redirect --outgoing --pod web-0 5432")
+
+def _redirect(redirect: argparse.ArgumentParser) -> None:
+    from kdiag.cli.adhoc.targeting import add_target_flags
+
+    redirect.description = ("Redirect the target's incoming connections on PORT (or, with "
+                            "--outgoing, its connections to PORT) to LOCALPORT on this machine "
+                            "until Ctrl-C. Without ports: every port the target listens on.")
+    redirect.epilog = ("examples:\n  kdiag redirect -n shop --pod api-0 8080:9000\n"
+                       "  kdiag redirect -l app=api            # every listening port, same "
+                       "numbers\n  kdiag redirect --outgoing --pod web-0 5432")
     add_target_flags(redirect)
     redirect.add_argument("ports", nargs="*", metavar="PORT[:LOCALPORT]")
     redirect.add_argument("--outgoing", action="store_true",
@@ -142,24 +132,28 @@ def _adhoc_commands(commands: argparse._SubParsersAction) -> None:
                                "reach their original destination)")
     redirect.set_defaults(handler="kdiag.cli.adhoc.redirect")
 
-    forward = commands.add_parser(
-        "forward", help="pod ports on local ports (kubectl port-forward)",
-        formatter_class=_Formatter,
-        description="Forward local ports to a pod's ports through the API server until Ctrl-C.",
-        epilog="example:\n  kdiag forward -n shop --pod api-0 8080 9090:9000")
+
+def _forward(forward: argparse.ArgumentParser) -> None:
+    from kdiag.cli.adhoc.targeting import add_target_flags
+
+    forward.description = ("Forward local ports to a pod's ports through the API server until "
+                           "Ctrl-C.")
+    forward.epilog = "example:\n  kdiag forward -n shop --pod api-0 8080 9090:9000"
     add_target_flags(forward)
     forward.add_argument("ports", nargs="+", metavar="PORT[:LOCALPORT]")
     forward.add_argument("--address", default="127.0.0.1", help="local address (default "
                          "127.0.0.1)")
     forward.set_defaults(handler="kdiag.cli.adhoc.forward")
 
-    logs = commands.add_parser(
-        "logs", help="follow many pods' and containers' logs", formatter_class=_Formatter,
-        description="Follow the logs of every pod a selector matches (or one pod), each line "
-                    "prefixed with pod/container, until Ctrl-C; or around a local command, "
-                    "then exit with its exit code.",
-        epilog="examples:\n  kdiag logs -n shop -l app=shop -c all\n"
-               "  kdiag logs -l app=shop --since 5m -- curl -s localhost:8080/order")
+
+def _logs(logs: argparse.ArgumentParser) -> None:
+    from kdiag.cli.adhoc.targeting import add_target_flags
+
+    logs.description = ("Follow the logs of every pod a selector matches (or one pod), each "
+                        "line prefixed with pod/container, until Ctrl-C; or around a local "
+                        "command, then exit with its exit code.")
+    logs.epilog = ("examples:\n  kdiag logs -n shop -l app=shop -c all\n"
+                   "  kdiag logs -l app=shop --since 5m -- curl -s localhost:8080/order")
     add_target_flags(logs, container_help="a container name, or all (default: each pod's "
                                           "default container)")
     logs.add_argument("--since", metavar="DURATION", help="also the lines of this long before")
@@ -170,11 +164,49 @@ def _adhoc_commands(commands: argparse._SubParsersAction) -> None:
     logs.set_defaults(handler="kdiag.cli.adhoc.logs")
 
 
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "run": ("run a runbook", _run),
+    "validate": ("check runbooks without running them", _validate),
+    "schema": ("print the runbook JSON Schema", _schema),
+    "shell": ("a shell (or one command) inside the target", _shell),
+    "ps": ("the target's processes and listening ports", _ps),
+    "redirect": ("send the target's connections to this machine", _redirect),
+    "forward": ("pod ports on local ports (kubectl port-forward)", _forward),
+    "logs": ("follow many pods' and containers' logs", _logs),
+}
+"""Every command: its one-line help and the function that adds its arguments."""
+
+
+def build_parser(prog: str = "kdiag", only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser. With ``only``, just that command's arguments are built (the others
+    are still listed for --help): building all of them is a measurable part of start-up."""
+    parser = argparse.ArgumentParser(
+        prog=prog, formatter_class=_Formatter, epilog=EPILOG,
+        description="Declarative Kubernetes debugging: run YAML runbooks against a pod or a "
+                    "host process through an injected gRPC manager, and get a report.")
+    parser.add_argument("--version", action="version", version=f"kdiag {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (summary, add_arguments) in COMMANDS.items():
+        sub = commands.add_parser(name, help=summary, formatter_class=_Formatter)
+        if only is None or only == name:
+            add_arguments(sub)
+    return parser
+
+
+def _command_in(argv: Sequence[str]) -> str:
+    """The command named on the command line ("" when none is)."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in COMMANDS else ""
+    return ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     prog = "kubectl kdiag" if os.path.basename(sys.argv[0]).startswith("kubectl-") else "kdiag"
-    parser = build_parser(prog)
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(prog, only=_command_in(words))
+    args = parser.parse_args(words)
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_INVALID

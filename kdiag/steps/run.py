@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from kdiag.steps.base import StepContext, StepFailed, StepOutcome, StepType
+
+if TYPE_CHECKING:  # subprocess is imported when a command runs: it slows start-up
+    import subprocess
 
 MAX_CAPTURE = 4 * 1024 * 1024
 """Bytes of each stream kept for ``register`` and reports; output beyond is still streamed."""
@@ -54,6 +56,8 @@ class _Stream:
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
     """Terminate the whole process group, then kill it if it does not go."""
+    import subprocess
+
     for sig, wait in ((signal.SIGTERM, STOP_GRACE), (signal.SIGKILL, STOP_GRACE)):
         if process.poll() is not None:
             return
@@ -91,6 +95,8 @@ def _environment(body: dict[str, Any]) -> dict[str, str]:
 
 
 def _start(body: dict[str, Any], ctx: StepContext) -> subprocess.Popen[bytes]:
+    import subprocess
+
     argv = _command(body)
     cwd = body.get("cwd")
     if cwd is not None and not os.path.isabs(str(cwd)):
