@@ -23,11 +23,12 @@ from typing import Any, BinaryIO, Literal
 import grpc
 from kdiag_manager.api.v1 import manager_pb2 as pb
 from kdiag_manager.api.v1 import manager_pb2_grpc as pb_grpc
+from kdiag_manager.channel import widen_send_buffers
 from kdiag_manager.workers import Workers
 
 from kdiag.errors import EXIT_ENVIRONMENT, KdiagError
 
-from .tunnel import PooledTunnel, TunnelStats, run_tunnel
+from .tunnel import PooledTunnel, TunnelStats, run_tunnel, tunnel_method
 
 log = logging.getLogger(__name__)
 
@@ -296,6 +297,7 @@ class RedirectHandle:
         self.error: str = ""
         self.closed_by_user = False
         self.redirect_id = 0
+        self._raw_data = False  # the manager's tunnels accept raw data frames
         # Pooled tunnels: opened in advance, so a new connection costs no round trip.
         self._pool_size = pool_size
         self._idle_tunnels: set[PooledTunnel] = set()
@@ -322,6 +324,9 @@ class RedirectHandle:
         self.rules = list(first.ready.rules)
         self.session = first.ready.session
         self.redirect_id = first.ready.redirect_id
+        self._raw_data = first.ready.raw_data
+        if self._client.unix_path:  # tunnels will carry bulk data to the manager
+            widen_send_buffers(self._client.unix_path, peer=True)
         threading.Thread(target=self._events, daemon=True, name="redirect-events").start()
         if self.redirect_id:
             for _ in range(self._pool_size):
@@ -330,59 +335,75 @@ class RedirectHandle:
     def _add_pooled(self) -> None:
         if self._done.is_set() or self.closed_by_user:
             return
-        tunnel = PooledTunnel(self._client._stub, self._client._metadata, self.redirect_id)
+        tunnel = PooledTunnel(self._client._tunnel, self._client._metadata, self.redirect_id,
+                              keep_idle=self._pool_size, raw=self._raw_data)
         with self._lock:
             self._idle_tunnels.add(tunnel)
         _WORKERS.submit(self._run_pooled, tunnel)
 
+    def _replenish(self) -> None:
+        # Keep the pool full, but only once the connection that took a tunnel is under way:
+        # opening a stream costs CPU (and the GIL) that its setup would otherwise wait for.
+        # By then the tunnel may be back (reused after a short connection): then nothing to do.
+        time.sleep(REPLENISH_DELAY)
+        with self._lock:
+            short = self._pool_short()
+        if short:
+            self._add_pooled()
+
+    def _pool_short(self) -> bool:
+        """Too few idle tunnels (call with the lock held)? One short of ``pool_size`` is fine:
+        connections one at a time then never open new streams (the tunnel comes back when its
+        connection ends, sometimes just after the next connection took another one)."""
+        return len(self._idle_tunnels) < max(self._pool_size - 1, 1)
+
     def _run_pooled(self, tunnel: PooledTunnel) -> None:
-        holder: list[RedirectEventInfo] = []
-        sock_holder: list[socket.socket] = []
+        def info(c: pb.NewConnection) -> RedirectEventInfo:
+            return RedirectEventInfo(
+                "connection", c.connection_id,
+                (c.original_destination.host, c.original_destination.port),
+                (c.peer.host, c.peer.port))
+
+        def connect(c: pb.NewConnection) -> socket.socket:
+            sock = self._connect_operator(info(c))
+            with self._lock:
+                self.active += 1
+                self._sockets.add(sock)
+            return sock
 
         def on_assigned(c: pb.NewConnection) -> None:
             with self._lock:
                 self._idle_tunnels.discard(tunnel)
                 self.connections += 1
-            self._emit(holder[0])  # before the manager can report it closed
+                short = self._pool_short()
+            self._emit(info(c))  # before the manager can report it closed
+            if short:
+                _WORKERS.submit(self._replenish)
 
-            def replenish() -> None:
-                # Keep the pool full, but only once this connection is under way: opening a
-                # stream costs CPU (and the GIL) that its setup would otherwise wait for.
-                time.sleep(REPLENISH_DELAY)
-                self._add_pooled()
-
-            _WORKERS.submit(replenish)
-
-        def connect(c: pb.NewConnection) -> socket.socket:
-            holder.append(RedirectEventInfo(
-                "connection", c.connection_id,
-                (c.original_destination.host, c.original_destination.port),
-                (c.peer.host, c.peer.port)))
-            sock = self._connect_operator(holder[0])
+        def on_finished(c: pb.NewConnection, stats: TunnelStats,
+                        sock: socket.socket | None) -> None:
+            i = info(c)
+            if sock is None:
+                self._emit(RedirectEventInfo("rejected", i.connection_id, i.original, i.peer,
+                                             error=stats.error))
+                return
             with self._lock:
-                self.active += 1
-                self._sockets.add(sock)
-            sock_holder.append(sock)
-            return sock
+                self.active -= 1
+                self._sockets.discard(sock)
+                # Clean: the manager may park the stream for another connection (if it ends
+                # it instead, run() returns and the tunnel leaves the idle set).
+                if (not stats.reset and tunnel.connection_id == c.connection_id
+                        and not tunnel.over):
+                    self._idle_tunnels.add(tunnel)
+            self._emit(RedirectEventInfo("tunnel-closed", i.connection_id, i.original, i.peer,
+                                         "operator", stats.to_operator, stats.from_operator,
+                                         stats.error))
 
         try:
-            stats = tunnel.run(on_assigned, connect)
+            tunnel.run(on_assigned, connect, on_finished)
         finally:
             with self._lock:
                 self._idle_tunnels.discard(tunnel)
-                for sock in sock_holder:
-                    self.active -= 1
-                    self._sockets.discard(sock)
-        if stats is None or not holder:
-            return
-        info = holder[0]
-        if not sock_holder:
-            self._emit(RedirectEventInfo("rejected", info.connection_id, info.original,
-                                         info.peer, error=stats.error))
-        else:
-            self._emit(RedirectEventInfo("tunnel-closed", info.connection_id, info.original,
-                                         info.peer, "operator", stats.to_operator,
-                                         stats.from_operator, stats.error))
 
     def _connect_operator(self, info: RedirectEventInfo) -> socket.socket:
         """A socket connected to the operator-side address for ``info`` (OSError if not)."""
@@ -460,8 +481,8 @@ class RedirectHandle:
             self._sockets.add(sock)
         stats = TunnelStats(info.connection_id)
         try:
-            stats = run_tunnel(self._client._stub, self._client._metadata, info.connection_id,
-                               sock)
+            stats = run_tunnel(self._client._tunnel, self._client._metadata, info.connection_id,
+                               sock, self._raw_data)
         finally:
             with self._lock:
                 self.active -= 1
@@ -523,6 +544,8 @@ class ManagerClient:
         self.timeout = timeout
         self._metadata = [("authorization", f"Bearer {token}")]
         self._stub = pb_grpc.ManagerStub(channel)
+        self._tunnel = tunnel_method(channel)  # Tunnel with the raw frame codec
+        self.unix_path = ""  # the manager's unix socket (node mode), if that is the address
 
     @classmethod
     def connect(cls, address: str, token: str, timeout: float = 30.0,
@@ -536,7 +559,10 @@ class ManagerClient:
             channel.close()
             raise ManagerUnavailable(f"manager at {address} did not answer within "
                                      f"{ready_timeout:g}s") from None
-        return cls(channel, token, timeout)
+        client = cls(channel, token, timeout)
+        if address.startswith("unix:"):
+            client.unix_path = address[len("unix:"):]
+        return client
 
     def close(self) -> None:
         """Close the channel (ends every stream: redirects stop, their rules go)."""

@@ -18,7 +18,6 @@ import queue
 import socket
 import threading
 from dataclasses import dataclass, field
-from typing import Any
 
 from . import httpfilter, liveness, splice, sysutil
 from .api.v1 import manager_pb2 as pb
@@ -94,18 +93,25 @@ class Connection:
         return True
 
 
-class _Waiter:
-    """A pooled tunnel parked until a connection is handed to it."""
+class TunnelWaiter:
+    """A pooled tunnel parked until a connection is handed to it (re-armed for each one)."""
 
     def __init__(self) -> None:
         self.ready = threading.Event()
         self.conn: Connection | None = None
         self._lock = threading.Lock()
-        self._cancelled = False
+        self.cancelled = False
+
+    def rearm(self) -> bool:
+        """Get ready for the next connection; False once cancelled."""
+        with self._lock:
+            self.conn = None
+            self.ready.clear()
+            return not self.cancelled
 
     def take(self, conn: Connection) -> bool:
         with self._lock:
-            if self._cancelled or self.ready.is_set():
+            if self.cancelled or self.ready.is_set():
                 return False
             self.conn = conn
             conn.state = "tunnel"
@@ -114,7 +120,7 @@ class _Waiter:
 
     def cancel(self) -> None:
         with self._lock:
-            self._cancelled = True
+            self.cancelled = True
             self.ready.set()
 
 
@@ -168,7 +174,7 @@ class RedirectSession:
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
         self._mine: set[int] = set()
-        self._idle: collections.deque[_Waiter] = collections.deque()
+        self._idle: collections.deque[TunnelWaiter] = collections.deque()
         self._idle_lock = threading.Lock()
         self.id = next(_session_ids)
         _by_id[self.id] = self
@@ -204,7 +210,7 @@ class RedirectSession:
         threading.Thread(target=self._accept_loop, name="redirect-accept", daemon=True).start()
         return pb.RedirectEvent(ready=pb.RedirectReady(
             listen_port=self.listen_port, rules=[r.save_line() for r in rules],
-            session=opts.session, redirect_id=self.id))
+            session=opts.session, redirect_id=self.id, raw_data=True))
 
     def stop(self) -> None:
         """Remove the rules first (traffic reaches the app again), then stop accepting.
@@ -313,19 +319,30 @@ class RedirectSession:
 
     # -- pooled tunnels --------------------------------------------------------------------------
 
-    def wait_for_connection(self, context: Any) -> Connection | None:
+    def wait_for_connection(self, waiter: TunnelWaiter) -> Connection | None:
         """Park a pooled tunnel until a connection is handed to it (None: redirect over or
-        the tunnel's call ended)."""
-        waiter = _Waiter()
-        context.add_callback(waiter.cancel)
+        the waiter cancelled, i.e. the tunnel's call ended)."""
         with self._idle_lock:
-            if self.stopped:
+            if self.stopped or not waiter.rearm():
                 return None
             self._idle.append(waiter)
         waiter.ready.wait()
-        if waiter.conn is not None:
-            self._mine.add(waiter.conn.id)
-        return waiter.conn
+        conn = waiter.conn
+        if conn is not None:
+            self._mine.add(conn.id)
+        return conn
+
+    def reoffer(self, conn: Connection) -> None:
+        """A pooled tunnel's call ended as ``conn`` was handed to it: route it afresh."""
+        self._mine.discard(conn.id)
+        conn.state = "pending"
+        if not self._hand_to_idle(conn):
+            self._announce(conn)
+            WORKERS.submit(self._await_decision, conn)
+
+    def idle_tunnels(self) -> int:
+        """Pooled tunnels parked now (cancelled ones may count until a connection skips them)."""
+        return len(self._idle)
 
     def _hand_to_idle(self, conn: Connection) -> bool:
         with self._idle_lock:

@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-from . import __version__, redirect, tunnel
+from . import __version__, channel, frames, redirect, tunnel
 from .api.v1 import manager_pb2 as pb
 from .api.v1 import manager_pb2_grpc as pb_grpc
 from .auth import TokenHash, TokenInterceptor
@@ -48,6 +48,7 @@ class ManagerService(pb_grpc.ManagerServicer):
         self.config = config
         self.iptables = iptables or Iptables()
         self.connections = redirect.ConnectionRegistry()
+        self.unix_path = ""  # the unix socket the server listens on, if any
 
     def Version(self, request: pb.VersionRequest, context: Any) -> pb.VersionResponse:
         import os
@@ -91,6 +92,8 @@ class ManagerService(pb_grpc.ManagerServicer):
             return
         # Whatever ends the call (client gone, cancelled, finished), the rules go.
         context.add_callback(session.stop)
+        if self.unix_path:  # tunnels will carry bulk data to the client (see channel.py)
+            channel.widen_send_buffers(self.unix_path)
 
         def read_requests() -> None:
             try:
@@ -115,10 +118,11 @@ class ManagerService(pb_grpc.ManagerServicer):
         finally:
             session.stop()
 
-    def Tunnel(self, request_iterator: Iterator[pb.TunnelFrame], context: Any
-               ) -> Iterator[pb.TunnelFrame]:
+    def Tunnel(self, request_iterator: Iterator[frames.Frame], context: Any
+               ) -> Iterator[bytes]:
+        """Registered with the raw frame codec (see :func:`_add_service`), not protobuf."""
         first = next(request_iterator, None)
-        if first is None or first.WhichOneof("msg") != "open":
+        if first is None or isinstance(first, memoryview) or first.WhichOneof("msg") != "open":
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first frame must be open")
             return
         if first.open.connection_id == 0:  # a pooled tunnel
@@ -127,16 +131,14 @@ class ManagerService(pb_grpc.ManagerServicer):
                 context.abort(grpc.StatusCode.NOT_FOUND,
                               f"redirect {first.open.redirect_id} is not running")
                 return
-            pooled = session.wait_for_connection(context)
-            if pooled is not None:
-                yield from tunnel.serve(pooled, request_iterator, context, pooled=True)
+            yield from tunnel.serve_pooled(session, request_iterator, context, first.open)
             return
         conn = self.connections.claim(first.open.connection_id)
         if conn is None:
             context.abort(grpc.StatusCode.NOT_FOUND,
                           f"connection {first.open.connection_id} is gone or already routed")
             return
-        yield from tunnel.serve(conn, request_iterator, context)
+        yield from tunnel.serve_claimed(conn, request_iterator, context, first.open)
 
     def Ps(self, request: pb.PsRequest, context: Any) -> pb.PsResponse:
         from . import ps
@@ -178,6 +180,33 @@ class ManagerService(pb_grpc.ManagerServicer):
         return probe.run(request, self.config)
 
 
+class _Handlers:
+    """Stands in for a server to collect the generated code's method handlers."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        pass
+
+    def add_registered_method_handlers(self, service: str,
+                                       handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        self.handlers = dict(handlers)
+
+
+def _add_service(server: grpc.Server, servicer: ManagerService) -> None:
+    """Register the Manager service as generated, except Tunnel: its frames are encoded and
+    decoded by :mod:`frames` (identity serializers; see there for the measured reason)."""
+    collected = _Handlers()
+    pb_grpc.add_ManagerServicer_to_server(servicer, collected)
+    handlers = collected.handlers
+    handlers["Tunnel"] = grpc.stream_stream_rpc_method_handler(
+        servicer.Tunnel, request_deserializer=frames.decode, response_serializer=None)
+    service = frames.TUNNEL_METHOD.split("/")[1]
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+    server.add_registered_method_handlers(service, handlers)
+
+
 def build_server(config: Config, token: str | TokenHash, address: str,
                  iptables: Iptables | None = None) -> tuple[grpc.Server, str]:
     """A started-ready server bound to ``address`` (``127.0.0.1:0`` or ``unix:/path``).
@@ -187,8 +216,11 @@ def build_server(config: Config, token: str | TokenHash, address: str,
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=MAX_WORKERS,
                                                     thread_name_prefix="rpc"),
                          interceptors=[TokenInterceptor(token)], options=SERVER_OPTIONS)
-    pb_grpc.add_ManagerServicer_to_server(ManagerService(config, iptables), server)
+    service = ManagerService(config, iptables)
+    _add_service(server, service)
     port = server.add_insecure_port(address)
+    if address.startswith("unix:"):
+        service.unix_path = address[len("unix:"):]
     if not address.startswith("unix:"):
         if port == 0:
             raise OSError(f"cannot listen on {address}")

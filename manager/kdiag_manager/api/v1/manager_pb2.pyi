@@ -200,16 +200,18 @@ class RedirectRequest(_message.Message):
     def __init__(self, spec: _Optional[_Union[RedirectSpec, _Mapping]] = ..., reject: _Optional[_Union[RejectConnection, _Mapping]] = ...) -> None: ...
 
 class RedirectReady(_message.Message):
-    __slots__ = ("listen_port", "rules", "session", "redirect_id")
+    __slots__ = ("listen_port", "rules", "session", "redirect_id", "raw_data")
     LISTEN_PORT_FIELD_NUMBER: _ClassVar[int]
     RULES_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
     REDIRECT_ID_FIELD_NUMBER: _ClassVar[int]
+    RAW_DATA_FIELD_NUMBER: _ClassVar[int]
     listen_port: int
     rules: _containers.RepeatedScalarFieldContainer[str]
     session: str
     redirect_id: int
-    def __init__(self, listen_port: _Optional[int] = ..., rules: _Optional[_Iterable[str]] = ..., session: _Optional[str] = ..., redirect_id: _Optional[int] = ...) -> None: ...
+    raw_data: bool
+    def __init__(self, listen_port: _Optional[int] = ..., rules: _Optional[_Iterable[str]] = ..., session: _Optional[str] = ..., redirect_id: _Optional[int] = ..., raw_data: _Optional[bool] = ...) -> None: ...
 
 class Endpoint(_message.Message):
     __slots__ = ("host", "port")
@@ -220,14 +222,16 @@ class Endpoint(_message.Message):
     def __init__(self, host: _Optional[str] = ..., port: _Optional[int] = ...) -> None: ...
 
 class NewConnection(_message.Message):
-    __slots__ = ("connection_id", "original_destination", "peer")
+    __slots__ = ("connection_id", "original_destination", "peer", "data")
     CONNECTION_ID_FIELD_NUMBER: _ClassVar[int]
     ORIGINAL_DESTINATION_FIELD_NUMBER: _ClassVar[int]
     PEER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
     connection_id: int
     original_destination: Endpoint
     peer: Endpoint
-    def __init__(self, connection_id: _Optional[int] = ..., original_destination: _Optional[_Union[Endpoint, _Mapping]] = ..., peer: _Optional[_Union[Endpoint, _Mapping]] = ...) -> None: ...
+    data: bytes
+    def __init__(self, connection_id: _Optional[int] = ..., original_destination: _Optional[_Union[Endpoint, _Mapping]] = ..., peer: _Optional[_Union[Endpoint, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class ConnectionClosed(_message.Message):
     __slots__ = ("connection_id", "route", "bytes_from_peer", "bytes_to_peer", "error")
@@ -254,12 +258,18 @@ class RedirectEvent(_message.Message):
     def __init__(self, ready: _Optional[_Union[RedirectReady, _Mapping]] = ..., connection: _Optional[_Union[NewConnection, _Mapping]] = ..., closed: _Optional[_Union[ConnectionClosed, _Mapping]] = ...) -> None: ...
 
 class TunnelOpen(_message.Message):
-    __slots__ = ("connection_id", "redirect_id")
+    __slots__ = ("connection_id", "redirect_id", "keep_idle", "raw_data", "early_data")
     CONNECTION_ID_FIELD_NUMBER: _ClassVar[int]
     REDIRECT_ID_FIELD_NUMBER: _ClassVar[int]
+    KEEP_IDLE_FIELD_NUMBER: _ClassVar[int]
+    RAW_DATA_FIELD_NUMBER: _ClassVar[int]
+    EARLY_DATA_FIELD_NUMBER: _ClassVar[int]
     connection_id: int
     redirect_id: int
-    def __init__(self, connection_id: _Optional[int] = ..., redirect_id: _Optional[int] = ...) -> None: ...
+    keep_idle: int
+    raw_data: bool
+    early_data: bool
+    def __init__(self, connection_id: _Optional[int] = ..., redirect_id: _Optional[int] = ..., keep_idle: _Optional[int] = ..., raw_data: _Optional[bool] = ..., early_data: _Optional[bool] = ...) -> None: ...
 
 class TunnelFrame(_message.Message):
     __slots__ = ("open", "data", "eof", "reset", "assigned", "connected")

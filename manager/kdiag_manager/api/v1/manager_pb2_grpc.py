@@ -130,6 +130,7 @@ class ManagerServicer:
         until the manager hands it a connection with `assigned` (saving the event round trip and
         the stream setup at connect time). The client answers `connected` once its side is
         connected, or `reset` to refuse (the manager then fails open with the bytes it has sent).
+        A pooled stream may then carry further connections, one after another (`keep_idle`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,40 @@
+"""The gRPC channel's own socket in node mode (a unix socket): a wider send buffer.
+
+gRPC sets no buffer size on a unix socket, so the kernel default (``net.core.wmem_default``,
+208 KiB here) caps what one write can queue of a 2 MiB tunnel message: the sender's gRPC
+event-engine thread then sleeps and wakes ~17 times per MB, and so does the receiver's.
+With SEND_BUFFER it is ~6 times per MB, and the redirect benchmark's throughput ratio went
+0.22 → 0.24-0.26 (3 runs each, alternating). Over TCP (a pod, via port-forward) the kernel
+grows the buffers by itself. gRPC Python has no socket mutator, so the socket is found among
+the process's file descriptors by its address.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import stat
+
+# The kernel doubles it (for its bookkeeping) and caps it at net.core.wmem_max.
+SEND_BUFFER = 4 << 20
+
+
+def widen_send_buffers(path: str, *, peer: bool = False) -> int:
+    """Set SO_SNDBUF on this process's connected unix stream sockets bound to ``path``
+    (``peer``: connected to ``path``); return how many. Best effort: errors are skipped."""
+    widened = 0
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(ValueError, OSError):
+            fd = int(name)
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                continue
+            with socket.socket(fileno=os.dup(fd)) as sock:  # closes the duplicate only
+                if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+                    continue
+                local, remote = sock.getsockname(), sock.getpeername()  # OSError: a listener
+                if (remote if peer else local) != path:
+                    continue
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+                widened += 1
+    return widened
