@@ -214,3 +214,31 @@ def test_reset_propagates_from_target_side(app: Lab, node_session) -> None:
             assert seen == ["reset"]
         finally:
             handle.close()
+
+
+def test_pooled_tunnels_report_every_connection_and_settle_counters(app: Lab,
+                                                                     node_session) -> None:
+    """Reused pooled streams still end each connection with a tunnel-closed event, and the
+    active count returns to zero (sequential, then concurrent, then one reset)."""
+    events = []
+    with tcp_server(echo_after_eof) as operator:
+        handle = node_session.manager.redirect(
+            RedirectSpec("incoming", [8080], fail_open=False), operator, on_event=events.append,
+            pool_size=4)
+        try:
+            with in_netns(app.client_ns):
+                for i in range(40):
+                    assert exchange((app.app_ip, 8080), b"n%d" % i) == b"n%d" % i
+            _many(app, app.client_ns, (app.app_ip, 8080))
+            total = 40 + N_CONNECTIONS
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and (
+                    sum(e.kind == "tunnel-closed" for e in events) < total or handle.active):
+                time.sleep(0.05)
+            assert sum(e.kind == "connection" for e in events) == total
+            assert sum(e.kind == "tunnel-closed" for e in events) == total
+            assert handle.active == 0
+            assert handle.connections == total
+        finally:
+            handle.close()
+    assert app.tagged_rules() == []
