@@ -24,6 +24,8 @@ from kdiag_manager.api.v1 import manager_pb2 as pb
 # Adaptive reads, as on the manager's side: 64 KiB doubling up to 2 MiB while reads fill up.
 MIN_CHUNK = 64 * 1024
 MAX_CHUNK = 2 * 1024 * 1024
+# A pooled tunnel's early data up to this size is written before ``connected`` is sent.
+EARLY_BEFORE_ANSWER = 16 * 1024
 
 
 @dataclass
@@ -283,10 +285,29 @@ class PooledTunnel:
             on_finished(assigned, stats, None)
             return False
         carried = _Carried(sock, stats, lambda: on_finished(assigned, stats, sock))
-        self._answer.put(carried)
+        # Answer (wake the request thread: ``connected``, then the operator side's reply) once
+        # the early bytes are written: woken first, it competed for the GIL and delayed the
+        # operator side's request (cluster, one session, 16 alternating rounds of 60
+        # connections: setup median 2.17 → 2.13 ms, 11 of 16 rounds faster). Only small early
+        # data waits: it fits in any socket buffer, so writing it cannot stall on a peer that
+        # does not read, which would hold ``connected`` back until the manager fails open.
+        answered = len(assigned.data) > EARLY_BEFORE_ANSWER
+        if answered:
+            self._answer.put(carried)
+
+        def started() -> None:
+            nonlocal answered
+            if not answered:
+                answered = True
+                self._answer.put(carried)
+            on_assigned(assigned)
+
         if _pump_responses(self._call, sock, stats, assigned.data, until_eof=True,
-                           started=lambda: on_assigned(assigned)):
+                           started=started):
             carried.finish()
             return True
+        if not answered:  # writing the early bytes failed: the request side stops too
+            self._answer.put(None)
+            on_assigned(assigned)
         carried.finish(both=True)  # the stream is over: so is the connection
         return False

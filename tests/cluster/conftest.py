@@ -134,6 +134,13 @@ def cluster() -> Cluster:
 @pytest.fixture
 def namespace(cluster: Cluster) -> Iterator[str]:
     """A fresh namespace for one test, deleted (with its pods) afterwards."""
+    name = make_namespace(cluster)
+    yield name
+    cluster.core.delete_namespace(name, grace_period_seconds=0)
+
+
+def make_namespace(cluster: Cluster) -> str:
+    """Create a namespace and wait for its default service account."""
     from kubernetes import client
 
     name = f"kdiag-e2e-{uuid.uuid4().hex[:8]}"
@@ -149,5 +156,4 @@ def namespace(cluster: Cluster) -> Iterator[str]:
             raise
 
     cluster.wait_for(default_sa, 30, desc=f"the default service account in {name}")
-    yield name
-    cluster.core.delete_namespace(name, grace_period_seconds=0)
+    return name

@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import REPO, Cluster
+from .conftest import REPO, Cluster, make_namespace
 
 __all__ = ["Kdiag", "Pods", "example_pods", "kdiag_cli", "make_namespace", "restricted_kubeconfig"]
 
@@ -77,26 +76,6 @@ class Kdiag:
         if report is not None and report.exists():
             data = json.loads(report.read_text())
         return result, data
-
-
-def make_namespace(cluster: Cluster) -> str:
-    """Create a namespace and wait for its default service account."""
-    from kubernetes import client
-
-    name = f"kdiag-e2e-{uuid.uuid4().hex[:8]}"
-    cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-
-    def default_sa() -> bool:
-        try:
-            cluster.core.read_namespaced_service_account("default", name)
-            return True
-        except client.ApiException as e:
-            if e.status == 404:
-                return False
-            raise
-
-    cluster.wait_for(default_sa, 30, desc=f"the default service account in {name}")
-    return name
 
 
 def client_manifest(api_ip: str, name: str = "testapp-client") -> dict[str, Any]:
