@@ -23,7 +23,7 @@ from typing import Any, BinaryIO, Literal
 import grpc
 from kdiag_manager.api.v1 import manager_pb2 as pb
 from kdiag_manager.api.v1 import manager_pb2_grpc as pb_grpc
-from kdiag_manager.channel import widen_send_buffers
+from kdiag_manager.channel import TRANSPORT_OPTIONS, widen_send_buffers
 from kdiag_manager.workers import Workers
 
 from kdiag.errors import EXIT_ENVIRONMENT, KdiagError
@@ -37,19 +37,7 @@ _WORKERS = Workers("kdiag-tunnel")
 
 CHUNK = 64 * 1024
 REPLENISH_DELAY = 0.005
-CHANNEL_OPTIONS = [
-    # A large initial flow-control window instead of BDP probing: tunnels are bulk byte
-    # streams and per-message round trips dominate (measured: ~2x throughput).
-    ("grpc.http2.lookahead_bytes", 4 << 20),
-    ("grpc.http2.bdp_probe", 0),
-    ("grpc.optimization_target", "latency"),
-    ("grpc.keepalive_time_ms", 10_000),
-    ("grpc.keepalive_timeout_ms", 5_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.max_receive_message_length", 16 << 20),
-    ("grpc.max_send_message_length", 16 << 20),
-]
+CHANNEL_OPTIONS = TRANSPORT_OPTIONS
 
 
 class ManagerError(KdiagError):

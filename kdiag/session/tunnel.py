@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import queue
 import socket
-import struct
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any
 import grpc
 from kdiag_manager import frames
 from kdiag_manager.api.v1 import manager_pb2 as pb
+from kdiag_manager.splice import abort
 
 # Adaptive reads, as on the manager's side: 64 KiB doubling up to 2 MiB while reads fill up.
 MIN_CHUNK = 64 * 1024
@@ -37,16 +37,6 @@ class TunnelStats:
     from_operator: int = 0
     reset: bool = False
     error: str = ""
-
-
-def abort(sock: socket.socket) -> None:
-    """Close ``sock`` with a RST, waking a thread blocked reading it."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.shutdown(socket.SHUT_RD)
-    except OSError:
-        pass
-    sock.close()
 
 
 # glibc mallopt parameters.

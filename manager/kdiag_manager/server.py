@@ -14,6 +14,7 @@ from . import __version__, channel, frames, redirect, tunnel
 from .api.v1 import manager_pb2 as pb
 from .api.v1 import manager_pb2_grpc as pb_grpc
 from .auth import TokenHash, TokenInterceptor
+from .channel import TRANSPORT_OPTIONS
 from .config import Config
 from .iptables import Iptables, IptablesError
 
@@ -25,18 +26,8 @@ FEATURES = ["exec", "tty", "redirect", "fail-open", "header-filter", "ps", "capt
 # Each tunnel holds one worker thread for its lifetime (plus the control streams and calls).
 MAX_WORKERS = 1024
 SERVER_OPTIONS = [
-    # A large initial flow-control window instead of BDP probing: tunnels are bulk byte
-    # streams and per-message round trips dominate (measured: ~2x throughput).
-    ("grpc.http2.lookahead_bytes", 4 << 20),
-    ("grpc.http2.bdp_probe", 0),
-    ("grpc.optimization_target", "latency"),
-    ("grpc.keepalive_time_ms", 10_000),
-    ("grpc.keepalive_timeout_ms", 5_000),
-    ("grpc.keepalive_permit_without_calls", 1),
+    *TRANSPORT_OPTIONS,
     ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-    ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.max_receive_message_length", 16 << 20),
-    ("grpc.max_send_message_length", 16 << 20),
     ("grpc.so_reuseport", 0),
 ]
 
