@@ -146,7 +146,7 @@ class ExecResult:
 @dataclass(frozen=True)
 class RedirectSpec:
     """What to redirect. ``header`` = (name, value) redirects only matching HTTP/1.1 requests
-    (decided on each connection's first request); the rest reaches the app."""
+    (decided per request, also on keep-alive connections); the rest reaches the app."""
 
     direction: Literal["incoming", "outgoing"]
     ports: tuple[int, ...] | list[int]

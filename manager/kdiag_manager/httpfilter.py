@@ -1,7 +1,7 @@
-"""Just enough HTTP/1.1 parsing to route a connection by a request header.
+"""Just enough HTTP/1.1 parsing to route requests by a request header.
 
-The decision is made on the first request of a connection: the whole connection (including any
-later keep-alive requests on it) goes where its first request goes.
+Each request is routed on its own (``httprouter``); a connection whose first bytes are not an
+HTTP/1.x request head goes to its original destination untouched.
 """
 
 from __future__ import annotations
@@ -30,11 +30,10 @@ class RequestHead:
 
 def head_end(buf: bytes) -> int:
     """Index just past the blank line ending the request head, or -1 if not there yet."""
-    i = buf.find(b"\r\n\r\n")
-    if i >= 0:
-        return i + 4
-    i = buf.find(b"\n\n")  # tolerate bare LF, as many servers do
-    return i + 2 if i >= 0 else -1
+    ends = [i + n for i, n in ((buf.find(b"\r\n\r\n"), 4),
+                               (buf.find(b"\n\n"), 2))  # tolerate bare LF, as many servers do
+            if i >= 0]
+    return min(ends) if ends else -1
 
 
 def looks_like_http(buf: bytes) -> bool:
@@ -58,8 +57,16 @@ def parse_head(buf: bytes) -> RequestHead | None:
     parts = lines[0].split(" ")
     if len(parts) != 3 or parts[0].encode() not in _METHODS or not parts[2].startswith("HTTP/1."):
         return None
+    headers = parse_headers(lines[1:])
+    if headers is None:
+        return None
+    return RequestHead(parts[0], parts[1], parts[2], headers)
+
+
+def parse_headers(lines: list[str]) -> list[tuple[str, str]] | None:
+    """Header lines (no line ends) as (name, value) pairs; None if one is malformed."""
     headers: list[tuple[str, str]] = []
-    for line in lines[1:]:
+    for line in lines:
         if not line:
             continue
         if line[0] in " \t" and headers:  # obsolete line folding
@@ -70,7 +77,7 @@ def parse_head(buf: bytes) -> RequestHead | None:
         if not sep or not name or name != name.strip():
             return None
         headers.append((name, value.strip()))
-    return RequestHead(parts[0], parts[1], parts[2], headers)
+    return headers
 
 
 def matches(head: RequestHead | None, name: str, value: str) -> bool:

@@ -3,8 +3,9 @@
 One :class:`RedirectSession` per ``Redirect`` control stream. For each accepted connection the
 session emits a ``connection`` event and waits for the client to claim it with a ``Tunnel``
 stream. A connection nobody claims in time, or that the client rejects, goes to its original
-destination when the spec says fail-open (else it is reset). Connections that do not match a
-header filter go to their original destination straight away. Rules are removed in
+destination when the spec says fail-open (else it is reset). With a header filter, each HTTP
+request is routed on its own (``httprouter``): matching ones through a tunnel, the others to the
+original destination. Rules are removed in
 :meth:`RedirectSession.stop`, which runs whenever the control stream ends.
 """
 
@@ -19,7 +20,7 @@ import socket
 import threading
 from dataclasses import dataclass, field
 
-from . import httpfilter, liveness, splice, sysutil
+from . import httpfilter, httprouter, liveness, splice, sysutil
 from .api.v1 import manager_pb2 as pb
 from .iptables import SESSION_RE, Iptables, Rule, incoming_rules, outgoing_rules
 from .workers import Workers
@@ -296,22 +297,41 @@ class RedirectSession:
         return Connection(self.registry.next_id(), sock, original, peer[:2], self)
 
     def _filter(self, sock: socket.socket, peer: tuple[str, int]) -> None:
-        """Header filter: requests that do not match go to the original destination."""
+        """Header filter: route each request of the connection by the header (per request).
+
+        Matching requests travel in a tunnel of their own: one end of a socket pair takes the
+        path of an accepted connection, the router talks HTTP on the other end. A connection
+        that does not start with an HTTP/1.x request goes to the original destination.
+        """
         conn = self._new_connection(sock, peer)
         if conn is None:
             return
-        assert self.options.header is not None
-        head = self._read_head(conn)
-        if httpfilter.matches(head, *self.options.header):
-            self._announce(conn)
-            self._await_decision(conn)
-        else:
+        header = self.options.header
+        assert header is not None
+        if self._read_head(conn) is None:
             self._route_local(conn, "original", "")
+            return
+
+        def connect(name: str) -> socket.socket:
+            if name == "app":
+                return self._connect_original(conn)
+            # (After stop() the pair's end fails open or is reset, like any unclaimed one.)
+            mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._offer_connection(Connection(self.registry.next_id(), theirs, conn.original,
+                                              conn.peer, self))
+            return mine
+
+        stats = httprouter.route(conn.sock, conn.initial,
+                                 lambda head: httpfilter.matches(head, *header), connect)
+        if stats.app_requests:
+            self.closed(conn, "original", stats.from_peer, stats.to_peer, stats.error)
 
     def _offer(self, sock: socket.socket, peer: tuple[str, int]) -> None:
         conn = self._new_connection(sock, peer)
-        if conn is None:
-            return
+        if conn is not None:
+            self._offer_connection(conn)
+
+    def _offer_connection(self, conn: Connection) -> None:
         if self._hand_to_idle(conn):
             return  # a pooled tunnel carries it: no event round trip, no stream setup
         self._announce(conn)
@@ -403,8 +423,8 @@ class RedirectSession:
         conn.initial = buf
         return httpfilter.parse_head(buf)
 
-    def _route_local(self, conn: Connection, route: str, reason: str) -> None:
-        """Send ``conn`` to its original destination, bypassing the rules (marked socket)."""
+    def _connect_original(self, conn: Connection) -> socket.socket:
+        """A connection to ``conn``'s original destination, bypassing the rules (marked)."""
         family = socket.AF_INET6 if ":" in conn.original[0] else socket.AF_INET
         upstream = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
@@ -412,8 +432,16 @@ class RedirectSession:
             upstream.settimeout(CONNECT_TIMEOUT)
             upstream.connect(conn.original)
             upstream.settimeout(None)
-        except OSError as exc:
+        except OSError:
             upstream.close()
+            raise
+        return upstream
+
+    def _route_local(self, conn: Connection, route: str, reason: str) -> None:
+        """Send ``conn`` to its original destination, bypassing the rules (marked socket)."""
+        try:
+            upstream = self._connect_original(conn)
+        except OSError as exc:
             splice.abort(conn.sock)
             self.closed(conn, "dropped", 0, 0, f"{reason}; original destination: {exc}".lstrip("; "))
             return
