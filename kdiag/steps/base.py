@@ -44,6 +44,28 @@ class StepFailed(Exception):
     """Raised by a step type to fail the step with a message (no traceback shown)."""
 
 
+def require_background_or_duration(kind: str, body: dict[str, Any], ctx: StepContext) -> None:
+    """Steps that keep something up (a redirect, a forward) need to know for how long."""
+    if not ctx.background and "duration" not in body:
+        raise StepFailed(f"a {kind} needs background: true (kept up for later steps) "
+                         "or a duration")
+
+
+def keep_up(work: Background, body: dict[str, Any], ctx: StepContext,
+            result: dict[str, Any]) -> StepOutcome:
+    """Hand ``work`` to the engine when the step runs in the background; otherwise keep it up
+    for the body's ``duration`` (or until cancelled), then stop it."""
+    if ctx.background:
+        return StepOutcome(result=result, background=work)
+    from kdiag.language.durations import parse_duration
+
+    try:
+        ctx.cancelled.wait(parse_duration(body["duration"]))
+    finally:
+        work.stop()
+    return StepOutcome(result=result)
+
+
 class StepContext(Protocol):
     """What the engine offers a running step."""
 

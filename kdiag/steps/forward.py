@@ -11,8 +11,13 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kdiag.language.durations import parse_duration
-from kdiag.steps.base import StepContext, StepFailed, StepOutcome, StepType
+from kdiag.steps.base import (
+    StepContext,
+    StepOutcome,
+    StepType,
+    keep_up,
+    require_background_or_duration,
+)
 
 if TYPE_CHECKING:
     from kdiag.kube.portforward import PortForwarder
@@ -56,9 +61,7 @@ class ForwardStep(StepType):
         from kdiag.kube.portforward import PortForwarder
         from kdiag.targets.kubernetes import pods_for_step
 
-        if not ctx.background and "duration" not in body:
-            raise StepFailed("a forward needs background: true (kept up for later steps) "
-                             "or a duration")
+        require_background_or_duration(self.kind, body, ctx)
         kube, pods = pods_for_step(ctx.evaluate("target"), body)
         pod = pods[0]
         errors: list[str] = []
@@ -80,14 +83,10 @@ class ForwardStep(StepType):
                   "url": f"http://{url_host}:{forwarder.local_port}", "errors": errors}
         ctx.output(f"{host}:{forwarder.local_port} -> pod {pod.namespace}/{pod.name}:"
                    f"{body['port']}\n", "forward")
-        if ctx.background:
-            return StepOutcome(result=result, background=_Forwarding(forwarder))
-        try:
-            ctx.cancelled.wait(parse_duration(body["duration"]))
-        finally:
-            forwarder.close()
-        result["connections"] = forwarder.connections
-        return StepOutcome(result=result)
+        outcome = keep_up(_Forwarding(forwarder), body, ctx, result)
+        if not ctx.background:
+            result["connections"] = forwarder.connections
+        return outcome
 
     def describe(self, body: Any) -> str:
         if not isinstance(body, dict):

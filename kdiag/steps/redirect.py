@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kdiag.language.durations import parse_duration
-from kdiag.steps.base import StepContext, StepFailed, StepOutcome, StepType
+from kdiag.steps.base import (
+    StepContext,
+    StepFailed,
+    StepOutcome,
+    StepType,
+    keep_up,
+    require_background_or_duration,
+)
 
 if TYPE_CHECKING:
     from kdiag.session.client import RedirectEventInfo, RedirectHandle
@@ -120,9 +127,7 @@ class RedirectStep(StepType):
     def execute(self, body: Any, ctx: StepContext) -> StepOutcome:
         from kdiag.session.client import RedirectSpec
 
-        if not ctx.background and "duration" not in body:
-            raise StepFailed("a redirect needs background: true (kept up for later steps) "
-                             "or a duration")
+        require_background_or_duration(self.kind, body, ctx)
         host, port = parse_address(body.get("to"))
         mapping = parse_ports(body["ports"], host, port)
         header = body.get("header")
@@ -140,13 +145,7 @@ class RedirectStep(StepType):
         result = {"ports": list(mapping), "to": [f"{h}:{p}" for h, p in mapping.values()],
                   "listen_port": handle.listen_port, "rules": handle.rules,
                   "session": handle.session, "stats": stats}
-        if ctx.background:
-            return StepOutcome(result=result, background=_Running(handle))
-        try:
-            ctx.cancelled.wait(parse_duration(body["duration"]))
-        finally:
-            handle.close()
-        return StepOutcome(result=result)
+        return keep_up(_Running(handle), body, ctx, result)
 
     def describe(self, body: Any) -> str:
         if not isinstance(body, dict):
