@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
+from kdiag.cli.interrupts import interrupt_on_sigterm
 from kdiag.engine.bus import EventBus
 from kdiag.engine.interaction import TerminalInteraction
 from kdiag.engine.masking import Masker
@@ -21,15 +20,6 @@ from kdiag.language.durations import parse_duration
 from kdiag.language.model import Runbook
 from kdiag.language.params import load_values, parse_set_args, resolve_params
 from kdiag.language.runbook import Loader, search_path
-
-
-def _interrupt_on_sigterm() -> None:
-    """SIGTERM (a CI job being cancelled) is handled like Ctrl-C: finally steps still run."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
 
 
 def _check_start_at(runbook: Runbook, name: str | None) -> None:
@@ -90,7 +80,7 @@ def command(args: argparse.Namespace) -> int:
     options = RunOptions(start_at=args.start_at, default_timeout=timeout,
                          artifacts_dir=Path(args.artifacts) if args.artifacts else None)
     run = Run(bus, loader, options, interaction, _open_target)
-    _interrupt_on_sigterm()
+    interrupt_on_sigterm()
     try:
         return run.execute(runbook, values.values)
     finally:

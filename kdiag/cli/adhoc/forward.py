@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import threading
 
-from kdiag.cli.adhoc.targeting import interrupt_on_sigterm, parse_port_mappings
+from kdiag.cli.adhoc.targeting import parse_port_mappings
+from kdiag.cli.interrupts import interrupt_on_sigterm
 from kdiag.errors import EXIT_INTERRUPTED, UsageError
 
 

@@ -13,7 +13,7 @@ import time
 import zlib
 from collections.abc import Callable
 
-from kdiag.cli.adhoc.targeting import interrupt_on_sigterm
+from kdiag.cli.interrupts import interrupt_on_sigterm
 from kdiag.errors import EXIT_INTERRUPTED, UsageError
 from kdiag.language.durations import parse_duration
 

@@ -7,7 +7,8 @@ import argparse
 import sys
 import threading
 
-from kdiag.cli.adhoc.targeting import interrupt_on_sigterm, open_session, parse_port_mappings
+from kdiag.cli.adhoc.targeting import open_session, parse_port_mappings
+from kdiag.cli.interrupts import interrupt_on_sigterm
 from kdiag.errors import EXIT_INTERRUPTED, EnvironmentProblem, UsageError
 
 

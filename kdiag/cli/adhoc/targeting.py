@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
-from types import FrameType
 from typing import Any
 
 from kdiag.errors import UsageError
@@ -64,15 +62,6 @@ def open_session(args: argparse.Namespace) -> Any:
     from kdiag.targets.factory import open_target
 
     return open_target(target_spec(args))
-
-
-def interrupt_on_sigterm() -> None:
-    """SIGTERM ends a long-running command like Ctrl-C does (cleanly)."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
 
 
 def parse_port_mappings(items: list[str]) -> list[tuple[int, int]]:
