@@ -20,7 +20,7 @@ SUPPORTED = frozenset({
     "$schema", "$id", "$defs", "$ref", "$comment", "title", "description", "markdownDescription",
     "default", "examples", "type", "enum", "const", "properties", "required",
     "additionalProperties", "items", "minItems", "minimum", "maximum", "minLength", "pattern",
-    "anyOf", "oneOf", "propertyNames", "minProperties", "maxProperties",
+    "anyOf", "oneOf", "propertyNames", "minProperties", "maxProperties", "dependentRequired",
 })
 
 Schema = dict[str, Any]
@@ -184,6 +184,10 @@ def _check_object(value: dict[str, Any], schema: Schema, root: Schema,
     for name in schema.get("required", []):
         if name not in value:
             yield SchemaViolation(path, f"missing required field {name!r}")
+    for name, needed in schema.get("dependentRequired", {}).items():
+        for other in needed:
+            if name in value and other not in value:
+                yield SchemaViolation((*path, name), f"{name!r} needs {other!r} beside it", True)
     if "minProperties" in schema and len(value) < schema["minProperties"]:
         yield SchemaViolation(path, f"needs at least {schema['minProperties']} entries")
     if "maxProperties" in schema and len(value) > schema["maxProperties"]:

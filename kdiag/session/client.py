@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 import grpc
+from kdiag_manager import grpccore
 from kdiag_manager.api.v1 import manager_pb2 as pb
 from kdiag_manager.api.v1 import manager_pb2_grpc as pb_grpc
 from kdiag_manager.channel import TRANSPORT_OPTIONS, widen_send_buffers
@@ -540,6 +541,7 @@ class ManagerClient:
                 ready_timeout: float = 10.0) -> ManagerClient:
         """Open a channel to ``address`` (``host:port`` or ``unix:/path``) and wait until it is
         connected (ManagerUnavailable otherwise)."""
+        grpccore.loaded()
         channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
         try:
             grpc.channel_ready_future(channel).result(timeout=ready_timeout)
@@ -855,11 +857,14 @@ class ManagerClient:
                                            max_body_bytes=max_body_bytes))
 
     def probe_tcp(self, host: str, port: int, *, timeout: float = 5.0,
-                  bypass_redirect: bool = False) -> ProbeResult:
-        """A TCP connect from inside the target's network namespace."""
+                  bypass_redirect: bool = False, send: bytes = b"",
+                  expect: bytes = b"") -> ProbeResult:
+        """A TCP connect from inside the target's network namespace; then ``send`` these bytes
+        and, with ``expect``, read the reply (``body``) until it holds them (else not ok)."""
         return self._probe(pb.ProbeRequest(kind="tcp", host=host, port=port,
                                            timeout_seconds=timeout,
-                                           bypass_redirect=bypass_redirect))
+                                           bypass_redirect=bypass_redirect, send=send,
+                                           expect=expect))
 
     def probe_dns(self, name: str, *, timeout: float = 5.0) -> ProbeResult:
         """Resolve ``name`` with the target's hosts file and resolv.conf (A and AAAA)."""

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import select
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,11 @@ MIN_CHUNK = 64 * 1024
 MAX_CHUNK = 2 * 1024 * 1024
 # A pooled tunnel's early data up to this size is written before ``connected`` is sent.
 EARLY_BEFORE_ANSWER = 16 * 1024
+# How long ``connected`` waits for the operator side's first reply to travel with it. Nothing
+# waits on ``connected`` itself (the manager keeps the peer's bytes flowing meanwhile), while
+# a reply sent separately costs a second message: with a request/response protocol the reply
+# is there within a fraction of this.
+FIRST_REPLY_WAIT = 0.002
 
 
 @dataclass
@@ -103,11 +109,10 @@ def _outgoing(conn_id: int, sock: socket.socket, stats: TunnelStats, raw: bool
 
 
 def _pump_responses(call: Any, sock: socket.socket, stats: TunnelStats, early: bytes = b"",
-                    until_eof: bool = False, started: Callable[[], None] | None = None) -> bool:
+                    until_eof: bool = False) -> bool:
     """Manager → operator side (``early`` bytes first), until the stream ends; closes ``sock``.
 
-    ``started`` runs once ``early`` is sent (off the connection's critical path). With
-    ``until_eof``, stop after the manager's eof instead, leaving ``sock`` open (our other
+    With ``until_eof``, stop after the manager's eof instead, leaving ``sock`` open (our other
     direction may still be running) and the stream unread: return True then.
     """
     keep_open = False
@@ -115,8 +120,6 @@ def _pump_responses(call: Any, sock: socket.socket, stats: TunnelStats, early: b
         if early:
             sock.sendall(early)
             stats.to_operator += len(early)
-        if started is not None:
-            started()
         for frame in call:
             if isinstance(frame, memoryview):  # data
                 sock.sendall(frame)
@@ -169,10 +172,13 @@ class _Carried:
     """One connection on a pooled tunnel. Each direction finishes it once; the last one closes
     the socket and reports (from whichever thread that is)."""
 
-    def __init__(self, sock: socket.socket, stats: TunnelStats,
-                 on_done: Callable[[], None]) -> None:
+    def __init__(self, assigned: pb.NewConnection, sock: socket.socket,
+                 on_done: Callable[[], None], early: bytes = b"") -> None:
+        self.assigned = assigned
         self.sock = sock
-        self.stats = stats
+        self.stats = TunnelStats(assigned.connection_id)
+        self.early = early  # bytes from the manager still to write (large early data)
+        self.write_failed = False  # writing the early bytes failed: the stream is over
         self._on_done: Callable[[], None] | None = on_done
         self._left = 2
         self._lock = threading.Lock()
@@ -190,25 +196,59 @@ class _Carried:
             on_done()
 
 
+@dataclass
+class _Refused:
+    """Connecting the operator side failed: the manager fails the connection open."""
+
+    assigned: pb.NewConnection
+    stats: TunnelStats
+
+
+@dataclass
+class _Hooks:
+    connect: Callable[[pb.NewConnection], socket.socket]
+    on_finished: Finished
+
+
 # What :meth:`PooledTunnel.run` reports when a connection is over: the assignment, what it
 # carried, and the operator-side socket (None: connecting it failed, the connection was refused).
 Finished = Callable[[pb.NewConnection, TunnelStats, socket.socket | None], None]
 
 
+def _first_reply(sock: socket.socket, wait: float) -> bytes:
+    """What the operator side answers within ``wait`` seconds (b"": nothing yet, or EOF)."""
+    readable, _, _ = select.select([sock], [], [], wait)
+    try:
+        return sock.recv(MIN_CHUNK, socket.MSG_DONTWAIT) if readable else b""
+    except BlockingIOError:
+        return b""
+
+
 class PooledTunnel:
     """A Tunnel opened in advance, parked at the manager until it is handed a connection.
 
-    :meth:`run` blocks, serving connections one after another until the stream ends: for each,
-    it connects the operator side with ``connect`` (refusing the connection if that fails, so
-    the manager fails it open), calls ``on_assigned``, pumps bytes, and calls ``on_finished``
-    once both directions are over. The manager reuses the stream for another connection after
-    a clean one while fewer than ``keep_idle`` tunnels are idle. :meth:`cancel` ends it.
+    It serves connections one after another until the stream ends: for each, it connects the
+    operator side with ``connect`` (refusing the connection if that fails, so the manager fails
+    it open), calls ``on_assigned``, pumps bytes, and calls ``on_finished`` once both directions
+    are over. The manager reuses the stream for another connection after a clean one while
+    fewer than ``keep_idle`` tunnels are idle. :meth:`cancel` ends it.
+
+    Threads: gRPC's request thread (:meth:`_requests`) carries a new connection's whole
+    critical path: it reads the assignment, connects the operator side, writes the early
+    bytes, and answers ``connected`` with the operator side's first reply when that comes at
+    once — one gRPC message back, no thread hand-off in between. Then it pumps operator side →
+    manager, while the thread in :meth:`run` (handed the connection off the critical path)
+    reports the assignment and pumps manager → operator side. The next assignment is read once
+    both directions of the previous connection are over.
     """
 
     def __init__(self, method: Any, metadata: list[tuple[str, str]], redirect_id: int,
                  keep_idle: int = 0, raw: bool = False) -> None:
-        # The request side's next connection: a socket, a refusal reason, or None (stop).
-        self._answer: queue.SimpleQueue[_Carried | str | None] = queue.SimpleQueue()
+        # To the request side: the hooks from run() first, then True after each clean
+        # connection (read the next assignment), or None (stop).
+        self._to_requests: queue.SimpleQueue[_Hooks | bool | None] = queue.SimpleQueue()
+        # To run(): each connection to pump and report, a refusal to report, or None (stop).
+        self._to_responses: queue.SimpleQueue[_Carried | _Refused | None] = queue.SimpleQueue()
         self.connection_id = 0  # the connection carried now (or last)
         self.over = False  # run() has returned: the stream carries nothing more
         self._raw = raw  # the manager accepts raw data frames
@@ -217,87 +257,115 @@ class PooledTunnel:
     def _requests(self, redirect_id: int, keep_idle: int) -> Iterator[bytes]:
         yield frames.control(pb.TunnelFrame(open=pb.TunnelOpen(
             redirect_id=redirect_id, keep_idle=keep_idle, raw_data=True, early_data=True)))
-        while True:
-            carried = self._answer.get()
-            if not isinstance(carried, _Carried):
-                if carried:  # refused: the manager fails the connection open, ends the stream
-                    yield frames.reset(carried)
-                return
+        hooks = self._to_requests.get()
+        if not isinstance(hooks, _Hooks):
+            return
+        try:
+            while True:
+                assigned = self._next_assignment()
+                if assigned is None:
+                    return
+                carried = yield from self._answer(assigned, hooks)
+                if carried is None:
+                    return
+                try:
+                    if not carried.stats.reset:
+                        yield from _pump_socket(carried.sock, carried.stats, self._raw)
+                finally:
+                    carried.finish()
+                if carried.stats.reset or not self._to_requests.get():
+                    return  # the manager ends the stream after a reset
+        finally:
+            self._to_responses.put(None)
+
+    def _next_assignment(self) -> pb.NewConnection | None:
+        try:
+            first = next(self._call)
+        except (StopIteration, grpc.RpcError):
+            return None
+        if isinstance(first, memoryview) or first.WhichOneof("msg") != "assigned":
+            self._call.cancel()
+            return None
+        self.connection_id = first.assigned.connection_id
+        return first.assigned
+
+    def _answer(self, assigned: pb.NewConnection, hooks: _Hooks
+                ) -> Generator[bytes, None, _Carried | None]:
+        """Connect the operator side, write the early bytes, answer; hand the connection to
+        run(). None: the stream carries nothing more."""
+        try:
+            sock = hooks.connect(assigned)  # first: it is on the connection's critical path
+        except OSError as exc:
+            stats = TunnelStats(assigned.connection_id, reset=True,
+                                error=f"operator side: {exc}")
+            self._to_responses.put(_Refused(assigned, stats))
+            yield frames.reset(stats.error)
+            return None
+        early = bytes(assigned.data)
+        carried = _Carried(assigned, sock, lambda: hooks.on_finished(assigned, carried.stats,
+                                                                     sock))
+        # Large early data is written by run()'s thread after ``connected``: writing it here
+        # could stall on an operator side that does not read, holding ``connected`` back until
+        # the manager fails the connection open. Small early data fits any socket buffer.
+        if len(early) > EARLY_BEFORE_ANSWER:
+            carried.early = early
+            self._to_responses.put(carried)
             yield frames.CONNECTED
-            try:
-                yield from _pump_socket(carried.sock, carried.stats, self._raw)
-            finally:
-                carried.finish()
-            if carried.stats.reset:
-                return  # the manager ends the stream after a reset
+            return carried
+        try:
+            sock.sendall(early)
+        except OSError as exc:
+            carried.stats.reset = True
+            carried.stats.error = f"operator side: {exc.strerror or exc}"
+            carried.write_failed = True
+            self._call.cancel()
+            abort(sock)
+            self._to_responses.put(carried)
+            return None
+        carried.stats.to_operator += len(early)
+        self._to_responses.put(carried)
+        try:
+            first = _first_reply(sock, FIRST_REPLY_WAIT)
+        except OSError as exc:
+            carried.stats.reset = True
+            yield frames.CONNECTED
+            yield frames.reset(f"operator side: {exc.strerror or exc}")
+            return carried
+        carried.stats.from_operator += len(first)
+        yield frames.connected(first)
+        return carried
 
     def cancel(self) -> None:
         """End the tunnel (idle or not)."""
         self._call.cancel()
-        self._answer.put(None)
+        self._to_requests.put(None)
 
     def run(self, on_assigned: Callable[[pb.NewConnection], None],
             connect: Callable[[pb.NewConnection], socket.socket],
             on_finished: Finished) -> None:
         """Serve connections until the tunnel ends (redirect over, cancelled, not reused)."""
+        self._to_requests.put(_Hooks(connect, on_finished))
         try:
             while True:
-                try:
-                    first = next(self._call)
-                except (StopIteration, grpc.RpcError):
-                    self._answer.put(None)
+                job = self._to_responses.get()
+                if job is None:
                     return
-                if isinstance(first, memoryview) or first.WhichOneof("msg") != "assigned":
-                    self.cancel()
+                on_assigned(job.assigned)
+                if isinstance(job, _Refused):
+                    with contextlib.suppress(grpc.RpcError):
+                        for _ in self._call:  # the manager ends the stream once it failed open
+                            pass
+                    on_finished(job.assigned, job.stats, None)
                     return
-                if not self._serve(first.assigned, on_assigned, connect, on_finished):
+                if job.write_failed:  # the stream is over
+                    job.finish(both=True)
                     return
+                if not _pump_responses(self._call, job.sock, job.stats, job.early,
+                                       until_eof=True):
+                    job.finish(both=True)  # the stream is over: so is the connection
+                    return
+                job.finish()
+                self._to_requests.put(True)
         finally:
             self.over = True
-
-    def _serve(self, assigned: pb.NewConnection,
-               on_assigned: Callable[[pb.NewConnection], None],
-               connect: Callable[[pb.NewConnection], socket.socket],
-               on_finished: Finished) -> bool:
-        """One connection; True if the stream may carry another."""
-        stats = TunnelStats(assigned.connection_id)
-        self.connection_id = assigned.connection_id
-        try:
-            sock = connect(assigned)  # first: it is on the connection's critical path
-        except OSError as exc:
-            stats.reset = True
-            stats.error = f"operator side: {exc}"
-            self._answer.put(stats.error)
-            on_assigned(assigned)
-            with contextlib.suppress(grpc.RpcError):
-                for _ in self._call:  # the manager ends the stream once it failed open
-                    pass
-            on_finished(assigned, stats, None)
-            return False
-        carried = _Carried(sock, stats, lambda: on_finished(assigned, stats, sock))
-        # Answer (wake the request thread: ``connected``, then the operator side's reply) once
-        # the early bytes are written: woken first, it competed for the GIL and delayed the
-        # operator side's request (cluster, one session, 16 alternating rounds of 60
-        # connections: setup median 2.17 → 2.13 ms, 11 of 16 rounds faster). Only small early
-        # data waits: it fits in any socket buffer, so writing it cannot stall on a peer that
-        # does not read, which would hold ``connected`` back until the manager fails open.
-        answered = len(assigned.data) > EARLY_BEFORE_ANSWER
-        if answered:
-            self._answer.put(carried)
-
-        def started() -> None:
-            nonlocal answered
-            if not answered:
-                answered = True
-                self._answer.put(carried)
-            on_assigned(assigned)
-
-        if _pump_responses(self._call, sock, stats, assigned.data, until_eof=True,
-                           started=started):
-            carried.finish()
-            return True
-        if not answered:  # writing the early bytes failed: the request side stops too
-            self._answer.put(None)
-            on_assigned(assigned)
-        carried.finish(both=True)  # the stream is over: so is the connection
-        return False
+            self._to_requests.put(None)

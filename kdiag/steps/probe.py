@@ -25,13 +25,19 @@ class ProbeStep(StepType):
         "properties": {
             **_HTTP_FIELDS,
             "url": {"type": "string", "description": "HTTP probe: the URL."},
-            "tcp": {"type": "string", "pattern": r"^.+:[0-9]{1,5}$", "title": "HOST:PORT",
-                    "description": "TCP probe: connect to HOST:PORT."},
+            "tcp": {"description": "TCP probe: connect to HOST:PORT.", "anyOf": [
+                {"type": "string", "pattern": r"^.+:[0-9]{1,5}$", "title": "HOST:PORT"},
+                {"$ref": "#/$defs/template"}]},
+            "send": {"type": "string", "description": "TCP probe: text sent once connected "
+                     "(e.g. \"PING\\r\\n\")."},
+            "expect": {"type": "string", "description": "TCP probe: read the reply until it "
+                       "holds this text; fail if it never does (result: text)."},
             "dns": {"type": "string", "description": "DNS probe: resolve this name."},
             "bypass_redirect": {"type": "boolean", "description": "Not caught by this "
                                 "session's outgoing redirects (default false)."},
         },
         "oneOf": [{"required": ["url"]}, {"required": ["tcp"]}, {"required": ["dns"]}],
+        "dependentRequired": {"send": ["tcp"], "expect": ["tcp"]},
     }
     example = "probe:\n  url: http://payments:8080/health\nregister: from_pod"
     needs_target = True
@@ -53,11 +59,15 @@ class ProbeStep(StepType):
             return check_status(result, body.get("expect_status"))
         if "tcp" in body:
             host, _, port = str(body["tcp"]).rpartition(":")
-            probe = manager.probe_tcp(host, int(port), timeout=timeout, bypass_redirect=bypass)
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise StepFailed(f"probe tcp: {body['tcp']!r} is not HOST:PORT")
+            probe = manager.probe_tcp(host, int(port), timeout=timeout, bypass_redirect=bypass,
+                                      send=str(body.get("send", "")).encode(),
+                                      expect=str(body.get("expect", "")).encode())
         else:
             probe = manager.probe_dns(str(body["dns"]), timeout=timeout)
         result = {"ok": probe.ok, "error": probe.error, "elapsed": probe.elapsed,
-                  "addresses": probe.addresses}
+                  "addresses": probe.addresses, "text": probe.text}
         what = body.get("tcp") or body.get("dns")
         ctx.output(f"{what}: {'ok' if probe.ok else probe.error}"
                    + (f" {', '.join(probe.addresses)}" if probe.addresses else "") + "\n", "probe")

@@ -82,6 +82,11 @@ EOF = control(pb.TunnelFrame(eof=True))
 CONNECTED = control(pb.TunnelFrame(connected=True))
 
 
+def connected(first: bytes) -> bytes:
+    """``connected`` with the operator side's first bytes (just ``connected`` without any)."""
+    return control(pb.TunnelFrame(connected_data=first)) if first else CONNECTED
+
+
 def reset(reason: str) -> bytes:
     """A reset frame with ``reason``."""
     return control(pb.TunnelFrame(reset=reason))

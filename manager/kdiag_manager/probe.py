@@ -1,5 +1,8 @@
 """Probe: an HTTP request, a TCP connect or a DNS lookup from the target's network namespace.
 
+A TCP probe may also send bytes once connected and read the reply until it holds the
+``expect`` bytes (a banner or a PING/PONG check); the reply comes back as the body.
+
 Names resolve through the target's hosts file and resolv.conf (see :mod:`dns`). With
 ``bypass_redirect`` the socket carries kdiag's mark, so kdiag's own redirect rules skip it;
 otherwise the probe behaves like the app's own traffic (useful to test an outgoing redirect).
@@ -8,7 +11,9 @@ HTTPS certificates are not verified: a probe checks reachability and answers, no
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import ipaddress
 import socket
 import ssl
 import time
@@ -24,6 +29,8 @@ DEFAULT_MAX_BODY = 1 << 20
 
 
 def _resolve(host: str, config: Config, timeout: float) -> list[str]:
+    with contextlib.suppress(ValueError):  # an address: no files to read
+        return [str(ipaddress.ip_address(host))]
     pid = config.target_pid
     return dns.resolve(host, read_in_root(pid, "/etc/hosts"),
                        read_in_root(pid, "/etc/resolv.conf"), timeout)
@@ -78,6 +85,32 @@ def _http(req: pb.ProbeRequest, config: Config, timeout: float) -> pb.ProbeRespo
         conn.close()
 
 
+def _tcp(req: pb.ProbeRequest, config: Config, timeout: float) -> pb.ProbeResponse:
+    addrs = _resolve(req.host, config, timeout)
+    with _connect(addrs, req.port, timeout, req.bypass_redirect) as s:
+        resp = pb.ProbeResponse(ok=True, addresses=[s.getpeername()[0]])
+        if req.send:
+            s.sendall(req.send)
+        if req.expect:
+            resp.body = _read_until(s, req.expect, req.max_body_bytes or DEFAULT_MAX_BODY)
+            if req.expect not in resp.body:
+                resp.ok = False
+                resp.error = (f"the reply ({len(resp.body)} bytes) does not hold "
+                              f"{req.expect[:64]!r}")
+    return resp
+
+
+def _read_until(sock: socket.socket, expect: bytes, limit: int) -> bytes:
+    """The reply up to and including ``expect`` (less at EOF or past ``limit`` bytes)."""
+    got = b""
+    while expect not in got and len(got) <= limit:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
 def run(req: pb.ProbeRequest, config: Config) -> pb.ProbeResponse:
     """Run one probe; failures are answered in ``error`` (the call itself succeeds)."""
     timeout = req.timeout_seconds or DEFAULT_TIMEOUT
@@ -86,9 +119,7 @@ def run(req: pb.ProbeRequest, config: Config) -> pb.ProbeResponse:
         if req.kind == "http":
             resp = _http(req, config, timeout)
         elif req.kind == "tcp":
-            addrs = _resolve(req.host, config, timeout)
-            with _connect(addrs, req.port, timeout, req.bypass_redirect) as s:
-                resp = pb.ProbeResponse(ok=True, addresses=[s.getpeername()[0]])
+            resp = _tcp(req, config, timeout)
         elif req.kind == "dns":
             resp = pb.ProbeResponse(ok=True, addresses=_resolve(req.host, config, timeout))
         else:

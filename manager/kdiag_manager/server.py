@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-from . import __version__, channel, frames, redirect, tunnel
+from . import __version__, channel, frames, grpccore, redirect, tunnel
 from .api.v1 import manager_pb2 as pb
 from .api.v1 import manager_pb2_grpc as pb_grpc
 from .auth import TokenHash, TokenInterceptor
@@ -204,6 +204,7 @@ def build_server(config: Config, token: str | TokenHash, address: str,
 
     Returns the server and the address it is bound to (with the real port).
     """
+    grpccore.loaded()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=MAX_WORKERS,
                                                     thread_name_prefix="rpc"),
                          interceptors=[TokenInterceptor(token)], options=SERVER_OPTIONS)

@@ -116,10 +116,13 @@ def _inbound(conn: Connection, requests: Iterator[frames.Frame], st: _State) -> 
             if kind == "data":  # not in the fast path's encoding
                 sock.sendall(frame.data)
                 st.sent_to_peer += len(frame.data)
-            elif kind == "connected":
+            elif kind in ("connected", "connected_data"):
                 st.settle()
                 if st.refused:
                     return  # too late: the connection already failed open
+                if kind == "connected_data":
+                    sock.sendall(frame.connected_data)
+                    st.sent_to_peer += len(frame.connected_data)
             elif kind == "eof":
                 sock.shutdown(socket.SHUT_WR)
                 st.eof_in = True

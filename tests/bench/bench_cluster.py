@@ -165,7 +165,7 @@ def _setup(cluster_ns: str) -> tuple[Any, str]:
     core = kube.core()
     core.create_namespace({"metadata": {"name": cluster_ns}})
     count = TRANSFER_BYTES >> 16
-    script = ("mkdir -p /www && echo ok > /www/index.html && httpd -p 9300 -h /www && "
+    script = (f"mkdir -p /www && echo ok > /www/index.html && httpd -p {HTTPD_PORT} -h /www && "
               f"nc -ll -p {SOURCE_PORT + 1} -e dd if=/dev/zero bs=65536 count={STOCK_BYTES >> 16} "
               f"2>/dev/null & exec nc -ll -p {SOURCE_PORT} -e dd if=/dev/zero bs=65536 "
               f"count={count}")
@@ -177,7 +177,12 @@ def _setup(cluster_ns: str) -> tuple[Any, str]:
                 "metadata": {"name": pod},
                 "spec": {"terminationGracePeriodSeconds": 0, "containers": [{
                     "name": "bb", "image": "kdiag.local/busybox:dev", "imagePullPolicy": "Never",
-                    "command": ["sh", "-c", script]}]}})
+                    "command": ["sh", "-c", script]}, {
+                    # The echo server of the setup figure, same program as on this side.
+                    "name": "echo", "image": "kdiag.local/manager:dev",
+                    "imagePullPolicy": "Never",
+                    "command": ["/opt/kdiag/venv/bin/python", "-c", ECHO_SERVER,
+                                str(ECHO_PORT)]}]}})
             break
         except Exception:
             if time.monotonic() > deadline:
@@ -247,25 +252,42 @@ def _throughput(record: Record, kube: Any, namespace: str, pod: str) -> None:
            baseline=plain_mbps)
 
 
-class _LocalHttpd:
-    """The operator-side HTTP server for the setup figure: busybox httpd (the program the
-    port-forward side asks in the pod) in its own process; Python's http.server in a child
-    process without busybox. Not in this process: its threads took the GIL from the tunnel's
-    (measured: 2.7-3.0 ms per connection with http.server in this process, 2.1-2.3 ms with
-    busybox httpd in its own)."""
+# One echo server program for both sides of the setup figure: single-threaded (no fork or
+# thread per connection, which would add the same cost to both sides and hide the difference).
+ECHO_SERVER = r"""
+import selectors, socket, sys
+srv = socket.create_server(("127.0.0.1", int(sys.argv[1])), backlog=1024)
+srv.setblocking(False)
+sel = selectors.DefaultSelector()
+sel.register(srv, selectors.EVENT_READ)
+print(srv.getsockname()[1], flush=True)
+while True:
+    for key, _ in sel.select():
+        s = key.fileobj
+        if s is srv:
+            c, _ = srv.accept()
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sel.register(c, selectors.EVENT_READ)
+            continue
+        try:
+            data = s.recv(65536)
+            s.sendall(data)
+        except OSError:
+            data = b""
+        if not data:
+            sel.unregister(s)
+            s.close()
+"""
+ECHO_PORT, HTTPD_PORT = 9301, 9300
 
-    def __init__(self) -> None:
-        self._dir = tempfile.TemporaryDirectory()
-        Path(self._dir.name, "index.html").write_text("ok\n")
-        with socket.create_server(("127.0.0.1", 0)) as probe:
-            self.port = probe.getsockname()[1]
-        busybox = shutil.which("busybox")
-        if busybox:
-            argv = [busybox, "httpd", "-f", "-p", f"127.0.0.1:{self.port}", "-h", self._dir.name]
-        else:
-            argv = [sys.executable, "-m", "http.server", "-b", "127.0.0.1", "-d",
-                    self._dir.name, str(self.port)]
-        self.server = "busybox httpd" if busybox else "python http.server"
+
+class _LocalServer:
+    """An operator-side server in its own process, as an operator's app would be (in this
+    process its threads took the GIL from the tunnel's: 2.7-3.0 ms per connection with
+    http.server here, 2.1-2.3 ms in its own process)."""
+
+    def __init__(self, argv: list[str], port: int) -> None:
+        self.port = port
         self._proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while True:
@@ -275,25 +297,47 @@ class _LocalHttpd:
             except OSError:
                 if time.monotonic() > deadline or self._proc.poll() is not None:
                     self.close()
-                    raise RuntimeError(f"the local {self.server} did not start") from None
+                    raise RuntimeError(f"the local server {argv[0]} did not start") from None
                 time.sleep(0.05)
+
+    @classmethod
+    def echo(cls) -> _LocalServer:
+        port = _free_port()
+        return cls([sys.executable, "-c", ECHO_SERVER, str(port)], port)
+
+    @classmethod
+    def httpd(cls, root: str) -> _LocalServer:
+        """busybox httpd, the program the pod side serves with (Python's http.server without
+        busybox)."""
+        port = _free_port()
+        busybox = shutil.which("busybox")
+        if busybox:
+            return cls([busybox, "httpd", "-f", "-p", f"127.0.0.1:{port}", "-h", root], port)
+        return cls([sys.executable, "-m", "http.server", "-b", "127.0.0.1", "-d", root,
+                    str(port)], port)
 
     def close(self) -> None:
         self._proc.kill()
         self._proc.wait()
-        self._dir.cleanup()
 
 
-def _fresh_portforward_exchange(core: Any, namespace: str, pod: str) -> float:
-    """A new port-forward to the pod's httpd and one request/response (seconds)."""
+def _free_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        return int(probe.getsockname()[1])
+
+
+def _fresh_portforward_exchange(core: Any, namespace: str, pod: str, port: int,
+                                request: bytes, reply: bytes) -> float:
+    """A new port-forward to ``port`` in the pod, ``request`` sent, read until ``reply``
+    (seconds)."""
     from kdiag.kube.portforward import open_websocket
 
     started = time.perf_counter()
-    ws = open_websocket(core, namespace, pod, 9300)
-    ws.send_binary(b"\x00GET / HTTP/1.0\r\n\r\n")
+    ws = open_websocket(core, namespace, pod, port)
+    ws.send_binary(b"\x00" + request)
     got = b""
     seen = [False, False]
-    while b"ok" not in got:
+    while reply not in got:
         _, frame = ws.recv_data_frame(True)
         channel = frame.data[0]
         if not seen[channel]:
@@ -305,42 +349,64 @@ def _fresh_portforward_exchange(core: Any, namespace: str, pod: str) -> float:
     return elapsed
 
 
+def _samples(measure: Callable[[], float]) -> list[float]:
+    """Warmed-up samples of ``measure`` (seconds)."""
+    return [measure() for _ in range(SETUP_WARMUP + SETUP_SAMPLES)][SETUP_WARMUP:]
+
+
+def _ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
+def _probe_s(probe: Any) -> float:
+    if not probe.ok:
+        raise RuntimeError(f"probe: {probe.error}")
+    return float(probe.elapsed)
+
+
 def _connection_setup(record: Record, kube: Any, namespace: str, pod: str) -> None:
+    """Connect + a 1-byte round trip to an echo server (the node figure's definition), from
+    inside the pod through the session vs over a new port-forward; the same with an HTTP
+    request to busybox httpd for context."""
     from kdiag.session.client import RedirectSpec
 
-    httpd = _LocalHttpd()
-    # Through the session: a new connection in the pod, carried by the established tunnel.
-    tunnelled, in_pod = [], []
+    echo = _LocalServer.echo()
+    www = tempfile.TemporaryDirectory()
+    Path(www.name, "index.html").write_text("ok\n")
+    httpd = _LocalServer.httpd(www.name)
     try:
         with _open_session(namespace, pod) as session:
-            manager = session.manager
-            for i in range(SETUP_WARMUP + SETUP_SAMPLES):  # context: the probe without tunnel
-                probe = manager.probe_http("http://127.0.0.1:9300/")
-                if i >= SETUP_WARMUP:
-                    in_pod.append(probe.elapsed)
-            handle = manager.redirect(RedirectSpec("outgoing", [REDIRECT_PORT + 1]),
-                                      ("127.0.0.1", httpd.port))
+            m = session.manager
+            in_pod = _samples(lambda: _probe_s(m.probe_tcp("127.0.0.1", ECHO_PORT, send=b"x",
+                                                           expect=b"x")))
+            echo_redirect = m.redirect(RedirectSpec("outgoing", [REDIRECT_PORT + 1]),
+                                       ("127.0.0.1", echo.port))
+            http_redirect = m.redirect(RedirectSpec("outgoing", [REDIRECT_PORT + 2]),
+                                       ("127.0.0.1", httpd.port))
             try:
-                for i in range(SETUP_WARMUP + SETUP_SAMPLES):
-                    probe = manager.probe_http(f"http://127.0.0.1:{REDIRECT_PORT + 1}/")
-                    if probe.status != 200:
-                        raise RuntimeError(f"probe through the redirect: {probe.error}")
-                    if i >= SETUP_WARMUP:
-                        tunnelled.append(probe.elapsed)
+                tunnelled = _samples(lambda: _probe_s(m.probe_tcp(
+                    "127.0.0.1", REDIRECT_PORT + 1, send=b"x", expect=b"x")))
+                http_tunnelled = _samples(lambda: _probe_s(m.probe_http(
+                    f"http://127.0.0.1:{REDIRECT_PORT + 2}/")))
             finally:
-                handle.close()
+                echo_redirect.close()
+                http_redirect.close()
     finally:
+        echo.close()
         httpd.close()
-    # A new port-forward per connection, then the same request to the pod's busybox httpd.
+        www.cleanup()
     core = kube.stream_core()
-    fresh = [_fresh_portforward_exchange(core, namespace, pod)
-             for _ in range(SETUP_WARMUP + SETUP_SAMPLES)][SETUP_WARMUP:]
-    ours = statistics.median(tunnelled) * 1000
-    theirs = statistics.median(fresh) * 1000
+    fresh = _samples(lambda: _fresh_portforward_exchange(core, namespace, pod, ECHO_PORT,
+                                                         b"x", b"x"))
+    http_fresh = _samples(lambda: _fresh_portforward_exchange(
+        core, namespace, pod, HTTPD_PORT, b"GET / HTTP/1.0\r\n\r\n", b"ok"))
+    ours, theirs = _ms(tunnelled), _ms(fresh)
     record("cluster.connection_setup_session_ms", ours, "ms")
-    record("cluster.connection_setup_probe_in_pod_ms", statistics.median(in_pod) * 1000, "ms")
+    record("cluster.connection_setup_in_pod_ms", _ms(in_pod), "ms")
     record("cluster.connection_setup_new_portforward_ms", theirs, "ms")
     record("cluster.connection_setup_ratio", ours / theirs, "x", "<= 0.1", baseline=theirs)
+    record("cluster.http_exchange_session_ms", _ms(http_tunnelled), "ms")
+    record("cluster.http_exchange_new_portforward_ms", _ms(http_fresh), "ms")
 
 
 def _time_to_first_step(record: Record, namespace: str, pod: str, cache: str) -> None:

@@ -194,6 +194,11 @@ def test_probe_http_tcp_dns_from_target_namespace(app: Lab, node_session) -> Non
     assert m.probe_tcp(app.app_ip, 8080).ok
     bad = m.probe_tcp(app.client_ip, 8081, timeout=2)
     assert not bad.ok and "refused" in bad.error.lower()
+    asked = m.probe_tcp(app.app_ip, 8080, send=b"GET /health HTTP/1.0\r\n\r\n", expect=b"app")
+    assert asked.ok and asked.text.startswith("HTTP/1.") and asked.text.endswith("app")
+    unmet = m.probe_tcp(app.app_ip, 8080, send=b"GET /health HTTP/1.0\r\n\r\n",
+                        expect=b"+PONG", timeout=2)
+    assert not unmet.ok and "does not hold b'+PONG'" in unmet.error and "app" in unmet.text
     (app.root / "etc").mkdir(exist_ok=True)
     (app.root / "etc" / "hosts").write_text(f"{app.client_ip} peer.local\n")
     assert m.probe_dns("peer.local").addresses == [app.client_ip]

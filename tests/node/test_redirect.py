@@ -242,3 +242,38 @@ def test_pooled_tunnels_report_every_connection_and_settle_counters(app: Lab,
         finally:
             handle.close()
     assert app.tagged_rules() == []
+
+
+def test_pooled_operator_side_speaking_first_and_resetting_at_once(app: Lab,
+                                                                   node_session) -> None:
+    """A pooled tunnel answers ``connected`` with the operator side's first bytes when they
+    come at once (a greeting, no early data from the peer), and carries a reset that comes
+    before any byte."""
+    import struct
+
+    def greet(conn: socket.socket) -> None:
+        conn.sendall(b"220 hello\r\n")
+        conn.sendall(b"echo:" + conn.recv(100))
+        conn.close()
+
+    def refuse(conn: socket.socket) -> None:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+
+    with tcp_server(greet) as greeter, tcp_server(refuse) as resetter:
+        handle = node_session.manager.redirect(
+            RedirectSpec("incoming", [8080, 8081], fail_open=False),
+            {8080: greeter, 8081: resetter}, pool_size=2)
+        try:
+            with in_netns(app.client_ns):
+                for _ in range(5):  # the same tunnels, reused
+                    with socket.create_connection((app.app_ip, 8080), 10) as s:
+                        assert s.recv(100) == b"220 hello\r\n"
+                        s.sendall(b"hi")
+                        assert s.recv(100) == b"echo:hi"
+                with socket.create_connection((app.app_ip, 8081), 10) as s, \
+                        pytest.raises(ConnectionResetError):
+                    while s.recv(100):
+                        pass
+        finally:
+            handle.close()

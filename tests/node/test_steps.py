@@ -149,3 +149,29 @@ def test_shell_timeout_kills_the_command_in_the_target(app: Lab, tmp_path: Path)
     """, tmp_path)
     assert code == 1, output
     assert steps["slow"]["status"] == "failed"
+
+
+def test_tcp_probe_step_sends_and_expects(app: Lab, tmp_path: Path) -> None:
+    code, output, steps = kdiag_run(f"""
+        target: {{node: {{pid: {app.app_pid}}}}}
+        params:
+          where: {{default: "127.0.0.1:8080"}}
+        steps:
+          - name: by hand
+            probe: {{tcp: "{{{{ params.where }}}}", send: "GET /health HTTP/1.0\\r\\n\\r\\n",
+                     expect: "app"}}
+            register: raw
+            assert: ["raw.ok", "raw.text.startswith('HTTP/1.')"]
+          - name: not what it says
+            probe: {{tcp: "127.0.0.1:8080", send: "GET / HTTP/1.0\\r\\n\\r\\n", expect: "+PONG",
+                     timeout: 2}}
+            continue_on_error: true
+          - name: rendered into nonsense
+            probe: {{tcp: "{{{{ params.where }}}}x"}}
+            continue_on_error: true
+    """, tmp_path)
+    assert code == 0, output
+    assert steps["by hand"]["status"] == "passed"
+    assert steps["not what it says"]["status"] == "ignored"
+    assert "does not hold b'+PONG'" in steps["not what it says"]["message"]
+    assert "is not HOST:PORT" in steps["rendered into nonsense"]["message"]

@@ -71,6 +71,8 @@ CASES = {
     "copy bad mode": ("steps:\n  - copy: {upload: a, to: /b, mode: '999'}\n", "2:37",
                       "is not an octal mode"),
     "probe bad tcp": ("steps:\n  - probe: {tcp: nohost}\n", "2:18", "is not HOST:PORT"),
+    "probe send without tcp": ("steps:\n  - probe: {url: 'http://x/', send: hi}\n", "2:31",
+                               "'send' needs 'tcp' beside it"),
     "stop empty": ("steps:\n  - stop: ''\n", "2:11", "must not be empty"),
     "group without steps": ("steps:\n  - group: {}\n", "2:12", "missing required field 'steps'"),
     "two targets": ("target:\n  node: {pid: 1}\n  kubernetes: {pod: x}\nsteps: []\n", "2:3",

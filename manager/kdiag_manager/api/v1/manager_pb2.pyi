@@ -272,20 +272,22 @@ class TunnelOpen(_message.Message):
     def __init__(self, connection_id: _Optional[int] = ..., redirect_id: _Optional[int] = ..., keep_idle: _Optional[int] = ..., raw_data: _Optional[bool] = ..., early_data: _Optional[bool] = ...) -> None: ...
 
 class TunnelFrame(_message.Message):
-    __slots__ = ("open", "data", "eof", "reset", "assigned", "connected")
+    __slots__ = ("open", "data", "eof", "reset", "assigned", "connected", "connected_data")
     OPEN_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     EOF_FIELD_NUMBER: _ClassVar[int]
     RESET_FIELD_NUMBER: _ClassVar[int]
     ASSIGNED_FIELD_NUMBER: _ClassVar[int]
     CONNECTED_FIELD_NUMBER: _ClassVar[int]
+    CONNECTED_DATA_FIELD_NUMBER: _ClassVar[int]
     open: TunnelOpen
     data: bytes
     eof: bool
     reset: str
     assigned: NewConnection
     connected: bool
-    def __init__(self, open: _Optional[_Union[TunnelOpen, _Mapping]] = ..., data: _Optional[bytes] = ..., eof: _Optional[bool] = ..., reset: _Optional[str] = ..., assigned: _Optional[_Union[NewConnection, _Mapping]] = ..., connected: _Optional[bool] = ...) -> None: ...
+    connected_data: bytes
+    def __init__(self, open: _Optional[_Union[TunnelOpen, _Mapping]] = ..., data: _Optional[bytes] = ..., eof: _Optional[bool] = ..., reset: _Optional[str] = ..., assigned: _Optional[_Union[NewConnection, _Mapping]] = ..., connected: _Optional[bool] = ..., connected_data: _Optional[bytes] = ...) -> None: ...
 
 class CaptureRequest(_message.Message):
     __slots__ = ("filter", "interface", "max_packets", "max_bytes", "duration_seconds", "snaplen")
@@ -456,7 +458,7 @@ class NetResponse(_message.Message):
     def __init__(self, interfaces: _Optional[_Iterable[_Union[Interface, _Mapping]]] = ..., addresses: _Optional[_Iterable[_Union[Address, _Mapping]]] = ..., routes: _Optional[_Iterable[_Union[Route, _Mapping]]] = ..., neighbours: _Optional[_Iterable[_Union[Neighbour, _Mapping]]] = ..., resolv_conf: _Optional[str] = ..., hosts: _Optional[str] = ...) -> None: ...
 
 class ProbeRequest(_message.Message):
-    __slots__ = ("kind", "url", "method", "headers", "body", "host", "port", "timeout_seconds", "bypass_redirect", "max_body_bytes")
+    __slots__ = ("kind", "url", "method", "headers", "body", "host", "port", "timeout_seconds", "bypass_redirect", "max_body_bytes", "send", "expect")
     class HeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -474,6 +476,8 @@ class ProbeRequest(_message.Message):
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     BYPASS_REDIRECT_FIELD_NUMBER: _ClassVar[int]
     MAX_BODY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SEND_FIELD_NUMBER: _ClassVar[int]
+    EXPECT_FIELD_NUMBER: _ClassVar[int]
     kind: str
     url: str
     method: str
@@ -484,7 +488,9 @@ class ProbeRequest(_message.Message):
     timeout_seconds: float
     bypass_redirect: bool
     max_body_bytes: int
-    def __init__(self, kind: _Optional[str] = ..., url: _Optional[str] = ..., method: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., body: _Optional[bytes] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., timeout_seconds: _Optional[float] = ..., bypass_redirect: _Optional[bool] = ..., max_body_bytes: _Optional[int] = ...) -> None: ...
+    send: bytes
+    expect: bytes
+    def __init__(self, kind: _Optional[str] = ..., url: _Optional[str] = ..., method: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., body: _Optional[bytes] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., timeout_seconds: _Optional[float] = ..., bypass_redirect: _Optional[bool] = ..., max_body_bytes: _Optional[int] = ..., send: _Optional[bytes] = ..., expect: _Optional[bytes] = ...) -> None: ...
 
 class Header(_message.Message):
     __slots__ = ("name", "value")
