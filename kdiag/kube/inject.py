@@ -78,16 +78,24 @@ class Manager:
     first_line: dict[str, Any]
 
 
-def container_spec(name: str, target: str, token_hash: str, image: ManagerImage) -> dict[str, Any]:
-    """The ephemeral container (API field names, as the PATCH body wants them)."""
+def container_spec(name: str, target: str, token_hash: str, image: ManagerImage,
+                   target_id: str = "") -> dict[str, Any]:
+    """The ephemeral container (API field names, as the PATCH body wants them).
+
+    ``target_id``, the target container's runtime ID, lets the manager find the target's
+    processes when PID 1 is not one of them (a pod with ``shareProcessNamespace``).
+    """
     security: dict[str, Any] = {"privileged": True} if image.privileged else {
         "capabilities": {"add": list(CAPABILITIES)}}
+    env = [{"name": "KDIAG_TOKEN_SHA256", "value": token_hash}]
+    if target_id:
+        env.append({"name": "KDIAG_TARGET_CONTAINER_ID", "value": target_id})
     return {
         "name": name,
         "image": image.image,
         "imagePullPolicy": image.pull_policy,
         "targetContainerName": target,
-        "env": [{"name": "KDIAG_TOKEN_SHA256", "value": token_hash}],
+        "env": env,
         "securityContext": security,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
@@ -138,7 +146,8 @@ class Injector:
         token = new_token()
         name = f"{name_prefix()}-{secrets.token_hex(3)}"
         body = {"spec": {"ephemeralContainers": [
-            container_spec(name, ref.container, token_sha256(token), self.image)]}}
+            container_spec(name, ref.container, token_sha256(token), self.image,
+                           ref.container_id)]}}
         with self._call("patch", "pods/ephemeralcontainers", ref):
             # A strategic merge patch appends to the list (keyed by name).
             pod = self.core.patch_namespaced_pod_ephemeralcontainers(

@@ -39,6 +39,7 @@ class PodRef:
     ip: str = ""
     created: datetime = _EPOCH
     labels: dict[str, str] = field(default_factory=dict, compare=False)
+    container_id: str = ""  # the container's runtime ID (no ``containerd://``), if running
 
     def describe(self) -> str:
         """``pod ns/name (container app)``."""
@@ -89,7 +90,15 @@ def to_ref(pod: Any, container: str | None) -> PodRef:
     return PodRef(namespace=pod.metadata.namespace, name=pod.metadata.name,
                   uid=pod.metadata.uid, container=chosen, containers=names,
                   node=pod.spec.node_name or "", ip=(pod.status.pod_ip or "") if pod.status else "",
-                  created=_created(pod), labels=dict(pod.metadata.labels or {}))
+                  created=_created(pod), labels=dict(pod.metadata.labels or {}),
+                  container_id=_container_id(pod, chosen))
+
+
+def _container_id(pod: Any, container: str) -> str:
+    for status in (pod.status.container_statuses or []) if pod.status else []:
+        if status.name == container and status.container_id:
+            return str(status.container_id).partition("://")[2] or str(status.container_id)
+    return ""
 
 
 def resolve(core: Any, want: PodSelector, server: str = "") -> list[PodRef]:

@@ -135,6 +135,7 @@ class KubernetesSession(TargetSession):
         self.reused = reused
         self.info = {"kind": "kubernetes", **ref.to_dict(), "manager_container": container,
                      "manager_reused": reused, "manager_pid": first.get("pid"),
+                     "target_pid": first.get("target_pid"),
                      "session": first.get("session", ""), "server": kube.server,
                      "context": kube.context, "pods": [p.to_dict() for p in pods]}
         self._closed = False

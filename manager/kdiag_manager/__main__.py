@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="kdiag_manager %(levelname)s %(name)s: %(message)s")
     from .config import Config, default_target_pid, find_busybox, find_enter
 
-    target_pid = args.target_pid if args.target_pid is not None else default_target_pid()
+    target_pid = (args.target_pid if args.target_pid is not None
+                  else default_target_pid(os.environ.get("KDIAG_TARGET_CONTAINER_ID", "")))
     if args.join_netns:
         if target_pid is None:
             return _fail(EXIT_USAGE, "--join-netns needs --target-pid")

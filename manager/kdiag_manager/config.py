@@ -60,9 +60,34 @@ def find_busybox(explicit: str | None = None) -> str:
     return found or str(explicit or "/bin/busybox")
 
 
-def default_target_pid() -> int | None:
-    """In a pod sharing the target's PID namespace the target is usually PID 1."""
-    return 1 if os.getpid() != 1 and os.path.exists("/proc/1") else None
+def default_target_pid(container_id: str = "") -> int | None:
+    """The target process, seen from a container that shares its PID namespace.
+
+    That is PID 1, except in a pod whose containers all share one PID namespace
+    (``shareProcessNamespace``): there PID 1 is the pod's pause process, and the target is the
+    oldest process in the cgroup of the target container (``container_id``, its runtime ID).
+    """
+    if os.getpid() == 1 or not os.path.exists("/proc/1"):
+        return None
+    if container_id and not _in_container(1, container_id):
+        found = [pid for pid in _pids() if _in_container(pid, container_id)]
+        if found:
+            return min(found)
+    return 1
+
+
+def _pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _in_container(pid: int, container_id: str) -> bool:
+    """Whether ``pid``'s cgroup paths name the container (cgroup v1 and v2, any driver:
+    the runtime ID is part of the container's cgroup directory name)."""
+    try:
+        with open(f"/proc/{pid}/cgroup", encoding="utf-8", errors="replace") as f:
+            return container_id in f.read()
+    except OSError:
+        return False
 
 
 def take_token() -> str | TokenHash | None:

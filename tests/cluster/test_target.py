@@ -105,7 +105,9 @@ def test_injection_and_reuse(cluster: Cluster, namespace: str, kube: Any, tmp_pa
     assert sorted(spec.security_context.capabilities.add) == sorted(CAPABILITIES)
     assert not spec.security_context.privileged
     env = {e.name: e.value for e in spec.env}
-    assert set(env) == {"KDIAG_TOKEN_SHA256"}
+    assert set(env) == {"KDIAG_TOKEN_SHA256", "KDIAG_TARGET_CONTAINER_ID"}
+    (app_status,) = pod.status.container_statuses
+    assert app_status.container_id.endswith("://" + env["KDIAG_TARGET_CONTAINER_ID"])
     # The token itself is only in this machine's cache (mode 0600), never in the pod.
     cache = tmp_path / "cache" / "kdiag" / "managers.json"
     assert cache.stat().st_mode & 0o777 == 0o600
@@ -118,3 +120,24 @@ def test_injection_and_reuse(cluster: Cluster, namespace: str, kube: Any, tmp_pa
     with target.open() as third:
         assert not third.reused and third.container != container
 
+
+
+def test_pod_sharing_one_pid_namespace(cluster: Cluster, namespace: str, kube: Any) -> None:
+    """With ``shareProcessNamespace`` PID 1 is the pause process: the manager finds the
+    target container's own process, so shell, copy and ps act on the target's root."""
+    from kdiag.targets.kubernetes import KubernetesSpec, KubernetesTarget
+
+    pod = _pod("shared", {}, ["app"])
+    pod["spec"]["shareProcessNamespace"] = True
+    pod["spec"]["containers"].insert(0, {
+        "name": "side", "image": "kdiag.local/busybox:dev", "imagePullPolicy": "Never",
+        "command": ["sleep", "3600"]})
+    cluster.core.create_namespaced_pod(namespace, pod)
+    cluster.wait_pod_running(namespace, "shared")
+    with KubernetesTarget(KubernetesSpec(namespace=namespace, pod="shared",
+                                         container="app")).open() as session:
+        assert int(session.info["target_pid"]) > 1
+        root = session.manager.exec(["ls", "/"]).stdout_text.split()
+        assert "testapp" in root and "pause" not in root, root
+        targets = [p.command for p in session.manager.ps() if p.is_target]
+        assert targets == ["/testapp -listen=:8080 -name=app"]
