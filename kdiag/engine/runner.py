@@ -139,6 +139,9 @@ class Run:
         self.backgrounds: list[tuple[StepRuntime, Background]] = []
         self._session: TargetSession | None = None
         self._target_spec: dict[str, Any] = {}
+        # The top frame's ``target`` (shared by included runbooks): the spec, and once the
+        # session is open, what it found (the pod, its namespace, the API server...).
+        self._target_facts: dict[str, Any] = {}
         self._target_lock = threading.Lock()
         self._started_at = time.time()
         self._run_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(self._started_at))
@@ -183,6 +186,7 @@ class Run:
                     raise EnvironmentProblem(
                         "this runbook has no target: add a 'target:' section or pass --pid")
                 self._session = self.open_target(self._target_spec)
+                self._target_facts.update(getattr(self._session, "info", {}))
             return self._session
 
     def artifacts_root(self) -> Path:
@@ -260,6 +264,7 @@ class Run:
                 raise RunbookError(f"{runbook.file}: target: {exc}") from None
             kind = next(iter(self._target_spec))
             frame.target.update({"kind": kind, **self._target_spec[kind]})
+        self._target_facts = frame.target
         return frame
 
     def _describe_target(self) -> str | None:

@@ -161,7 +161,8 @@ def test_tcp_probe_step_sends_and_expects(app: Lab, tmp_path: Path) -> None:
             probe: {{tcp: "{{{{ params.where }}}}", send: "GET /health HTTP/1.0\\r\\n\\r\\n",
                      expect: "app"}}
             register: raw
-            assert: ["raw.ok", "raw.text.startswith('HTTP/1.')"]
+            assert: ["raw.ok", "raw.text.startswith('HTTP/1.')", "target.kind == 'node'",
+                     "target.pid == {app.app_pid} and target.manager_pid > 0"]
           - name: not what it says
             probe: {{tcp: "127.0.0.1:8080", send: "GET / HTTP/1.0\\r\\n\\r\\n", expect: "+PONG",
                      timeout: 2}}
