@@ -137,7 +137,8 @@ class KubernetesSession(TargetSession):
                      "manager_reused": reused, "manager_pid": first.get("pid"),
                      "target_pid": first.get("target_pid"),
                      "session": first.get("session", ""), "server": kube.server,
-                     "context": kube.context, "in_cluster": kube.in_cluster, "user": kube.user, "pods": [p.to_dict() for p in pods]}
+                     "context": kube.context, "in_cluster": kube.in_cluster, "user": kube.user,
+                     "pods": [p.to_dict() for p in pods]}
         self._closed = False
 
     def diagnose(self) -> TargetError | None:
