@@ -3,7 +3,8 @@
 One thread per (pod, container) reads ``pods/log?follow=true``; each complete line is handed to
 a callback with its source. Without ``since``, only lines written after :meth:`start` returns
 are wanted: each stream is opened with ``tailLines=0`` and :meth:`start` waits until every
-stream is open, so a request made after it is never missed.
+stream is open, so a request made after it is never missed. With :class:`NewPods`, pods that
+start running under the selector later are followed too, from their first line.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kdiag.kube.errors import Call, api_call
-from kdiag.kube.pods import PodRef
+from kdiag.kube.pods import PodRef, to_ref
+from kdiag.kube.podwatch import PodWatch
 from kdiag.targets.base import TargetError
 
 OPEN_TIMEOUT = 30.0
@@ -67,9 +69,23 @@ def sources_for(pods: list[PodRef], container: str | None) -> list[LogSource]:
     return found
 
 
+@dataclass(frozen=True)
+class NewPods:
+    """Also follow pods that start running under ``selector`` after :meth:`LogFollower.start`
+    (``container`` as for :func:`sources_for`); ``on_source`` hears of each new source first
+    (from the watching thread)."""
+
+    namespace: str
+    selector: str
+    container: str | None
+    known: frozenset[str]  # UIDs of the pods followed from the start
+    on_source: Callable[[LogSource], None] = lambda source: None
+
+
 @dataclass
 class _Stream:
     source: LogSource
+    from_start: bool = False  # a pod found later: its whole log
     response: Any = None
     opened: threading.Event = field(default_factory=threading.Event)
     error: str = ""
@@ -80,40 +96,86 @@ class LogFollower:
     """Follows ``sources`` until :meth:`stop`; ``on_line`` is called from reader threads."""
 
     def __init__(self, core: Any, sources: list[LogSource], on_line: Callable[[LogLine], None],
-                 since_seconds: int | None = None, server: str = "") -> None:
+                 since_seconds: int | None = None, server: str = "",
+                 new_pods: NewPods | None = None) -> None:
         self.core = core
         self.server = server
         self.since_seconds = since_seconds
         self.on_line = on_line
         self._streams = [_Stream(s) for s in sources]
         self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()  # _streams and _threads grow as new pods come
         self._stopping = threading.Event()
+        self._new_pods = new_pods
+        self._watch: PodWatch | None = None
+        self._watch_errors: list[str] = []
+
+    @property
+    def sources(self) -> list[LogSource]:
+        """Everything followed so far (new pods included)."""
+        with self._lock:
+            return [s.source for s in self._streams]
 
     @property
     def errors(self) -> list[str]:
-        """Streams that failed: ``pod/container: reason``."""
-        return [f"{s.source.label}: {s.error}" for s in self._streams if s.error]
+        """Streams that failed: ``pod/container: reason`` (and a failed pod watch)."""
+        with self._lock:
+            failed = [f"{s.source.label}: {s.error}" for s in self._streams if s.error]
+        watch_error = [self._watch.error] if self._watch is not None and self._watch.error else []
+        return failed + self._watch_errors + watch_error
 
     def start(self) -> None:
         """Open every stream (in parallel) and return once all are open; TargetError if one
-        cannot be opened (the others are stopped)."""
-        for stream in self._streams:
-            thread = threading.Thread(target=self._follow, args=(stream,), daemon=True,
-                                      name=f"logs-{stream.source.label}")
-            thread.start()
-            self._threads.append(thread)
-        for stream in self._streams:
+        cannot be opened (the others are stopped). Then watch for new pods, if asked to."""
+        with self._lock:
+            streams = list(self._streams)
+        for stream in streams:
+            self._start_thread(stream)
+        for stream in streams:
             if not stream.opened.wait(OPEN_TIMEOUT):
                 stream.error = stream.error or f"no log stream within {OPEN_TIMEOUT:g}s"
             if stream.error:
                 self.stop(0)
                 raise TargetError(f"logs of {stream.source.label}: {stream.error}")
+        wanted = self._new_pods
+        if wanted is not None:
+            self._watch = PodWatch(self.core, wanted.namespace, wanted.selector, wanted.known,
+                                   self._pod_started, self.server)
+            self._watch.start()
+
+    def _start_thread(self, stream: _Stream) -> None:
+        thread = threading.Thread(target=self._follow, args=(stream,), daemon=True,
+                                  name=f"logs-{stream.source.label}")
+        with self._lock:
+            self._threads.append(thread)
+        thread.start()
+
+    def _pod_started(self, pod: Any) -> None:
+        """A new pod runs under the selector: follow its containers from their first line."""
+        wanted = self._new_pods
+        assert wanted is not None
+        try:
+            container = wanted.container if wanted.container != "all" else None
+            sources = sources_for([to_ref(pod, container)], wanted.container)
+        except TargetError as exc:  # e.g. it lacks the container asked for
+            self._watch_errors.append(str(exc))
+            return
+        for source in sources:
+            stream = _Stream(source, from_start=True)
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                self._streams.append(stream)
+            wanted.on_source(source)
+            self._start_thread(stream)
 
     def _open(self, stream: _Stream) -> Any:
         src = stream.source
         kwargs: dict[str, Any] = {"container": src.container, "follow": True,
                                   "timestamps": True, "_preload_content": False}
-        if self.since_seconds is not None:
+        if stream.from_start:
+            pass  # a pod that started while we followed: all of it is new
+        elif self.since_seconds is not None:
             kwargs["since_seconds"] = max(1, int(self.since_seconds))
         else:
             kwargs["tail_lines"] = 0
@@ -154,10 +216,14 @@ class LogFollower:
     def stop(self, join_timeout: float = 2.0) -> None:
         """Close every stream and wait (briefly) for the readers to finish."""
         self._stopping.set()
-        for stream in self._streams:
+        if self._watch is not None:
+            self._watch.stop(join_timeout)
+        with self._lock:
+            streams, threads = list(self._streams), list(self._threads)
+        for stream in streams:
             if stream.response is not None:
                 _abort(stream.response)
-        for thread in self._threads:
+        for thread in threads:
             thread.join(join_timeout)
 
 

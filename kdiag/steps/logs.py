@@ -3,7 +3,8 @@
 Around nested ``steps`` (followed while they run, then for ``drain`` longer), for a
 ``duration``, in the ``background`` until the run ends, or — with none of these — the lines
 already there (``since``). Each line goes to the console prefixed with ``pod/container``, to a
-log file per pod/container in the artifacts, and into the result for assertions.
+log file per pod/container in the artifacts, and into the result for assertions. With a
+selector, pods that start running under it while the step follows are followed too.
 """
 
 from __future__ import annotations
@@ -33,12 +34,21 @@ class _Collector:
     lines: list[dict[str, str]] = field(default_factory=list)
     count: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    closed: bool = False
 
     def open(self, sources: list[LogSource]) -> None:
-        for source in sources:
-            path = self.ctx.artifact_path(f"{source.pod}.{source.container}.log")
-            self.files[source.label] = open(path, "w", encoding="utf-8")  # noqa: SIM115
-            self.paths.append(str(path))
+        with self.lock:
+            for source in sources:
+                if self.closed or source.label in self.files:
+                    continue
+                path = self.ctx.artifact_path(f"{source.pod}.{source.container}.log")
+                self.files[source.label] = open(path, "w", encoding="utf-8")  # noqa: SIM115
+                self.paths.append(str(path))
+
+    def started_later(self, source: LogSource) -> None:
+        """A pod that started while we follow: its file, and a word on the console."""
+        self.open([source])
+        self.ctx.output(f"following {source.label} (started later)\n", "logs")
 
     def add(self, line: LogLine) -> None:
         label = line.source.label
@@ -61,6 +71,7 @@ class _Collector:
 
     def close(self) -> None:
         with self.lock:
+            self.closed = True
             for f in self.files.values():
                 f.close()
             self.files.clear()
@@ -110,8 +121,9 @@ class LogsStep(StepType):
     children_field = "steps"
 
     def execute(self, body: Any, ctx: StepContext) -> StepOutcome:
-        from kdiag.kube.logs import LogFollower, sources_for
-        from kdiag.targets.kubernetes import pods_for_step
+        from kdiag.kube.logs import LogFollower, NewPods, sources_for
+        from kdiag.kube.pods import resolve
+        from kdiag.targets.kubernetes import selection_for_step
 
         spec = body or {}
         has_steps = bool(spec.get("steps"))
@@ -120,7 +132,8 @@ class LogsStep(StepType):
             raise StepFailed("logs: use one of steps, duration or background: true")
         # The container is chosen per pod below (a name, all, or each pod's default).
         where = {k: v for k, v in spec.items() if k not in ("container", "steps")}
-        kube, pods = pods_for_step(ctx.evaluate("target"), where, pick="all")
+        kube, want = selection_for_step(ctx.evaluate("target"), where, pick="all")
+        pods = resolve(kube.core(), want, kube.server)
         sources = sources_for(pods, spec.get("container"))
         since = spec.get("since")
         since_seconds = int(parse_duration(since) + 0.999) if since is not None else None
@@ -128,7 +141,12 @@ class LogsStep(StepType):
         collector.open(sources)
         if modes == 0:  # the lines already there, like `kubectl logs`
             return self._snapshot(kube, sources, since_seconds, collector)
-        follower = LogFollower(kube.core(), sources, collector.add, since_seconds, kube.server)
+        new_pods = None
+        if want.selector and not want.pod:
+            new_pods = NewPods(want.namespace, want.selector, spec.get("container"),
+                               frozenset(p.uid for p in pods), collector.started_later)
+        follower = LogFollower(kube.core(), sources, collector.add, since_seconds, kube.server,
+                               new_pods)
         ctx.output(f"following {', '.join(s.label for s in sources)}\n", "logs")
         try:
             follower.start()

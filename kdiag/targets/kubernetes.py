@@ -261,6 +261,13 @@ def pods_for_step(target: dict[str, Any], body: dict[str, Any], *, pick: str | N
                   ) -> tuple[KubeConfig, list[PodRef]]:
     """The cluster and pods a ``logs``/``forward`` step means: its own ``pod``/``selector``/
     ``namespace``/``container`` first, else the runbook's kubernetes target's."""
+    kube, want = selection_for_step(target, body, pick=pick)
+    return kube, resolve(kube.core(), want, kube.server)
+
+
+def selection_for_step(target: dict[str, Any], body: dict[str, Any], *,
+                       pick: str | None = None) -> tuple[KubeConfig, PodSelector]:
+    """The cluster and the selection (not yet resolved) of :func:`pods_for_step`."""
     own = {k: body[k] for k in ("namespace", "pod", "selector", "container", "context",
                                 "kubeconfig") if body.get(k) not in (None, "")}
     base = dict(target) if target.get("kind") == "kubernetes" else {}
@@ -277,4 +284,4 @@ def pods_for_step(target: dict[str, Any], body: dict[str, Any], *, pick: str | N
     if not spec.pod and not spec.selector:
         raise TargetError("name a pod or a selector (or give the runbook a kubernetes target)")
     kube = load(spec.kube_options())
-    return kube, resolve(kube.core(), spec.selector_for(kube.namespace), kube.server)
+    return kube, spec.selector_for(kube.namespace)

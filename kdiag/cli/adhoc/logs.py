@@ -34,8 +34,9 @@ def _prefixer(use_colour: bool) -> Callable[[str], str]:
 
 def command(args: argparse.Namespace) -> int:
     """Follow the logs; with a command, around it."""
-    from kdiag.kube.logs import LogFollower, LogLine, sources_for
-    from kdiag.targets.kubernetes import pods_for_step
+    from kdiag.kube.logs import LogFollower, LogLine, LogSource, NewPods, sources_for
+    from kdiag.kube.pods import resolve
+    from kdiag.targets.kubernetes import selection_for_step
 
     if args.pid is not None:
         raise UsageError("logs works on pods only (no --pid)")
@@ -46,10 +47,11 @@ def command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     container = args.container if args.container and args.container != "all" else None
-    kube, pods = pods_for_step({}, {"namespace": args.namespace, "pod": args.pod,
-                                    "selector": args.selector, "container": container,
-                                    "kubeconfig": args.kubeconfig, "context": args.context},
-                               pick="all")
+    kube, want = selection_for_step({}, {"namespace": args.namespace, "pod": args.pod,
+                                         "selector": args.selector, "container": container,
+                                         "kubeconfig": args.kubeconfig,
+                                         "context": args.context}, pick="all")
+    pods = resolve(kube.core(), want, kube.server)
     sources = sources_for(pods, args.container)
     use_colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     prefix = _prefixer(use_colour)
@@ -60,7 +62,14 @@ def command(args: argparse.Namespace) -> int:
             sys.stdout.write(f"{prefix(line.source.label)}{line.text}\n")
             sys.stdout.flush()
 
-    follower = LogFollower(kube.core(), sources, on_line, since, kube.server)
+    def started_later(source: LogSource) -> None:
+        print(f"following {source.label} (started later)", file=sys.stderr, flush=True)
+
+    new_pods = None
+    if want.selector and not want.pod:
+        new_pods = NewPods(want.namespace, want.selector, args.container,
+                           frozenset(p.uid for p in pods), started_later)
+    follower = LogFollower(kube.core(), sources, on_line, since, kube.server, new_pods)
     interrupt_on_sigterm()
     follower.start()
     print(f"following {', '.join(s.label for s in sources)}", file=sys.stderr, flush=True)
