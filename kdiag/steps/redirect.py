@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kdiag.language.durations import parse_duration
+from kdiag.language.ports import parse_port_mapping
 from kdiag.steps.base import (
     StepContext,
     StepFailed,
@@ -35,13 +36,11 @@ def parse_ports(items: list[Any], host: str, default_port: int | None
     """Map each target port to its operator-side address (``8080`` or ``"8080:9000"``)."""
     mapping: dict[int, tuple[str, int]] = {}
     for item in items:
-        text = str(item)
-        port, _, local = text.partition(":")
-        target_port = int(port)
-        local_port = int(local) if local else (default_port or target_port)
-        if not (0 < target_port < 65536 and 0 < local_port < 65536):
-            raise StepFailed(f"port out of range: {text}")
-        mapping[target_port] = (host, local_port)
+        try:
+            target_port, local_port = parse_port_mapping(str(item))
+        except ValueError as exc:
+            raise StepFailed(str(exc)) from None
+        mapping[target_port] = (host, local_port or default_port or target_port)
     return mapping
 
 

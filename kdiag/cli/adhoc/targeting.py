@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from kdiag.errors import UsageError
+from kdiag.language.ports import parse_port_mapping
 
 
 def add_target_flags(parser: argparse.ArgumentParser, *, container_help: str = "") -> None:
@@ -68,12 +69,9 @@ def parse_port_mappings(items: list[str]) -> list[tuple[int, int]]:
     """``8080`` or ``8080:9000`` → (remote, local); UsageError on anything else."""
     mappings = []
     for item in items:
-        remote, _, local = item.partition(":")
         try:
-            pair = (int(remote), int(local) if local else int(remote))
-        except ValueError:
-            raise UsageError(f"bad port {item!r}: use PORT or PORT:LOCALPORT") from None
-        if not (0 < pair[0] < 65536 and 0 <= pair[1] < 65536):
-            raise UsageError(f"port out of range: {item}")
-        mappings.append(pair)
+            remote, local = parse_port_mapping(item, local_may_be_zero=True)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        mappings.append((remote, remote if local is None else local))
     return mappings
