@@ -6,13 +6,15 @@
   kdiag's own pump into a local socket — as `kdiag forward` does). For context: the same
   frames read straight off the WebSocket (delivered nowhere: the ceiling), and the `kubernetes`
   client's stock PortForward pump (slow: a socket pair and one select loop).
-- per-connection setup: a connection from inside the pod through the established session to a
-  local HTTP server and one request/response (measured by the manager's probe), against opening
-  a new port-forward per connection (the way redirects worked before gRPC tunnels) for the same
-  request/response. Both sides ask the same server program for the same file (busybox httpd:
-  in the pod for the port-forward, on this machine for the session), in its own process as an
-  operator's app would be; both are warmed up and compared by medians. For context: the probe
-  to the pod's own httpd (no tunnel), i.e. what the session figure holds that is not the tunnel.
+- per-connection setup: a new connection from inside the pod through the established session to
+  a local echo server, and a 1-byte round trip on it (the manager's TCP probe with send/expect:
+  connect, send, read the echo), against opening a new port-forward per connection (the way
+  redirects worked before gRPC tunnels) for the same round trip. Both sides talk to the same
+  echo program (single-threaded, in its own process: in the pod for the port-forward, on this
+  machine for the session); both are warmed up and compared by medians. For context: the probe
+  to the pod's own echo server (no tunnel); the round trip over an established port-forward
+  (the Kubernetes path's own share of the session figure); and the same comparison with an
+  HTTP request to busybox httpd on both sides.
 - time from `kdiag run` to the end of its first manager step, with the manager already injected.
 
 Skips (records nothing) when the cluster is not up. Bounded: about a minute.
@@ -349,6 +351,30 @@ def _fresh_portforward_exchange(core: Any, namespace: str, pod: str, port: int,
     return elapsed
 
 
+def _established_roundtrips(core: Any, namespace: str, pod: str) -> list[float]:
+    """1-byte echo round trips over one established port-forward, frames read straight off
+    the WebSocket: what the Kubernetes path alone (API server, kubelet, runtime) costs each
+    way and back, whatever carries the bytes (seconds)."""
+    from kdiag.kube.portforward import open_websocket
+
+    ws = open_websocket(core, namespace, pod, ECHO_PORT)
+    seen = [False, False]
+
+    def roundtrip() -> float:
+        started = time.perf_counter()
+        ws.send_binary(b"\x00x")
+        while True:
+            _, frame = ws.recv_data_frame(True)
+            if seen[frame.data[0]]:
+                return time.perf_counter() - started
+            seen[frame.data[0]] = True  # the port number, once per channel
+
+    try:
+        return _samples(roundtrip)
+    finally:
+        ws.close()
+
+
 def _samples(measure: Callable[[], float]) -> list[float]:
     """Warmed-up samples of ``measure`` (seconds)."""
     return [measure() for _ in range(SETUP_WARMUP + SETUP_SAMPLES)][SETUP_WARMUP:]
@@ -400,9 +426,11 @@ def _connection_setup(record: Record, kube: Any, namespace: str, pod: str) -> No
                                                          b"x", b"x"))
     http_fresh = _samples(lambda: _fresh_portforward_exchange(
         core, namespace, pod, HTTPD_PORT, b"GET / HTTP/1.0\r\n\r\n", b"ok"))
+    established = _established_roundtrips(core, namespace, pod)
     ours, theirs = _ms(tunnelled), _ms(fresh)
     record("cluster.connection_setup_session_ms", ours, "ms")
     record("cluster.connection_setup_in_pod_ms", _ms(in_pod), "ms")
+    record("cluster.portforward_echo_roundtrip_ms", _ms(established), "ms")
     record("cluster.connection_setup_new_portforward_ms", theirs, "ms")
     record("cluster.connection_setup_ratio", ours / theirs, "x", "<= 0.1", baseline=theirs)
     record("cluster.http_exchange_session_ms", _ms(http_tunnelled), "ms")
