@@ -11,7 +11,6 @@ original destination. Rules are removed in
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import itertools
 import logging
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from . import httpfilter, httprouter, liveness, splice, sysutil
 from .api.v1 import manager_pb2 as pb
 from .iptables import SESSION_RE, Iptables, Rule, incoming_rules, outgoing_rules
+from .tunnelpool import TunnelPool, TunnelWaiter
 from .workers import Workers
 
 log = logging.getLogger(__name__)
@@ -94,37 +94,6 @@ class Connection:
         return True
 
 
-class TunnelWaiter:
-    """A pooled tunnel parked until a connection is handed to it (re-armed for each one)."""
-
-    def __init__(self) -> None:
-        self.ready = threading.Event()
-        self.conn: Connection | None = None
-        self._lock = threading.Lock()
-        self.cancelled = False
-
-    def rearm(self) -> bool:
-        """Get ready for the next connection; False once cancelled."""
-        with self._lock:
-            self.conn = None
-            self.ready.clear()
-            return not self.cancelled
-
-    def take(self, conn: Connection) -> bool:
-        with self._lock:
-            if self.cancelled or self.ready.is_set():
-                return False
-            self.conn = conn
-            conn.state = "tunnel"
-            self.ready.set()
-            return True
-
-    def cancel(self) -> None:
-        with self._lock:
-            self.cancelled = True
-            self.ready.set()
-
-
 class ConnectionRegistry:
     """Pending connections of every session, by id (ids are unique in the manager)."""
 
@@ -175,8 +144,7 @@ class RedirectSession:
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
         self._mine: set[int] = set()
-        self._idle: collections.deque[TunnelWaiter] = collections.deque()
-        self._idle_lock = threading.Lock()
+        self._pool: TunnelPool | None = None
         self.id = next(_session_ids)
         _by_id[self.id] = self
 
@@ -192,7 +160,9 @@ class RedirectSession:
         # outgoing connections are DNATed to loopback.
         listener.bind(("0.0.0.0" if opts.incoming else "127.0.0.1", 0))
         listener.listen(1024)
+        listener.setblocking(False)  # accepted by whichever thread's select wakes (tunnelpool)
         self._listener = listener
+        self._pool = TunnelPool(listener, direct=opts.header is None)
         self.listen_port = listener.getsockname()[1]
         rules: list[Rule] = []
         for port in opts.ports:
@@ -233,10 +203,8 @@ class RedirectSession:
             with contextlib.suppress(OSError):
                 self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
             self._listener.close()
-        with self._idle_lock:
-            idle, self._idle = list(self._idle), collections.deque()
-        for waiter in idle:
-            waiter.cancel()
+        if self._pool is not None:
+            self._pool.close()
         _by_id.pop(self.id, None)
         for conn_id in list(self._mine):
             conn = self.registry.get(conn_id)
@@ -275,18 +243,22 @@ class RedirectSession:
     # -- connections ---------------------------------------------------------------------------
 
     def _accept_loop(self) -> None:
-        assert self._listener is not None
-        while not self.stopped:
-            try:
-                sock, peer = self._listener.accept()
-            except OSError:
-                if self.stopped:
-                    return
-                continue
-            if self.options.header is not None:
-                WORKERS.submit(self._filter, sock, peer)  # reads the request: may block
-            else:
-                self._offer(sock, peer)  # never blocks: keeps connection setup fast
+        """Accept while no pooled tunnel is idle (an idle one accepts by itself)."""
+        pool = self._pool
+        assert pool is not None
+        try:
+            while not self.stopped:
+                accepted = pool.loop_accept()
+                if accepted is not None:
+                    self._accepted(*accepted)
+        finally:
+            pool.release()
+
+    def _accepted(self, sock: socket.socket, peer: tuple[str, int]) -> None:
+        if self.options.header is not None:
+            WORKERS.submit(self._filter, sock, peer)  # reads the request: may block
+        else:
+            self._offer(sock, peer)  # never blocks: keeps connection setup fast
 
     def _new_connection(self, sock: socket.socket, peer: tuple[str, int]) -> Connection | None:
         try:
@@ -340,14 +312,11 @@ class RedirectSession:
     # -- pooled tunnels --------------------------------------------------------------------------
 
     def wait_for_connection(self, waiter: TunnelWaiter) -> Connection | None:
-        """Park a pooled tunnel until a connection is handed to it (None: redirect over or
-        the waiter cancelled, i.e. the tunnel's call ended)."""
-        with self._idle_lock:
-            if self.stopped or not waiter.rearm():
-                return None
-            self._idle.append(waiter)
-        waiter.ready.wait()
-        conn = waiter.conn
+        """Park a pooled tunnel until it has a connection (None: redirect over or the waiter
+        cancelled, i.e. the tunnel's call ended)."""
+        if self.stopped or self._pool is None:
+            return None
+        conn = self._pool.park(waiter, self._new_connection, self._offer)
         if conn is not None:
             self._mine.add(conn.id)
         return conn
@@ -362,15 +331,10 @@ class RedirectSession:
 
     def idle_tunnels(self) -> int:
         """Pooled tunnels parked now (cancelled ones may count until a connection skips them)."""
-        return len(self._idle)
+        return len(self._pool) if self._pool is not None else 0
 
     def _hand_to_idle(self, conn: Connection) -> bool:
-        with self._idle_lock:
-            while self._idle:
-                waiter = self._idle.popleft()
-                if waiter.take(conn):
-                    return True
-        return False
+        return self._pool is not None and self._pool.hand(conn)
 
     def fail_over(self, conn: Connection, reason: str) -> None:
         """A pooled tunnel could not carry ``conn``: original destination or reset."""

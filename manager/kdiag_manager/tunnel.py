@@ -26,7 +26,8 @@ from typing import Any
 
 from . import frames, splice
 from .api.v1 import manager_pb2 as pb
-from .redirect import WORKERS, Connection, RedirectSession, TunnelWaiter
+from .redirect import WORKERS, Connection, RedirectSession
+from .tunnelpool import TunnelWaiter
 
 log = logging.getLogger(__name__)
 
@@ -219,17 +220,20 @@ def serve_pooled(session: RedirectSession, requests: Iterator[frames.Frame], con
     """A pooled Tunnel: wait for a connection, pump it; park again while reusable."""
     rpc = _Rpc(context)
     waiter = TunnelWaiter()
-    while True:
-        rpc.on_end(waiter.cancel)
-        conn = session.wait_for_connection(waiter)
-        if conn is None:
-            return  # the redirect is over, or the call ended
-        if rpc.ended:  # ...just as the connection was handed over: another tunnel takes it
-            session.reoffer(conn)
-            return
-        clean = yield from _serve(conn, requests, rpc, opened, pooled=True)
-        if not clean or rpc.ended or session.idle_tunnels() >= opened.keep_idle:
-            return
+    try:
+        while True:
+            rpc.on_end(waiter.cancel)
+            conn = session.wait_for_connection(waiter)
+            if conn is None:
+                return  # the redirect is over, or the call ended
+            if rpc.ended:  # ...just as the connection came: another tunnel takes it
+                session.reoffer(conn)
+                return
+            clean = yield from _serve(conn, requests, rpc, opened, pooled=True)
+            if not clean or rpc.ended or session.idle_tunnels() >= opened.keep_idle:
+                return
+    finally:
+        waiter.close()
 
 
 def _serve(conn: Connection, requests: Iterator[frames.Frame], rpc: _Rpc,
