@@ -148,6 +148,10 @@ class Run:
         self._skip_until = self.options.start_at
         self._quit = False
         self._seq = 0
+        # Steps with continue_on_error under way: a failure nested in one (a group's child, an
+        # included runbook's step) is ignored too, so no report counts a failure in a run
+        # that passed (a JUnit failure would fail a CI build that exited 0).
+        self._ignoring = 0
         self._artifacts: Path | None = None
         self.counts: dict[str, int] = {}
 
@@ -343,7 +347,13 @@ class Run:
         if not run_it:
             self._finish(frame, ref, "skipped", 0.0, 0, "when was false", spec)
             return
-        done = self._attempts(frame, spec, ref, step_type)
+        if spec.continue_on_error:
+            self._ignoring += 1
+        try:
+            done = self._attempts(frame, spec, ref, step_type)
+        finally:
+            if spec.continue_on_error:
+                self._ignoring -= 1
         while done.status == "failed" and self.interaction is not None \
                 and not spec.continue_on_error:
             choice = self.interaction.after_failure(ref, done.message)
@@ -354,12 +364,13 @@ class Run:
                 done.status = "skipped"
                 done.message = f"failed, then skipped by the user: {done.message}"
             break
-        if done.status == "failed" and spec.continue_on_error:
+        failed = done.status == "failed"
+        if failed and (spec.continue_on_error or self._ignoring):
             done.status = "ignored"
         self._finish(frame, ref, done.status, done.duration, done.attempts, done.message, spec,
                      done.runtime, done.assertions)
-        if done.status in ("failed", "error"):
-            frame.failed = True
+        if done.status == "error" or (failed and not spec.continue_on_error):
+            frame.failed = True  # (an ancestor's continue_on_error decides at its own end)
         if done.status == "error":
             raise _Abort("error", done.message)
 

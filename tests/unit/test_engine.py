@@ -379,9 +379,25 @@ def test_group_failure_with_continue_on_error(run_runbook) -> None:
           - {name: after, note: y}
     """)
     assert outcome.exit_code == 0
-    assert outcome.status == {"optional checks / bad": "failed",
+    # The nested failure is ignored as well: no report counts a failure in a passing run.
+    assert outcome.status == {"optional checks / bad": "ignored",
                               "optional checks / skipped": "skipped",
                               "optional checks": "ignored", "after": "passed"}
+
+
+def test_group_failure_without_continue_on_error(run_runbook) -> None:
+    outcome = run_runbook("""
+        steps:
+          - name: checks
+            group:
+              steps:
+                - {name: bad, run: {argv: ["false"]}}
+                - {name: skipped, note: x}
+          - {name: after, note: y}
+    """)
+    assert outcome.exit_code == 1
+    assert outcome.status == {"checks / bad": "failed", "checks / skipped": "skipped",
+                              "checks": "failed", "after": "skipped"}
 
 
 def test_stop_ends_a_background_step_early(run_runbook, tmp_path: Path) -> None:
