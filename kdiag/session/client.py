@@ -210,6 +210,16 @@ class RemoteFile:
 
 
 @dataclass
+class RemoteEntry:
+    """One entry of a folder listing: ``path`` relative to the folder listed."""
+
+    path: str
+    kind: str  # file, dir, symlink, other
+    file: RemoteFile
+    link: str = ""
+
+
+@dataclass
 class NetInfo:
     """The target's network namespace, as plain data."""
 
@@ -828,6 +838,32 @@ class ManagerClient:
             r = self._stub.WriteFile(chunks(), metadata=self._metadata)
         except grpc.RpcError as exc:
             raise _convert(exc, f"copy to {remote_path}") from None
+        i = r.info
+        return RemoteFile(i.path, i.size, i.mode, i.uid, i.gid, i.mtime)
+
+    def list_dir(self, remote_path: str, *, max_entries: int = 0
+                 ) -> tuple[list[RemoteEntry], bool]:
+        """Everything under a folder of the target (symlinks not followed), each folder
+        before its contents; and whether the listing was cut at ``max_entries``."""
+        try:
+            r = self._stub.ListDir(pb.ListDirRequest(path=remote_path, max_entries=max_entries),
+                                   metadata=self._metadata, timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise _convert(exc, f"list {remote_path}") from None
+        entries = [RemoteEntry(e.path, e.kind, RemoteFile(e.info.path, e.info.size, e.info.mode,
+                                                          e.info.uid, e.info.gid, e.info.mtime),
+                               e.link) for e in r.entries]
+        return entries, r.truncated
+
+    def make_dir(self, remote_path: str, *, mode: int = 0o755,
+                 make_parents: bool = False) -> RemoteFile:
+        """Make a folder in the target's root filesystem (or set the mode of one there)."""
+        info = pb.FileInfo(path=remote_path, mode=mode, directory=True,
+                           make_parents=make_parents)
+        try:
+            r = self._stub.WriteFile(iter([pb.FileChunk(info=info)]), metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise _convert(exc, f"make folder {remote_path}") from None
         i = r.info
         return RemoteFile(i.path, i.size, i.mode, i.uid, i.gid, i.mtime)
 

@@ -1,15 +1,18 @@
-"""Copy: read files from and write files into the target's root filesystem.
+"""Copy: read files from and write files into the target's root filesystem, and list folders.
 
 Paths are resolved with openat2(RESOLVE_IN_ROOT) against /proc/PID/root, so absolute symlinks
 and ".." inside the target resolve within the target's root, never the manager's. No tar or
 shell is needed in the target. Writes go to a temporary file renamed into place, with the mode
-(and optionally the owner) given by the client, regardless of umask.
+(and optionally the owner) given by the client, regardless of umask. A listing walks a folder
+through directory fds opened with O_NOFOLLOW (symlinks are listed, never followed); the client
+copies a folder file by file from it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import posixpath
 import stat
 from collections.abc import Iterator
 
@@ -20,6 +23,7 @@ from .config import Config
 from .sysutil import openat2_in_root
 
 CHUNK = 64 * 1024
+MAX_ENTRIES = 10_000
 
 
 class CopyError(Exception):
@@ -57,10 +61,12 @@ def read_file(req: pb.ReadFileRequest, config: Config) -> Iterator[pb.FileChunk]
             fd = openat2_in_root(root, req.path, os.O_RDONLY | os.O_NOCTTY)
         except OSError as exc:
             raise _os_error(req.path, exc) from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # (before fdopen, which refuses folders itself)
+            os.close(fd)
+            what = "is a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise CopyError(f"{req.path}: {what}", grpc.StatusCode.INVALID_ARGUMENT)
         with os.fdopen(fd, "rb") as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise CopyError(f"{req.path}: not a regular file", grpc.StatusCode.INVALID_ARGUMENT)
             if st.st_size > limit:
                 raise CopyError(f"{req.path}: {st.st_size} bytes is over the limit of {limit}",
                                 grpc.StatusCode.RESOURCE_EXHAUSTED)
@@ -74,6 +80,83 @@ def read_file(req: pb.ReadFileRequest, config: Config) -> Iterator[pb.FileChunk]
                 yield pb.FileChunk(data=data)
     finally:
         os.close(root)
+
+
+def list_dir(req: pb.ListDirRequest, config: Config) -> pb.ListDirResponse:
+    """Everything under ``req.path`` (lstat of each entry), each folder before its contents."""
+    limit = req.max_entries or MAX_ENTRIES
+    root = _root_fd(config)
+    try:
+        try:
+            top = openat2_in_root(root, req.path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise _os_error(req.path, exc) from None
+    finally:
+        os.close(root)
+    resp = pb.ListDirResponse()
+    pending = [(top, "")]
+    try:
+        while pending and not resp.truncated:
+            fd, rel = pending.pop()
+            try:
+                _list_one(fd, rel, req.path, resp, pending, limit)
+            finally:
+                os.close(fd)
+    except OSError as exc:
+        raise _os_error(req.path, exc) from None
+    finally:
+        for fd, _ in pending:
+            os.close(fd)
+    return resp
+
+
+def _list_one(fd: int, rel: str, top: str, resp: pb.ListDirResponse,
+              pending: list[tuple[int, str]], limit: int) -> None:
+    with os.scandir(fd) as found:
+        entries = sorted(found, key=lambda e: e.name)
+    for entry in entries:
+        if len(resp.entries) >= limit:
+            resp.truncated = True
+            return
+        st = entry.stat(follow_symlinks=False)
+        path = f"{rel}/{entry.name}" if rel else entry.name
+        item = pb.DirEntry(path=path, kind=_kind(st.st_mode),
+                           info=_info(posixpath.join(top, path), st))
+        if item.kind == "symlink":
+            item.link = os.readlink(entry.name, dir_fd=fd)
+        resp.entries.append(item)
+        if item.kind == "dir":
+            sub = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                          dir_fd=fd)
+            pending.append((sub, path))
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    return "symlink" if stat.S_ISLNK(mode) else "other"
+
+
+def _make_dir(root: int, info: pb.FileInfo) -> pb.WriteFileResponse:
+    """``info.directory``: make the folder (or keep it), with the mode given."""
+    path = info.path.rstrip("/") or "/"
+    parent = _open_parent(root, path, info.make_parents)
+    try:
+        name = os.path.basename(path)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(name, 0o700, dir_fd=parent)
+        fd = openat2_in_root(parent, name, os.O_RDONLY | os.O_DIRECTORY)
+    finally:
+        os.close(parent)
+    try:
+        os.fchmod(fd, info.mode & 0o7777 if info.mode else 0o755)
+        if info.keep_owner:
+            os.fchown(fd, info.uid, info.gid)
+        return pb.WriteFileResponse(info=_info(path, os.fstat(fd)))
+    finally:
+        os.close(fd)
 
 
 def _open_parent(root: int, path: str, make_parents: bool) -> int:
@@ -101,6 +184,14 @@ def write_file(chunks: Iterator[pb.FileChunk], config: Config) -> pb.WriteFileRe
     if first is None or first.WhichOneof("msg") != "info":
         raise CopyError("the first message must be info", grpc.StatusCode.INVALID_ARGUMENT)
     info = first.info
+    if info.directory and info.path.startswith("/"):
+        root = _root_fd(config)
+        try:
+            return _make_dir(root, info)
+        except OSError as exc:
+            raise _os_error(info.path, exc) from None
+        finally:
+            os.close(root)
     if not info.path.startswith("/") or info.path.endswith("/"):
         raise CopyError(f"{info.path!r}: give an absolute file path",
                         grpc.StatusCode.INVALID_ARGUMENT)

@@ -160,6 +160,15 @@ class ManagerService(pb_grpc.ManagerServicer):
             context.abort(exc.code, str(exc))
             raise  # unreachable: abort raises
 
+    def ListDir(self, request: pb.ListDirRequest, context: Any) -> pb.ListDirResponse:
+        from . import copy
+
+        try:
+            return copy.list_dir(request, self.config)
+        except copy.CopyError as exc:
+            context.abort(exc.code, str(exc))
+            raise  # unreachable: abort raises
+
     def Net(self, request: pb.NetRequest, context: Any) -> pb.NetResponse:
         from . import net
 

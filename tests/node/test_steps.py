@@ -176,3 +176,44 @@ def test_tcp_probe_step_sends_and_expects(app: Lab, tmp_path: Path) -> None:
     assert steps["not what it says"]["status"] == "ignored"
     assert "does not hold b'+PONG'" in steps["not what it says"]["message"]
     assert "is not HOST:PORT" in steps["rendered into nonsense"]["message"]
+
+
+def test_copy_folders_both_ways(app: Lab, tmp_path: Path) -> None:
+    conf = app.root / "etc" / "app"
+    (conf / "conf.d").mkdir(parents=True)
+    (conf / "empty").mkdir()
+    (conf / "main.yaml").write_text("level: debug\n")
+    (conf / "conf.d" / "extra.yaml").write_text("extra: true\n")
+    os.chmod(conf / "conf.d" / "extra.yaml", 0o600)
+    os.chmod(conf / "conf.d", 0o750)
+    os.symlink("/etc/shadow", conf / "escape")  # listed, never followed nor made here
+    outgoing = tmp_path / "outgoing"
+    (outgoing / "nested" / "deeper").mkdir(parents=True)
+    (outgoing / "blank").mkdir()
+    (outgoing / "nested" / "deeper" / "note.txt").write_text("from the operator\n")
+    os.chmod(outgoing / "nested" / "deeper" / "note.txt", 0o640)
+    os.symlink("/etc/passwd", outgoing / "link")
+    code, output, _ = kdiag_run(f"""
+        target: {{node: {{pid: {app.app_pid}}}}}
+        steps:
+          - name: down
+            copy: {{download: /etc/app, to: {tmp_path / "got"}}}
+            register: got
+            assert: ["got.count == 2", "got.folders == 2", "got.size == 25",
+                     "got.not_copied == [{{'path': 'escape', 'kind': 'symlink',
+                                            'link': '/etc/shadow'}}]"]
+          - name: up
+            copy: {{upload: {outgoing}, to: /srv/in}}
+            register: sent
+            assert: ["sent.count == 1", "sent.folders == 3", "sent.not_copied[0].path == 'link'"]
+    """, tmp_path)
+    assert code == 0, output
+    got = tmp_path / "got"
+    assert (got / "main.yaml").read_text() == "level: debug\n"
+    assert (got / "conf.d" / "extra.yaml").stat().st_mode & 0o777 == 0o600
+    assert (got / "conf.d").stat().st_mode & 0o777 == 0o750
+    assert (got / "empty").is_dir() and not (got / "escape").exists()
+    inside = app.root / "srv" / "in"
+    assert (inside / "nested" / "deeper" / "note.txt").read_text() == "from the operator\n"
+    assert (inside / "nested" / "deeper" / "note.txt").stat().st_mode & 0o777 == 0o640
+    assert (inside / "blank").is_dir() and not (inside / "link").exists()

@@ -336,7 +336,7 @@ class CaptureChunk(_message.Message):
     def __init__(self, data: _Optional[bytes] = ..., done: _Optional[_Union[CaptureDone, _Mapping]] = ..., started: _Optional[bool] = ...) -> None: ...
 
 class FileInfo(_message.Message):
-    __slots__ = ("path", "size", "mode", "uid", "gid", "mtime", "keep_owner", "make_parents")
+    __slots__ = ("path", "size", "mode", "uid", "gid", "mtime", "keep_owner", "make_parents", "directory")
     PATH_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -345,6 +345,7 @@ class FileInfo(_message.Message):
     MTIME_FIELD_NUMBER: _ClassVar[int]
     KEEP_OWNER_FIELD_NUMBER: _ClassVar[int]
     MAKE_PARENTS_FIELD_NUMBER: _ClassVar[int]
+    DIRECTORY_FIELD_NUMBER: _ClassVar[int]
     path: str
     size: int
     mode: int
@@ -353,7 +354,8 @@ class FileInfo(_message.Message):
     mtime: float
     keep_owner: bool
     make_parents: bool
-    def __init__(self, path: _Optional[str] = ..., size: _Optional[int] = ..., mode: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., mtime: _Optional[float] = ..., keep_owner: _Optional[bool] = ..., make_parents: _Optional[bool] = ...) -> None: ...
+    directory: bool
+    def __init__(self, path: _Optional[str] = ..., size: _Optional[int] = ..., mode: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., mtime: _Optional[float] = ..., keep_owner: _Optional[bool] = ..., make_parents: _Optional[bool] = ..., directory: _Optional[bool] = ...) -> None: ...
 
 class FileChunk(_message.Message):
     __slots__ = ("info", "data")
@@ -378,6 +380,34 @@ class WriteFileResponse(_message.Message):
     bytes: int
     info: FileInfo
     def __init__(self, bytes: _Optional[int] = ..., info: _Optional[_Union[FileInfo, _Mapping]] = ...) -> None: ...
+
+class ListDirRequest(_message.Message):
+    __slots__ = ("path", "max_entries")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    MAX_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    max_entries: int
+    def __init__(self, path: _Optional[str] = ..., max_entries: _Optional[int] = ...) -> None: ...
+
+class DirEntry(_message.Message):
+    __slots__ = ("path", "kind", "info", "link")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    LINK_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    kind: str
+    info: FileInfo
+    link: str
+    def __init__(self, path: _Optional[str] = ..., kind: _Optional[str] = ..., info: _Optional[_Union[FileInfo, _Mapping]] = ..., link: _Optional[str] = ...) -> None: ...
+
+class ListDirResponse(_message.Message):
+    __slots__ = ("entries", "truncated")
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[DirEntry]
+    truncated: bool
+    def __init__(self, entries: _Optional[_Iterable[_Union[DirEntry, _Mapping]]] = ..., truncated: _Optional[bool] = ...) -> None: ...
 
 class NetRequest(_message.Message):
     __slots__ = ()

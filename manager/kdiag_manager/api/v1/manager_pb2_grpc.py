@@ -74,6 +74,11 @@ class ManagerStub:
                 request_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.FileChunk.SerializeToString,
                 response_deserializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.WriteFileResponse.FromString,
                 _registered_method=True)
+        self.ListDir = channel.unary_unary(
+                '/kdiag.manager.v1.Manager/ListDir',
+                request_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.ListDirRequest.SerializeToString,
+                response_deserializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.ListDirResponse.FromString,
+                _registered_method=True)
         self.Net = channel.unary_unary(
                 '/kdiag.manager.v1.Manager/Net',
                 request_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.NetRequest.SerializeToString,
@@ -157,6 +162,13 @@ class ManagerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDir(self, request, context):
+        """A directory of the target's root filesystem, recursively, without following symlinks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Net(self, request, context):
         """Interfaces, addresses, routes and neighbours of the target's network namespace.
         """
@@ -213,6 +225,11 @@ def add_ManagerServicer_to_server(servicer, server):
                     servicer.WriteFile,
                     request_deserializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.FileChunk.FromString,
                     response_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.WriteFileResponse.SerializeToString,
+            ),
+            'ListDir': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDir,
+                    request_deserializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.ListDirRequest.FromString,
+                    response_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.ListDirResponse.SerializeToString,
             ),
             'Net': grpc.unary_unary_rpc_method_handler(
                     servicer.Net,
@@ -441,6 +458,33 @@ class Manager:
             '/kdiag.manager.v1.Manager/WriteFile',
             kdiag__manager_dot_api_dot_v1_dot_manager__pb2.FileChunk.SerializeToString,
             kdiag__manager_dot_api_dot_v1_dot_manager__pb2.WriteFileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDir(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kdiag.manager.v1.Manager/ListDir',
+            kdiag__manager_dot_api_dot_v1_dot_manager__pb2.ListDirRequest.SerializeToString,
+            kdiag__manager_dot_api_dot_v1_dot_manager__pb2.ListDirResponse.FromString,
             options,
             channel_credentials,
             insecure,
