@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import select
 import socket
 import threading
 from collections.abc import Callable, Generator, Iterator
@@ -21,6 +20,7 @@ import grpc
 from kdiag_manager import frames
 from kdiag_manager.api.v1 import manager_pb2 as pb
 from kdiag_manager.splice import abort
+from kdiag_manager.sysutil import readable
 
 # Adaptive reads, as on the manager's side: 64 KiB doubling up to 2 MiB while reads fill up.
 MIN_CHUNK = 64 * 1024
@@ -217,9 +217,8 @@ Finished = Callable[[pb.NewConnection, TunnelStats, socket.socket | None], None]
 
 def _first_reply(sock: socket.socket, wait: float) -> bytes:
     """What the operator side answers within ``wait`` seconds (b"": nothing yet, or EOF)."""
-    readable, _, _ = select.select([sock], [], [], wait)
     try:
-        return sock.recv(MIN_CHUNK, socket.MSG_DONTWAIT) if readable else b""
+        return sock.recv(MIN_CHUNK, socket.MSG_DONTWAIT) if readable([sock], wait) else b""
     except BlockingIOError:
         return b""
 

@@ -15,13 +15,13 @@ the upstream closes) end the client connection too. After
 from __future__ import annotations
 
 import contextlib
-import select
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from . import httpfilter, splice
+from .sysutil import readable
 
 MAX_LINE = 8 * 1024
 CHUNK = 64 * 1024
@@ -225,8 +225,7 @@ class _Upstream:
 
     def stale(self) -> bool:
         """Has the upstream closed (or sent something unasked) while idle?"""
-        readable, _, _ = select.select([self.sock], [], [], 0)
-        return bool(readable) or bool(self.reader.buf)
+        return bool(readable([self.sock], 0)) or bool(self.reader.buf)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -337,7 +336,7 @@ def route(client: socket.socket, initial: bytes, to_operator: Callable[[httpfilt
                 drop(name)
                 # The client was told the connection closes: close it, unless its next
                 # request is already on its way (a client that reuses the connection anyway).
-                if not reader.buf and not select.select([client], [], [], CLOSE_GRACE)[0]:
+                if not reader.buf and not readable([client], CLOSE_GRACE):
                     clean = True
                     break
     except (HttpError, OSError) as exc:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import select
 import socket
 import threading
 import time
@@ -27,6 +26,7 @@ from typing import Any
 from . import frames, splice
 from .api.v1 import manager_pb2 as pb
 from .redirect import WORKERS, Connection, RedirectSession
+from .sysutil import readable
 from .tunnelpool import TunnelWaiter
 
 log = logging.getLogger(__name__)
@@ -160,8 +160,7 @@ def _wait_readable(sock: socket.socket, st: _State, deadline: float) -> bool:
             st.settle("the client did not connect its side in time")
             return False
         assert st.wake_r is not None
-        readable, _, _ = select.select([sock, st.wake_r], [], [], left)
-        if sock in readable:
+        if sock in readable([sock, st.wake_r], left):
             return True
     return not st.refused
 

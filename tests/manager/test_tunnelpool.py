@@ -108,3 +108,4 @@ def test_a_connection_handed_by_the_loop(listener: socket.socket) -> None:
     a.close()
     b.close()
     waiter.close()
+
