@@ -3,10 +3,13 @@
 A manager holds an abstract unix socket ``@kdiag-manager/<session>`` for each session it has
 rules for. Abstract sockets belong to the network namespace (like the rules) and vanish with the
 process, even after ``kill -9``: a tagged rule whose session socket refuses connections is stale.
+The holder accepts (and drops) every check's connection: a full backlog would make a live
+session look dead to the next check, and its rules be removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 
@@ -28,8 +31,19 @@ def hold(session: str) -> None:
         except OSError:
             sock.close()  # another live manager holds it: the session is alive anyway
             return
-        sock.listen(8)
+        sock.listen(64)
         _held[session] = sock
+    threading.Thread(target=_answer_checks, args=(sock,), daemon=True,
+                     name=f"liveness-{session}").start()
+
+
+def _answer_checks(sock: socket.socket) -> None:
+    while True:
+        try:
+            conn, _ = sock.accept()
+        except OSError:  # released: closed under us
+            return
+        conn.close()
 
 
 def release(session: str) -> None:
@@ -37,6 +51,8 @@ def release(session: str) -> None:
     with _lock:
         sock = _held.pop(session, None)
     if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)  # wakes the thread answering checks
         sock.close()
 
 
@@ -59,5 +75,6 @@ def is_alive(session: str) -> bool:
 def remove_stale_rules(iptables: Iptables) -> list[Rule]:
     """Remove every tagged rule whose session has no live manager; return what was removed."""
     rules = iptables.tagged()
-    dead = {r.session for r in rules if r.session is not None and not is_alive(r.session)}
+    sessions = {r.session for r in rules if r.session is not None}
+    dead = {s for s in sessions if not is_alive(s)}
     return [r for r in rules if r.session in dead and iptables.delete(r)]
