@@ -55,6 +55,8 @@ class Lab:
     root: Path
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     app_pid: int = 0
+    app_ip6: str = ""
+    client_ip6: str = ""
 
     def start_app(self, binary: Path, port: int = 8080) -> int:
         """Start the app chrooted into a folder holding only itself (and /proc); its PID."""
@@ -78,8 +80,9 @@ class Lab:
         return process
 
     def iptables_save(self) -> str:
-        """The app namespace's iptables rules."""
-        return sh("ip", "netns", "exec", self.app_ns, "iptables-save")
+        """The app namespace's iptables rules (IPv4, then IPv6)."""
+        return (sh("ip", "netns", "exec", self.app_ns, "iptables-save")
+                + sh("ip", "netns", "exec", self.app_ns, "ip6tables-save", check=False))
 
     def tagged_rules(self) -> list[str]:
         """The app namespace's rules that carry a ``kdiag:`` tag."""
@@ -96,7 +99,8 @@ def remove_namespace(name: str) -> None:
 
 @contextlib.contextmanager
 def lab(tag: str, subnet: int) -> Iterator[Lab]:
-    """Namespaces ``kd-<tag>-a`` (app, 10.203.SUBNET.1) and ``kd-<tag>-c`` (client, .2).
+    """Namespaces ``kd-<tag>-a`` (app, 10.203.SUBNET.1 and fd00:203:SUBNET::1) and ``kd-<tag>-c``
+    (client, .2 and ::2).
 
     Everything is removed on exit, also after a failure; leftovers of an earlier lab with the
     same tag are removed first.
@@ -106,7 +110,8 @@ def lab(tag: str, subnet: int) -> Iterator[Lab]:
         remove_namespace(name)
     with tempfile.TemporaryDirectory(prefix=f"kdiag-{tag}-") as folder:
         the_lab = Lab(app_ns, client_ns, f"10.203.{subnet}.1", f"10.203.{subnet}.2",
-                      Path(folder) / "root")
+                      Path(folder) / "root", app_ip6=f"fd00:203:{subnet}::1",
+                      client_ip6=f"fd00:203:{subnet}::2")
         the_lab.root.mkdir()
         veth_app, veth_client = f"kv{tag}a"[:15], f"kv{tag}c"[:15]
         try:
@@ -115,9 +120,11 @@ def lab(tag: str, subnet: int) -> Iterator[Lab]:
             sh("ip", "link", "add", veth_app, "type", "veth", "peer", "name", veth_client)
             sh("ip", "link", "set", veth_app, "netns", app_ns)
             sh("ip", "link", "set", veth_client, "netns", client_ns)
-            for ns, dev, ip in ((app_ns, veth_app, the_lab.app_ip),
-                                (client_ns, veth_client, the_lab.client_ip)):
+            for ns, dev, ip, ip6 in ((app_ns, veth_app, the_lab.app_ip, the_lab.app_ip6),
+                                     (client_ns, veth_client, the_lab.client_ip,
+                                      the_lab.client_ip6)):
                 sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
+                sh("ip", "-n", ns, "addr", "add", f"{ip6}/64", "dev", dev, "nodad")
                 sh("ip", "-n", ns, "link", "set", dev, "up")
                 sh("ip", "-n", ns, "link", "set", "lo", "up")
             yield the_lab

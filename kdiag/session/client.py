@@ -290,6 +290,7 @@ class RedirectHandle:
         self._sockets: set[socket.socket] = set()
         self.listen_port = 0
         self.rules: list[str] = []
+        self.warnings: list[str] = []  # e.g. why IPv6 connections are not redirected
         self.session = ""
         self.connections = 0
         self.active = 0
@@ -321,6 +322,7 @@ class RedirectHandle:
             raise ManagerError("redirect: the manager ended the stream at once") from None
         self.listen_port = first.ready.listen_port
         self.rules = list(first.ready.rules)
+        self.warnings = list(first.ready.warnings)
         self.session = first.ready.session
         self.redirect_id = first.ready.redirect_id
         self._raw_data = first.ready.raw_data

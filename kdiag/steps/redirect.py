@@ -141,8 +141,11 @@ class RedirectStep(StepType):
         ctx.output(f"{spec.direction} redirect of {', '.join(map(str, mapping))} -> "
                    f"{', '.join(f'{h}:{p}' for h, p in mapping.values())} "
                    f"(manager port {handle.listen_port})\n", "redirect")
+        for warning in handle.warnings:
+            ctx.output(f"warning: {warning}\n", "redirect")
         result = {"ports": list(mapping), "to": [f"{h}:{p}" for h, p in mapping.values()],
                   "listen_port": handle.listen_port, "rules": handle.rules,
+                  "warnings": handle.warnings,
                   "session": handle.session, "stats": stats}
         return keep_up(_Running(handle), body, ctx, result)
 

@@ -2,10 +2,12 @@
 
 Every rule kdiag installs carries the comment ``kdiag:<session>``. A rule whose session has no
 live manager (see :mod:`kdiag_manager.liveness`) is stale and is removed when a manager starts.
+Rules exist for IPv4 (iptables) and IPv6 (ip6tables, ``Rule.family`` 6) alike.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shlex
@@ -31,6 +33,7 @@ class Rule:
     table: str
     chain: str
     args: tuple[str, ...] = field(default_factory=tuple)
+    family: int = 4  # 4: iptables, 6: ip6tables
 
     def command(self, action: str) -> list[str]:
         """Arguments after ``iptables`` for ``action`` (-I inserts first, -D deletes, -C checks)."""
@@ -38,9 +41,10 @@ class Rule:
         return ["-t", self.table, action, self.chain, *position, *self.args]
 
     def save_line(self) -> str:
-        """The rule in iptables-save syntax (for reports and tests)."""
-        return " ".join(a if a and not re.search(r"[\s'\"\\]", a) else shlex.quote(a)
+        """The rule in iptables-save syntax (for reports and tests); IPv6 ones say so."""
+        line = " ".join(a if a and not re.search(r"[\s'\"\\]", a) else shlex.quote(a)
                         for a in ["-A", self.chain, *self.args])
+        return f"{line} (ip6tables)" if self.family == 6 else line
 
     @property
     def session(self) -> str | None:
@@ -73,7 +77,23 @@ def _skip_marked() -> list[str]:
     return ["-m", "mark", "!", "--mark", f"{KDIAG_MARK:#x}"]
 
 
-def incoming_rules(session: str, port: int, listen_port: int) -> list[Rule]:
+def families(destination: str | None) -> tuple[int, ...]:
+    """The IP versions rules are needed for: both, or the destination's own (ValueError if it
+    is not an address or network)."""
+    if not destination:
+        return (4, 6)
+    return (ipaddress.ip_network(destination, strict=False).version,)
+
+
+def _refuse_direct(session: str, listen_port: int, family: int) -> Rule:
+    """The listener binds every address: refuse connections that reach it without having been
+    redirected (no DNAT/REDIRECT in their conntrack entry)."""
+    return Rule("filter", "INPUT", ("-p", "tcp", "--dport", str(listen_port), "-m", "conntrack",
+                                    "!", "--ctstate", "DNAT", *_common(session), "-j", "DROP"),
+                family)
+
+
+def incoming_rules(session: str, port: int, listen_port: int, family: int = 4) -> list[Rule]:
     """Rules sending connections that arrive at ``port`` to the manager's ``listen_port``.
 
     - nat PREROUTING REDIRECT: connections from other hosts (over an interface);
@@ -85,29 +105,31 @@ def incoming_rules(session: str, port: int, listen_port: int) -> list[Rule]:
     p, lp = str(port), str(listen_port)
     return [
         Rule("nat", "PREROUTING", ("-p", "tcp", "--dport", p, *_common(session),
-                                    "-j", "REDIRECT", "--to-ports", lp)),
+                                    "-j", "REDIRECT", "--to-ports", lp), family),
         Rule("nat", "OUTPUT", ("-p", "tcp", "--dport", p, "-m", "addrtype", "--dst-type", "LOCAL",
                                 *_skip_marked(), *_common(session), "-j", "REDIRECT",
-                                "--to-ports", lp)),
-        Rule("filter", "INPUT", ("-p", "tcp", "--dport", lp, "-m", "conntrack", "!",
-                                  "--ctstate", "DNAT", *_common(session), "-j", "DROP")),
+                                "--to-ports", lp), family),
+        _refuse_direct(session, listen_port, family),
     ]
 
 
 def outgoing_rules(
-    session: str, port: int, listen_port: int, destination: str | None = None
+    session: str, port: int, listen_port: int, destination: str | None = None, family: int = 4
 ) -> list[Rule]:
     """Rules sending the namespace's own connections to ``port`` (optionally only towards
-    ``destination``, an IP or CIDR) to the manager listening on 127.0.0.1:``listen_port``."""
+    ``destination``, an IP or CIDR) to the manager listening on loopback:``listen_port``, and
+    refusing connections that reach the listener directly."""
     dest = ["-d", destination] if destination else []
+    loopback = "127.0.0.1" if family == 4 else "[::1]"
     return [
         Rule("nat", "OUTPUT", ("-p", "tcp", *dest, "--dport", str(port), *_skip_marked(),
                                 *_common(session), "-j", "DNAT", "--to-destination",
-                                f"127.0.0.1:{listen_port}")),
+                                f"{loopback}:{listen_port}"), family),
+        _refuse_direct(session, listen_port, family),
     ]
 
 
-def parse_save(text: str) -> list[Rule]:
+def parse_save(text: str, family: int = 4) -> list[Rule]:
     """Parse ``iptables-save`` output into rules (chain policies and COMMIT lines skipped)."""
     rules: list[Rule] = []
     table = ""
@@ -117,7 +139,7 @@ def parse_save(text: str) -> list[Rule]:
             table = line[1:]
         elif line.startswith("-A ") and table:
             parts = shlex.split(line)
-            rules.append(Rule(table, parts[1], tuple(parts[2:])))
+            rules.append(Rule(table, parts[1], tuple(parts[2:]), family))
     return rules
 
 
@@ -127,26 +149,31 @@ class Iptables:
 
     binary: str = field(default_factory=lambda: os.environ.get("KDIAG_IPTABLES", "iptables"))
 
-    def run(self, args: list[str]) -> str:
+    def binary_for(self, family: int) -> str:
+        """``iptables`` or its IPv6 twin (``iptables-legacy`` → ``ip6tables-legacy``)."""
+        return self.binary.replace("iptables", "ip6tables", 1) if family == 6 else self.binary
+
+    def run(self, args: list[str], family: int = 4) -> str:
         """Run ``iptables -w ARGS``; raise IptablesError with its stderr on failure."""
+        binary = self.binary_for(family)
         try:
-            proc = subprocess.run([self.binary, "-w", *args], capture_output=True, text=True,
+            proc = subprocess.run([binary, "-w", *args], capture_output=True, text=True,
                                   timeout=30, check=False)
         except FileNotFoundError as exc:
-            raise IptablesError(f"{self.binary} not found: install iptables") from exc
+            raise IptablesError(f"{binary} not found: install iptables") from exc
         if proc.returncode != 0:
             msg = proc.stderr.strip() or proc.stdout.strip()
-            raise IptablesError(f"{self.binary} {shlex.join(args)}: {msg}")
+            raise IptablesError(f"{binary} {shlex.join(args)}: {msg}")
         return proc.stdout
 
     def insert(self, rule: Rule) -> None:
         """Insert ``rule`` first in its chain (before e.g. a service mesh's rules)."""
-        self.run(rule.command("-I"))
+        self.run(rule.command("-I"), rule.family)
 
     def delete(self, rule: Rule) -> bool:
         """Delete ``rule``; False if it was not there."""
         try:
-            self.run(rule.command("-D"))
+            self.run(rule.command("-D"), rule.family)
         except IptablesError:
             return False
         return True
@@ -164,17 +191,21 @@ class Iptables:
             raise
 
     def tagged(self) -> list[Rule]:
-        """Every rule carrying a kdiag tag, in the tables kdiag uses."""
-        save = self.binary + "-save"
+        """Every rule carrying a kdiag tag, in the tables kdiag uses (IPv4, then IPv6 where
+        ip6tables is there)."""
         rules: list[Rule] = []
-        for table in TABLES:
-            try:
-                proc = subprocess.run([save, "-t", table], capture_output=True, text=True,
-                                      timeout=30, check=False)
-            except FileNotFoundError as exc:
-                raise IptablesError(f"{save} not found: install iptables") from exc
-            if proc.returncode == 0:
-                rules += [r for r in parse_save(proc.stdout) if r.session is not None]
+        for family in (4, 6):
+            save = self.binary_for(family) + "-save"
+            for table in TABLES:
+                try:
+                    proc = subprocess.run([save, "-t", table], capture_output=True, text=True,
+                                          timeout=30, check=False)
+                except FileNotFoundError as exc:
+                    if family == 6:
+                        return rules  # no IPv6 tools: no IPv6 rules of ours either
+                    raise IptablesError(f"{save} not found: install iptables") from exc
+                if proc.returncode == 0:
+                    rules += [r for r in parse_save(proc.stdout, family) if r.session is not None]
         return rules
 
     def remove_sessions(self, sessions: set[str]) -> list[Rule]:

@@ -21,7 +21,15 @@ from dataclasses import dataclass, field
 
 from . import httpfilter, httprouter, liveness, splice, sysutil
 from .api.v1 import manager_pb2 as pb
-from .iptables import SESSION_RE, Iptables, Rule, incoming_rules, outgoing_rules
+from .iptables import (
+    SESSION_RE,
+    Iptables,
+    IptablesError,
+    Rule,
+    families,
+    incoming_rules,
+    outgoing_rules,
+)
 from .tunnelpool import TunnelPool, TunnelWaiter
 from .workers import Workers
 
@@ -58,6 +66,11 @@ class RedirectOptions:
             raise SpecError("ports must be 1..65535 (at least one)")
         if spec.destination and spec.direction != pb.OUTGOING:
             raise SpecError("destination applies to outgoing redirects only")
+        try:
+            families(spec.destination or None)
+        except ValueError:
+            raise SpecError(f"destination {spec.destination!r} is not an IP address or network"
+                            ) from None
         session = spec.session or default_session
         if not SESSION_RE.match(session):
             raise SpecError(f"invalid session id {session!r}")
@@ -151,37 +164,67 @@ class RedirectSession:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> pb.RedirectEvent:
-        """Listen, install the rules; return the ``ready`` event. Raises IptablesError/OSError."""
+        """Listen, install the rules; return the ``ready`` event. Raises IptablesError/OSError.
+
+        One listener takes IPv4 and IPv6 (a dual-stack socket on every address: REDIRECT goes
+        to the receiving interface's address, DNAT to loopback; DROP rules refuse connections
+        that reach it without being redirected). IPv4 rules must install; IPv6 ones are
+        installed where the namespace and tools allow, else the ready event says why not.
+        """
         opts = self.options
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # REDIRECT (incoming) rewrites the destination to the receiving interface's address, so
-        # bind all addresses (a DROP rule refuses connections that were not redirected);
-        # outgoing connections are DNATed to loopback.
-        listener.bind(("0.0.0.0" if opts.incoming else "127.0.0.1", 0))
-        listener.listen(1024)
-        listener.setblocking(False)  # accepted by whichever thread's select wakes (tunnelpool)
+        listener, dual = _listen()
         self._listener = listener
         self._pool = TunnelPool(listener, direct=opts.header is None)
         self.listen_port = listener.getsockname()[1]
-        rules: list[Rule] = []
-        for port in opts.ports:
-            if opts.incoming:
-                rules += incoming_rules(opts.session, port, self.listen_port)
-            else:
-                rules += outgoing_rules(opts.session, port, self.listen_port, opts.destination)
+        wanted = families(opts.destination)
         liveness.hold(opts.session)
+        rules: list[Rule] = []
+        warnings: list[str] = []
         try:
-            self.iptables.install(rules)
+            for family in wanted:
+                family_rules = self._rules(family)
+                if family == 6 and not dual:
+                    warnings.append("IPv6 connections are not redirected: no IPv6 here")
+                    continue
+                try:
+                    self.iptables.install(family_rules)
+                except IptablesError as exc:
+                    if family == 4 or wanted == (6,):
+                        raise
+                    warnings.append(f"IPv6 connections are not redirected: {exc}")
+                    continue
+                rules += family_rules
+            if not rules:
+                raise IptablesError("; ".join(warnings) or "no rules")
         except Exception:
+            self.iptables_remove(rules)
             listener.close()
             raise
+        for warning in warnings:
+            log.warning("redirect %s: %s", self.id, warning)
         self.rules = rules
         _active.add(self)
         threading.Thread(target=self._accept_loop, name="redirect-accept", daemon=True).start()
         return pb.RedirectEvent(ready=pb.RedirectReady(
             listen_port=self.listen_port, rules=[r.save_line() for r in rules],
-            session=opts.session, redirect_id=self.id, raw_data=True))
+            session=opts.session, redirect_id=self.id, raw_data=True, warnings=warnings))
+
+    def _rules(self, family: int) -> list[Rule]:
+        opts = self.options
+        rules: list[Rule] = []
+        for port in opts.ports:
+            if opts.incoming:
+                rules += incoming_rules(opts.session, port, self.listen_port, family)
+            else:
+                rules += outgoing_rules(opts.session, port, self.listen_port, opts.destination,
+                                        family)
+        # One DROP rule per listener and family is enough (each port's list repeats it).
+        return list(dict.fromkeys(rules))
+
+    def iptables_remove(self, rules: list[Rule]) -> None:
+        """Remove ``rules`` (newest first), ignoring ones already gone."""
+        for rule in reversed(rules):
+            self.iptables.delete(rule)
 
     def stop(self) -> None:
         """Remove the rules first (traffic reaches the app again), then stop accepting.
@@ -194,8 +237,7 @@ class RedirectSession:
             if self._stopped.is_set():
                 return
             self._stopped.set()
-        for rule in reversed(self.rules):
-            self.iptables.delete(rule)
+        self.iptables_remove(self.rules)
         _active.discard(self)
         if not any(s.options.session == self.options.session for s in list(_active)):
             liveness.release(self.options.session)
@@ -266,7 +308,8 @@ class RedirectSession:
         except OSError:
             sock.close()  # not redirected (cannot happen with the DROP rule): refuse
             return None
-        return Connection(self.registry.next_id(), sock, original, peer[:2], self)
+        return Connection(self.registry.next_id(), sock, original,
+                          (sysutil.plain_address(peer[0]), peer[1]), self)
 
     def _filter(self, sock: socket.socket, peer: tuple[str, int]) -> None:
         """Header filter: route each request of the connection by the header (per request).
@@ -411,6 +454,23 @@ class RedirectSession:
             return
         result = splice.splice(conn.sock, upstream, conn.initial)
         self.closed(conn, route, result.a_to_b, result.b_to_a, reason)
+
+
+def _listen() -> tuple[socket.socket, bool]:
+    """A listener on every address and a free port: dual-stack where IPv6 exists (True)."""
+    flags = socket.SOCK_STREAM | socket.SOCK_CLOEXEC
+    try:
+        listener = socket.socket(socket.AF_INET6, flags)
+        listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        listener.bind(("::", 0))
+        dual = True
+    except OSError:  # no IPv6 in this namespace (or kernel)
+        listener = socket.socket(socket.AF_INET, flags)
+        listener.bind(("0.0.0.0", 0))
+        dual = False
+    listener.listen(1024)
+    listener.setblocking(False)  # accepted by whichever thread epoll wakes (tunnelpool)
+    return listener, dual
 
 
 # Per-connection work (waiting for a tunnel, fail-open splices, tunnel pumps).

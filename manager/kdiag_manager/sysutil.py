@@ -103,9 +103,17 @@ def mark_socket(sock: socket.socket) -> None:
     sock.setsockopt(socket.SOL_SOCKET, SO_MARK, KDIAG_MARK)
 
 
+def plain_address(address: str) -> str:
+    """An IPv4 address as such, also when a dual-stack socket gives it IPv4-mapped."""
+    return address[len("::ffff:"):] if address.startswith("::ffff:") and "." in address \
+        else address
+
+
 def original_destination(sock: socket.socket) -> tuple[str, int]:
-    """Where a REDIRECTed/DNATed connection was originally going (SO_ORIGINAL_DST)."""
-    if sock.family == socket.AF_INET6:
+    """Where a REDIRECTed/DNATed connection was originally going (SO_ORIGINAL_DST; IPv4
+    connections on a dual-stack socket ask conntrack's IPv4 side)."""
+    if sock.family == socket.AF_INET6 and \
+            plain_address(sock.getpeername()[0]) == sock.getpeername()[0]:
         raw = sock.getsockopt(41, IP6T_SO_ORIGINAL_DST, 28)  # SOL_IPV6
         port = struct.unpack("!H", raw[2:4])[0]
         return socket.inet_ntop(socket.AF_INET6, raw[8:24]), port

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 from kdiag_manager.iptables import (
+    Iptables,
     Rule,
+    families,
     incoming_rules,
     outgoing_rules,
     parse_save,
@@ -38,12 +40,27 @@ def test_incoming_rules_are_tagged_and_skip_marked() -> None:
 
 
 def test_outgoing_rules_with_destination() -> None:
-    (rule,) = outgoing_rules("s2", 80, 41001, "10.0.0.0/8")
+    rule, drop = outgoing_rules("s2", 80, 41001, "10.0.0.0/8")
     line = rule.save_line()
     assert line.startswith("-A OUTPUT -p tcp -d 10.0.0.0/8 --dport 80 -m mark ! --mark")
     assert "--to-destination 127.0.0.1:41001" in line
-    (rule,) = outgoing_rules("s2", 80, 41001)
+    assert (drop.table, drop.chain, drop.args[-2:]) == ("filter", "INPUT", ("-j", "DROP"))
+    rule, _ = outgoing_rules("s2", 80, 41001)
     assert "-d" not in rule.args
+
+
+def test_ipv6_rules_and_families() -> None:
+    rule, drop = outgoing_rules("s3", 80, 41002, "fd00::/8", family=6)
+    assert rule.family == drop.family == 6
+    assert "--to-destination [::1]:41002" in rule.save_line()
+    assert rule.save_line().endswith("(ip6tables)")
+    assert all(r.family == 6 for r in incoming_rules("s3", 8080, 41003, family=6))
+    assert families(None) == (4, 6)
+    assert families("10.1.2.3") == (4,) and families("fd00::/8") == (6,)
+    with pytest.raises(ValueError):
+        families("not-an-address")
+    assert Iptables("iptables-legacy").binary_for(6) == "ip6tables-legacy"
+    assert parse_save(SAVE, 6)[0].family == 6
 
 
 def test_parse_save_finds_tagged_rules() -> None:

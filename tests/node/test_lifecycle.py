@@ -67,7 +67,7 @@ def test_kill_9_of_the_cli_restores_traffic_within_1s(app: Lab) -> None:
         line = helper.stdout.readline()
         assert line.startswith("READY"), line
         manager_pid, workdir = int(line.split()[1]), line.split()[2]
-        assert len(app.tagged_rules()) == 3
+        assert len(app.tagged_rules()) == 6  # 3 IPv4, 3 IPv6
         with in_netns(app.client_ns), pytest.raises(ConnectionResetError):
             exchange((app.app_ip, 8080), b"x", timeout=5)  # redirected, operator refuses
         helper.kill()
@@ -112,7 +112,7 @@ def test_restarted_manager_removes_stale_rules(app: Lab) -> None:
     os.kill(session.info["manager_pid"], 9)
     session.proc.wait()
     time.sleep(0.2)
-    assert len(app.tagged_rules()) == 3
+    assert len(app.tagged_rules()) == 6  # 3 IPv4, 3 IPv6
     sh("ip", "netns", "exec", app.app_ns, "iptables", "-t", "nat", "-I", "PREROUTING", "-p",
        "tcp", "--dport", "7777", "-m", "comment", "--comment", "kdiag:stale-one", "-j",
        "REDIRECT", "--to-ports", "1")
@@ -124,9 +124,9 @@ def test_restarted_manager_removes_stale_rules(app: Lab) -> None:
         # ...but never the rules of a live manager.
         session2.manager.redirect(RedirectSpec("incoming", [8080]), ("127.0.0.1", 1))
         session3 = NodeTarget(app.app_pid, env={"KDIAG_ENTER": str(ENTER)}).open()
-        assert len(app.tagged_rules()) == 3
+        assert len(app.tagged_rules()) == 6  # 3 IPv4, 3 IPv6
         session3.close()
-        assert len(app.tagged_rules()) == 3
+        assert len(app.tagged_rules()) == 6  # 3 IPv4, 3 IPv6
     finally:
         session2.close()
     assert app.tagged_rules() == []

@@ -54,7 +54,7 @@ def test_incoming_200_concurrent_with_half_close(app: Lab, node_session, pool_si
             pool_size=pool_size)
         try:
             assert any("kdiag:" in r for r in handle.rules)
-            assert len(app.tagged_rules()) == 3
+            assert len(app.tagged_rules()) == 6  # 3 IPv4, 3 IPv6
             _many(app, app.client_ns, (app.app_ip, 8080))
             assert handle.connections == N_CONNECTIONS
             deadline = time.monotonic() + 10
@@ -277,3 +277,32 @@ def test_pooled_operator_side_speaking_first_and_resetting_at_once(app: Lab,
                         pass
         finally:
             handle.close()
+
+
+def test_ipv6_connections_both_ways(app: Lab, node_session) -> None:
+    """One dual-stack listener and ip6tables rules beside the IPv4 ones: IPv6 connections are
+    redirected too, with their original destination and peer reported as IPv6."""
+    events: list = []
+    with tcp_server(reply_with(b"operator:")) as operator:
+        incoming = node_session.manager.redirect(
+            RedirectSpec("incoming", [8080], fail_open=False), operator, on_event=events.append)
+        outgoing = node_session.manager.redirect(
+            RedirectSpec("outgoing", [9000], destination=app.client_ip6, fail_open=False),
+            operator, on_event=events.append)
+        try:
+            assert not incoming.warnings and not outgoing.warnings
+            assert sum("(ip6tables)" in r for r in incoming.rules) == 3
+            assert all("(ip6tables)" in r for r in outgoing.rules)  # an IPv6 destination only
+            with in_netns(app.client_ns):
+                assert exchange((app.app_ip6, 8080), b"in6") == b"operator:in6"
+                assert exchange((app.app_ip, 8080), b"in4") == b"operator:in4"
+            with in_netns(app.app_ns):
+                assert exchange((app.client_ip6, 9000), b"out6") == b"operator:out6"
+        finally:
+            incoming.close()
+            outgoing.close()
+    seen = {(e.original, e.peer[0]) for e in events if e.kind == "connection"}
+    assert ((app.app_ip6, 8080), app.client_ip6) in seen
+    assert ((app.app_ip, 8080), app.client_ip) in seen  # IPv4 as such, not ::ffff:-mapped
+    assert ((app.client_ip6, 9000), app.app_ip6) in seen
+    assert app.tagged_rules() == []

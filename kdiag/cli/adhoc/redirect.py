@@ -47,6 +47,8 @@ def command(args: argparse.Namespace) -> int:
         handle = session.manager.redirect(spec, forward_to, on_event=on_event)
         arrows = ", ".join(f"{r} -> {args.to}:{loc}" for r, loc in mappings)
         print(f"redirecting {spec.direction} {arrows}; Ctrl-C to stop", flush=True)
+        for warning in handle.warnings:
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
         try:
             while handle.running:
                 handle.wait(1.0)
