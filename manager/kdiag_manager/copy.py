@@ -52,47 +52,44 @@ def _info(path: str, st: os.stat_result) -> pb.FileInfo:
                        gid=st.st_gid, mtime=st.st_mtime)
 
 
+def _open_in_target(config: Config, path: str, flags: int) -> int:
+    """``path`` opened inside the target's root (CopyError naming the path if it cannot be)."""
+    root = _root_fd(config)
+    try:
+        return openat2_in_root(root, path, flags)
+    except OSError as exc:
+        raise _os_error(path, exc) from None
+    finally:
+        os.close(root)
+
+
 def read_file(req: pb.ReadFileRequest, config: Config) -> Iterator[pb.FileChunk]:
     """Stream ``req.path``: its info, then its bytes. Refuses non-regular and too-large files."""
     limit = req.max_bytes or config.max_file_bytes
-    root = _root_fd(config)
-    try:
-        try:
-            fd = openat2_in_root(root, req.path, os.O_RDONLY | os.O_NOCTTY)
-        except OSError as exc:
-            raise _os_error(req.path, exc) from None
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):  # (before fdopen, which refuses folders itself)
-            os.close(fd)
-            what = "is a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-            raise CopyError(f"{req.path}: {what}", grpc.StatusCode.INVALID_ARGUMENT)
-        with os.fdopen(fd, "rb") as f:
-            if st.st_size > limit:
-                raise CopyError(f"{req.path}: {st.st_size} bytes is over the limit of {limit}",
+    fd = _open_in_target(config, req.path, os.O_RDONLY | os.O_NOCTTY)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):  # (before fdopen, which refuses folders itself)
+        os.close(fd)
+        what = "is a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise CopyError(f"{req.path}: {what}", grpc.StatusCode.INVALID_ARGUMENT)
+    with os.fdopen(fd, "rb") as f:
+        if st.st_size > limit:
+            raise CopyError(f"{req.path}: {st.st_size} bytes is over the limit of {limit}",
+                            grpc.StatusCode.RESOURCE_EXHAUSTED)
+        yield pb.FileChunk(info=_info(req.path, st))
+        sent = 0
+        while data := f.read(min(CHUNK, limit - sent + 1)):
+            sent += len(data)
+            if sent > limit:  # grew while we read it
+                raise CopyError(f"{req.path}: grew over the limit of {limit} bytes",
                                 grpc.StatusCode.RESOURCE_EXHAUSTED)
-            yield pb.FileChunk(info=_info(req.path, st))
-            sent = 0
-            while data := f.read(min(CHUNK, limit - sent + 1)):
-                sent += len(data)
-                if sent > limit:  # grew while we read it
-                    raise CopyError(f"{req.path}: grew over the limit of {limit} bytes",
-                                    grpc.StatusCode.RESOURCE_EXHAUSTED)
-                yield pb.FileChunk(data=data)
-    finally:
-        os.close(root)
+            yield pb.FileChunk(data=data)
 
 
 def list_dir(req: pb.ListDirRequest, config: Config) -> pb.ListDirResponse:
     """Everything under ``req.path`` (lstat of each entry), each folder before its contents."""
     limit = req.max_entries or MAX_ENTRIES
-    root = _root_fd(config)
-    try:
-        try:
-            top = openat2_in_root(root, req.path, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError as exc:
-            raise _os_error(req.path, exc) from None
-    finally:
-        os.close(root)
+    top = _open_in_target(config, req.path, os.O_RDONLY | os.O_DIRECTORY)
     resp = pb.ListDirResponse()
     pending = [(top, "")]
     try:
