@@ -27,8 +27,11 @@ while read -r ifc; do leak "interface: $ifc (CNI veth)"; done < <(ip -o link sho
 ip -o route show "$POD_SUBNET" 2>/dev/null | grep -q . && leak "route: $POD_SUBNET"
 for ipt in iptables ip6tables; do
   command -v "$ipt-save" >/dev/null || continue
-  while read -r line; do leak "$ipt: $line"; done < <("$ipt-save" 2>/dev/null |
-    grep -E '^(:|-A )(CNI-|KUBE-)|-j (CNI-|KUBE-)|'"$BRIDGE"'|'"${POD_SUBNET%/*}" || true)
+  # Rules of this cluster's CNI network (its name, bridge or pod subnet) and kubelet chains.
+  while read -r line; do leak "$ipt: $line"; done < <(
+    "$ipt-save" 2>/dev/null | grep -E '^(:|-A )KUBE-|-j KUBE-' || true
+    "$ipt-save" 2>/dev/null | grep '^-A ' |
+      grep -F -e 'name: \"kdiag\"' -e "$BRIDGE" -e "${POD_SUBNET%/*}" || true)
 done
 for d in /sys/fs/cgroup/*/"$CGROUP_ROOT" /sys/fs/cgroup/"$CGROUP_ROOT"; do
   [[ -d $d ]] && leak "cgroup: $d"

@@ -91,8 +91,9 @@ for i in 1 2 3; do
   for m in "${mounts[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
 done
 
-# 6. Network: pod veths (their netns are gone once unmounted), the bridge, CNI/KUBE
-# iptables chains, ip_forward as it was.
+# 6. Network: pod veths (their netns are gone once unmounted), the bridge, the CNI plugins'
+# iptables rules of this cluster (its network name, bridge or pod subnet: other CNI users of the
+# machine keep theirs) and the CNI chains left empty by that, ip_forward as it was.
 if ip link show "$BRIDGE" >/dev/null 2>&1; then
   for veth in $(ip -o link show master "$BRIDGE" 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
     ip link del "$veth" 2>/dev/null || true
@@ -103,12 +104,10 @@ fi
 for ipt in iptables ip6tables; do
   command -v $ipt-save >/dev/null || continue
   for table in nat filter mangle; do
-    # Rules that jump to or mention the CNI plugins' chains, then the chains themselves.
-    { $ipt-save -t $table 2>/dev/null || true; } | { grep -E '^-A .*(CNI-|'"$BRIDGE"')' || true; } |
+    { $ipt-save -t $table 2>/dev/null || true; } | { grep '^-A ' || true; } |
+      { grep -F -e 'name: \"kdiag\"' -e "$BRIDGE" -e "${POD_SUBNET%/*}" || true; } |
       sed 's/^-A/-D/' | while read -r rule; do eval "$ipt -t $table $rule" 2>/dev/null || true; done
-    for chain in $($ipt-save -t $table 2>/dev/null | awk '/^:CNI-/ {print substr($1, 2)}'); do
-      $ipt -t $table -F "$chain" 2>/dev/null || true
-    done
+    # -X refuses chains that still hold rules or are jumped to: those are someone else's.
     for chain in $($ipt-save -t $table 2>/dev/null | awk '/^:CNI-/ {print substr($1, 2)}'); do
       $ipt -t $table -X "$chain" 2>/dev/null || true
     done
