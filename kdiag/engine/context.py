@@ -87,7 +87,7 @@ class StepRuntime:
         return folder / name
 
     def target(self) -> TargetSession:
-        return self.run.target_session()
+        return self.run.target_session(self.ref)
 
     def evaluate(self, expression: str) -> Any:
         return self.run.renderer.evaluate(expression, self.frame.scope())

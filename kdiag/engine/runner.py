@@ -182,15 +182,20 @@ class Run:
                                   dict(self.counts), message))
         return exit_code
 
-    def target_session(self) -> TargetSession:
-        """The target session, opened on first use by a step that needs it."""
+    def target_session(self, ref: StepRef | None = None) -> TargetSession:
+        """The target session, opened on first use by a step that needs it (``ref``: the
+        step, which gets notes on what opening it found)."""
         with self._target_lock:
             if self._session is None:
                 if self.open_target is None or not self._target_spec:
                     raise EnvironmentProblem(
                         "this runbook has no target: add a 'target:' section or pass --pid")
+                if ref is not None:  # injecting a manager can take a while: say what happens
+                    self.bus.emit(StepNote(ref, f"opening the target: {self._describe_target()}"))
                 self._session = self.open_target(self._target_spec)
                 self._target_facts.update(getattr(self._session, "info", {}))
+                if ref is not None:
+                    self.bus.emit(StepNote(ref, f"target: {self._session.summary()}"))
             return self._session
 
     def artifacts_root(self) -> Path:

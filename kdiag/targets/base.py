@@ -27,6 +27,10 @@ class TargetSession(abc.ABC):
     def close(self) -> None:
         """Stop using the target: end streams, stop/clean the manager. Idempotent."""
 
+    def summary(self) -> str:
+        """One line for the report: what was reached and how (e.g. which pod, which manager)."""
+        return str(self.info.get("kind", "target"))
+
     def __enter__(self) -> TargetSession:
         return self
 

@@ -141,6 +141,16 @@ class KubernetesSession(TargetSession):
                      "pods": [p.to_dict() for p in pods]}
         self._closed = False
 
+    def summary(self) -> str:
+        """``pod ns/name (container c), manager NAME (reused)``, and how many pods matched."""
+        ref = self.ref
+        line = (f"pod {ref.namespace}/{ref.name} (container {ref.container}), manager "
+                f"{self.container}{' (reused)' if self.reused else ' (injected)'}")
+        if len(self.pods) > 1:
+            line += (f"; {len(self.pods)} pods selected: manager steps act on this one "
+                     "(logs follows all)")
+        return line
+
     def diagnose(self) -> TargetError | None:
         """Why the manager stopped answering, if the cluster can tell."""
         return diagnose(self.kube, self.ref, self.container)

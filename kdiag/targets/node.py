@@ -54,6 +54,11 @@ class NodeSession(TargetSession):
         self._closed = False
         self.leftover_rules: list[str] = []
 
+    def summary(self) -> str:
+        """``node process PID (comm), manager pid N``."""
+        return (f"node process {self.info['pid']} ({self.info['comm']}), manager pid "
+                f"{self.info['manager_pid']}")
+
     def close(self) -> None:
         """Stop the manager (stdin EOF, then SIGTERM, then SIGKILL) and make sure no tagged rule
         of this session is left in the target's network namespace."""

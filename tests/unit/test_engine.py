@@ -418,13 +418,14 @@ def test_stop_ends_a_background_step_early(run_runbook, tmp_path: Path) -> None:
 
 def test_manager_lost_mid_run_is_an_environment_error_and_finally_runs(run_runbook) -> None:
     from kdiag.session.client import ManagerUnavailable
+    from kdiag.targets.base import TargetSession
 
     class Manager:
         def ps(self, all_processes: bool = False) -> list:
             raise ManagerUnavailable("manager unreachable (UNAVAILABLE): ps: socket closed")
 
-    class Session:
-        manager = Manager()
+    class Session(TargetSession):
+        manager = Manager()  # type: ignore[assignment]
         info = {"kind": "fake"}
         closed = False
 
@@ -443,3 +444,5 @@ def test_manager_lost_mid_run_is_an_environment_error_and_finally_runs(run_runbo
     assert outcome.status == {"look": "error", "never": "skipped", "cleanup": "passed"}
     assert "manager unreachable" in outcome.recorder.finished()["look"].message
     assert Session.closed
+    notes = [e.message for e in outcome.recorder.events if type(e).__name__ == "StepNote"]
+    assert notes[:2] == ["opening the target: node (pid=1)", "target: fake"]
