@@ -885,14 +885,16 @@ class ManagerClient:
 
     def probe_http(self, url: str, *, method: str = "GET", headers: dict[str, str] | None = None,
                    body: bytes | str = b"", timeout: float = 5.0,
-                   bypass_redirect: bool = False, max_body_bytes: int = 0) -> ProbeResult:
-        """An HTTP request from inside the target's network namespace."""
+                   bypass_redirect: bool = False, max_body_bytes: int = 0,
+                   verify: bool = False) -> ProbeResult:
+        """An HTTP request from inside the target's network namespace (``verify``: check an
+        HTTPS certificate with the target's own CA bundle)."""
         data = body.encode() if isinstance(body, str) else body
         return self._probe(pb.ProbeRequest(kind="http", url=url, method=method,
                                            headers=headers or {}, body=data,
                                            timeout_seconds=timeout,
                                            bypass_redirect=bypass_redirect,
-                                           max_body_bytes=max_body_bytes))
+                                           max_body_bytes=max_body_bytes, verify=verify))
 
     def probe_tcp(self, host: str, port: int, *, timeout: float = 5.0,
                   bypass_redirect: bool = False, send: bytes = b"",

@@ -14,6 +14,8 @@ from kdiag.steps.http import HTTP_REQUEST_SCHEMA, check_status, request_body, re
 
 _HTTP_FIELDS = {k: v for k, v in HTTP_REQUEST_SCHEMA["properties"].items()
                 if k not in ("verify", "follow_redirects")}
+_HTTP_FIELDS["verify"] = {"type": "boolean", "description": "HTTPS: check the certificate "
+                          "with the target's own CA bundle, as the app would (default false)."}
 
 
 class ProbeStep(StepType):
@@ -50,7 +52,8 @@ class ProbeStep(StepType):
             data, headers = request_body(body)
             probe = manager.probe_http(str(body["url"]), method=str(body.get("method", "GET")),
                                        headers=headers, body=data or b"", timeout=timeout,
-                                       bypass_redirect=bypass)
+                                       bypass_redirect=bypass,
+                                       verify=bool(body.get("verify", False)))
             if probe.error:
                 raise StepFailed(f"probe {body['url']}: {probe.error}")
             result = response_result(probe.status, probe.headers, probe.body, probe.elapsed,

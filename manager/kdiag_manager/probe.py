@@ -6,7 +6,8 @@ A TCP probe may also send bytes once connected and read the reply until it holds
 Names resolve through the target's hosts file and resolv.conf (see :mod:`dns`). With
 ``bypass_redirect`` the socket carries kdiag's mark, so kdiag's own redirect rules skip it;
 otherwise the probe behaves like the app's own traffic (useful to test an outgoing redirect).
-HTTPS certificates are not verified: a probe checks reachability and answers, not identity.
+HTTPS certificates are checked only on request (``verify``), and then against the target's
+own CA bundle, not the manager's: the question is what the app itself would trust.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from .api.v1 import manager_pb2 as pb
 from .config import Config
 from .sysutil import mark_socket, read_in_root
 
+# Where distributions keep the CA bundle (Debian/Ubuntu/Alpine, RHEL/Fedora, others).
+CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
+              "/etc/ssl/cert.pem")
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_MAX_BODY = 1 << 20
 
@@ -52,6 +56,21 @@ def _connect(addresses: list[str], port: int, timeout: float, mark: bool) -> soc
     raise last or OSError("no address")
 
 
+def _tls_context(req: pb.ProbeRequest, config: Config) -> ssl.SSLContext:
+    """No checks, or the target's own trust store (ValueError if it has none)."""
+    if not req.verify:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    for path in CA_BUNDLES:
+        bundle = read_in_root(config.target_pid, path, limit=16 << 20)
+        if "BEGIN CERTIFICATE" in bundle:
+            return ssl.create_default_context(cadata=bundle)  # (and no other CA)
+    raise ValueError(f"the target has no CA bundle ({', '.join(CA_BUNDLES)}): nothing to "
+                     "verify with (verify: false skips the check)")
+
+
 def _http(req: pb.ProbeRequest, config: Config, timeout: float) -> pb.ProbeResponse:
     # Imported here: http.client (with email) is ~1.3 MB of an idle manager's RSS.
     import http.client
@@ -72,9 +91,11 @@ def _http_exchange(req: pb.ProbeRequest, config: Config, timeout: float) -> pb.P
     addresses = _resolve(url.hostname, config, timeout)
     sock = _connect(addresses, port, timeout, req.bypass_redirect)
     if url.scheme == "https":
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
+        try:
+            ctx = _tls_context(req, config)
+        except ValueError as exc:
+            sock.close()
+            return pb.ProbeResponse(error=str(exc))
         sock = ctx.wrap_socket(sock, server_hostname=url.hostname)
     conn = http.client.HTTPConnection(url.hostname, port, timeout=timeout)
     conn.sock = sock  # already connected from inside the namespace, maybe marked

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -203,3 +205,45 @@ def test_probe_http_tcp_dns_from_target_namespace(app: Lab, node_session) -> Non
     (app.root / "etc" / "hosts").write_text(f"{app.client_ip} peer.local\n")
     assert m.probe_dns("peer.local").addresses == [app.client_ip]
     assert m.probe_http("http://peer.local:8080/").error  # nothing listens there
+
+
+def test_https_probe_verifies_with_the_targets_trust_store(app: Lab, node_session,
+                                                          tmp_path: Path) -> None:
+    import ssl
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=app.local", "-addext", "subjectAltName=DNS:app.local",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    with in_netns(app.app_ns):
+        server = socket.create_server(("127.0.0.1", 8443))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with contextlib.suppress(OSError), ctx.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(4096)
+                tls.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\ntls")
+
+    threading.Thread(target=serve, daemon=True).start()
+    (app.root / "etc").mkdir(exist_ok=True)
+    (app.root / "etc" / "hosts").write_text("127.0.0.1 app.local\n")
+    m = node_session.manager
+    try:
+        missing = m.probe_http("https://app.local:8443/", verify=True)
+        assert "the target has no CA bundle" in missing.error
+        assert m.probe_http("https://app.local:8443/").text == "tls"  # unchecked by default
+        bundle = app.root / "etc" / "ssl" / "certs" / "ca-certificates.crt"
+        bundle.parent.mkdir(parents=True)
+        bundle.write_text(cert.read_text())
+        trusted = m.probe_http("https://app.local:8443/", verify=True)
+        assert trusted.status == 200 and trusted.text == "tls", trusted.error
+        wrong_name = m.probe_http("https://127.0.0.1:8443/", verify=True)
+        assert "certificate verify failed" in wrong_name.error
+    finally:
+        server.close()

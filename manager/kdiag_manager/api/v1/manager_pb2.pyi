@@ -490,7 +490,7 @@ class NetResponse(_message.Message):
     def __init__(self, interfaces: _Optional[_Iterable[_Union[Interface, _Mapping]]] = ..., addresses: _Optional[_Iterable[_Union[Address, _Mapping]]] = ..., routes: _Optional[_Iterable[_Union[Route, _Mapping]]] = ..., neighbours: _Optional[_Iterable[_Union[Neighbour, _Mapping]]] = ..., resolv_conf: _Optional[str] = ..., hosts: _Optional[str] = ...) -> None: ...
 
 class ProbeRequest(_message.Message):
-    __slots__ = ("kind", "url", "method", "headers", "body", "host", "port", "timeout_seconds", "bypass_redirect", "max_body_bytes", "send", "expect")
+    __slots__ = ("kind", "url", "method", "headers", "body", "host", "port", "timeout_seconds", "bypass_redirect", "max_body_bytes", "send", "expect", "verify")
     class HeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -510,6 +510,7 @@ class ProbeRequest(_message.Message):
     MAX_BODY_BYTES_FIELD_NUMBER: _ClassVar[int]
     SEND_FIELD_NUMBER: _ClassVar[int]
     EXPECT_FIELD_NUMBER: _ClassVar[int]
+    VERIFY_FIELD_NUMBER: _ClassVar[int]
     kind: str
     url: str
     method: str
@@ -522,7 +523,8 @@ class ProbeRequest(_message.Message):
     max_body_bytes: int
     send: bytes
     expect: bytes
-    def __init__(self, kind: _Optional[str] = ..., url: _Optional[str] = ..., method: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., body: _Optional[bytes] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., timeout_seconds: _Optional[float] = ..., bypass_redirect: _Optional[bool] = ..., max_body_bytes: _Optional[int] = ..., send: _Optional[bytes] = ..., expect: _Optional[bytes] = ...) -> None: ...
+    verify: bool
+    def __init__(self, kind: _Optional[str] = ..., url: _Optional[str] = ..., method: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., body: _Optional[bytes] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., timeout_seconds: _Optional[float] = ..., bypass_redirect: _Optional[bool] = ..., max_body_bytes: _Optional[int] = ..., send: _Optional[bytes] = ..., expect: _Optional[bytes] = ..., verify: _Optional[bool] = ...) -> None: ...
 
 class Header(_message.Message):
     __slots__ = ("name", "value")
