@@ -198,6 +198,8 @@ class RedirectSession:
                 raise IptablesError("; ".join(warnings) or "no rules")
         except Exception:
             self.iptables_remove(rules)
+            self._pool.close()
+            self._pool.release()
             listener.close()
             raise
         for warning in warnings:
