@@ -78,11 +78,13 @@ def _skip_marked() -> list[str]:
 
 
 def families(destination: str | None) -> tuple[int, ...]:
-    """The IP versions rules are needed for: both, or the destination's own (ValueError if it
-    is not an address or network)."""
-    if not destination:
+    """The IP versions rules are needed for: the destination's own when it is an address or a
+    network, else both (no destination, or a host name: iptables and ip6tables each resolve
+    it when the rule goes in)."""
+    try:
+        return (ipaddress.ip_network(destination or "", strict=False).version,)
+    except ValueError:
         return (4, 6)
-    return (ipaddress.ip_network(destination, strict=False).version,)
 
 
 def _refuse_direct(session: str, listen_port: int, family: int) -> Rule:

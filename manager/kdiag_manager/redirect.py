@@ -66,11 +66,6 @@ class RedirectOptions:
             raise SpecError("ports must be 1..65535 (at least one)")
         if spec.destination and spec.direction != pb.OUTGOING:
             raise SpecError("destination applies to outgoing redirects only")
-        try:
-            families(spec.destination or None)
-        except ValueError:
-            raise SpecError(f"destination {spec.destination!r} is not an IP address or network"
-                            ) from None
         session = spec.session or default_session
         if not SESSION_RE.match(session):
             raise SpecError(f"invalid session id {session!r}")
@@ -191,7 +186,8 @@ class RedirectSession:
                 except IptablesError as exc:
                     if family == 4 or wanted == (6,):
                         raise
-                    warnings.append(f"IPv6 connections are not redirected: {exc}")
+                    reason = str(exc).splitlines()[0]  # (not ip6tables' usage hint)
+                    warnings.append(f"IPv6 connections are not redirected: {reason}")
                     continue
                 rules += family_rules
             if not rules:
