@@ -17,3 +17,9 @@ def parse_port_mapping(text: str, *, local_may_be_zero: bool = False) -> tuple[i
     if not 0 < pair[0] < 65536 or (pair[1] is not None and not lowest_local <= pair[1] < 65536):
         raise ValueError(f"port out of range: {text}")
     return pair
+
+
+# Schema fragments for steps that take ports.
+PORT_SCHEMA = {"type": "integer", "minimum": 1, "maximum": 65535}
+PORT_MAPPING_SCHEMA = {"type": "string", "pattern": r"^[0-9]{1,5}(:[0-9]{1,5})?$",
+                       "title": "PORT or PORT:LOCALPORT"}

@@ -173,11 +173,11 @@ class _Carried:
     the socket and reports (from whichever thread that is)."""
 
     def __init__(self, assigned: pb.NewConnection, sock: socket.socket,
-                 on_done: Callable[[], None], early: bytes = b"") -> None:
+                 on_done: Callable[[], None]) -> None:
         self.assigned = assigned
         self.sock = sock
         self.stats = TunnelStats(assigned.connection_id)
-        self.early = early  # bytes from the manager still to write (large early data)
+        self.early = b""  # bytes from the manager still to write (large early data)
         self.write_failed = False  # writing the early bytes failed: the stream is over
         self._on_done: Callable[[], None] | None = on_done
         self._left = 2

@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from kdiag.language.ports import PORT_SCHEMA
 from kdiag.steps.base import (
     StepContext,
     StepOutcome,
@@ -22,7 +23,6 @@ from kdiag.steps.base import (
 if TYPE_CHECKING:
     from kdiag.kube.portforward import PortForwarder
 
-PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
 
 
 @dataclass
@@ -41,7 +41,7 @@ class ForwardStep(StepType):
         "additionalProperties": False,
         "required": ["port"],
         "properties": {
-            "port": {**PORT, "description": "The pod's port."},
+            "port": {**PORT_SCHEMA, "description": "The pod's port."},
             "local_port": {"type": "integer", "minimum": 0, "maximum": 65535,
                            "description": "The local port (default 0: any free port)."},
             "address": {"type": "string", "description": "Local address to listen on "

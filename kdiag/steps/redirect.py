@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kdiag.language.durations import parse_duration
-from kdiag.language.ports import parse_port_mapping
+from kdiag.language.ports import PORT_MAPPING_SCHEMA, PORT_SCHEMA, parse_port_mapping
 from kdiag.steps.base import (
     StepContext,
     StepFailed,
@@ -26,9 +26,6 @@ from kdiag.steps.base import (
 if TYPE_CHECKING:
     from kdiag.session.client import RedirectEventInfo, RedirectHandle
 
-PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
-PORT_MAPPING = {"type": "string", "pattern": r"^[0-9]{1,5}(:[0-9]{1,5})?$",
-                "title": "PORT or PORT:LOCALPORT"}
 
 
 def parse_ports(items: list[Any], host: str, default_port: int | None
@@ -100,7 +97,8 @@ class RedirectStep(StepType):
             "direction": {"enum": ["incoming", "outgoing"],
                           "description": "incoming (default): connections to the target's "
                                          "ports; outgoing: the target's connections to them."},
-            "ports": {"type": "array", "minItems": 1, "items": {"anyOf": [PORT, PORT_MAPPING]},
+            "ports": {"type": "array", "minItems": 1,
+                      "items": {"anyOf": [PORT_SCHEMA, PORT_MAPPING_SCHEMA]},
                       "description": "Target ports, or PORT:LOCALPORT."},
             "to": {"type": ["string", "integer"], "description": "Operator-side address: "
                    "HOST:PORT, PORT or HOST (default 127.0.0.1 and the same port)."},

@@ -177,10 +177,10 @@ class RedirectSession:
         warnings: list[str] = []
         try:
             for family in wanted:
-                family_rules = self._rules(family)
                 if family == 6 and not dual:
                     warnings.append("IPv6 connections are not redirected: no IPv6 here")
                     continue
+                family_rules = self._rules(family)
                 try:
                     self.iptables.install(family_rules)
                 except IptablesError as exc:

@@ -112,8 +112,8 @@ def plain_address(address: str) -> str:
 def original_destination(sock: socket.socket) -> tuple[str, int]:
     """Where a REDIRECTed/DNATed connection was originally going (SO_ORIGINAL_DST; IPv4
     connections on a dual-stack socket ask conntrack's IPv4 side)."""
-    if sock.family == socket.AF_INET6 and \
-            plain_address(sock.getpeername()[0]) == sock.getpeername()[0]:
+    peer = sock.getpeername()[0]
+    if sock.family == socket.AF_INET6 and plain_address(peer) == peer:  # not IPv4-mapped
         raw = sock.getsockopt(41, IP6T_SO_ORIGINAL_DST, 28)  # SOL_IPV6
         port = struct.unpack("!H", raw[2:4])[0]
         return socket.inet_ntop(socket.AF_INET6, raw[8:24]), port
