@@ -11,9 +11,10 @@ with two threads, large reads and no per-byte Python work.
 Two listeners use it:
 
 - :class:`ManagerRelay` — a unix socket in a private folder; gRPC connects there and the
-  connection is carried over one port-forward to the manager's port (every redirected
-  connection, exec and capture are HTTP/2 streams on it). Only this user can connect, and the
-  manager still wants the token.
+  connection is carried over one port-forward to the manager's port (every exec, capture and
+  redirect control stream is an HTTP/2 stream on it); the same port-forward's second port is
+  the manager's lane, which carries the redirected connections. Only this user can connect,
+  and the manager still wants the token.
 - :class:`PortForwarder` — ``kubectl port-forward``: a local TCP port where each accepted
   connection gets its own port-forward (the protocol carries one connection per port).
 """
@@ -29,16 +30,22 @@ import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from kdiag_manager.lane import Lane, LaneError
 
 from kdiag.kube.errors import Call, api_call
 from kdiag.targets.base import TargetError
+
+if TYPE_CHECKING:
+    from kdiag.session.lane import LaneClient
 
 log = logging.getLogger(__name__)
 
 READ_SIZE = 256 * 1024
 """Local reads: large, so that one WebSocket frame carries as much as possible."""
 DATA, ERROR = 0, 1
+LANE_DATA, LANE_ERROR = 2, 3  # the second port's channels: the session's lane
 _OPCODE_BINARY, _OPCODE_CLOSE = 0x2, 0x8
 
 
@@ -51,11 +58,14 @@ class StreamStats:
     error: str = ""
 
 
-def open_websocket(core: Any, namespace: str, pod: str, port: int, server: str = "") -> Any:
-    """A connected port-forward WebSocket to ``pod:port`` (TargetError if it cannot be had).
+def open_websocket(core: Any, namespace: str, pod: str, port: int, server: str = "",
+                   lane_port: int = 0) -> Any:
+    """A connected port-forward WebSocket to ``pod:port`` (TargetError if it cannot be had);
+    with ``lane_port``, to that port too (channels 2 and 3).
 
     ``core`` must be a CoreV1Api on an ApiClient of its own (``stream`` swaps its call_api).
     """
+    ports = f"{port},{lane_port}" if lane_port else str(port)
     from kubernetes.stream import ws_client
     from kubernetes.stream.stream import _websocket_request
 
@@ -67,7 +77,7 @@ def open_websocket(core: Any, namespace: str, pod: str, port: int, server: str =
         try:
             return _websocket_request(connect, {"_preload_content": False},
                                       core.connect_get_namespaced_pod_portforward, pod,
-                                      namespace, ports=str(port))
+                                      namespace, ports=ports)
         except Exception as exc:
             raise _handshake_error(exc) from exc
 
@@ -86,13 +96,18 @@ def _handshake_error(exc: Exception) -> Exception:
 
 
 class PodStream:
-    """One port-forward WebSocket joined to one local socket."""
+    """One port-forward WebSocket joined to one local socket; with ``lane``, its second port
+    carries the session's lane (see :mod:`kdiag.session.lane`), read in the same thread."""
 
-    def __init__(self, ws: Any, port: int) -> None:
+    def __init__(self, ws: Any, port: int, lane: LaneClient | None = None) -> None:
         self.ws = ws
         self.port = port
         self.stats = StreamStats()
         self._closed = threading.Event()
+        self._lane: Lane | None = lane.attach(self._send_lane) if lane is not None else None
+
+    def _send_lane(self, pieces: list[bytes | memoryview]) -> None:
+        self._send_frame(b"".join((bytes((LANE_DATA,)), *pieces)))
 
     def _send_frame(self, payload: bytes) -> None:
         from websocket import ABNF
@@ -118,7 +133,7 @@ class PodStream:
 
     def _from_pod(self, sock: socket.socket) -> None:
         """WebSocket → local socket; channel 1 text is the kubelet's error for this port."""
-        seen = [False, False]
+        seen = [False] * 4
         try:
             while True:
                 opcode, frame = self.ws.recv_data_frame(True)
@@ -128,12 +143,14 @@ class PodStream:
                     continue
                 data = frame.data
                 channel = data[0]
-                if channel > ERROR:
+                if channel > LANE_ERROR:
                     continue
                 if not seen[channel]:  # the port number, once per channel
                     seen[channel] = True
                     continue
-                if channel == DATA:
+                if channel >= LANE_DATA:
+                    self._to_lane(channel, memoryview(data)[1:])
+                elif channel == DATA:
                     sock.sendall(memoryview(data)[1:])
                     self.stats.from_pod += len(data) - 1
                 else:
@@ -146,6 +163,20 @@ class PodStream:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             self.close()
+
+    def _to_lane(self, channel: int, data: memoryview) -> None:
+        lane = self._lane
+        if lane is None:
+            return
+        if channel == LANE_ERROR:  # the kubelet could not reach the lane's port
+            log.info("port-forward %d: lane: %s", self.port, bytes(data).decode(errors="replace"))
+            lane.close("the lane's port-forward failed")
+            return
+        try:
+            lane.feed(data)
+        except LaneError as exc:
+            log.info("port-forward %d: lane: %s", self.port, exc)
+            lane.close(str(exc))
 
     def run(self, sock: socket.socket) -> StreamStats:
         """Pump both ways until either side ends; closes ``sock`` and the WebSocket."""
@@ -165,6 +196,8 @@ class PodStream:
         if self._closed.is_set():
             return
         self._closed.set()
+        if self._lane is not None:
+            self._lane.close("the port-forward ended")
         with contextlib.suppress(Exception):
             self.ws.close(timeout=1)
         with contextlib.suppress(Exception):
@@ -241,7 +274,7 @@ class ManagerRelay:
     """
 
     def __init__(self, stream_core: Callable[[], Any], namespace: str, pod: str, port: int,
-                 server: str = "") -> None:
+                 server: str = "", lane_port: int = 0, lane: LaneClient | None = None) -> None:
         self._dir = tempfile.mkdtemp(prefix="kdiag-pf-")
         os.chmod(self._dir, 0o700)
         self.path = os.path.join(self._dir, "manager.sock")
@@ -251,7 +284,9 @@ class ManagerRelay:
         self.errors: list[str] = []
 
         def open_stream() -> PodStream:
-            return PodStream(open_websocket(stream_core(), namespace, pod, port, server), port)
+            ws = open_websocket(stream_core(), namespace, pod, port, server,
+                                lane_port if lane is not None else 0)
+            return PodStream(ws, port, lane)
 
         self._listener = _Listener(open_stream, sock, on_error=self.errors.append)
         self._listener.start(f"relay-{pod}")

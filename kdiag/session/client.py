@@ -29,6 +29,7 @@ from kdiag_manager.workers import Workers
 
 from kdiag.errors import EXIT_ENVIRONMENT, KdiagError
 
+from .lane import LaneClient, connect_socket
 from .tunnel import PooledTunnel, TunnelStats, run_tunnel, tunnel_method
 
 log = logging.getLogger(__name__)
@@ -336,7 +337,7 @@ class RedirectHandle:
     def _add_pooled(self) -> None:
         if self._done.is_set() or self.closed_by_user:
             return
-        tunnel = PooledTunnel(self._client._tunnel, self._client._metadata, self.redirect_id,
+        tunnel = PooledTunnel(self._client.tunnel(), self._client._metadata, self.redirect_id,
                               keep_idle=self._pool_size, raw=self._raw_data)
         with self._lock:
             self._idle_tunnels.add(tunnel)
@@ -482,7 +483,7 @@ class RedirectHandle:
             self._sockets.add(sock)
         stats = TunnelStats(info.connection_id)
         try:
-            stats = run_tunnel(self._client._tunnel, self._client._metadata, info.connection_id,
+            stats = run_tunnel(self._client.tunnel(), self._client._metadata, info.connection_id,
                                sock, self._raw_data)
         finally:
             with self._lock:
@@ -543,10 +544,31 @@ class ManagerClient:
     def __init__(self, channel: grpc.Channel, token: str, timeout: float = 30.0) -> None:
         self.channel = channel
         self.timeout = timeout
+        self._token = token
         self._metadata = [("authorization", f"Bearer {token}")]
         self._stub = pb_grpc.ManagerStub(channel)
         self._tunnel = tunnel_method(channel)  # Tunnel with the raw frame codec
         self.unix_path = ""  # the manager's unix socket (node mode), if that is the address
+        # Tunnel streams go on the lane while it is up (see kdiag_manager.lane), else on gRPC.
+        self.lane: LaneClient | None = None
+        self._lane_socket: socket.socket | None = None
+
+    def tunnel(self) -> Any:
+        """The Tunnel method for a new call: on the lane when it is up, else over gRPC."""
+        lane = self.lane
+        if lane is not None and lane.ready:
+            return lane.method
+        return self._tunnel
+
+    def open_lane(self, address: str) -> bool:
+        """Connect the lane at ``address`` (node mode: a socket of its own); False if it
+        cannot be had (Tunnel calls stay on gRPC)."""
+        try:
+            self.lane, self._lane_socket = connect_socket(address, self._token)
+        except OSError as exc:
+            log.info("no lane at %s: %s", address, exc)
+            return False
+        return self.lane.wait_ready()
 
     @classmethod
     def connect(cls, address: str, token: str, timeout: float = 30.0,
@@ -568,6 +590,12 @@ class ManagerClient:
 
     def close(self) -> None:
         """Close the channel (ends every stream: redirects stop, their rules go)."""
+        if self.lane is not None:
+            self.lane.close()
+        if self._lane_socket is not None:
+            with contextlib.suppress(OSError):
+                self._lane_socket.shutdown(socket.SHUT_RDWR)
+            self._lane_socket.close()
         self.channel.close()
 
     # -- simple calls ----------------------------------------------------------------------

@@ -222,24 +222,37 @@ class KubernetesTarget(Target):
                  name: str, token: str, reused: bool) -> KubernetesSession:
         from kdiag.kube.portforward import ManagerRelay
         from kdiag.session.client import ManagerError
+        from kdiag.session.lane import LaneClient
 
         first = injector.first_line(ref, name)
-        try:
-            port = int(str(first["address"]).rsplit(":", 1)[1])
-        except (KeyError, IndexError, ValueError):
+        port = _port_of(first.get("address"))
+        if not port:
             raise TargetError(f"the manager in {ref.describe()} gave no usable address: "
-                              f"{first.get('address')!r}") from None
-        relay = ManagerRelay(kube.stream_core, ref.namespace, ref.name, port, kube.server)
+                              f"{first.get('address')!r}")
+        lane_port = _port_of(first.get("lane"))
+        lane = LaneClient(token) if lane_port else None
+        relay = ManagerRelay(kube.stream_core, ref.namespace, ref.name, port, kube.server,
+                             lane_port, lane)
         try:
             manager = _client_class()(_ready_channel(relay, min(self.spec.timeout, 30)), token)
             manager._diagnose = lambda: diagnose(kube, ref, name)
             manager.version()  # checks the token too
+            if lane is not None and lane.wait_ready():
+                manager.lane = lane  # redirected connections go on the port-forward's lane
         except (ManagerError, TargetError) as exc:
             relay.close()
             detail = relay.errors[-1] if relay.errors else str(exc)
             raise TargetError(f"manager {name} in {ref.describe()} unreachable: "
                               f"{detail}") from None
         return KubernetesSession(kube, ref, pods, manager, relay, name, reused, first)
+
+
+def _port_of(address: object) -> int:
+    """The port of a ``host:port`` address from the manager's first line (0: none)."""
+    try:
+        return int(str(address).rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return 0
 
 
 def _ready_channel(relay: Any, timeout: float) -> Any:

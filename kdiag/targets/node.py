@@ -153,6 +153,8 @@ class NodeTarget(Target):
         try:
             first = _read_first_line(proc, log_path)
             manager = ManagerClient.connect(f"unix:{sock}", token)
+            if first.get("lane"):
+                manager.open_lane(str(first["lane"]))
         except (TargetError, ManagerError) as exc:
             _stop(proc)
             shutil.rmtree(workdir, ignore_errors=True)

@@ -28,11 +28,26 @@ EXIT_USAGE = 2
 EXIT_ENV = 3
 
 
+def _lane_address(lane: str, listen: str) -> str:
+    """Where the lane listens ('' for none): ``auto`` is beside the gRPC address (the same
+    host, a port of its own; a unix socket ``<path>.lane``)."""
+    if lane == "off":
+        return ""
+    if lane != "auto":
+        return lane
+    if listen.startswith("unix:"):
+        return f"{listen}.lane"
+    return f"{listen.rsplit(':', 1)[0]}:0"
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line flags."""
     p = argparse.ArgumentParser(prog="kdiag_manager", description=__doc__.splitlines()[0])
     p.add_argument("--listen", default="127.0.0.1:0",
                    help="HOST:PORT (port 0: random) or unix:/path (default: %(default)s)")
+    p.add_argument("--lane", default="auto",
+                   help="where the lane for redirected connections listens: HOST:PORT, "
+                        "unix:/path, auto (beside --listen) or off (default: %(default)s)")
     p.add_argument("--target-pid", type=int, default=None,
                    help="the target process (default: PID 1 when it is not the manager)")
     p.add_argument("--join-netns", action="store_true",
@@ -121,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         if os.path.exists(path):
             os.unlink(path)
     try:
-        server, address = build_server(config, token, listen, iptables)
+        built = build_server(config, token, listen, iptables, _lane_address(args.lane, listen))
+        server, address = built.server, built.address
         server.start()
     except (OSError, RuntimeError) as exc:
         return _fail(EXIT_ENV, f"cannot listen on {listen}: {exc}")
@@ -148,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         threading.Thread(target=watch_stdin, daemon=True, name="stdin-watch").start()
 
     print(json.dumps({"kdiag_manager": {"version": __version__, "address": address,
-                                        "pid": os.getpid(), "session": session,
+                                        "lane": built.lane_address, "pid": os.getpid(), "session": session,
                                         "target_pid": target_pid}}), flush=True)
     # Many pump threads: hand the GIL over sooner than the default 5 ms, so that a thread woken
     # by the network does not wait behind a busy one (connection setup latency).
@@ -159,10 +175,11 @@ def main(argv: list[str] | None = None) -> int:
             pass
     finally:
         redirect.stop_all()  # rules first: the target's traffic must not wait for us
-        server.stop(grace=1).wait(2)
-        if listen.startswith("unix:"):
-            with contextlib.suppress(OSError):
-                os.unlink(listen[5:])
+        built.stop(grace=1)
+        for path in (listen, built.lane_address):
+            if path.startswith("unix:"):
+                with contextlib.suppress(OSError):
+                    os.unlink(path[5:])
     return 0
 
 

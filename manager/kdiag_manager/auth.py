@@ -63,6 +63,10 @@ class TokenInterceptor(grpc.ServerInterceptor):
         self._hashed = isinstance(token, TokenHash)
         self._expected = (token.hex if isinstance(token, TokenHash) else token).encode()
 
+    def accepts(self, token: str) -> bool:
+        """Is ``token`` the session token (for the lane, which has no gRPC metadata)?"""
+        return _token_ok([bearer(token)], self._expected, self._hashed)
+
     def intercept_service(self, continuation: Callable[[Any], Any],
                           handler_call_details: grpc.HandlerCallDetails) -> Any:
         handler = continuation(handler_call_details)

@@ -6,17 +6,19 @@ import logging
 import platform
 from collections.abc import Iterator
 from concurrent import futures
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
-from . import __version__, channel, frames, grpccore, redirect, tunnel
+from . import __version__, channel, frames, grpccore, lane, redirect, tunnel
 from .api.v1 import manager_pb2 as pb
 from .api.v1 import manager_pb2_grpc as pb_grpc
 from .auth import TokenHash, TokenInterceptor
 from .channel import TRANSPORT_OPTIONS
 from .config import Config
 from .iptables import Iptables, IptablesError
+from .workers import Workers
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +182,10 @@ class ManagerService(pb_grpc.ManagerServicer):
         return probe.run(request, self.config)
 
 
+# Lane streams run their handler on these (one per Tunnel stream, as gRPC's pool does).
+_LANE_WORKERS = Workers("lane")
+
+
 class _Handlers:
     """Stands in for a server to collect the generated code's method handlers."""
 
@@ -207,16 +213,32 @@ def _add_service(server: grpc.Server, servicer: ManagerService) -> None:
     server.add_registered_method_handlers(service, handlers)
 
 
-def build_server(config: Config, token: str | TokenHash, address: str,
-                 iptables: Iptables | None = None) -> tuple[grpc.Server, str]:
-    """A started-ready server bound to ``address`` (``127.0.0.1:0`` or ``unix:/path``).
+@dataclass
+class Endpoints:
+    """A built manager: its gRPC server (not yet started) and its lane (started), if any."""
 
-    Returns the server and the address it is bound to (with the real port).
-    """
+    server: grpc.Server
+    address: str
+    lane: lane.LaneServer | None = None
+    lane_address: str = ""
+
+    def stop(self, grace: float = 1.0) -> None:
+        """Stop the lane (its streams end) and the server."""
+        if self.lane is not None:
+            self.lane.close()
+        self.server.stop(grace=grace).wait(grace + 1)
+
+
+def build_server(config: Config, token: str | TokenHash, address: str,
+                 iptables: Iptables | None = None, lane_address: str = "") -> Endpoints:
+    """A server bound to ``address`` (``127.0.0.1:0`` or ``unix:/path``), with the address it
+    is bound to (the real port). With ``lane_address``, a lane for Tunnel streams (see
+    :mod:`lane`) listens there too, already accepting."""
     grpccore.loaded()
+    auth = TokenInterceptor(token)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=MAX_WORKERS,
                                                     thread_name_prefix="rpc"),
-                         interceptors=[TokenInterceptor(token)], options=SERVER_OPTIONS)
+                         interceptors=[auth], options=SERVER_OPTIONS)
     service = ManagerService(config, iptables)
     _add_service(server, service)
     port = server.add_insecure_port(address)
@@ -226,4 +248,10 @@ def build_server(config: Config, token: str | TokenHash, address: str,
         if port == 0:
             raise OSError(f"cannot listen on {address}")
         address = f"{address.rsplit(':', 1)[0]}:{port}"
-    return server, address
+    built = Endpoints(server, address)
+    if lane_address:
+        listener, built.lane_address = lane.listen(lane_address)
+        built.lane = lane.LaneServer(listener, auth.accepts, service.Tunnel, frames.decode,
+                                     _LANE_WORKERS.submit)
+        built.lane.start()
+    return built

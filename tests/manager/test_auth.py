@@ -15,7 +15,8 @@ from kdiag.session.client import ManagerClient, ManagerUnavailable
 @pytest.fixture
 def server():
     config = Config(target_pid=None, enter_path="enter", busybox_path="busybox", session="t1")
-    srv, address = build_server(config, "secret", "127.0.0.1:0")
+    built = build_server(config, "secret", "127.0.0.1:0")
+    srv, address = built.server, built.address
     srv.start()
     yield address
     srv.stop(0)

@@ -20,7 +20,8 @@ DIGEST = hashlib.sha256(TOKEN.encode()).hexdigest()
 @pytest.fixture
 def server():
     config = Config(target_pid=None, enter_path="enter", busybox_path="busybox", session="h1")
-    srv, address = build_server(config, TokenHash(DIGEST), "127.0.0.1:0")
+    built = build_server(config, TokenHash(DIGEST), "127.0.0.1:0")
+    srv, address = built.server, built.address
     srv.start()
     yield address
     srv.stop(0)

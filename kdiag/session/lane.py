@@ -1,0 +1,173 @@
+"""The CLI's end of the lane (see :mod:`kdiag_manager.lane`): Tunnel calls without gRPC.
+
+:meth:`LaneClient.method` stands in for the gRPC Tunnel method (``method(requests)`` returns a
+call to iterate for the manager's frames and to ``cancel()``), so pooled and claimed tunnels run
+the same code either way. The lane rides on a transport that feeds it bytes: a socket of its
+own (node mode, :func:`connect_socket`) or the second port of the session's port-forward
+(``kdiag.kube.portforward``), which attaches a new lane each time it connects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+from kdiag_manager import frames
+from kdiag_manager.lane import HELLO, Lane, LaneError, LaneStream, socket_sender
+from kdiag_manager.workers import Workers
+
+# Each call's request iterator runs on one of these (as gRPC runs it on a thread of its own).
+_SENDERS = Workers("lane-send")
+HELLO_WAIT = 2.0
+
+
+class LaneRpcError(grpc.RpcError):
+    """A lane call that ended abnormally, shaped like gRPC's (``code()``, ``details()``)."""
+
+    def __init__(self, error: LaneError) -> None:
+        super().__init__(str(error))
+        self._code = getattr(grpc.StatusCode, error.code_name, grpc.StatusCode.UNKNOWN)
+        self._details = error.details_text
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
+class LaneCall:
+    """One Tunnel call on the lane: iterate it for the manager's decoded frames."""
+
+    def __init__(self, stream: LaneStream, requests: Iterator[bytes]) -> None:
+        self._stream = stream
+        _SENDERS.submit(self._send, requests)
+
+    def _send(self, requests: Iterator[bytes]) -> None:
+        try:
+            for message in requests:
+                self._stream.send_message(message)
+            self._stream.end()
+        except LaneError:
+            pass  # the call is over: nothing more to carry
+        except Exception as exc:  # the request iterator failed: the call is cancelled
+            self._stream.abort("CANCELLED", f"request iterator failed: {exc}")
+
+    def __iter__(self) -> LaneCall:
+        return self
+
+    def __next__(self) -> frames.Frame:
+        try:
+            payload = self._stream.receive()
+        except LaneError as exc:
+            raise LaneRpcError(exc) from None
+        if payload is None:
+            raise StopIteration
+        return frames.decode(payload)
+
+    def cancel(self) -> None:
+        """End the call (the manager's handler sees it end, as with gRPC)."""
+        self._stream.abort("CANCELLED", "cancelled by the client")
+
+
+class LaneClient:
+    """The session's lane: the current connection (replaced when the transport reconnects)
+    and the Tunnel method on it."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token.encode()
+        self._lane: Lane | None = None
+        self._ready = threading.Event()
+        self._lock = threading.Lock()
+
+    def attach(self, send_raw: Callable[[list[bytes | memoryview]], None]) -> Lane:
+        """A new lane connection over ``send_raw``: say HELLO; feed it what the transport
+        receives and close it when the transport ends."""
+        lane = Lane(send_raw)
+        ready = threading.Event()
+
+        def on_hello(_payload: bytes) -> None:
+            ready.set()
+            with self._lock:
+                if self._lane is lane:
+                    self._ready.set()
+
+        lane.on_hello = on_hello
+        with self._lock:
+            if self._lane is not None:
+                self._lane.close("replaced by a new lane")
+            self._lane = lane
+            self._ready.clear()
+        lane.send(HELLO, 0, self._token)
+        return lane
+
+    def wait_ready(self, timeout: float = HELLO_WAIT) -> bool:
+        """Wait until the manager has accepted the lane."""
+        return self._ready.wait(timeout)
+
+    @property
+    def ready(self) -> bool:
+        """Is there a lane the manager has accepted, still open?"""
+        lane = self._lane
+        return self._ready.is_set() and lane is not None and not lane.closed
+
+    def method(self, requests: Iterator[bytes], metadata: Any = None) -> LaneCall:
+        """A Tunnel call, as ``kdiag.session.tunnel.tunnel_method``'s (``metadata`` is not
+        needed: the lane's HELLO carried the token)."""
+        lane = self._lane
+        if lane is None:
+            lane = Lane(lambda pieces: None)
+            lane.close("no lane")
+        return LaneCall(LaneStream(lane, 0, client=True), requests)
+
+    def close(self) -> None:
+        """Close the current lane (its calls end)."""
+        with self._lock:
+            lane, self._lane = self._lane, None
+            self._ready.clear()
+        if lane is not None:
+            lane.close("the session is closing")
+
+
+def connect_socket(address: str, token: str, timeout: float = 5.0) -> tuple[LaneClient,
+                                                                               socket.socket]:
+    """A lane on a socket of its own to ``address`` (``unix:/path`` or ``host:port``), read by
+    a thread; OSError if it cannot connect."""
+    if address.startswith("unix:"):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        target: Any = address[len("unix:"):]
+    else:
+        host, _, port = address.rpartition(":")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        target = (host, int(port))
+    sock.settimeout(timeout)
+    try:
+        sock.connect(target)
+    except OSError:
+        sock.close()
+        raise
+    sock.settimeout(None)
+    client = LaneClient(token)
+    lane = client.attach(socket_sender(sock))
+    threading.Thread(target=_read, args=(sock, lane), daemon=True, name="lane-read").start()
+    return client, sock
+
+
+def _read(sock: socket.socket, lane: Lane) -> None:
+    try:
+        while True:
+            data = sock.recv(256 * 1024)
+            if not data:
+                break
+            lane.feed(data)
+    except (OSError, LaneError):
+        pass
+    finally:
+        lane.close("the manager's lane closed")
+        with contextlib.suppress(OSError):
+            sock.close()
