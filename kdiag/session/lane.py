@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 from kdiag_manager import frames
-from kdiag_manager.lane import HELLO, Lane, LaneError, LaneStream, socket_sender
+from kdiag_manager.lane import HELLO, READ_SIZE, Lane, LaneError, LaneStream, socket_sender
 from kdiag_manager.workers import Workers
 
 # Each call's request iterator runs on one of these (as gRPC runs it on a thread of its own).
@@ -52,8 +52,8 @@ class LaneCall:
             for message in requests:
                 self._stream.send_message(message)
             self._stream.end()
-        except LaneError:
-            pass  # the call is over: nothing more to carry
+        except LaneError as exc:  # the call is over (or never began: no lane)
+            self._stream.terminate(exc)
         except Exception as exc:  # the request iterator failed: the call is cancelled
             self._stream.abort("CANCELLED", f"request iterator failed: {exc}")
 
@@ -159,12 +159,13 @@ def connect_socket(address: str, token: str, timeout: float = 5.0) -> tuple[Lane
 
 
 def _read(sock: socket.socket, lane: Lane) -> None:
+    buf = bytearray(READ_SIZE)
     try:
         while True:
-            data = sock.recv(256 * 1024)
-            if not data:
+            n = sock.recv_into(buf)
+            if not n:
                 break
-            lane.feed(data)
+            lane.feed(memoryview(buf)[:n])
     except (OSError, LaneError):
         pass
     finally:

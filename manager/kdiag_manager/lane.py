@@ -74,29 +74,44 @@ def frame(kind: int, stream: int, payload: bytes | memoryview = b"") -> list[byt
 
 
 class FrameParser:
-    """Cuts a byte stream into frames, whatever sizes it arrives in."""
+    """Cuts a byte stream into frames, whatever sizes it arrives in. Each payload is copied
+    once out of what was fed; an incomplete frame is kept (copied) until the rest comes."""
 
     def __init__(self) -> None:
-        self._buf = bytearray()
+        self._partial = bytearray()
+        self._need = 0  # bytes the kept partial frame needs before it can be parsed
 
-    def feed(self, data: bytes | memoryview) -> Iterator[tuple[int, int, bytes]]:
+    def feed(self, data: bytes | bytearray | memoryview) -> Iterator[tuple[int, int, bytes]]:
         """Add ``data``; yield every frame completed by it as (kind, stream, payload)."""
-        buf = self._buf
-        buf += data
+        if self._partial:
+            self._partial += data
+            if len(self._partial) < self._need:
+                return
+            data, self._partial = self._partial, bytearray()
+        view = memoryview(data)
         start = 0
         try:
-            while len(buf) - start >= HEADER.size:
-                kind, stream, length = HEADER.unpack_from(buf, start)
+            while len(view) - start >= HEADER.size:
+                kind, stream, length = HEADER.unpack_from(view, start)
                 if length > MAX_PAYLOAD:
                     raise LaneError("INTERNAL", f"lane frame of {length} bytes")
                 end = start + HEADER.size + length
-                if len(buf) < end:
+                if len(view) < end:
                     break
-                payload = bytes(buf[start + HEADER.size:end])
+                payload = view[start + HEADER.size:end].tobytes()
                 start = end
                 yield kind, stream, payload
         finally:
-            del buf[:start]
+            self._keep(view[start:])
+            view.release()
+
+    def _keep(self, rest: memoryview) -> None:
+        if not len(rest):
+            return
+        self._partial = bytearray(rest)
+        self._need = HEADER.size
+        if len(rest) >= HEADER.size:
+            self._need += HEADER.unpack_from(rest)[2]
 
 
 class _Window:
@@ -376,7 +391,7 @@ class LaneServer:
         self._handler = handler
         self._decode = decode
         self._submit = submit
-        self._lanes: set[Lane] = set()
+        self._lanes: dict[Lane, socket.socket] = {}
         self._lock = threading.Lock()
         self._closed = False
 
@@ -423,19 +438,20 @@ class LaneServer:
             if self._closed:
                 sock.close()
                 return
-            self._lanes.add(lane)
+            self._lanes[lane] = sock
         sock.settimeout(HELLO_TIMEOUT)
+        buf = bytearray(READ_SIZE)
         try:
             while True:
-                data = sock.recv(READ_SIZE)
-                if not data:
+                n = sock.recv_into(buf)
+                if not n:
                     break
-                lane.feed(data)
+                lane.feed(memoryview(buf)[:n])
         except (OSError, LaneError) as exc:
             log.debug("lane: %s", exc)
         finally:
             with self._lock:
-                self._lanes.discard(lane)
+                self._lanes.pop(lane, None)
             lane.close("the client's lane closed")
             sock.close()
 
@@ -466,12 +482,14 @@ class LaneServer:
         """Stop accepting; close every lane (their streams end)."""
         with self._lock:
             self._closed = True
-            lanes = list(self._lanes)
+            lanes = list(self._lanes.items())
         with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
-        for lane in lanes:
+        for lane, sock in lanes:
             lane.close("the manager is stopping")
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # the client sees the lane end
 
 
 def listen(address: str) -> tuple[socket.socket, str]:

@@ -77,6 +77,30 @@ class RedirectOptions:
                    spec.fail_open, timeout, header)
 
 
+class FirstBytesHint:
+    """Whether a redirect's peers speak first (HTTP, TLS: they do; SMTP, SSH: the server does),
+    from the connections a tunnel waited on: while the last wait brought bytes, wait again;
+    after one that did not, wait only on every ``RETRY_EVERY``-th connection (a server-first
+    protocol pays the wait that rarely)."""
+
+    RETRY_EVERY = 16
+
+    def __init__(self) -> None:
+        self._speaks_first = True
+        self._skipped = 0
+
+    def worth_waiting(self) -> bool:
+        """Should a tunnel wait for the peer's first bytes?"""
+        if self._speaks_first:
+            return True
+        self._skipped += 1
+        return self._skipped % self.RETRY_EVERY == 0
+
+    def record(self, got_bytes: bool) -> None:
+        """What the last wait brought."""
+        self._speaks_first = got_bytes
+
+
 @dataclass
 class Connection:
     """An accepted connection waiting for (or carried by) a tunnel."""
@@ -153,6 +177,7 @@ class RedirectSession:
         self._stop_lock = threading.Lock()
         self._mine: set[int] = set()
         self._pool: TunnelPool | None = None
+        self.first_bytes = FirstBytesHint()
         self.id = next(_session_ids)
         _by_id[self.id] = self
 

@@ -97,6 +97,9 @@ def test_injection_and_reuse(cluster: Cluster, namespace: str, kube: Any, tmp_pa
         assert [p.command for p in second.manager.ps() if p.is_target] == [
             "/testapp -listen=:8080 -name=app"]
         assert second.relay.connections == 1  # one port-forward for the whole session
+        # ...whose second port is the manager's lane: tunnels go there, not on gRPC.
+        lane = second.manager.lane
+        assert lane is not None and lane.ready and second.manager.tunnel() == lane.method
     assert second_open < first_open / 2, (first_open, second_open)
 
     pod = cluster.core.read_namespaced_pod("testapp", namespace)

@@ -24,6 +24,19 @@ from .conftest import (
 )
 
 N_CONNECTIONS = 200
+
+
+@pytest.fixture(params=["lane", "grpc"])
+def node_session(node_session, request):
+    """Every redirect test twice: tunnels on the manager's lane (the default), and on gRPC
+    Tunnel calls (what a session without a lane uses)."""
+    manager = node_session.manager
+    if request.param == "grpc":
+        manager.lane = None
+    else:
+        assert manager.lane is not None and manager.lane.ready
+        assert manager.tunnel() == manager.lane.method
+    return node_session
 MAX_SIZE = 256 * 1024
 
 
