@@ -17,7 +17,14 @@ from typing import Any
 
 import grpc
 from kdiag_manager import frames
-from kdiag_manager.lane import HELLO, READ_SIZE, Lane, LaneError, LaneStream, socket_sender
+from kdiag_manager.lane import (
+    HELLO,
+    Lane,
+    LaneError,
+    LaneStream,
+    read_into,
+    socket_sender,
+)
 from kdiag_manager.workers import Workers
 
 # Each call's request iterator runs on one of these (as gRPC runs it on a thread of its own).
@@ -159,13 +166,8 @@ def connect_socket(address: str, token: str, timeout: float = 5.0) -> tuple[Lane
 
 
 def _read(sock: socket.socket, lane: Lane) -> None:
-    buf = bytearray(READ_SIZE)
     try:
-        while True:
-            n = sock.recv_into(buf)
-            if not n:
-                break
-            lane.feed(memoryview(buf)[:n])
+        read_into(sock, lane.feed)
     except (OSError, LaneError):
         pass
     finally:

@@ -344,6 +344,19 @@ class Lane:
             stream.terminate(LaneError("UNAVAILABLE", reason))
 
 
+def read_into(sock: socket.socket, feed: Callable[[memoryview], None]) -> None:
+    """Feed what ``sock`` receives to ``feed`` until EOF. The buffer starts small and grows
+    while reads fill it (an idle lane keeps 16 KiB resident, a busy one reads 256 KiB)."""
+    buf = bytearray(16 * 1024)
+    while True:
+        n = sock.recv_into(buf)
+        if not n:
+            return
+        feed(memoryview(buf)[:n])
+        if n == len(buf) and n < READ_SIZE:
+            buf = bytearray(2 * n)
+
+
 def socket_sender(sock: socket.socket) -> Callable[[list[bytes | memoryview]], None]:
     """``send_raw`` for a lane on a connected socket."""
     def send(pieces: list[bytes | memoryview]) -> None:
@@ -440,13 +453,8 @@ class LaneServer:
                 return
             self._lanes[lane] = sock
         sock.settimeout(HELLO_TIMEOUT)
-        buf = bytearray(READ_SIZE)
         try:
-            while True:
-                n = sock.recv_into(buf)
-                if not n:
-                    break
-                lane.feed(memoryview(buf)[:n])
+            read_into(sock, lane.feed)
         except (OSError, LaneError) as exc:
             log.debug("lane: %s", exc)
         finally:
