@@ -406,6 +406,11 @@ class RedirectHandle:
         finally:
             with self._lock:
                 self._idle_tunnels.discard(tunnel)
+                short = self._pool_short()
+            # Tunnels that ended together (their lane closed) are replaced, on gRPC if the
+            # lane is gone; one the manager ended because enough are idle is not.
+            if short:
+                _WORKERS.submit(self._replenish)
 
     def _connect_operator(self, info: RedirectEventInfo) -> socket.socket:
         """A socket connected to the operator-side address for ``info`` (OSError if not)."""

@@ -65,8 +65,10 @@ def is_alive(session: str) -> bool:
     try:
         sock.settimeout(1)
         sock.connect(_PREFIX + session)
+    except (BlockingIOError, TimeoutError):
+        return True  # a listener whose backlog is full (checks in a burst): someone holds it
     except OSError:
-        return False
+        return False  # refused or absent: nobody holds it
     finally:
         sock.close()
     return True

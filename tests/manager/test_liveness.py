@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import socket
 import subprocess
 import sys
 
@@ -21,4 +22,15 @@ def test_many_checks_do_not_make_a_live_session_look_dead() -> None:
     finally:
         holder.kill()
         holder.wait()
+    assert not liveness.is_alive(session)
+
+
+def test_a_holder_too_busy_to_accept_is_still_alive() -> None:
+    """Checks in a burst can fill the holder's backlog before it accepts: a full backlog
+    (EAGAIN) means someone holds the session, never that it is dead."""
+    session = f"test-{secrets.token_hex(4)}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as busy:
+        busy.bind(liveness._PREFIX + session)
+        busy.listen(1)  # never accepts
+        assert all(liveness.is_alive(session) for _ in range(10))
     assert not liveness.is_alive(session)

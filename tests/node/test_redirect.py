@@ -319,3 +319,28 @@ def test_ipv6_connections_both_ways(app: Lab, node_session) -> None:
     assert ((app.app_ip, 8080), app.client_ip) in seen  # IPv4 as such, not ::ffff:-mapped
     assert ((app.client_ip6, 9000), app.app_ip6) in seen
     assert app.tagged_rules() == []
+
+
+def test_connections_still_carried_after_the_lane_closes(app: Lab, node_session) -> None:
+    """The lane going away (its connection lost) ends the tunnels parked on it; new ones
+    open as gRPC Tunnel calls and the redirect goes on."""
+    manager = node_session.manager
+    if manager.lane is None:
+        pytest.skip("runs with the lane only")
+    with tcp_server(echo_after_eof) as operator:
+        handle = manager.redirect(RedirectSpec("incoming", [8080], fail_open=False), operator)
+        try:
+            with in_netns(app.client_ns):
+                assert checksum_roundtrip((app.app_ip, 8080), 1000)[0] is not None
+            manager._lane_socket.shutdown(socket.SHUT_RDWR)
+            deadline = time.monotonic() + 5
+            while manager.lane.ready and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert not manager.lane.ready and manager.tunnel() == manager._tunnel
+            while not handle._idle_tunnels and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert handle._idle_tunnels  # the pool refilled, on gRPC
+            _many(app, app.client_ns, (app.app_ip, 8080))
+            assert handle.running
+        finally:
+            handle.close()
