@@ -1,7 +1,7 @@
 """Kubernetes target benchmarks on the local cluster (`make cluster-up`), side by side in one run.
 
 - redirect throughput: a process in the pod sends through an outgoing redirect (manager →
-  gRPC tunnel → the session's one port-forward → this process → a sink), against a plain
+  tunnel on the lane → the session's one port-forward → this process → a sink), against a plain
   port-forward transfer from the same pod (a fresh port-forward through the API server, read by
   kdiag's own pump into a local socket — as `kdiag forward` does). For context: the same
   frames read straight off the WebSocket (delivered nowhere: the ceiling), and the `kubernetes`
@@ -45,7 +45,7 @@ KUBECONFIG = STATE / "kubeconfig"
 TRANSFER_BYTES = 256 << 20
 STOCK_BYTES = 4 << 20
 ROUNDS = 2
-SETUP_SAMPLES = 40
+SETUP_SAMPLES = 100
 SETUP_WARMUP = 5
 START_RUNS = 3
 SOURCE_PORT, REDIRECT_PORT = 9000, 9100
