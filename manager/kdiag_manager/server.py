@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import platform
+import sys
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass
@@ -49,7 +49,7 @@ class ManagerService(pb_grpc.ManagerServicer):
         return pb.VersionResponse(
             version=__version__, pid=os.getpid(), target_pid=self.config.target_pid or 0,
             node_mode=self.config.node_mode, session=self.config.session, features=FEATURES,
-            python=platform.python_version())
+            python=".".join(map(str, sys.version_info[:3])))
 
     def Exec(self, request_iterator: Iterator[pb.ExecRequest], context: Any
              ) -> Iterator[pb.ExecResponse]:
