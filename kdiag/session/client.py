@@ -164,7 +164,7 @@ class RedirectSpec:
             direction=pb.INCOMING if self.direction == "incoming" else pb.OUTGOING,
             ports=list(self.ports), destination=self.destination or "",
             fail_open=self.fail_open, fail_open_timeout_seconds=self.fail_open_timeout,
-            session=self.session or "")
+            session=self.session or "", batch_closed=True)
         if self.header:
             spec.header_filter.name, spec.header_filter.value = self.header
         return spec
@@ -455,11 +455,12 @@ class RedirectHandle:
                         self.connections += 1
                     _WORKERS.submit(self._serve, info)
                     self._emit(info)
-                elif kind == "closed":
-                    c2 = ev.closed
-                    self._emit(RedirectEventInfo("closed", c2.connection_id, route=c2.route,
-                                                 bytes_in=c2.bytes_from_peer,
-                                                 bytes_out=c2.bytes_to_peer, error=c2.error))
+                elif kind in ("closed", "closed_batch"):
+                    for c2 in ev.closed_batch.closed if kind == "closed_batch" else [ev.closed]:
+                        self._emit(RedirectEventInfo("closed", c2.connection_id, route=c2.route,
+                                                     bytes_in=c2.bytes_from_peer,
+                                                     bytes_out=c2.bytes_to_peer,
+                                                     error=c2.error))
         except grpc.RpcError as exc:
             if not self.closed_by_user:
                 self.error = f"{exc.code().name}: {exc.details()}"

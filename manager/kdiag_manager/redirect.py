@@ -17,6 +17,8 @@ import logging
 import queue
 import socket
 import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from . import httpfilter, httprouter, liveness, splice, sysutil
@@ -36,6 +38,11 @@ from .workers import Workers
 log = logging.getLogger(__name__)
 
 DEFAULT_FAIL_OPEN_TIMEOUT = 3.0
+# `closed` events ending within this window go out as one message (when the client takes
+# batches): a control-stream message cost ≈ 0.25 ms per connection under churn, as much as
+# the rest of a short connection's teardown (measured with back-to-back connections).
+CLOSED_BATCH_WINDOW = 0.01
+CLOSED_BATCH_MAX = 256
 HEAD_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
 
@@ -283,6 +290,36 @@ class RedirectSession:
         """Has stop() run?"""
         return self._stopped.is_set()
 
+    def outgoing_events(self, batch_closed: bool) -> Iterator[pb.RedirectEvent]:
+        """The control stream's events until :meth:`stop`. With ``batch_closed``, `closed`
+        events are held up to CLOSED_BATCH_WINDOW and sent together; anything else goes at
+        once, after the `closed` ones before it (announced connections wait for nobody)."""
+        pending: list[pb.ConnectionClosed] = []
+        deadline = 0.0
+        while True:
+            try:
+                wait = max(deadline - time.monotonic(), 0) if pending else None
+                event = self.events.get(timeout=wait)
+            except queue.Empty:
+                event = _FLUSH  # the window is over
+            batchable = (batch_closed and event is not None and event is not _FLUSH
+                         and event.WhichOneof("msg") == "closed")
+            if pending and not batchable:
+                yield _closed_event(pending)
+                pending = []
+            if event is None:
+                return
+            if batchable:
+                assert event is not None
+                if not pending:
+                    deadline = time.monotonic() + CLOSED_BATCH_WINDOW
+                pending.append(event.closed)
+                if len(pending) >= CLOSED_BATCH_MAX:
+                    yield _closed_event(pending)
+                    pending = []
+            elif event is not _FLUSH:
+                yield event
+
     # -- control stream input ------------------------------------------------------------------
 
     def reject(self, conn_id: int, reason: str) -> None:
@@ -477,6 +514,15 @@ class RedirectSession:
             return
         result = splice.splice(conn.sock, upstream, conn.initial)
         self.closed(conn, route, result.a_to_b, result.b_to_a, reason)
+
+
+_FLUSH = pb.RedirectEvent()  # (a marker: the batch window is over)
+
+
+def _closed_event(closed: list[pb.ConnectionClosed]) -> pb.RedirectEvent:
+    if len(closed) == 1:
+        return pb.RedirectEvent(closed=closed[0])
+    return pb.RedirectEvent(closed_batch=pb.ConnectionsClosed(closed=closed))
 
 
 def _listen() -> tuple[socket.socket, bool]:

@@ -103,11 +103,7 @@ class ManagerService(pb_grpc.ManagerServicer):
         threading.Thread(target=read_requests, daemon=True, name="redirect-control").start()
         try:
             yield ready
-            while True:
-                event = session.events.get()
-                if event is None:
-                    break
-                yield event
+            yield from session.outgoing_events(first.spec.batch_closed)
         finally:
             session.stop()
 

@@ -166,7 +166,7 @@ class HeaderFilter(_message.Message):
     def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class RedirectSpec(_message.Message):
-    __slots__ = ("direction", "ports", "destination", "fail_open", "fail_open_timeout_seconds", "header_filter", "session")
+    __slots__ = ("direction", "ports", "destination", "fail_open", "fail_open_timeout_seconds", "header_filter", "session", "batch_closed")
     DIRECTION_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_FIELD_NUMBER: _ClassVar[int]
@@ -174,6 +174,7 @@ class RedirectSpec(_message.Message):
     FAIL_OPEN_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     HEADER_FILTER_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
+    BATCH_CLOSED_FIELD_NUMBER: _ClassVar[int]
     direction: Direction
     ports: _containers.RepeatedScalarFieldContainer[int]
     destination: str
@@ -181,7 +182,8 @@ class RedirectSpec(_message.Message):
     fail_open_timeout_seconds: float
     header_filter: HeaderFilter
     session: str
-    def __init__(self, direction: _Optional[_Union[Direction, str]] = ..., ports: _Optional[_Iterable[int]] = ..., destination: _Optional[str] = ..., fail_open: _Optional[bool] = ..., fail_open_timeout_seconds: _Optional[float] = ..., header_filter: _Optional[_Union[HeaderFilter, _Mapping]] = ..., session: _Optional[str] = ...) -> None: ...
+    batch_closed: bool
+    def __init__(self, direction: _Optional[_Union[Direction, str]] = ..., ports: _Optional[_Iterable[int]] = ..., destination: _Optional[str] = ..., fail_open: _Optional[bool] = ..., fail_open_timeout_seconds: _Optional[float] = ..., header_filter: _Optional[_Union[HeaderFilter, _Mapping]] = ..., session: _Optional[str] = ..., batch_closed: _Optional[bool] = ...) -> None: ...
 
 class RejectConnection(_message.Message):
     __slots__ = ("connection_id", "reason")
@@ -249,15 +251,23 @@ class ConnectionClosed(_message.Message):
     error: str
     def __init__(self, connection_id: _Optional[int] = ..., route: _Optional[str] = ..., bytes_from_peer: _Optional[int] = ..., bytes_to_peer: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
 
+class ConnectionsClosed(_message.Message):
+    __slots__ = ("closed",)
+    CLOSED_FIELD_NUMBER: _ClassVar[int]
+    closed: _containers.RepeatedCompositeFieldContainer[ConnectionClosed]
+    def __init__(self, closed: _Optional[_Iterable[_Union[ConnectionClosed, _Mapping]]] = ...) -> None: ...
+
 class RedirectEvent(_message.Message):
-    __slots__ = ("ready", "connection", "closed")
+    __slots__ = ("ready", "connection", "closed", "closed_batch")
     READY_FIELD_NUMBER: _ClassVar[int]
     CONNECTION_FIELD_NUMBER: _ClassVar[int]
     CLOSED_FIELD_NUMBER: _ClassVar[int]
+    CLOSED_BATCH_FIELD_NUMBER: _ClassVar[int]
     ready: RedirectReady
     connection: NewConnection
     closed: ConnectionClosed
-    def __init__(self, ready: _Optional[_Union[RedirectReady, _Mapping]] = ..., connection: _Optional[_Union[NewConnection, _Mapping]] = ..., closed: _Optional[_Union[ConnectionClosed, _Mapping]] = ...) -> None: ...
+    closed_batch: ConnectionsClosed
+    def __init__(self, ready: _Optional[_Union[RedirectReady, _Mapping]] = ..., connection: _Optional[_Union[NewConnection, _Mapping]] = ..., closed: _Optional[_Union[ConnectionClosed, _Mapping]] = ..., closed_batch: _Optional[_Union[ConnectionsClosed, _Mapping]] = ...) -> None: ...
 
 class TunnelOpen(_message.Message):
     __slots__ = ("connection_id", "redirect_id", "keep_idle", "raw_data", "early_data")
