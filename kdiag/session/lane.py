@@ -23,6 +23,7 @@ from kdiag_manager.lane import (
     LaneError,
     LaneStream,
     read_into,
+    sockaddr,
     socket_sender,
 )
 from kdiag_manager.workers import Workers
@@ -95,10 +96,8 @@ class LaneClient:
         """A new lane connection over ``send_raw``: say HELLO; feed it what the transport
         receives and close it when the transport ends."""
         lane = Lane(send_raw)
-        ready = threading.Event()
 
         def on_hello(_payload: bytes) -> None:
-            ready.set()
             with self._lock:
                 if self._lane is lane:
                     self._ready.set()
@@ -144,14 +143,10 @@ def connect_socket(address: str, token: str, timeout: float = 5.0) -> tuple[Lane
                                                                                socket.socket]:
     """A lane on a socket of its own to ``address`` (``unix:/path`` or ``host:port``), read by
     a thread; OSError if it cannot connect."""
-    if address.startswith("unix:"):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        target: Any = address[len("unix:"):]
-    else:
-        host, _, port = address.rpartition(":")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    family, target = sockaddr(address)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    if family != socket.AF_UNIX:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        target = (host, int(port))
     sock.settimeout(timeout)
     try:
         sock.connect(target)

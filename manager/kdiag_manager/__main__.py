@@ -164,8 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         threading.Thread(target=watch_stdin, daemon=True, name="stdin-watch").start()
 
     print(json.dumps({"kdiag_manager": {"version": __version__, "address": address,
-                                        "lane": built.lane_address, "pid": os.getpid(), "session": session,
-                                        "target_pid": target_pid}}), flush=True)
+                                        "lane": built.lane_address, "pid": os.getpid(),
+                                        "session": session, "target_pid": target_pid}}),
+          flush=True)
     # Many pump threads: hand the GIL over sooner than the default 5 ms, so that a thread woken
     # by the network does not wait behind a busy one (connection setup latency).
     sys.setswitchinterval(0.0005)

@@ -54,7 +54,6 @@ HELLO_TIMEOUT = 10.0
 MAX_PAYLOAD = 64 << 20
 
 
-
 class LaneError(Exception):
     """A stream ended abnormally: ``code`` is a gRPC status code name."""
 
@@ -284,8 +283,7 @@ class Lane:
             with self._send_lock:
                 self._send_raw(pieces)
         except OSError as exc:
-            self.close(f"lane write failed: {exc}")
-            raise LaneError("UNAVAILABLE", f"lane write failed: {exc}") from None
+            raise self._write_failed(exc) from None
 
     def add(self, stream: LaneStream) -> None:
         """Route frames for ``stream.id`` to ``stream``."""
@@ -308,8 +306,13 @@ class Lane:
                     self._streams[stream.id] = stream
                 self._send_raw(frame(MSG, stream.id, payload))
         except OSError as exc:
-            self.close(f"lane write failed: {exc}")
-            raise LaneError("UNAVAILABLE", f"lane write failed: {exc}") from None
+            raise self._write_failed(exc) from None
+
+    def _write_failed(self, exc: OSError) -> LaneError:
+        """Writing failed: the lane is over (every stream ends); the error to raise."""
+        reason = f"lane write failed: {exc}"
+        self.close(reason)
+        return LaneError("UNAVAILABLE", reason)
 
     def forget(self, stream_id: int) -> None:
         """A stream is over: frames for it are dropped from now on."""
@@ -500,20 +503,27 @@ class LaneServer:
                 sock.shutdown(socket.SHUT_RDWR)  # the client sees the lane end
 
 
-def listen(address: str) -> tuple[socket.socket, str]:
-    """A lane listener on ``address`` (``host:port`` or ``unix:/path``) and its real address."""
+def sockaddr(address: str) -> tuple[int, str | tuple[str, int]]:
+    """The socket family and address of a lane address, ``unix:/path`` or ``host:port`` (an
+    IPv4 host), as both ends spell it."""
     if address.startswith("unix:"):
-        path = address[len("unix:"):]
+        return socket.AF_UNIX, address[len("unix:"):]
+    host, _, port = address.rpartition(":")
+    return socket.AF_INET, (host, int(port))
+
+
+def listen(address: str) -> tuple[socket.socket, str]:
+    """A lane listener on ``address`` (see :func:`sockaddr`) and its real address."""
+    family, where = sockaddr(address)
+    sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    if isinstance(where, str):
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        sock.bind(path)
-        os.chmod(path, 0o600)
+            os.unlink(where)
+        sock.bind(where)
+        os.chmod(where, 0o600)
         sock.listen(16)
         return sock, address
-    host, _, port = address.rpartition(":")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, int(port)))
+    sock.bind(where)
     sock.listen(16)
-    return sock, f"{host}:{sock.getsockname()[1]}"
+    return sock, f"{where[0]}:{sock.getsockname()[1]}"
