@@ -42,7 +42,7 @@ def name_prefix() -> str:
     """``kdiag-0-1-0-<protocol>``: container names are DNS labels (no dots). The protocol
     fingerprint (of the manager API's descriptor) keeps a later build whose API changed under
     the same version from reusing an older, incompatible manager."""
-    from kdiag_manager.api.v1 import manager_pb2
+    from kdiag_manager.wire.api.v1 import manager_pb2
 
     protocol = hashlib.sha256(manager_pb2.DESCRIPTOR.serialized_pb).hexdigest()[:6]
     version = "".join(c if c.isalnum() else "-" for c in __version__.lower())

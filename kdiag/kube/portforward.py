@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kdiag_manager.lane import Lane, LaneError
+from kdiag_manager.wire.lane import Lane, LaneError
 
 from kdiag.kube.errors import Call, api_call
 from kdiag.targets.base import TargetError

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 import grpc
-from kdiag_manager import grpccore
-from kdiag_manager.api.v1 import manager_pb2 as pb
-from kdiag_manager.api.v1 import manager_pb2_grpc as pb_grpc
-from kdiag_manager.channel import TRANSPORT_OPTIONS, widen_send_buffers
-from kdiag_manager.workers import Workers
+from kdiag_manager.wire import grpccore
+from kdiag_manager.wire.api.v1 import manager_pb2 as pb
+from kdiag_manager.wire.api.v1 import manager_pb2_grpc as pb_grpc
+from kdiag_manager.wire.channel import TRANSPORT_OPTIONS, widen_send_buffers
+from kdiag_manager.wire.workers import Workers
 
 from kdiag.errors import EXIT_ENVIRONMENT, KdiagError
 
@@ -555,7 +555,7 @@ class ManagerClient:
         self._stub = pb_grpc.ManagerStub(channel)
         self._tunnel = tunnel_method(channel)  # Tunnel with the raw frame codec
         self.unix_path = ""  # the manager's unix socket (node mode), if that is the address
-        # Tunnel streams go on the lane while it is up (see kdiag_manager.lane), else on gRPC.
+        # Tunnel streams go on the lane while it is up (see kdiag_manager.wire.lane), else on gRPC.
         self.lane: LaneClient | None = None
         self._lane_socket: socket.socket | None = None
 

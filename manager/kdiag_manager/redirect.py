@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from . import httpfilter, httprouter, liveness, splice, sysutil
-from .api.v1 import manager_pb2 as pb
 from .iptables import (
     SESSION_RE,
     Iptables,
@@ -33,7 +32,9 @@ from .iptables import (
     outgoing_rules,
 )
 from .tunnelpool import TunnelPool, TunnelWaiter
-from .workers import Workers
+from .wire.api.v1 import manager_pb2 as pb
+from .wire.sockets import abort
+from .wire.workers import Workers
 
 log = logging.getLogger(__name__)
 
@@ -444,7 +445,7 @@ class RedirectSession:
         if self.options.fail_open:
             self._route_local(conn, "original", reason)
         else:
-            splice.abort(conn.sock)
+            abort(conn.sock)
             self.closed(conn, "dropped", 0, 0, reason)
 
     def _announce(self, conn: Connection) -> None:
@@ -469,7 +470,7 @@ class RedirectSession:
         if opts.fail_open:
             self._route_local(conn, "original", conn.reject_reason)
         else:
-            splice.abort(conn.sock)
+            abort(conn.sock)
             self.closed(conn, "dropped", 0, 0, conn.reject_reason)
 
     def _read_head(self, conn: Connection) -> httpfilter.RequestHead | None:
@@ -509,7 +510,7 @@ class RedirectSession:
         try:
             upstream = self._connect_original(conn)
         except OSError as exc:
-            splice.abort(conn.sock)
+            abort(conn.sock)
             self.closed(conn, "dropped", 0, 0, f"{reason}; original destination: {exc}".lstrip("; "))
             return
         result = splice.splice(conn.sock, upstream, conn.initial)

@@ -11,14 +11,15 @@ from typing import Any
 
 import grpc
 
-from . import __version__, channel, frames, grpccore, lane, redirect, tunnel
-from .api.v1 import manager_pb2 as pb
-from .api.v1 import manager_pb2_grpc as pb_grpc
+from . import __version__, laneserver, redirect, tunnel
 from .auth import TokenHash, TokenInterceptor
-from .channel import TRANSPORT_OPTIONS
 from .config import Config
 from .iptables import Iptables, IptablesError
-from .workers import Workers
+from .wire import channel, frames, grpccore
+from .wire.api.v1 import manager_pb2 as pb
+from .wire.api.v1 import manager_pb2_grpc as pb_grpc
+from .wire.channel import TRANSPORT_OPTIONS
+from .wire.workers import Workers
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class ManagerService(pb_grpc.ManagerServicer):
             return
         # Whatever ends the call (client gone, cancelled, finished), the rules go.
         context.add_callback(session.stop)
-        if self.unix_path:  # tunnels will carry bulk data to the client (see channel.py)
+        if self.unix_path:  # tunnels will carry bulk data to the client (see wire/channel.py)
             channel.widen_send_buffers(self.unix_path)
 
         def read_requests() -> None:
@@ -215,7 +216,7 @@ class Endpoints:
 
     server: grpc.Server
     address: str
-    lane: lane.LaneServer | None = None
+    lane: laneserver.LaneServer | None = None
     lane_address: str = ""
 
     def stop(self, grace: float = 1.0) -> None:
@@ -246,8 +247,8 @@ def build_server(config: Config, token: str | TokenHash, address: str,
         address = f"{address.rsplit(':', 1)[0]}:{port}"
     built = Endpoints(server, address)
     if lane_address:
-        listener, built.lane_address = lane.listen(lane_address)
-        built.lane = lane.LaneServer(listener, auth.accepts, service.Tunnel, frames.decode,
+        listener, built.lane_address = laneserver.listen(lane_address)
+        built.lane = laneserver.LaneServer(listener, auth.accepts, service.Tunnel, frames.decode,
                                      _LANE_WORKERS.submit)
         built.lane.start()
     return built

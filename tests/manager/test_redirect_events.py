@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 from kdiag_manager import redirect
-from kdiag_manager.api.v1 import manager_pb2 as pb
 from kdiag_manager.iptables import Iptables
+from kdiag_manager.wire.api.v1 import manager_pb2 as pb
 
 
 def _session() -> redirect.RedirectSession:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from kdiag_manager.api.v1 import manager_pb2 as pb
-from kdiag_manager.api.v1 import manager_pb2_grpc as pb_grpc
+from kdiag_manager.wire.api.v1 import manager_pb2 as pb
+from kdiag_manager.wire.api.v1 import manager_pb2_grpc as pb_grpc
 
 from demo.lab import sh
 from kdiag.session.client import ManagerClient, ManagerUnavailable, RedirectSpec
