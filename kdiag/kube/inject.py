@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from kdiag import __version__
+from kdiag.errors import TargetError
 from kdiag.kube.errors import Call, PodGone, api_call
 from kdiag.kube.pods import PodRef
 from kdiag.kube.tokens import TokenCache, new_token, token_sha256
-from kdiag.targets.base import TargetError
 
 DEFAULT_IMAGE = "kdiag.local/manager:dev"
 DEFAULT_PULL_POLICY = "IfNotPresent"

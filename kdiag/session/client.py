@@ -27,7 +27,7 @@ from kdiag_manager.wire.api.v1 import manager_pb2_grpc as pb_grpc
 from kdiag_manager.wire.channel import TRANSPORT_OPTIONS, widen_send_buffers
 from kdiag_manager.wire.workers import Workers
 
-from kdiag.errors import EXIT_ENVIRONMENT, KdiagError
+from kdiag.errors import ManagerError, ManagerUnavailable
 
 from .lane import LaneClient, connect_socket
 from .tunnel import PooledTunnel, TunnelStats, run_tunnel, tunnel_method
@@ -40,20 +40,6 @@ _WORKERS = Workers("kdiag-tunnel")
 CHUNK = 64 * 1024
 REPLENISH_DELAY = 0.005
 CHANNEL_OPTIONS = TRANSPORT_OPTIONS
-
-
-class ManagerError(KdiagError):
-    """A manager call failed (bad request, the target refused, ...)."""
-
-    def __init__(self, message: str, code: str = "UNKNOWN") -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class ManagerUnavailable(ManagerError):
-    """The manager cannot be reached or refused the token (environment error, exit 3)."""
-
-    exit_code = EXIT_ENVIRONMENT
 
 
 def _is_ipv4(host: str) -> bool:

@@ -9,7 +9,8 @@ from kdiag_manager.redirect import RedirectOptions, SpecError
 from kdiag_manager.server import build_server
 from kdiag_manager.wire.api.v1 import manager_pb2 as pb
 
-from kdiag.session.client import ManagerClient, ManagerUnavailable
+from kdiag.errors import ManagerUnavailable
+from kdiag.session.client import ManagerClient
 
 
 @pytest.fixture
