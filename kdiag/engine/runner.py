@@ -44,7 +44,6 @@ from kdiag.language.durations import parse_duration
 from kdiag.language.model import Runbook, StepSpec
 from kdiag.language.params import resolve_params
 from kdiag.language.runbook import Loader
-from kdiag.language.schema import shared_schema
 from kdiag.language.templating import Renderer, TemplateError
 from kdiag.steps import step_types
 from kdiag.steps.base import Background, StepFailed, StepOutcome, StepType
@@ -467,8 +466,9 @@ class Run:
         except TemplateError as exc:
             return StepOutcome(ok=False, message=str(exc)), "failed"
         if not step_type.raw_body:
-            body = schemacheck.coerce_strings(body, step_type.schema, shared_schema())
-            problems = schemacheck.validate(body, step_type.schema, shared_schema(), (spec.kind,))
+            body = schemacheck.coerce_strings(body, step_type.schema, self.loader.catalog.schema)
+            problems = schemacheck.validate(body, step_type.schema, self.loader.catalog.schema,
+                                            (spec.kind,))
             if problems:
                 where = ".".join(str(p) for p in problems[0].path)
                 return StepOutcome(ok=False, message=f"after rendering, {where}: "

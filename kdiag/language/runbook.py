@@ -3,7 +3,8 @@
 Everything that can be known before running is checked here, and every problem is reported
 at once with its ``file:line:col``: YAML syntax, unknown fields, wrong types, missing fields,
 unknown step types, duplicate step names, template and expression syntax, undefined variables
-and params, and included runbooks (found on the search path, without cycles).
+and params, and included runbooks (found on the search path, without cycles). The step types
+come from the :class:`~kdiag.language.catalog.StepCatalog` the loader is given.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Any
 
 from kdiag.errors import Location, Problem, RunbookError
 from kdiag.language import schemacheck, templating
+from kdiag.language.catalog import StepCatalog
 from kdiag.language.model import ParamSpec, Phase, Runbook, StepSpec
-from kdiag.language.schema import CONTROLS, shared_schema
+from kdiag.language.schema import CONTROLS
 from kdiag.language.yamlsource import Document, SourceMap, load_file
 from kdiag.language.yamlsource import Path as DocPath
 
@@ -53,6 +55,7 @@ class _Checker:
     """Collects the problems of one runbook file."""
 
     source: SourceMap
+    catalog: StepCatalog
     problems: list[Problem] = field(default_factory=list)
 
     def add(self, message: str, path: DocPath, *, key: bool = False) -> None:
@@ -62,9 +65,9 @@ class _Checker:
         self.problems.append(Problem(message, location))
 
 
-def _top_level_schema() -> dict[str, Any]:
+def _top_level_schema(catalog: StepCatalog) -> dict[str, Any]:
     """The runbook schema with step lists checked shallowly (steps are checked one by one)."""
-    schema = dict(shared_schema())
+    schema = dict(catalog.schema)
     properties = dict(schema["properties"])
     for key, _phase in _STEP_PHASES:
         properties[key] = {"type": "array", "description": properties[key]["description"]}
@@ -90,10 +93,9 @@ def _step_kind(step: dict[str, Any], kinds: Sequence[str]) -> tuple[str | None, 
 
 
 def _check_shapes(document: Document, checker: _Checker) -> None:
-
-    root = shared_schema()
+    root = checker.catalog.schema
     data = document.data
-    for violation in schemacheck.validate(data, _top_level_schema(), root):
+    for violation in schemacheck.validate(data, _top_level_schema(checker.catalog), root):
         checker.add(violation.message, violation.path, key=violation.at_key)
     for key, _phase in _STEP_PHASES:
         steps = data.get(key)
@@ -103,10 +105,8 @@ def _check_shapes(document: Document, checker: _Checker) -> None:
 
 def _check_step_list(steps: list[Any], path: DocPath, checker: _Checker) -> None:
     """Check each step's shape; steps nested in a step (``children_field``) likewise."""
-    from kdiag.steps import step_types
-
-    root = shared_schema()
-    types = step_types()
+    types = checker.catalog
+    root = types.schema
     for index, step in enumerate(steps):
         step_path: DocPath = (*path, index)
         if not isinstance(step, dict):
@@ -117,7 +117,8 @@ def _check_step_list(steps: list[Any], path: DocPath, checker: _Checker) -> None
             bad = next((k for k in step if k not in CONTROLS), None)
             checker.add(reason, (*step_path, bad) if bad else step_path, key=bad is not None)
             continue
-        for violation in schemacheck.validate(step, _shallow_step_def(kind), root, step_path):
+        for violation in schemacheck.validate(step, _shallow_step_def(kind, types), root,
+                                              step_path):
             checker.add(violation.message, violation.path, key=violation.at_key)
         field_name = types[kind].children_field
         body = step.get(kind)
@@ -125,24 +126,19 @@ def _check_step_list(steps: list[Any], path: DocPath, checker: _Checker) -> None
             _check_step_list(body[field_name], (*step_path, kind, field_name), checker)
 
 
-def _shallow_step_def(kind: str) -> dict[str, Any]:
+def _shallow_step_def(kind: str, catalog: StepCatalog) -> dict[str, Any]:
     """A step's schema with its nested step list (if any) checked as a plain list."""
-    from kdiag.steps import step_types
-
-    definition = shared_schema()["$defs"][f"step_{kind}"]
-    field_name = step_types()[kind].children_field
+    definition = catalog.schema["$defs"][f"step_{kind}"]
+    field_name = catalog[kind].children_field
     if not field_name:
         return definition
-    body = dict(schemacheck.deref(definition["properties"][kind], shared_schema()))
+    body = dict(schemacheck.deref(definition["properties"][kind], catalog.schema))
     body["properties"] = {**body["properties"], field_name: {"type": "array"}}
     return {**definition, "properties": {**definition["properties"], kind: body}}
 
 
-def _build(document: Document, file: str) -> Runbook:
-    from kdiag.steps import step_types
-
+def _build(document: Document, file: str, catalog: StepCatalog) -> Runbook:
     data, source = document.data, document.source
-    kinds = list(step_types())
     params = {
         name: ParamSpec(
             name=name,
@@ -167,7 +163,7 @@ def _build(document: Document, file: str) -> Runbook:
         source=source,
     )
     for key, phase in _STEP_PHASES:
-        steps = _step_specs(data.get(key) or [], phase, (key,), source, kinds)
+        steps = _step_specs(data.get(key) or [], phase, (key,), source, catalog)
         if phase == "steps":
             runbook.steps = steps
         else:
@@ -176,20 +172,18 @@ def _build(document: Document, file: str) -> Runbook:
 
 
 def _step_specs(steps: list[dict[str, Any]], phase: Phase, path: DocPath, source: SourceMap,
-                kinds: Sequence[str]) -> list[StepSpec]:
-    return [_step_spec(step, index, phase, (*path, index), source, kinds)
+                catalog: StepCatalog) -> list[StepSpec]:
+    return [_step_spec(step, index, phase, (*path, index), source, catalog)
             for index, step in enumerate(steps)]
 
 
 def _step_spec(step: dict[str, Any], index: int, phase: Phase, path: DocPath,
-               source: SourceMap, kinds: Sequence[str]) -> StepSpec:
-    from kdiag.steps import step_types
-
-    kind, _ = _step_kind(step, kinds)
+               source: SourceMap, catalog: StepCatalog) -> StepSpec:
+    kind, _ = _step_kind(step, list(catalog))
     assert kind is not None  # shapes were checked first
-    field_name = step_types()[kind].children_field
+    field_name = catalog[kind].children_field
     nested = step[kind].get(field_name) if field_name and isinstance(step[kind], dict) else None
-    children = _step_specs(nested or [], phase, (*path, kind, field_name or ""), source, kinds)
+    children = _step_specs(nested or [], phase, (*path, kind, field_name or ""), source, catalog)
     asserts = step.get("assert", ())
     if kind == "assert":
         asserts = ()
@@ -280,9 +274,7 @@ def _check_text(checker: _Checker, scope: _Scope, path: DocPath, text: str, *,
 
 
 def _check_step(checker: _Checker, scope: _Scope, step: StepSpec) -> None:
-    from kdiag.steps import step_types
-
-    step_type = step_types()[step.kind]
+    step_type = checker.catalog[step.kind]
     path = step.doc_path
     own = frozenset({"result", *([step.register] if step.register else [])})
     if isinstance(step.when, str):
@@ -349,8 +341,10 @@ def _check_param_defaults(checker: _Checker, runbook: Runbook) -> None:
 
 @dataclass
 class Loader:
-    """Loads runbooks (and the runbooks they include), caching each file once."""
+    """Loads runbooks (and the runbooks they include) with the step types of ``catalog``,
+    caching each file once."""
 
+    catalog: StepCatalog
     paths: list[Path] = field(default_factory=list)
     cache: dict[Path, Runbook] = field(default_factory=dict)
 
@@ -360,7 +354,7 @@ class Loader:
         if resolved in self.cache:
             return self.cache[resolved]
         document = load_file(file)
-        checker = _Checker(document.source)
+        checker = _Checker(document.source, self.catalog)
         if not isinstance(document.data, dict):
             checker.add("a runbook must be a mapping with a 'steps' list, got "
                         f"{schemacheck.describe(document.data)}", ())
@@ -368,7 +362,7 @@ class Loader:
         _check_shapes(document, checker)
         if checker.problems:
             raise RunbookError(checker.problems)
-        runbook = _build(document, file)
+        runbook = _build(document, file, self.catalog)
         _check_names(checker, runbook)
         _check_param_defaults(checker, runbook)
         scope = _Scope(frozenset(runbook.params), set())
