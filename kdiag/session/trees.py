@@ -16,7 +16,8 @@ from pathlib import Path, PurePosixPath
 
 from kdiag.errors import ManagerError
 
-from .client import ManagerClient, RemoteEntry
+from .client import ManagerClient
+from .results import RemoteEntry
 
 
 @dataclass

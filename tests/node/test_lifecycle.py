@@ -17,7 +17,8 @@ from kdiag_manager.wire.api.v1 import manager_pb2_grpc as pb_grpc
 
 from demo.lab import sh
 from kdiag.errors import ManagerUnavailable, TargetError
-from kdiag.session.client import ManagerClient, RedirectSpec
+from kdiag.session.client import ManagerClient
+from kdiag.session.results import RedirectSpec
 from kdiag.targets.node import NodeTarget
 
 from .conftest import ENTER, Lab, exchange, in_netns

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from kdiag.errors import ManagerError
-from kdiag.session.client import RemoteEntry, RemoteFile
+from kdiag.session.results import RemoteEntry, RemoteFile
 from kdiag.session.trees import download_tree
 
 
