@@ -14,7 +14,9 @@ import grpc
 from . import __version__, laneserver, redirect, tunnel
 from .auth import TokenHash, TokenInterceptor
 from .config import Config
+from .connections import ConnectionRegistry
 from .iptables import Iptables, IptablesError
+from .redirectspec import RedirectOptions, SpecError
 from .wire import channel, frames, grpccore
 from .wire.api.v1 import manager_pb2 as pb
 from .wire.api.v1 import manager_pb2_grpc as pb_grpc
@@ -41,7 +43,7 @@ class ManagerService(pb_grpc.ManagerServicer):
     def __init__(self, config: Config, iptables: Iptables | None = None) -> None:
         self.config = config
         self.iptables = iptables or Iptables()
-        self.connections = redirect.ConnectionRegistry()
+        self.connections = ConnectionRegistry()
         self.unix_path = ""  # the unix socket the server listens on, if any
 
     def Version(self, request: pb.VersionRequest, context: Any) -> pb.VersionResponse:
@@ -74,8 +76,8 @@ class ManagerService(pb_grpc.ManagerServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be spec")
             return
         try:
-            options = redirect.RedirectOptions.from_spec(first.spec, self.config.session)
-        except redirect.SpecError as exc:
+            options = RedirectOptions.from_spec(first.spec, self.config.session)
+        except SpecError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             return
         session = redirect.RedirectSession(options, self.iptables, self.connections)

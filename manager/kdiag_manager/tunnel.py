@@ -23,7 +23,8 @@ import time
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
-from .redirect import WORKERS, Connection, RedirectSession
+from .connections import Connection
+from .redirect import WORKERS, RedirectSession
 from .tunnelpool import TunnelWaiter
 from .wire import frames
 from .wire.api.v1 import manager_pb2 as pb

@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 from kdiag_manager.config import Config
-from kdiag_manager.redirect import RedirectOptions, SpecError
+from kdiag_manager.redirectspec import RedirectOptions, SpecError
 from kdiag_manager.server import build_server
 from kdiag_manager.wire.api.v1 import manager_pb2 as pb
 
