@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from kdiag.engine.assertions import evaluate_assertion
-from kdiag.engine.backgrounds import Backgrounds
 from kdiag.engine.context import RunScope, StepRuntime
 from kdiag.engine.events import AssertionResult, StepRef, StepStarted, StepStatus
-from kdiag.engine.execution import execute_guarded, execute_with_timeout
+from kdiag.engine.execution import Halted, execute_guarded, execute_with_timeout
 from kdiag.engine.frame import Frame
 from kdiag.errors import EnvironmentProblem
 from kdiag.language import schemacheck
@@ -19,7 +18,7 @@ from kdiag.language.durations import parse_duration
 from kdiag.language.model import StepSpec
 from kdiag.language.schemacheck import Schema
 from kdiag.language.templating import TemplateError
-from kdiag.steps.base import StepOutcome, StepType
+from kdiag.steps.base import Background, StepOutcome, StepType
 
 DEFAULT_DELAY = 1.0
 DEFAULT_UNTIL_RETRIES = 3
@@ -35,6 +34,11 @@ class Done:
     message: str
     runtime: StepRuntime | None = None
     assertions: tuple[AssertionResult, ...] = ()
+    background: Background | None = None
+    """Work the step keeps up (it passed): the runner hands it to the run's backgrounds."""
+    halted: bool = False
+    """Cut because background work or the target was lost: the run stops, whatever the
+    step's ``continue_on_error``."""
 
 
 def step_result(outcome: StepOutcome, duration: float, attempts: int) -> dict[str, Any]:
@@ -50,14 +54,14 @@ def step_result(outcome: StepOutcome, duration: float, attempts: int) -> dict[st
 
 
 class StepAttempts:
-    """Runs steps' attempts for one run; background work that passed goes to ``backgrounds``."""
+    """Runs steps' attempts for one run."""
 
     def __init__(self, run: RunScope, schema: Schema, default_timeout: float | None,
-                 backgrounds: Backgrounds) -> None:
+                 max_output: int) -> None:
         self.run = run
         self.schema = schema
         self.default_timeout = default_timeout
-        self.backgrounds = backgrounds
+        self.max_output = max_output
 
     def __call__(self, frame: Frame, spec: StepSpec, ref: StepRef, step_type: StepType) -> Done:
         """Run a step's attempts (``retries``/``until``), then its assertions."""
@@ -68,39 +72,41 @@ class StepAttempts:
             return Done("failed", 0.0, 0, f"step controls: {exc}")
         attempt = 0
         renderer = self.run.renderer
+        halted = False
         while True:
             attempt += 1
             self.run.bus.emit(StepStarted(ref, attempt, time.time(), spec.description))
             runtime = StepRuntime(self.run, frame, ref, spec,
                                   None if timeout is None else time.monotonic() + timeout,
-                                  background=spec.background)
-            outcome, status = self._attempt(frame, spec, step_type, runtime, timeout)
-            result = step_result(outcome, time.monotonic() - started, attempt)
-            frame.register(spec, result)
-            done = status == "passed"
-            if status == "passed" and spec.until:
-                try:
-                    done = bool(renderer.evaluate(spec.until, frame.scope(result=result)))
-                except TemplateError as exc:
-                    return Done("failed", time.monotonic() - started, attempt, str(exc), runtime)
-                if not done:
-                    outcome.message = f"until {spec.until!r} was still false"
-            if status == "error" or done or attempt > retries:
-                break
-            if runtime.cancelled.wait(delay):
-                break
+                                  background=spec.background, max_output=self.max_output)
+            with self.run.supervisor.waking(runtime.cancelled):
+                outcome, status, halted = self._attempt(frame, spec, step_type, runtime, timeout)
+                result = step_result(outcome, time.monotonic() - started, attempt)
+                frame.register(spec, result)
+                done = status == "passed"
+                if status == "passed" and spec.until:
+                    try:
+                        done = bool(renderer.evaluate(spec.until, frame.scope(result=result)))
+                    except TemplateError as exc:
+                        return Done("failed", time.monotonic() - started, attempt, str(exc),
+                                    runtime)
+                    if not done:
+                        outcome.message = f"until {spec.until!r} was still false"
+                if status == "error" or halted or done or attempt > retries:
+                    break
+                if runtime.cancelled.wait(delay):
+                    break
         duration = time.monotonic() - started
         if status != "passed" or not done:
             return Done("error" if status == "error" else "failed", duration, attempt,
-                        outcome.message, runtime)
+                        outcome.message, runtime, halted=halted)
         assertions = self._assertions(frame, spec, ref, result)
         failed = [a for a in assertions if not a.passed]
         if failed:
             return Done("failed", duration, attempt, f"assertion failed: {failed[0].expression}",
                         runtime, assertions)
-        if outcome.background is not None:
-            self.backgrounds.add(runtime, outcome.background)
-        return Done("passed", duration, attempt, outcome.message, runtime, assertions)
+        return Done("passed", duration, attempt, outcome.message, runtime, assertions,
+                    outcome.background)
 
     def _controls(self, frame: Frame, spec: StepSpec) -> tuple[float | None, int, float]:
         scope = frame.scope()
@@ -117,32 +123,41 @@ class StepAttempts:
         return timeout, int(retries), parse_duration(delay) if delay is not None else DEFAULT_DELAY
 
     def _attempt(self, frame: Frame, spec: StepSpec, step_type: StepType, runtime: StepRuntime,
-                 timeout: float | None) -> tuple[StepOutcome, StepStatus]:
-        """One execution of the step's own work, with its timeout."""
+                 timeout: float | None) -> tuple[StepOutcome, StepStatus, bool]:
+        """One execution of the step's own work, with its timeout; and whether it was cut
+        because background work or the target was lost."""
         try:
             body = spec.body if step_type.raw_body else self.run.renderer.render(
                 spec.body, frame.scope(), step_type.expression_fields)
         except TemplateError as exc:
-            return StepOutcome(ok=False, message=str(exc)), "failed"
+            return StepOutcome(ok=False, message=str(exc)), "failed", False
         if not step_type.raw_body:
             body = schemacheck.coerce_strings(body, step_type.schema, self.schema)
             problems = schemacheck.validate(body, step_type.schema, self.schema, (spec.kind,))
             if problems:
                 where = ".".join(str(p) for p in problems[0].path)
                 return StepOutcome(ok=False, message=f"after rendering, {where}: "
-                                   f"{problems[0].message}"), "failed"
+                                   f"{problems[0].message}"), "failed", False
         if step_type.needs_target:
+            lost = self.run.supervisor.target_loss
+            if lost is not None:  # fail at once rather than wait for a manager that is gone
+                return StepOutcome(ok=False, message=f"the target is lost: {lost.cause}"), \
+                    "error", False
             try:
                 runtime.target()
             except EnvironmentProblem as exc:
-                return StepOutcome(ok=False, message=str(exc)), "error"
+                return StepOutcome(ok=False, message=str(exc)), "error", False
+        outcome: StepOutcome | EnvironmentProblem | Halted
         if step_type.inline:
             outcome = execute_guarded(step_type, body, runtime)
         else:
             outcome = execute_with_timeout(step_type, body, runtime, timeout)
+        if isinstance(outcome, Halted):
+            return (StepOutcome(ok=False, message=f"stopped: {outcome.line}"),
+                    "error" if outcome.environmental else "failed", True)
         if isinstance(outcome, EnvironmentProblem):
-            return StepOutcome(ok=False, message=str(outcome)), "error"
-        return outcome, "passed" if outcome.ok else "failed"
+            return StepOutcome(ok=False, message=str(outcome)), "error", False
+        return outcome, "passed" if outcome.ok else "failed", False
 
     def _assertions(self, frame: Frame, spec: StepSpec, ref: StepRef,
                     result: dict[str, Any]) -> tuple[AssertionResult, ...]:

@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kdiag.engine.artifacts import step_folder_name
+from kdiag.engine.artifacts import MaskedFile, step_folder_name
 from kdiag.engine.bus import EventBus
 from kdiag.engine.events import StepNote, StepOutput, StepRef
 from kdiag.engine.frame import Frame
 from kdiag.engine.interaction import Interaction
+from kdiag.engine.supervision import Supervisor
 from kdiag.language.templating import Renderer
+from kdiag.session.output import DEFAULT_MAX_OUTPUT
 from kdiag.steps.base import StepOutcome
 
 if TYPE_CHECKING:
@@ -34,6 +36,7 @@ class RunScope(Protocol):
     bus: EventBus
     interaction: Interaction | None
     renderer: Renderer
+    supervisor: Supervisor
 
     def artifacts_root(self) -> Path:
         """The folder for files steps write."""
@@ -62,6 +65,7 @@ class StepRuntime:
     spec: StepSpec
     deadline: float | None
     background: bool = False
+    max_output: int = DEFAULT_MAX_OUTPUT
     cancelled: threading.Event = field(default_factory=threading.Event)
     kept: list[str] = field(default_factory=list)
     kept_size: int = 0
@@ -116,6 +120,9 @@ class StepRuntime:
         folder = self.run.artifacts_root() / step_folder_name(self.ref.seq, self.ref.qualified_name)
         folder.mkdir(parents=True, exist_ok=True)
         return folder / name
+
+    def open_artifact(self, name: str) -> MaskedFile:
+        return MaskedFile(self.artifact_path(name), self.run.bus.masker)
 
     def target(self) -> TargetSession:
         return self.run.target_session(self.ref)

@@ -39,6 +39,10 @@ class StepRef:
         return " / ".join((*self.path, self.name))
 
 
+TARGET = StepRef(0, "target", "target")
+"""Stands for the target session in events about it (its loss, its teardown)."""
+
+
 @dataclass(frozen=True)
 class RunStarted:
     runbook: str
@@ -102,6 +106,29 @@ class StepFinished:
 
 
 @dataclass(frozen=True)
+class BackgroundFailed:
+    """Work a step keeps up (a redirect, a forward, a log follower, a local process), or the
+    target itself (``step`` named ``target``), died on its own while the run went on."""
+
+    step: StepRef
+    cause: str
+    """One line: ``manager gone (container kdiag-... terminated: OOMKilled)``."""
+    at: float
+    """When it was seen (seconds since the epoch)."""
+    environmental: bool
+    """The environment is to blame (exit 3); else the work failed (exit 1)."""
+    ignored: bool = False
+    """The step has ``continue_on_error``: reported, and the run goes on."""
+
+    @property
+    def line(self) -> str:
+        """``redirect 'api': manager gone (...)`` (``target: pod ns/x deleted``)."""
+        if self.step.kind == "target":
+            return f"target: {self.cause}"
+        return f"{self.step.kind} {self.step.qualified_name!r}: {self.cause}"
+
+
+@dataclass(frozen=True)
 class RunFinished:
     status: RunStatus
     exit_code: int
@@ -110,4 +137,5 @@ class RunFinished:
     message: str = ""
 
 
-Event = RunStarted | StepStarted | StepOutput | AssertionResult | StepNote | StepFinished | RunFinished
+Event = (RunStarted | StepStarted | StepOutput | AssertionResult | StepNote | StepFinished
+         | BackgroundFailed | RunFinished)

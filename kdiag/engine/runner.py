@@ -16,12 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kdiag.engine.attempts import StepAttempts
+from kdiag.engine.abort import Abort
+from kdiag.engine.attempts import Done, StepAttempts
 from kdiag.engine.backgrounds import Backgrounds
 from kdiag.engine.bus import EventBus
 from kdiag.engine.context import StepRuntime
 from kdiag.engine.events import (
+    TARGET,
     AssertionResult,
+    BackgroundFailed,
     RunFinished,
     RunStarted,
     RunStatus,
@@ -33,6 +36,7 @@ from kdiag.engine.events import (
 from kdiag.engine.frame import Frame
 from kdiag.engine.interaction import Interaction
 from kdiag.engine.stepmode import StepMode
+from kdiag.engine.supervision import Supervisor, status_of
 from kdiag.errors import (
     EXIT_ENVIRONMENT,
     EXIT_FAILED,
@@ -45,22 +49,14 @@ from kdiag.language.model import Runbook, StepSpec
 from kdiag.language.params import resolve_params
 from kdiag.language.runbook import Loader
 from kdiag.language.templating import Renderer, TemplateError
+from kdiag.session.output import DEFAULT_MAX_OUTPUT
 from kdiag.steps import step_types
-from kdiag.steps.base import StepFailed, StepOutcome
+from kdiag.steps.base import StepFailed, StepOutcome, StepType
 
 if TYPE_CHECKING:
     from kdiag.targets.base import TargetSession
 
 MAX_RESULT_TEXT = 64 * 1024
-
-
-class _Abort(Exception):
-    """Stops the main steps: a failure, an environment error, or the user quitting."""
-
-    def __init__(self, status: RunStatus, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass
@@ -71,6 +67,8 @@ class RunOptions:
     artifacts_dir: Path | None = None
     default_timeout: float | None = None
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    max_output: int = DEFAULT_MAX_OUTPUT
+    """Bytes of each output stream a step keeps in memory (``--max-output``)."""
 
 
 def _summarise(value: Any) -> Any:
@@ -100,10 +98,11 @@ class Run:
         self.interaction = interaction
         self.open_target = open_target
         self.renderer = Renderer()
-        self.backgrounds = Backgrounds()
+        self.supervisor = Supervisor(self._background_failed)
+        self.backgrounds = Backgrounds(self.supervisor)
         self.step_mode = StepMode(interaction, self.renderer)
         self._attempts = StepAttempts(self, loader.catalog.schema, self.options.default_timeout,
-                                      self.backgrounds)
+                                      self.options.max_output)
         self._session: TargetSession | None = None
         self._target_spec: dict[str, Any] = {}
         # The top frame's ``target`` (shared by included runbooks): the spec, and once the
@@ -120,6 +119,8 @@ class Run:
         self._ignoring = 0
         self._artifacts: Path | None = None
         self.counts: dict[str, int] = {}
+        self._counts_lock = threading.Lock()  # background failures come from other threads
+        self._finished: set[int] = set()  # seq of the steps whose end was reported
 
     # -- public ---------------------------------------------------------------------------
 
@@ -133,9 +134,12 @@ class Run:
         message = ""
         try:
             self._run_frame(frame)
-            if frame.failed:
+            fatal = self.supervisor.fatal
+            if fatal is not None:  # lost during the finally steps (or just as the last step ended)
+                status, message = status_of(fatal), fatal.line
+            elif frame.failed:
                 status, message = "failed", "a step failed"
-        except _Abort as abort:
+        except Abort as abort:
             status, message = abort.status, abort.message
         except KeyboardInterrupt:
             status, message = "interrupted", "interrupted"
@@ -160,14 +164,18 @@ class Run:
                     self.bus.emit(StepNote(ref, f"opening the target: {self._describe_target()}"))
                 self._session = self.open_target(self._target_spec)
                 self._target_facts.update(getattr(self._session, "info", {}))
+                self.supervisor.watch_target(self._session.watch())
                 if ref is not None:
                     self.bus.emit(StepNote(ref, f"target: {self._session.summary()}"))
             return self._session
 
     def artifacts_root(self) -> Path:
-        """The folder for files steps write (``--artifacts``, else ``./kdiag-artifacts/RUN``)."""
+        """The folder for files steps write (``--artifacts``, else ``./kdiag-artifacts/RUN``,
+        ``RUN-2``... when a run started in the same second has it)."""
         if self._artifacts is None:
-            base = self.options.artifacts_dir or Path("kdiag-artifacts") / self._run_id
+            base = self.options.artifacts_dir
+            if base is None:
+                base = _new_folder(Path("kdiag-artifacts"), self._run_id)
             base.mkdir(parents=True, exist_ok=True)
             self._artifacts = base
         return self._artifacts
@@ -188,12 +196,7 @@ class Run:
             self.bus.masker.add(secret)
         frame = Frame(runbook, values.values, (*parent.path, ref.name), (*parent.files, found.resolve()),
                       env=parent.env, target=parent.target, run_info=parent.run_info)
-        try:
-            self._run_frame(frame)
-        except _Abort as abort:
-            if abort.status == "error":
-                raise EnvironmentProblem(abort.message) from None
-            raise StepFailed(abort.message) from None
+        self._run_frame(frame)  # an Abort goes on up: the include step ends with its status
         outputs = self._render_outputs(frame)
         result = {"outputs": outputs, "steps": frame.results, "file": str(found)}
         if frame.failed:
@@ -243,19 +246,36 @@ class Run:
         """The main steps, then the finally steps (always), of one frame."""
         try:
             self._run_steps(frame, frame.runbook.steps)
-        except (_Abort, KeyboardInterrupt):
-            self._run_steps(frame, frame.runbook.finally_steps, always=True)
+        except (Abort, KeyboardInterrupt):
+            self._run_finally(frame)
             raise
-        self._run_steps(frame, frame.runbook.finally_steps, always=True)
+        self._run_finally(frame)
 
-    def _run_steps(self, frame: Frame, steps: list[StepSpec], always: bool = False) -> None:
+    def _run_finally(self, frame: Frame) -> None:
+        """Every finally step, also after one of them met an environment error (the first
+        such error is raised at the end); lost background work does not cut them."""
+        first: Abort | None = None
+        with self.supervisor.disarmed():
+            for spec in frame.runbook.finally_steps:
+                try:
+                    self._run_step(frame, spec, always=True)
+                except Abort as abort:
+                    first = first or abort
+        if first is not None:
+            raise first
+
+    def _run_steps(self, frame: Frame, steps: list[StepSpec]) -> None:
         for position, spec in enumerate(steps):
-            if frame.failed and not always:
+            fatal = self.supervisor.fatal_now()
+            if fatal is not None:  # background work or the target was lost between steps
+                self._skip_rest(frame, steps[position:], fatal.line)
+                raise Abort(status_of(fatal), fatal.line)
+            if frame.failed:
                 self._skip_rest(frame, steps[position:], "an earlier step failed")
                 return
             try:
-                self._run_step(frame, spec, always)
-            except _Abort as abort:
+                self._run_step(frame, spec, always=False)
+            except Abort as abort:
                 self._skip_rest(frame, steps[position + 1:], abort.message)
                 raise
             except KeyboardInterrupt:
@@ -282,6 +302,7 @@ class Run:
 
     def _run_step(self, frame: Frame, spec: StepSpec, always: bool) -> None:
         ref = self._ref(frame, spec)
+        began = time.monotonic()
         try:
             self._run_step_as(ref, frame, spec, always)
         except KeyboardInterrupt:
@@ -289,6 +310,12 @@ class Run:
             quit_ = self.step_mode.quit
             self._finish(frame, ref, "skipped" if quit_ else "failed", 0.0, 0,
                          "not run: quit" if quit_ else "interrupted")
+            raise
+        except Abort as abort:  # from steps it ran (group, include, logs)
+            if ref.seq not in self._finished:
+                self._finish(frame, ref, "error" if abort.status == "error" else "failed",
+                             time.monotonic() - began, 1, abort.message)
+            frame.failed = True
             raise
 
     def _run_step_as(self, ref: StepRef, frame: Frame, spec: StepSpec, always: bool) -> None:
@@ -317,17 +344,34 @@ class Run:
         finally:
             if spec.continue_on_error:
                 self._ignoring -= 1
-        done = self.step_mode.after(ref, spec, done,
-                                    lambda: self._attempts(frame, spec, ref, step_type))
+        if not done.halted:
+            done = self.step_mode.after(ref, spec, done,
+                                        lambda: self._attempts(frame, spec, ref, step_type))
         failed = done.status == "failed"
-        if failed and (spec.continue_on_error or self._ignoring):
+        if failed and not done.halted and (spec.continue_on_error or self._ignoring):
             done.status = "ignored"
         self._finish(frame, ref, done.status, done.duration, done.attempts, done.message, spec,
                      done.runtime, done.assertions)
         if done.status == "error" or (failed and not spec.continue_on_error):
             frame.failed = True  # (an ancestor's continue_on_error decides at its own end)
+        self._keep_up(spec, step_type, done)
+        fatal = self.supervisor.fatal_now()
+        if fatal is not None:
+            raise Abort(status_of(fatal), fatal.line)
         if done.status == "error":
-            raise _Abort("error", done.message)
+            raise Abort("error", done.message)
+
+    def _keep_up(self, spec: StepSpec, step_type: StepType, done: Done) -> None:
+        """Hand a passed background step's work to the run (after its end was reported, so a
+        failure of that work is reported after it)."""
+        if done.background is None or done.runtime is None:
+            return
+        if done.status != "passed":  # e.g. skipped in step mode after all: nothing keeps it
+            done.background.stop()
+            return
+        self.backgrounds.add(done.runtime, done.background,
+                             ignored=spec.continue_on_error or self._ignoring > 0,
+                             uses_target=step_type.needs_target)
 
     def _when(self, frame: Frame, spec: StepSpec) -> bool:
         if spec.when is None or isinstance(spec.when, bool):
@@ -338,7 +382,9 @@ class Run:
                 attempts: int, message: str, spec: StepSpec | None = None,
                 runtime: StepRuntime | None = None,
                 assertions: tuple[AssertionResult, ...] = ()) -> None:
-        self.counts[status] = self.counts.get(status, 0) + 1
+        with self._counts_lock:
+            self.counts[status] = self.counts.get(status, 0) + 1
+            self._finished.add(ref.seq)
         if runtime is not None:
             runtime.flush()
         if status == "skipped" and spec is not None:
@@ -354,15 +400,40 @@ class Run:
 
     # -- the end ----------------------------------------------------------------------------
 
+    def _background_failed(self, event: BackgroundFailed) -> None:
+        """A background step's work (or the target) died: the step's count moves from
+        passed to its new status, and every reporter hears of it."""
+        if event.step.kind != "target":
+            status = "ignored" if event.ignored else ("error" if event.environmental
+                                                      else "failed")
+            with self._counts_lock:
+                if self.counts.get("passed"):
+                    self.counts["passed"] -= 1
+                self.counts[status] = self.counts.get(status, 0) + 1
+        self.bus.emit(event)
+
     def _teardown(self) -> None:
-        """Stop background work (newest first), then close the target session."""
+        """Stop watching, stop background work (newest first), then close the target."""
+        self.supervisor.close()
         self.backgrounds.stop_all(lambda runtime, exc: self.bus.emit(
             StepNote(runtime.ref, f"stopping background work failed: {exc}")))
         if self._session is not None:
             try:
                 self._session.close()
             except Exception as exc:
-                self.bus.emit(StepNote(StepRef(0, "target", "target"),
-                                       f"closing the target session failed: {exc}"))
+                self.bus.emit(StepNote(TARGET, f"closing the target session failed: {exc}"))
             self._session = None
 
+
+
+def _new_folder(parent: Path, name: str) -> Path:
+    """``parent/name``, or ``name-2``, ``name-3``... if taken (made, so no other run takes it)."""
+    parent.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while True:
+        path = parent / (name if n == 1 else f"{name}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            n += 1

@@ -20,6 +20,7 @@ from kdiag.errors import TargetError
 from kdiag.kube.errors import Call, api_call
 from kdiag.kube.pods import PodRef, to_ref
 from kdiag.kube.podwatch import PodWatch
+from kdiag.lifeline import Lifeline
 
 OPEN_TIMEOUT = 30.0
 
@@ -109,6 +110,8 @@ class LogFollower:
         self._new_pods = new_pods
         self._watch: PodWatch | None = None
         self._watch_errors: list[str] = []
+        self.lifeline = Lifeline()
+        """Fails when a stream breaks (an error, not the end of a container's log)."""
 
     @property
     def sources(self) -> list[LogSource]:
@@ -200,6 +203,7 @@ class LogFollower:
         except Exception as exc:
             if not self._stopping.is_set():
                 stream.error = f"stream ended: {exc}"
+                self.lifeline.fail(f"logs of {stream.source.label}: {stream.error}")
         if buf and not self._stopping.is_set():
             self._emit(stream, buf)
 

@@ -28,6 +28,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -36,12 +37,15 @@ from kdiag_manager.wire.lane import Lane, LaneError
 
 from kdiag.errors import TargetError
 from kdiag.kube.errors import Call, api_call
+from kdiag.lifeline import Lifeline
 
 if TYPE_CHECKING:
     from kdiag.session.lane import LaneClient
 
 log = logging.getLogger(__name__)
 
+RETRY_PAUSES = (0.2, 0.5, 1.0)
+"""Pauses before each retry of a port-forward that could not be opened."""
 READ_SIZE = 256 * 1024
 """Local reads: large, so that one WebSocket frame carries as much as possible."""
 DATA, ERROR = 0, 1
@@ -206,10 +210,14 @@ class PodStream:
 
 @dataclass
 class _Listener:
-    """Accepts local connections and gives each one its own port-forward."""
+    """Accepts local connections and gives each one its own port-forward; when one cannot be
+    opened even after :data:`RETRY_PAUSES`, the port-forward is lost (``lifeline`` fails)."""
 
     open_stream: Callable[[], PodStream]
     sock: socket.socket
+    what: str
+    """What is forwarded, for messages: ``pod shop/api-0:8080``."""
+    lifeline: Lifeline = field(default_factory=Lifeline)
     on_error: Callable[[str], None] | None = None
     on_connection: Callable[[StreamStats], None] | None = None
     streams: set[PodStream] = field(default_factory=set)
@@ -231,13 +239,30 @@ class _Listener:
             threading.Thread(target=self._serve, args=(conn,), daemon=True,
                              name="pf-conn").start()
 
+    def _open(self) -> PodStream:
+        """A new port-forward, retried after a failure (the API server restarting, a
+        connection reset); the last error is raised."""
+        for pause in (*RETRY_PAUSES, None):
+            try:
+                return self.open_stream()
+            except Exception as exc:
+                if pause is None or self.closed:
+                    raise
+                log.info("port-forward to %s: %s (retrying in %gs)", self.what, exc, pause)
+                time.sleep(pause)
+        raise AssertionError("unreachable")
+
     def _serve(self, conn: socket.socket) -> None:
         try:
-            stream = self.open_stream()
+            stream = self._open()
         except Exception as exc:
+            conn.close()
+            if self.closed:
+                return
             if self.on_error is not None:
                 self.on_error(str(exc))
-            conn.close()
+            self.lifeline.fail(f"port-forward to {self.what} lost after "
+                               f"{len(RETRY_PAUSES)} retries: {exc}")
             return
         with self.lock:
             if self.closed:
@@ -288,8 +313,14 @@ class ManagerRelay:
                                 lane_port if lane is not None else 0)
             return PodStream(ws, port, lane)
 
-        self._listener = _Listener(open_stream, sock, on_error=self.errors.append)
+        self._listener = _Listener(open_stream, sock, f"the manager (pod {namespace}/{pod}:"
+                                   f"{port})", on_error=self.errors.append)
         self._listener.start(f"relay-{pod}")
+
+    @property
+    def lifeline(self) -> Lifeline:
+        """Fails when the port-forward to the manager cannot be opened again."""
+        return self._listener.lifeline
 
     @property
     def address(self) -> str:
@@ -313,7 +344,8 @@ class PortForwarder:
     def __init__(self, stream_core: Callable[[], Any], namespace: str, pod: str, port: int,
                  local_port: int = 0, host: str = "127.0.0.1", server: str = "",
                  on_error: Callable[[str], None] | None = None,
-                 on_connection: Callable[[StreamStats], None] | None = None) -> None:
+                 on_connection: Callable[[StreamStats], None] | None = None,
+                 lifeline: Lifeline | None = None) -> None:
         self.pod = pod
         self.port = port
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -330,9 +362,15 @@ class PortForwarder:
         def open_stream() -> PodStream:
             return PodStream(open_websocket(stream_core(), namespace, pod, port, server), port)
 
-        self._listener = _Listener(open_stream, sock, on_error=on_error,
+        self._listener = _Listener(open_stream, sock, f"pod {namespace}/{pod}:{port}",
+                                   lifeline or Lifeline(), on_error=on_error,
                                    on_connection=on_connection)
         self._listener.start(f"forward-{pod}-{port}")
+
+    @property
+    def lifeline(self) -> Lifeline:
+        """Fails when a connection's port-forward cannot be opened, even after retries."""
+        return self._listener.lifeline
 
     @property
     def connections(self) -> int:

@@ -32,6 +32,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kdiag.engine.events import (
+    BackgroundFailed,
     Event,
     RunFinished,
     RunStarted,
@@ -70,6 +71,9 @@ from kdiag.reports.text import (
     terminal_line,
     value_text,
 )
+
+MAX_PARTIAL_LINE = 64 * 1024
+"""Characters of a line still without its end kept back; beyond, it is shown as it is."""
 
 
 class ConsoleReporter:
@@ -136,6 +140,8 @@ class ConsoleReporter:
                 self._note(event)
             elif isinstance(event, StepFinished) and step is not None:
                 self._step_finished(event, step)
+            elif isinstance(event, BackgroundFailed):
+                self._background_failed(event)
             elif isinstance(event, RunFinished):
                 self._finish_run(run)
 
@@ -194,7 +200,9 @@ class ConsoleReporter:
         key = (event.step, event.stream)
         text = self._partial.pop(key, "") + event.text
         *lines, rest = text.split("\n")
-        if rest:
+        if len(rest) > MAX_PARTIAL_LINE:  # a line without end (binary output): show it now
+            lines.append(rest)
+        elif rest:
             self._partial[key] = rest
         for line in lines:
             self._output_line(event.step, event.stream, line)
@@ -212,6 +220,22 @@ class ConsoleReporter:
             segments.append((f"[{':'.join(label)}] ", source_colour(stream)))
         segments.append((terminal_line(line), "red" if stream == "stderr" else ""))
         self._line(segments)
+
+    def _background_failed(self, event: BackgroundFailed) -> None:
+        """One line: which background work died, when, why (and whether it was ignored)."""
+        status = "ignored" if event.ignored else ("error" if event.environmental else "failed")
+        when = time.strftime("%H:%M:%S", time.localtime(event.at))
+        if event.step.kind == "target":
+            what = f"target lost at {when}: {event.cause}"
+        else:
+            what = f"{event.step.qualified_name}: background {event.step.kind} failed at {when}: " \
+                   f"{event.cause}"
+        if event.ignored:
+            what += " (continue_on_error: the run goes on)"
+        if self.mode == "plain":
+            self._line([(f"{PLAIN_TAG[status]} {what}", "")])
+        else:
+            self._line([(f"{SYMBOL[status]} ", STYLE[status]), (what, STYLE[status])])
 
     def _note(self, event: StepNote) -> None:
         tag = "[note]" if self.mode == "plain" else (INFO if self._unicode else "i")

@@ -17,6 +17,7 @@ from typing import Any
 
 from kdiag.engine.events import (
     AssertionResult,
+    BackgroundFailed,
     Event,
     RunFinished,
     RunStarted,
@@ -27,7 +28,7 @@ from kdiag.engine.events import (
     StepStarted,
 )
 from kdiag.errors import EnvironmentProblem
-from kdiag.reports.steprecord import AssertionRecord, StepRecord
+from kdiag.reports.steprecord import AssertionRecord, StepRecord, background_failure
 from kdiag.reports.text import jsonable, write_atomic
 
 REPORT_FORMAT = "kdiag.report/v1"
@@ -69,6 +70,8 @@ class RunRecord:
         self.closed = False
         self.notes: list[RunNote] = []
         """Notes about things other than this run's steps (e.g. the target session)."""
+        self.background_failures: list[dict[str, Any]] = []
+        """Background work (or the target) that died during the run: which, when, why."""
         self._steps: dict[StepRef, StepRecord] = {}
 
     @property
@@ -97,6 +100,8 @@ class RunRecord:
             return None
         if isinstance(event, RunStarted):
             return None  # a RunStarted starts a new record (see RunLog)
+        if isinstance(event, BackgroundFailed):
+            return self._background_failed(event)
         if isinstance(event, StepNote) and event.step not in self._steps:
             # A note about something that is not a step of this run (the engine's teardown
             # reports on "target"): keep it with the run rather than invent an unfinished step.
@@ -113,6 +118,17 @@ class RunRecord:
             rec.notes.append(event.message)
         elif isinstance(event, StepFinished):
             rec._finished(event)
+        return rec
+
+    def _background_failed(self, event: BackgroundFailed) -> StepRecord | None:
+        failure = background_failure(event)
+        self.background_failures.append(failure)
+        rec = self._steps.get(event.step)
+        if rec is None:  # the target itself
+            self.notes.append(RunNote(event.step.qualified_name,
+                                      f"lost at {failure['time']}: {event.cause}"))
+            return None
+        rec.background_failed(event, failure)
         return rec
 
     def close(self) -> None:
@@ -163,6 +179,7 @@ class RunRecord:
             "duration": self.duration,
             "params": jsonable(self.params),
             "notes": [{"source": n.source, "message": n.message} for n in self.notes],
+            "background_failures": list(self.background_failures),
             "step_count": self.step_count,
             "totals": self.totals,
             "reported_counts": dict(self.reported_counts),

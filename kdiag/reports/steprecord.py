@@ -6,10 +6,17 @@ events; reporters read them (status, attempts, output, assertions, result).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from kdiag.engine.events import AssertionResult, StepFinished, StepRef, StepStarted
+from kdiag.engine.events import (
+    AssertionResult,
+    BackgroundFailed,
+    StepFinished,
+    StepRef,
+    StepStarted,
+)
 from kdiag.reports.text import indent_rest, jsonable
 
 MAX_RECORD_OUTPUT = 4 * 1024 * 1024
@@ -21,6 +28,13 @@ it goes on and ``incomplete`` when the run ended (or was cut off) before the ste
 
 PROBLEM_STATUSES = frozenset({"failed", "error", "ignored", "incomplete"})
 """Statuses whose steps get a failure section in reports (``ignored`` failed too, tolerated)."""
+
+
+def background_failure(event: BackgroundFailed) -> dict[str, Any]:
+    """What a report says of lost background work: which step, when, why."""
+    return {"step": event.step.qualified_name, "kind": event.step.kind, "cause": event.cause,
+            "at": event.at, "time": time.strftime("%H:%M:%S", time.localtime(event.at)),
+            "environmental": event.environmental, "ignored": event.ignored}
 
 
 @dataclass
@@ -67,6 +81,8 @@ class StepRecord:
     finished: bool = False
     output_dropped: int = 0
     """Characters cut from the start of :attr:`output` to bound memory (see MAX_RECORD_OUTPUT)."""
+    background_failure: dict[str, Any] | None = None
+    """The step's background work died (see :func:`background_failure`)."""
     _chunks: list[str] = field(default_factory=list, repr=False)
     _size: int = field(default=0, repr=False)
 
@@ -173,7 +189,16 @@ class StepRecord:
             "assertions": [a.to_dict() for a in self.assertions],
             "notes": list(self.notes),
             "artifacts": list(self.artifacts),
+            "background_failure": self.background_failure,
         }
+
+    def background_failed(self, event: BackgroundFailed, failure: dict[str, Any]) -> None:
+        """The step's background work died after the step passed: the step failed after all
+        (``error`` for an environment cause, ``ignored`` under ``continue_on_error``)."""
+        self.background_failure = failure
+        self.status = "ignored" if event.ignored else ("error" if event.environmental
+                                                       else "failed")
+        self.message = f"failed in the background at {failure['time']}: {event.cause}"
 
     # -- event handling -------------------------------------------------------------------
 

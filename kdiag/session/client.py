@@ -29,6 +29,7 @@ from kdiag.errors import ManagerError, ManagerUnavailable
 
 from .grpcerrors import convert
 from .lane import LaneClient, connect_socket
+from .output import DEFAULT_MAX_OUTPUT, HeadTail
 from .redirect import RedirectHandle
 from .results import (
     CaptureResult,
@@ -166,14 +167,17 @@ class ManagerClient:
              inherit_env: bool = True, timeout: float | None = None,
              workdir: str | None = None, host: bool = False,
              on_output: Callable[[str, bytes], None] | None = None,
-             capture: bool = True) -> ExecResult:
+             capture: bool = True, capture_limit: int = DEFAULT_MAX_OUTPUT) -> ExecResult:
         """Run ``argv`` (the target's binary, else the busybox applet) or ``script`` (busybox
         ash) in the target's namespaces and root.
 
-        Output is passed to ``on_output(stream, data)`` as it arrives ("stdout"/"stderr") and,
-        with ``capture``, collected in the result. ``timeout`` kills the whole process group
-        (the result says ``timed_out``). ``host`` (node mode only) runs with the host's files
-        and tools but inside the target's network namespace, e.g. ``ss``/``curl`` from the host.
+        Output is passed to ``on_output(stream, data)`` as it arrives ("stdout"/"stderr"); the
+        stream is read no faster than it returns (flow control holds the manager back, nothing
+        is dropped). With ``capture``, the result keeps the first and last ``capture_limit``
+        bytes of each stream (``truncated`` says whether some were cut). ``timeout`` kills the
+        whole process group (the result says ``timed_out``). ``host`` (node mode only) runs
+        with the host's files and tools but inside the target's network namespace, e.g.
+        ``ss``/``curl`` from the host.
         """
         start = pb.ExecStart(argv=argv or [], script=script or "", env=env or {},
                              inherit_env=inherit_env, timeout_seconds=timeout or 0,
@@ -189,8 +193,7 @@ class ManagerClient:
                     yield pb.ExecRequest(stdin=data)
             yield pb.ExecRequest(stdin_eof=True)
 
-        out: list[bytes] = []
-        err: list[bytes] = []
+        kept = {"stdout": HeadTail(capture_limit), "stderr": HeadTail(capture_limit)}
         result = ExecResult(exit_code=-1)
         deadline = None if timeout is None else timeout + 30
         try:
@@ -199,7 +202,7 @@ class ManagerClient:
                 if kind in ("stdout", "stderr"):
                     data = getattr(r, kind)
                     if capture:
-                        (out if kind == "stdout" else err).append(data)
+                        kept[kind].add(data)
                     if on_output is not None:
                         on_output(kind, data)
                 elif kind == "exit":
@@ -207,8 +210,8 @@ class ManagerClient:
                     result = ExecResult(e.exit_code, e.signal, e.timed_out, e.duration_seconds)
         except grpc.RpcError as exc:
             raise convert(exc, "exec") from None
-        result.stdout = b"".join(out)
-        result.stderr = b"".join(err)
+        result.stdout, result.stderr = kept["stdout"].value(), kept["stderr"].value()
+        result.truncated = kept["stdout"].truncated or kept["stderr"].truncated
         return result
 
     def shell_tty(self, argv: list[str] | None = None, *, stdin_fd: int = 0,

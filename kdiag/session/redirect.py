@@ -18,6 +18,7 @@ from kdiag_manager.wire.channel import widen_send_buffers
 from kdiag_manager.wire.workers import Workers
 
 from kdiag.errors import ManagerError
+from kdiag.lifeline import Lifeline
 
 from .grpcerrors import convert
 from .results import ForwardTo, RedirectEventInfo, RedirectSpec
@@ -81,6 +82,9 @@ class RedirectHandle:
         self.active = 0
         self.error: str = ""
         self.closed_by_user = False
+        self.lifeline = Lifeline()
+        """Fails when the redirect ends without :meth:`close` (the manager or the connection
+        to it is gone)."""
         self.redirect_id = 0
         self._raw_data = False  # the manager's tunnels accept raw data frames
         # Pooled tunnels: opened in advance, so a new connection costs no round trip.
@@ -249,6 +253,9 @@ class RedirectHandle:
                 self.error = f"{exc.code().name}: {exc.details()}"
         finally:
             self._done.set()
+            if not self.closed_by_user:
+                self.lifeline.fail(f"the redirect's stream to the manager ended "
+                                   f"({self.error or 'closed by the manager'})")
 
     def _emit(self, info: RedirectEventInfo) -> None:
         if self._on_event is not None:

@@ -60,6 +60,8 @@ class ExecResult:
     duration: float = 0.0
     stdout: bytes = b""
     stderr: bytes = b""
+    truncated: bool = False
+    """Some output was not kept (see ``capture_limit``)."""
 
     @property
     def ok(self) -> bool:

@@ -15,14 +15,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
+    from kdiag.lifeline import Lifeline
     from kdiag.targets.base import TargetSession
 
 
 class Background(Protocol):
-    """Something a step keeps up after it returns (a server, a redirect, a log follower)."""
+    """Something a step keeps up after it returns (a server, a redirect, a log follower).
+
+    Work that can die on its own also has a ``lifeline`` attribute (a
+    :class:`~kdiag.lifeline.Lifeline`) that it fails, with the cause, when it does: the engine
+    then ends the current step and fails the run (see :mod:`kdiag.engine.supervision`).
+    """
 
     def stop(self) -> None:
         """Stop it; called once, at the end of the run (after the ``finally`` steps)."""
+
+
+def lifeline_of(work: Background) -> Lifeline | None:
+    """The work's lifeline, if it has one."""
+    from kdiag.lifeline import Lifeline
+
+    lifeline = getattr(work, "lifeline", None)
+    return lifeline if isinstance(lifeline, Lifeline) else None
 
 
 @dataclass
@@ -54,16 +68,43 @@ def require_background_or_duration(kind: str, body: dict[str, Any], ctx: StepCon
 def keep_up(work: Background, body: dict[str, Any], ctx: StepContext,
             result: dict[str, Any]) -> StepOutcome:
     """Hand ``work`` to the engine when the step runs in the background; otherwise keep it up
-    for the body's ``duration`` (or until cancelled), then stop it."""
+    for the body's ``duration`` (or until cancelled, or until it dies: the step then fails
+    with the cause), then stop it."""
     if ctx.background:
         return StepOutcome(result=result, background=work)
+    import time
+
+    from kdiag.errors import EnvironmentProblem
     from kdiag.language.durations import parse_duration
 
+    lifeline = lifeline_of(work)
+    until = time.monotonic() + parse_duration(body["duration"])
     try:
-        ctx.cancelled.wait(parse_duration(body["duration"]))
+        while (left := until - time.monotonic()) > 0 and not ctx.cancelled.is_set():
+            if lifeline is not None and lifeline.wait(min(left, 0.1)) is not None:
+                break
+            if lifeline is None:
+                ctx.cancelled.wait(left)
     finally:
         work.stop()
+    loss = lifeline.loss if lifeline is not None else None
+    if loss is not None:
+        if loss.environmental:
+            raise EnvironmentProblem(loss.cause)
+        raise StepFailed(loss.cause)
     return StepOutcome(result=result)
+
+
+class ArtifactFile(Protocol):
+    """A file a step streams into (see :meth:`StepContext.open_artifact`)."""
+
+    path: Path
+
+    def write(self, data: bytes) -> None:
+        """Append ``data``."""
+
+    def close(self) -> None:
+        """Finish the file."""
 
 
 class StepContext(Protocol):
@@ -73,6 +114,9 @@ class StepContext(Protocol):
     """Set when the step timed out or the run was interrupted; long work must check it."""
     background: bool
     """The step runs with ``background: true``: start the work, return a Background."""
+    max_output: int
+    """Bytes of each output stream a step keeps in memory (a head and a tail; ``--max-output``);
+    the whole output goes to its artifact files."""
 
     @property
     def runbook_dir(self) -> Path:
@@ -93,6 +137,9 @@ class StepContext(Protocol):
 
     def artifact_path(self, name: str) -> Path:
         """A path for a file the step writes into the run's artifacts (the folder exists)."""
+
+    def open_artifact(self, name: str) -> ArtifactFile:
+        """A file in the step's artifacts to stream bytes into (secret values masked)."""
 
     def target(self) -> TargetSession:
         """The target session, opened on first use (raises EnvironmentProblem if it cannot)."""

@@ -7,7 +7,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from kdiag.errors import EXIT_ENVIRONMENT
 from kdiag.language.durations import parse_duration
+from kdiag.lifeline import Lifeline
 from kdiag.steps.base import StepContext, StepFailed, StepOutcome, StepType
 
 DEFAULT_DURATION = 10.0
@@ -18,12 +20,14 @@ START_WAIT = 10.0
 
 @dataclass
 class _Capturing:
-    """A capture running in the background until the run ends (or a limit is reached)."""
+    """A capture running in the background until the run ends (or a limit is reached); its
+    lifeline fails when the capture's stream breaks."""
 
     stop_event: threading.Event
     thread: threading.Thread
     result: dict[str, Any]
     errors: list[str] = field(default_factory=list)
+    lifeline: Lifeline = field(default_factory=Lifeline)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -104,8 +108,11 @@ class CaptureStep(StepType):
 def _guard(work: Any, running: _Capturing) -> None:
     try:
         work()
-    except Exception as exc:  # reported when the background capture is stopped
+    except Exception as exc:  # reported at once (the lifeline) and when it is stopped
         running.errors.append(f"capture failed: {exc}")
+        if not running.stop_event.is_set():
+            running.lifeline.fail(running.errors[-1],
+                                  environmental=getattr(exc, "exit_code", 0) == EXIT_ENVIRONMENT)
 
 
 STEP = CaptureStep()

@@ -21,15 +21,26 @@ from kdiag.steps.base import (
 )
 
 if TYPE_CHECKING:
+    from kdiag.kube.podguard import PodGuard
     from kdiag.kube.portforward import PortForwarder
+    from kdiag.lifeline import Lifeline
 
 
 
 @dataclass
 class _Forwarding:
+    """A forward kept up; its lifeline fails when the pod is lost or a connection's
+    port-forward cannot be opened even after retries."""
+
     forwarder: PortForwarder
+    guard: PodGuard
+
+    @property
+    def lifeline(self) -> Lifeline:
+        return self.forwarder.lifeline
 
     def stop(self) -> None:
+        self.guard.stop()
         self.forwarder.close()
 
 
@@ -58,7 +69,9 @@ class ForwardStep(StepType):
     can_background = True
 
     def execute(self, body: Any, ctx: StepContext) -> StepOutcome:
+        from kdiag.kube.podguard import PodGuard
         from kdiag.kube.portforward import PortForwarder
+        from kdiag.lifeline import Lifeline
         from kdiag.targets.kubernetes import pods_for_step
 
         require_background_or_duration(self.kind, body, ctx)
@@ -72,10 +85,13 @@ class ForwardStep(StepType):
                 errors.append(message)
             ctx.output(f"forward error: {message}\n", "forward")
 
+        lifeline = Lifeline()
         forwarder = PortForwarder(kube.stream_core, pod.namespace, pod.name, int(body["port"]),
                                   int(body.get("local_port", 0)),
                                   str(body.get("address", "127.0.0.1")), kube.server,
-                                  on_error=on_error)
+                                  on_error=on_error, lifeline=lifeline)
+        guard = PodGuard(kube.core(), pod, lifeline, server=kube.server, watch_container=False)
+        guard.start()
         host = forwarder.host
         url_host = f"[{host}]" if ":" in host else host
         result = {"pod": pod.name, "namespace": pod.namespace, "port": int(body["port"]),
@@ -83,7 +99,7 @@ class ForwardStep(StepType):
                   "url": f"http://{url_host}:{forwarder.local_port}", "errors": errors}
         ctx.output(f"{host}:{forwarder.local_port} -> pod {pod.namespace}/{pod.name}:"
                    f"{body['port']}\n", "forward")
-        outcome = keep_up(_Forwarding(forwarder), body, ctx, result)
+        outcome = keep_up(_Forwarding(forwarder, guard), body, ctx, result)
         if not ctx.background:
             result["connections"] = forwarder.connections
         return outcome

@@ -18,6 +18,7 @@ from kdiag.steps.base import StepContext, StepFailed, StepOutcome, StepType
 
 if TYPE_CHECKING:
     from kdiag.kube.logs import LogFollower, LogLine, LogSource
+    from kdiag.lifeline import Lifeline
 
 DEFAULT_DRAIN = 2.0
 MAX_KEPT_LINES = 20_000
@@ -84,6 +85,11 @@ class _Following:
     follower: LogFollower
     collector: _Collector
     result: dict[str, Any]
+
+    @property
+    def lifeline(self) -> Lifeline:
+        """Fails when a log stream breaks."""
+        return self.follower.lifeline
 
     def stop(self) -> None:
         self.follower.stop()

@@ -24,6 +24,7 @@ from kdiag.steps.base import (
 )
 
 if TYPE_CHECKING:
+    from kdiag.lifeline import Lifeline
     from kdiag.session.redirect import RedirectHandle
     from kdiag.session.results import RedirectEventInfo
 
@@ -57,6 +58,11 @@ class _Running:
     """A redirect kept up in the background; stopping it removes the manager's rules."""
 
     handle: RedirectHandle
+
+    @property
+    def lifeline(self) -> Lifeline:
+        """Fails when the redirect ends on its own (the manager or the connection is gone)."""
+        return self.handle.lifeline
 
     def stop(self) -> None:
         self.handle.close()

@@ -6,28 +6,26 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
+from kdiag.lifeline import Lifeline, exit_status
 from kdiag.steps.base import StepContext, StepFailed, StepOutcome, StepType
+from kdiag.steps.streams import MAX_OUTPUT_SCHEMA, CommandOutput, output_limit
 
 if TYPE_CHECKING:  # subprocess is imported when a command runs: it slows start-up
     import subprocess
 
-MAX_CAPTURE = 4 * 1024 * 1024
-"""Bytes of each stream kept for ``register`` and reports; output beyond is still streamed."""
 STOP_GRACE = 3.0
 
 
 @dataclass
-class _Stream:
-    """Collects one pipe of a process in a thread, forwarding chunks as they come."""
+class _Pump:
+    """Reads one pipe of a process in a thread and hands each chunk to the step's output."""
 
     name: str
     pipe: IO[bytes]
-    ctx: StepContext
-    chunks: list[bytes] = field(default_factory=list)
-    size: int = 0
+    output: CommandOutput
     thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -35,23 +33,14 @@ class _Stream:
         self.thread.start()
 
     def _pump(self) -> None:
-        import codecs
-
-        # Chunks as they come (not lines), so output without a newline still shows promptly;
-        # the incremental decoder keeps multi-byte characters whole across chunks.
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        # Chunks as they come (not lines), so output without a newline still shows promptly.
         while chunk := self.pipe.read1(65536):  # type: ignore[attr-defined]
-            if self.size < MAX_CAPTURE:
-                self.chunks.append(chunk)
-                self.size += len(chunk)
-            self.ctx.output(decoder.decode(chunk), self.name)
-        self.ctx.output(decoder.decode(b"", final=True), self.name)
+            self.output.add(self.name, chunk)
         self.pipe.close()
 
-    def text(self) -> str:
+    def join(self) -> None:
         if self.thread:
             self.thread.join()
-        return b"".join(self.chunks)[:MAX_CAPTURE].decode("utf-8", "replace")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -71,15 +60,41 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             continue
 
 
-@dataclass
 class _BackgroundProcess:
-    process: subprocess.Popen[bytes]
-    streams: list[_Stream]
+    """A process kept up for later steps; exiting before it is stopped fails its lifeline
+    (with an error status), or is noted (exit code 0)."""
+
+    def __init__(self, process: subprocess.Popen[bytes], pumps: list[_Pump],
+                 output: CommandOutput, ctx: StepContext, result: dict[str, Any]) -> None:
+        self.process = process
+        self.pumps = pumps
+        self.output = output
+        self.result = result
+        self.lifeline = Lifeline()
+        self._stopping = threading.Event()
+        self._ended = threading.Event()
+        threading.Thread(target=self._watch, args=(ctx,), daemon=True,
+                         name=f"run-watch-{process.pid}").start()
+
+    def _watch(self, ctx: StepContext) -> None:
+        code = self.process.wait()
+        for pump in self.pumps:
+            pump.join()
+        self.output.close()
+        self.result.update(rc=code, **self.output.fields())
+        self._ended.set()
+        if self._stopping.is_set():
+            return
+        if code == 0:
+            ctx.note("the background process exited with code 0 before the run ended")
+        else:
+            self.lifeline.fail(f"the background process {exit_status(code)}",
+                               environmental=False)
 
     def stop(self) -> None:
+        self._stopping.set()
         _stop(self.process)
-        for stream in self.streams:
-            stream.text()
+        self._ended.wait(STOP_GRACE)
 
 
 def _command(body: dict[str, Any]) -> list[str]:
@@ -147,6 +162,7 @@ class RunStep(StepType):
             "stdin": {"type": "string", "description": "Text sent to the command's input."},
             "check": {"type": "boolean", "description": "Fail the step on a non-zero exit code "
                       "(default true)."},
+            "max_output": MAX_OUTPUT_SCHEMA,
         },
         "oneOf": [{"required": ["argv"]}, {"required": ["script"]}],
     }
@@ -155,24 +171,31 @@ class RunStep(StepType):
 
     def execute(self, body: Any, ctx: StepContext) -> StepOutcome:
         started = time.monotonic()
-        process = _start(body, ctx)
+        output = CommandOutput(ctx, output_limit(body, ctx))
+        try:
+            process = _start(body, ctx)
+        except StepFailed:
+            output.close()
+            raise
         assert process.stdout is not None and process.stderr is not None
-        streams = [_Stream("stdout", process.stdout, ctx), _Stream("stderr", process.stderr, ctx)]
-        for stream in streams:
-            stream.start()
+        pumps = [_Pump("stdout", process.stdout, output), _Pump("stderr", process.stderr, output)]
+        for pump in pumps:
+            pump.start()
         if "stdin" in body:
             threading.Thread(target=_feed, args=(process, body["stdin"]), daemon=True).start()
         if ctx.background:
-            return StepOutcome(result={"pid": process.pid},
-                               background=_BackgroundProcess(process, streams))
+            result: dict[str, Any] = {"pid": process.pid}
+            return StepOutcome(result=result,
+                               background=_BackgroundProcess(process, pumps, output, ctx, result))
         while process.poll() is None:
             if ctx.cancelled.wait(0.05):
                 _stop(process)
                 break
-        stdout, stderr = (s.text() for s in streams)
+        for pump in pumps:
+            pump.join()
+        output.close()
         rc = process.wait()
-        result = {"rc": rc, "stdout": stdout, "stderr": stderr,
-                  "duration": round(time.monotonic() - started, 3)}
+        result = {"rc": rc, **output.fields(), "duration": round(time.monotonic() - started, 3)}
         if ctx.cancelled.is_set():
             return StepOutcome(ok=False, result=result, message="the command was stopped")
         if rc != 0 and body.get("check", True):

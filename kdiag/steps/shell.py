@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from kdiag.steps.base import StepContext, StepOutcome, StepType
+from kdiag.steps.streams import MAX_OUTPUT_SCHEMA, CommandOutput, output_limit
 
 
 class ShellStep(StepType):
@@ -30,6 +31,7 @@ class ShellStep(StepType):
             "workdir": {"type": "string", "description": "Working folder inside the target."},
             "check": {"type": "boolean", "description": "Fail the step on a non-zero exit code "
                       "(default true)."},
+            "max_output": MAX_OUTPUT_SCHEMA,
         },
         "oneOf": [{"required": ["script"]}, {"required": ["argv"]}],
     }
@@ -38,24 +40,27 @@ class ShellStep(StepType):
     needs_target = True
 
     def execute(self, body: Any, ctx: StepContext) -> StepOutcome:
+        limit = output_limit(body, ctx)
         manager = ctx.target().manager
-
-        def forward(stream: str, data: bytes) -> None:
-            ctx.output(data.decode("utf-8", "replace"), stream)
-
         remaining = ctx.remaining()
-        result = manager.exec(
-            argv=[str(a) for a in body["argv"]] if "argv" in body else None,
-            script=body.get("script"),
-            stdin=str(body["stdin"]).encode() if "stdin" in body else None,
-            env={str(k): str(v) for k, v in (body.get("env") or {}).items()},
-            inherit_env=body.get("inherit_env", True),
-            timeout=max(remaining, 0.1) if remaining is not None else None,
-            workdir=body.get("workdir"),
-            on_output=forward,
-        )
-        registered = {"rc": result.exit_code, "stdout": result.stdout_text,
-                      "stderr": result.stderr_text, "signal": result.signal,
+        output = CommandOutput(ctx, limit)
+        try:
+            # The stream is read only as fast as the artifact files are written (gRPC's flow
+            # control then holds the manager back): nothing is dropped, nothing piles up.
+            result = manager.exec(
+                argv=[str(a) for a in body["argv"]] if "argv" in body else None,
+                script=body.get("script"),
+                stdin=str(body["stdin"]).encode() if "stdin" in body else None,
+                env={str(k): str(v) for k, v in (body.get("env") or {}).items()},
+                inherit_env=body.get("inherit_env", True),
+                timeout=max(remaining, 0.1) if remaining is not None else None,
+                workdir=body.get("workdir"),
+                on_output=output.add,
+                capture=False,
+            )
+        finally:
+            output.close()
+        registered = {"rc": result.exit_code, **output.fields(), "signal": result.signal,
                       "timed_out": result.timed_out, "duration": round(result.duration, 3)}
         if result.timed_out:
             return StepOutcome(ok=False, result=registered, message="the command timed out")

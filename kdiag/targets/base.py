@@ -5,6 +5,8 @@ from __future__ import annotations
 import abc
 from typing import TYPE_CHECKING, Any
 
+from kdiag.lifeline import Lifeline
+
 if TYPE_CHECKING:
     from kdiag.session.client import ManagerClient
 
@@ -23,6 +25,19 @@ class TargetSession(abc.ABC):
     def summary(self) -> str:
         """One line for the report: what was reached and how (e.g. which pod, which manager)."""
         return str(self.info.get("kind", "target"))
+
+    def watch(self) -> Lifeline:
+        """Start watching the target and the manager (once; later calls return the same
+        lifeline): it fails, with the cause, when either is lost (pod deleted, evicted or
+        restarted, manager gone, target process exited...). The default never fails."""
+        lifeline: Lifeline | None = getattr(self, "_lifeline", None)
+        if lifeline is None:
+            lifeline = self._lifeline = Lifeline()
+            self._start_watching(lifeline)
+        return lifeline
+
+    def _start_watching(self, lifeline: Lifeline) -> None:  # noqa: B027 - optional hook
+        """Backends that can tell when the target is lost start their watch here."""
 
     def __enter__(self) -> TargetSession:
         return self

@@ -14,7 +14,7 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from kdiag.errors import ManagerError, ManagerUnavailable, TargetError
 from kdiag.kube.config import KubeConfig, KubeOptions, load
@@ -22,8 +22,12 @@ from kdiag.kube.errors import Call, PodGone, api_call, translate
 from kdiag.kube.inject import DEFAULT_TIMEOUT, Injector, ManagerImage
 from kdiag.kube.pods import PodRef, PodSelector, resolve
 from kdiag.language.durations import parse_duration
+from kdiag.lifeline import Lifeline
 
 from .base import Target, TargetSession
+
+if TYPE_CHECKING:
+    from kdiag.kube.podguard import PodGuard
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +144,7 @@ class KubernetesSession(TargetSession):
                      "context": kube.context, "in_cluster": kube.in_cluster, "user": kube.user,
                      "pods": [p.to_dict() for p in pods]}
         self._closed = False
+        self._guard: PodGuard | None = None
 
     def summary(self) -> str:
         """``pod ns/name (container c), manager NAME (reused)``, and how many pods matched."""
@@ -155,12 +160,24 @@ class KubernetesSession(TargetSession):
         """Why the manager stopped answering, if the cluster can tell."""
         return diagnose(self.kube, self.ref, self.container)
 
+    def _start_watching(self, lifeline: Lifeline) -> None:
+        """The pod (deleted, evicted, replaced, its container restarted), the manager's
+        container (terminated) and the port-forward to it (lost after retries)."""
+        from kdiag.kube.podguard import PodGuard
+
+        self._guard = PodGuard(self.kube.core(), self.ref, lifeline, server=self.kube.server,
+                               manager=self.container)
+        self._guard.start()
+        self.relay.lifeline.listen(lambda loss: lifeline.fail(loss.cause))
+
     def close(self) -> None:
         """End every stream (the manager removes this session's rules), then the
         port-forward. The manager itself stays, idle, for the next run to reuse."""
         if self._closed:
             return
         self._closed = True
+        if self._guard is not None:
+            self._guard.stop()
         try:
             self.manager.close()
         finally:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from kdiag.errors import ManagerError, TargetError
+from kdiag.lifeline import Lifeline
 
 from .base import Target, TargetSession
 
@@ -60,6 +61,12 @@ class NodeSession(TargetSession):
         """``node process PID (comm), manager pid N``."""
         return (f"node process {self.info['pid']} ({self.info['comm']}), manager pid "
                 f"{self.info['manager_pid']}")
+
+    def _start_watching(self, lifeline: Lifeline) -> None:
+        """Supervision hook: the target process and the manager (see nodewatch.py)."""
+        from .nodewatch import watch_node
+
+        watch_node(self.target.pid, str(self.info["comm"]), self.proc, lifeline)
 
     def close(self) -> None:
         """Stop the manager (stdin EOF, then SIGTERM, then SIGKILL) and make sure no tagged rule

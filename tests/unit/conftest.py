@@ -63,11 +63,16 @@ def write(tmp_path: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture
-def run_runbook(write: Callable[..., Path]) -> Callable[..., Outcome]:
-    """Run a runbook given as YAML text through the real engine; returns exit code and events."""
+def run_runbook(write: Callable[..., Path], tmp_path: Path) -> Callable[..., Outcome]:
+    """Run a runbook given as YAML text through the real engine; returns exit code and events.
+    Files steps write go to the test's temp folder (``artifacts``) unless ``options`` say."""
 
     def _run(text: str, sets: dict[str, str] | None = None, options: RunOptions | None = None,
              interaction: Any = None, open_target: Any = None) -> Outcome:
+        if options is None:
+            options = RunOptions(artifacts_dir=tmp_path / "artifacts")
+        elif options.artifacts_dir is None:
+            options.artifacts_dir = tmp_path / "artifacts"
         path = write(text)
         loader = Loader(catalog())
         runbook = loader.load(str(path))
