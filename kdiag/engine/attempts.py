@@ -95,6 +95,10 @@ class StepAttempts:
                 if status == "error" or halted or done or attempt > retries:
                     break
                 if runtime.cancelled.wait(delay):
+                    fatal = self.run.supervisor.fatal_now()
+                    if fatal is not None:  # lost background work ended the retries
+                        status, halted = "error" if fatal.environmental else "failed", True
+                        outcome.message = f"stopped: {fatal.line}"
                     break
         duration = time.monotonic() - started
         if status != "passed" or not done:

@@ -8,6 +8,7 @@ is :mod:`.backgrounds`, asking the user in ``--step`` mode is :mod:`.stepmode`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -247,7 +248,8 @@ class Run:
         try:
             self._run_steps(frame, frame.runbook.steps)
         except (Abort, KeyboardInterrupt):
-            self._run_finally(frame)
+            with contextlib.suppress(Abort):  # the first cause is the run's
+                self._run_finally(frame)
             raise
         self._run_finally(frame)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import threading
 
+from kdiag.cli.adhoc.lost import lost, wait_until_lost
 from kdiag.cli.adhoc.targeting import parse_port_mappings
 from kdiag.cli.interrupts import interrupt_on_sigterm
 from kdiag.errors import EXIT_INTERRUPTED, UsageError
@@ -13,7 +14,9 @@ from kdiag.errors import EXIT_INTERRUPTED, UsageError
 
 def command(args: argparse.Namespace) -> int:
     """Listen locally, forward each connection, print errors, stop on Ctrl-C."""
+    from kdiag.kube.podguard import PodGuard
     from kdiag.kube.portforward import PortForwarder
+    from kdiag.lifeline import Lifeline
     from kdiag.targets.kubernetes import pods_for_step
 
     if args.pid is not None:
@@ -33,6 +36,7 @@ def command(args: argparse.Namespace) -> int:
 
     interrupt_on_sigterm()
     forwarders = []
+    guard = PodGuard(kube.core(), pod, Lifeline(), server=kube.server, watch_container=False)
     try:
         for remote, local in mappings:
             fwd = PortForwarder(kube.stream_core, pod.namespace, pod.name, remote, local,
@@ -40,10 +44,12 @@ def command(args: argparse.Namespace) -> int:
             forwarders.append(fwd)
             print(f"Forwarding from {fwd.host}:{fwd.local_port} -> {pod.namespace}/{pod.name}:"
                   f"{remote}", flush=True)
-        threading.Event().wait()
+        guard.start()
+        loss = wait_until_lost(*(f.lifeline for f in forwarders), target=guard.lifeline)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     finally:
+        guard.stop()
         for fwd in forwarders:
             fwd.close()
-    return EXIT_INTERRUPTED
+    raise lost("forward", loss)

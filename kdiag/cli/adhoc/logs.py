@@ -13,6 +13,7 @@ import time
 import zlib
 from collections.abc import Callable
 
+from kdiag.cli.adhoc.lost import lost, wait_until_lost
 from kdiag.cli.interrupts import interrupt_on_sigterm
 from kdiag.errors import EXIT_INTERRUPTED, UsageError
 from kdiag.language.durations import parse_duration
@@ -35,7 +36,9 @@ def _prefixer(use_colour: bool) -> Callable[[str], str]:
 def command(args: argparse.Namespace) -> int:
     """Follow the logs; with a command, around it."""
     from kdiag.kube.logs import LogFollower, LogLine, LogSource, NewPods, sources_for
+    from kdiag.kube.podguard import PodGuard
     from kdiag.kube.pods import resolve
+    from kdiag.lifeline import Lifeline
     from kdiag.targets.kubernetes import selection_for_step
 
     if args.pid is not None:
@@ -70,19 +73,30 @@ def command(args: argparse.Namespace) -> int:
         new_pods = NewPods(want.namespace, want.selector, args.container,
                            frozenset(p.uid for p in pods), started_later)
     follower = LogFollower(kube.core(), sources, on_line, since, kube.server, new_pods)
+    # One named pod: its deletion ends the command (with a selector, pods come and go).
+    guard = PodGuard(kube.core(), pods[0], Lifeline(), server=kube.server,
+                     watch_container=False) if want.pod else None
     interrupt_on_sigterm()
     follower.start()
     print(f"following {', '.join(s.label for s in sources)}", file=sys.stderr, flush=True)
+    target = guard.lifeline if guard is not None else None
     try:
+        if guard is not None:
+            guard.start()
         if not argv:
-            threading.Event().wait()
+            raise lost("logs", wait_until_lost(follower.lifeline, target=target))
         code = subprocess.call(argv)
         time.sleep(drain)
-        return code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except OSError as exc:
         raise UsageError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
     finally:
+        if guard is not None:
+            guard.stop()
         follower.stop()
+    loss = follower.lifeline.loss or (target.loss if target is not None else None)
+    if loss is not None:  # the lines shown may be incomplete: say so rather than exit 0
+        raise lost("logs", loss)
+    return code
 

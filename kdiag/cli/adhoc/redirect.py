@@ -7,6 +7,7 @@ import argparse
 import sys
 import threading
 
+from kdiag.cli.adhoc.lost import lost, wait_until_lost
 from kdiag.cli.adhoc.targeting import open_session, parse_port_mappings
 from kdiag.cli.interrupts import interrupt_on_sigterm
 from kdiag.errors import EXIT_INTERRUPTED, EnvironmentProblem, UsageError
@@ -50,11 +51,9 @@ def command(args: argparse.Namespace) -> int:
         for warning in handle.warnings:
             print(f"warning: {warning}", file=sys.stderr, flush=True)
         try:
-            while handle.running:
-                handle.wait(1.0)
+            loss = wait_until_lost(handle.lifeline, target=session.watch())
         except KeyboardInterrupt:
             handle.close()
             print("stopped; the redirect rules are removed", flush=True)
             return EXIT_INTERRUPTED
-        print(f"the redirect ended: {handle.error or 'the manager closed it'}", file=sys.stderr)
-        raise EnvironmentProblem(f"redirect ended: {handle.error or 'manager gone'}")
+        raise lost("redirect", loss)
