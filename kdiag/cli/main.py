@@ -66,6 +66,10 @@ def _run(run: argparse.ArgumentParser) -> None:
     run.add_argument("--timeout", metavar="DURATION",
                      help="default timeout of each step (e.g. 5m)")
     run.add_argument("--pid", type=int, help="target this host process (node mode)")
+    run.add_argument("--max-output", metavar="SIZE",
+                     help="bytes of each command output stream kept in memory for register "
+                          "and reports, half from its start, half from its end (default 2MiB; "
+                          "the whole output is in the artifacts)")
     run.add_argument("--quiet", "-q", action="store_true", help="no console report")
     run.set_defaults(handler="kdiag.cli.run")
 

@@ -20,6 +20,7 @@ from kdiag.language.durations import parse_duration
 from kdiag.language.model import Runbook
 from kdiag.language.params import load_values, parse_set_args, resolve_params
 from kdiag.language.runbook import Loader, search_path
+from kdiag.session.output import DEFAULT_MAX_OUTPUT, parse_size
 from kdiag.steps import catalog
 
 
@@ -71,6 +72,12 @@ def command(args: argparse.Namespace) -> int:
             timeout = parse_duration(args.timeout)
         except ValueError as exc:
             raise UsageError(f"--timeout: {exc}") from None
+    max_output = DEFAULT_MAX_OUTPUT
+    if args.max_output:
+        try:
+            max_output = parse_size(args.max_output)
+        except ValueError as exc:
+            raise UsageError(f"--max-output: {exc}") from None
 
     from kdiag.reports import close_all, make_reporters
 
@@ -79,7 +86,8 @@ def command(args: argparse.Namespace) -> int:
     bus = EventBus(reporters, masker)
     interaction = TerminalInteraction(sys.stdin, sys.stdout) if args.step else None
     options = RunOptions(start_at=args.start_at, default_timeout=timeout,
-                         artifacts_dir=Path(args.artifacts) if args.artifacts else None)
+                         artifacts_dir=Path(args.artifacts) if args.artifacts else None,
+                         max_output=max_output)
     run = Run(bus, loader, options, interaction, _open_target)
     interrupt_on_sigterm()
     try:

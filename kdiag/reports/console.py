@@ -66,6 +66,7 @@ from kdiag.reports.steprecord import StepRecord
 from kdiag.reports.text import (
     first_line,
     format_duration,
+    has_controls,
     indent_rest,
     tail_lines,
     terminal_line,
@@ -204,8 +205,20 @@ class ConsoleReporter:
             lines.append(rest)
         elif rest:
             self._partial[key] = rest
+        if self.mode == "plain" and len(lines) > 1 and not has_controls("".join(lines)):
+            self._plain_block(event.step, event.stream, lines)  # fast: megabytes of output
+            return
         for line in lines:
             self._output_line(event.step, event.stream, line)
+
+    def _plain_block(self, ref: StepRef, stream: str, lines: list[str]) -> None:
+        """Lines holding nothing to clean, written at once, as :meth:`_output_line` would."""
+        self._shown_output.add(ref)
+        label = [ref.qualified_name] if ref != self._foreground else []
+        if stream not in PLAIN_STREAMS:
+            label.append(stream)
+        prefix = sanitize(f"  {self._bar} " + (f"[{':'.join(label)}] " if label else ""))
+        self._write("".join(f"{prefix}{line}\n" for line in lines))
 
     def _output_line(self, ref: StepRef, stream: str, line: str) -> None:
         self._shown_output.add(ref)

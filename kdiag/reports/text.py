@@ -19,6 +19,12 @@ _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _XML_INVALID_RE = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
+def has_controls(text: str) -> bool:
+    """Whether ``text`` holds anything :func:`terminal_line` would change in one of its lines
+    (escape sequences, carriage returns, other control characters; newlines and tabs aside)."""
+    return _CONTROL_RE.search(text) is not None
+
+
 def strip_ansi(text: str) -> str:
     """Remove ANSI escape sequences (colours, cursor movement) from ``text``."""
     return _ANSI_RE.sub("", text)

@@ -168,3 +168,37 @@ def test_every_report_says_which_background_work_failed_when_and_why(tmp_path: P
     console = console_out.getvalue()
     assert "[ERR ] api: background redirect failed at " in console
     assert "[ERR ] target lost at " in console and "pod shop/api deleted" in console
+
+
+def test_console_block_of_plain_lines_looks_as_line_by_line() -> None:
+    lines = "".join(f"line {i}\twith a tab\n" for i in range(50))
+    ref, other = _ref(), StepRef(1, "logs bg", "logs", seq=2)
+    shown = []
+    for chunk in (lines, lines.replace("line 7", "line \x1b[31m7")):  # fast path, slow path
+        out = io.StringIO()
+        console = ConsoleReporter(out, mode="plain")
+        console.handle(RunStarted("rb", "rb.yaml", {}, None, 1, time.time()))
+        console.handle(StepStarted(ref, 1, time.time()))
+        console.handle(StepOutput(ref, "stdout", chunk))
+        console.handle(StepOutput(other, "api-0/app", chunk))
+        shown.append(out.getvalue())
+    assert shown[0] == shown[1]
+    assert "  | [logs bg:api-0/app] line 3\twith a tab\n" in shown[0].replace("│", "|")
+
+
+def test_max_output_flag_sets_the_default_and_is_checked(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    runbook = tmp_path / "rb.yaml"
+    runbook.write_text("steps:\n  - {name: some, run: {script: 'seq 1 3000'}, register: s}\n"
+                       "  - {name: check, assert: [s.truncated, 's.stdout_bytes == 13893']}\n")
+
+    def kdiag(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "kdiag", "run", str(runbook), *args],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=60)
+
+    assert kdiag("--max-output", "1KiB", "-q").returncode == 0
+    assert kdiag("-q").returncode == 1  # 13893 bytes fit in the default: not truncated
+    bad = kdiag("--max-output", "lots")
+    assert bad.returncode == 2 and "--max-output: not a size: 'lots'" in bad.stderr
