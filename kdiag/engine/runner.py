@@ -415,17 +415,23 @@ class Run:
         self.bus.emit(event)
 
     def _teardown(self) -> None:
-        """Stop watching, stop background work (newest first), then close the target."""
+        """Stop watching, stop background work (newest first), then close the target. When
+        the target is lost, it is closed first: its streams end at once (the manager, if it
+        still runs, removes the rules), so nothing waits for a manager that will not answer."""
         self.supervisor.close()
+        if self.supervisor.target_loss is not None:
+            self._close_session()
         self.backgrounds.stop_all(lambda runtime, exc: self.bus.emit(
             StepNote(runtime.ref, f"stopping background work failed: {exc}")))
+        self._close_session()
+
+    def _close_session(self) -> None:
         if self._session is not None:
             try:
                 self._session.close()
             except Exception as exc:
                 self.bus.emit(StepNote(TARGET, f"closing the target session failed: {exc}"))
             self._session = None
-
 
 
 def _new_folder(parent: Path, name: str) -> Path:

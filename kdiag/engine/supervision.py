@@ -41,6 +41,7 @@ class Supervisor:
         self._closed = False
         self._target: Lifeline | None = None
         self._forget: list[Callable[[], None]] = []
+        self._watches: list[_Watch] = []
 
     # -- what the runner asks -----------------------------------------------------------
 
@@ -91,11 +92,16 @@ class Supervisor:
     # -- what is watched ----------------------------------------------------------------
 
     def watch_target(self, lifeline: Lifeline) -> None:
-        """Watch the target session: its loss is fatal (and environmental)."""
+        """Watch the target session: its loss is fatal (and environmental), and takes the
+        background work that goes through its manager with it."""
         self._target = lifeline
 
         def lost(loss: Loss) -> None:
             self._failed(BackgroundFailed(TARGET, loss.cause, loss.at, True))
+            with self._lock:
+                gone = [w for w in self._watches if w.uses_target]
+            for watched in gone:  # their streams may take a while to notice
+                watched.report(loss.cause, loss.at, True)
 
         self._forget.append(lifeline.listen(lost))
 
@@ -104,7 +110,7 @@ class Supervisor:
         """Watch the work of background step ``ref``; returns a function that stops watching
         (call it before stopping the work on purpose). ``uses_target``: the work goes through
         the manager, so the target's own cause is the better one when it follows shortly."""
-        stopped = threading.Event()
+        watched = _Watch(ref, ignored, uses_target, self._failed)
 
         def lost(loss: Loss) -> None:
             cause = loss.cause
@@ -113,15 +119,19 @@ class Supervisor:
                 found = target.wait(EXPLAIN_WAIT)
                 if found is not None:
                     cause = found.cause
-            if not stopped.is_set():
-                self._failed(BackgroundFailed(ref, cause, loss.at, loss.environmental, ignored))
+            watched.report(cause, loss.at, loss.environmental)
 
+        with self._lock:
+            self._watches.append(watched)
         forget = lifeline.listen(lost)
         self._forget.append(forget)
 
         def unwatch() -> None:
-            stopped.set()
+            watched.reported.set()
             forget()
+            with self._lock:
+                if watched in self._watches:
+                    self._watches.remove(watched)
 
         return unwatch
 
@@ -145,3 +155,24 @@ class Supervisor:
                 self._fatal = failure
                 for event in self._wakers:
                     event.set()
+
+
+class _Watch:
+    """One watched background step; its failure is reported once (by its own lifeline, or
+    by the target's loss), never after it was stopped on purpose."""
+
+    def __init__(self, ref: StepRef, ignored: bool, uses_target: bool,
+                 failed: Callable[[BackgroundFailed], None]) -> None:
+        self.ref = ref
+        self.ignored = ignored
+        self.uses_target = uses_target
+        self.reported = threading.Event()
+        self._failed = failed
+        self._lock = threading.Lock()
+
+    def report(self, cause: str, at: float, environmental: bool) -> None:
+        with self._lock:
+            if self.reported.is_set():
+                return
+            self.reported.set()
+        self._failed(BackgroundFailed(self.ref, cause, at, environmental, self.ignored))

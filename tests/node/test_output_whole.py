@@ -5,6 +5,7 @@ what memory keeps says ``truncated``."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -66,10 +67,8 @@ def _run(app: Lab, tmp_path: Path, step: str, *args: str) -> tuple[int, str, dic
     peak = 0.0
     try:
         while process.poll() is None:
-            try:  # VmHWM only grows: the last reading before the end is the peak
+            with contextlib.suppress(OSError):  # VmHWM only grows: the last reading is the peak
                 peak = max(peak, _peak_rss_mb(process.pid))
-            except OSError:
-                pass
             time.sleep(0.05)
         seconds = time.monotonic() - started
         err = process.stderr.read() if process.stderr else ""
