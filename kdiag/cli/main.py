@@ -19,9 +19,10 @@ from kdiag.errors import EXIT_INTERRUPTED, EXIT_INVALID, KdiagError
 EPILOG = """\
 exit codes:
   0    all steps and assertions passed
-  1    a step or assertion failed
+  1    a step or assertion failed (also a background step's own work, e.g. its process)
   2    invalid runbook or usage (the message names file:line:col)
-  3    environment error (not root, cluster unreachable, RBAC denied, pod gone, ...)
+  3    environment error (not root, cluster unreachable, RBAC denied, pod gone, manager
+       gone, ...), also under background work
   130  interrupted
 
 examples:

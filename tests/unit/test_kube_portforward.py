@@ -101,3 +101,58 @@ def test_error_channel_ends_the_stream_with_the_kubelets_message() -> None:
     assert not thread.is_alive()
     assert local.recv(10) == b""
     assert "connection refused" in stream.stats.error
+
+
+def test_a_port_forward_that_cannot_be_opened_again_is_lost_after_retries(monkeypatch) -> None:
+    """Each connection's port-forward is retried (the API server restarting); when every
+    attempt fails, the forward is lost with the last error, once."""
+    from kdiag.kube import portforward
+
+    monkeypatch.setattr(portforward, "RETRY_PAUSES", (0.01, 0.01, 0.01))
+    attempts: list[int] = []
+
+    def open_stream() -> PodStream:
+        attempts.append(1)
+        raise OSError(f"connection refused ({len(attempts)})")
+
+    listener_sock = socket.socket()
+    listener_sock.bind(("127.0.0.1", 0))
+    listener_sock.listen(4)
+    errors: list[str] = []
+    listener = portforward._Listener(open_stream, listener_sock, "pod shop/api-0:8080",
+                                     on_error=errors.append)
+    listener.start("test-forward")
+    with socket.create_connection(listener_sock.getsockname()) as conn:
+        loss = listener.lifeline.wait(5)
+        assert conn.recv(1) == b""  # the connection is closed, not left hanging
+    listener.close()
+    assert loss is not None and loss.environmental
+    assert loss.cause == ("port-forward to pod shop/api-0:8080 lost after 3 retries: "
+                          "connection refused (4)")
+    assert len(attempts) == 4 and errors == ["connection refused (4)"]
+
+
+def test_a_retried_port_forward_that_opens_again_is_not_lost(monkeypatch) -> None:
+    from kdiag.kube import portforward
+
+    monkeypatch.setattr(portforward, "RETRY_PAUSES", (0.01, 0.01, 0.01))
+    attempts: list[int] = []
+    ws = FakeWebSocket()
+
+    def open_stream() -> PodStream:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise OSError("connection reset")
+        return PodStream(ws, 8080)
+
+    listener_sock = socket.socket()
+    listener_sock.bind(("127.0.0.1", 0))
+    listener_sock.listen(4)
+    listener = portforward._Listener(open_stream, listener_sock, "pod shop/api-0:8080")
+    listener.start("test-forward")
+    ws.incoming.put((BINARY, b"\x00\x90\x1f"))  # the port-number frame
+    ws.incoming.put((BINARY, b"\x00hello"))
+    with socket.create_connection(listener_sock.getsockname()) as conn:
+        assert conn.recv(5) == b"hello"
+    listener.close()
+    assert len(attempts) == 3 and listener.lifeline.loss is None

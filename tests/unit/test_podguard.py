@@ -70,3 +70,35 @@ def test_restarts_before_kdiag_came_do_not_count() -> None:
     assert restart_count(pod, "app") == 3
     assert pod_loss(pod, REF, 3, MANAGER) is None
     assert pod_loss(pod, REF, None, MANAGER) is None  # container not watched (forward)
+
+
+class _FlakyCore:
+    """An API server that is unreachable ``down`` times, then shows ``pod``."""
+
+    def __init__(self, down: int, pod: client.V1Pod) -> None:
+        self.down = down
+        self.pod = pod
+        self.calls = 0
+
+    def read_namespaced_pod(self, name: str, namespace: str, **_: object) -> client.V1Pod:
+        import urllib3
+
+        self.calls += 1
+        if self.calls <= self.down:
+            raise urllib3.exceptions.MaxRetryError(None, "/", "connection refused")
+        return self.pod
+
+
+def test_an_unreachable_api_server_is_no_loss_and_the_guard_reads_again(monkeypatch) -> None:
+    from kdiag.kube import podguard
+    from kdiag.lifeline import Lifeline
+
+    monkeypatch.setattr(podguard, "RETRY_PAUSES", (0.01, 0.02))
+    core = _FlakyCore(3, _pod(deleting=True))
+    lifeline = Lifeline()
+    guard = podguard.PodGuard(core, REF, lifeline, manager=MANAGER)
+    guard.start()
+    loss = lifeline.wait(5)
+    guard.stop()
+    assert core.calls == 4  # three failures retried, then the pod as it is now
+    assert loss is not None and loss.cause == "pod shop/api-7d9 deleted"
