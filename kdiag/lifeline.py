@@ -9,14 +9,10 @@ has to poll. Only the first cause counts: later ones are consequences.
 
 from __future__ import annotations
 
-import logging
-import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -88,7 +84,9 @@ def _call(listener: Listener, loss: Loss) -> None:
     try:
         listener(loss)
     except Exception:  # a listener's bug must not hide the loss from the others
-        log.exception("lifeline listener failed")
+        import logging
+
+        logging.getLogger(__name__).exception("lifeline listener failed")
 
 
 def exit_status(code: int | None) -> str:
@@ -96,6 +94,8 @@ def exit_status(code: int | None) -> str:
     if code is None:
         return "exited"
     if code < 0:
+        import signal
+
         try:
             return f"killed by {signal.Signals(-code).name}"
         except ValueError:

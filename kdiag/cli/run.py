@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,16 @@ def _print_plan(runbook: Runbook, params: dict[str, Any], masker: Masker) -> Non
             print(f"       {name}: {masker.text(json.dumps(value, default=str))}")
 
 
+def _option(value: str | None, parse: Callable[[str], Any], flag: str, default: Any) -> Any:
+    """A flag's value parsed (UsageError naming the flag), else ``default``."""
+    if not value:
+        return default
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
+
+
 def _open_target(spec: dict[str, Any]) -> Any:
     from kdiag.targets.factory import open_target
 
@@ -66,18 +77,8 @@ def command(args: argparse.Namespace) -> int:
     if args.dry_run:
         _print_plan(runbook, values.values, masker)
         return EXIT_OK
-    timeout = None
-    if args.timeout:
-        try:
-            timeout = parse_duration(args.timeout)
-        except ValueError as exc:
-            raise UsageError(f"--timeout: {exc}") from None
-    max_output = DEFAULT_MAX_OUTPUT
-    if args.max_output:
-        try:
-            max_output = parse_size(args.max_output)
-        except ValueError as exc:
-            raise UsageError(f"--max-output: {exc}") from None
+    timeout = _option(args.timeout, parse_duration, "--timeout", None)
+    max_output = _option(args.max_output, parse_size, "--max-output", DEFAULT_MAX_OUTPUT)
 
     from kdiag.reports import close_all, make_reporters
 

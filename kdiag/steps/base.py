@@ -54,6 +54,15 @@ class StepOutcome:
     artifacts: list[str] = field(default_factory=list)
 
 
+MAX_OUTPUT_SCHEMA = {
+    "type": ["integer", "string"],
+    "description": "Bytes of each stream kept in memory for register and reports: half from "
+                   "the start, half from the end (e.g. 4MiB; default --max-output, 2MiB). "
+                   "The whole output is always in the step's artifact files.",
+}
+"""The ``max_output`` field of steps running commands (see :mod:`kdiag.steps.streams`)."""
+
+
 class StepFailed(Exception):
     """Raised by a step type to fail the step with a message (no traceback shown)."""
 

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 from kdiag.lifeline import Lifeline, exit_status
-from kdiag.steps.base import StepContext, StepFailed, StepOutcome, StepType
-from kdiag.steps.streams import MAX_OUTPUT_SCHEMA, CommandOutput, output_limit
+from kdiag.steps.base import MAX_OUTPUT_SCHEMA, StepContext, StepFailed, StepOutcome, StepType
 
 if TYPE_CHECKING:  # subprocess is imported when a command runs: it slows start-up
     import subprocess
+
+    from kdiag.steps.streams import CommandOutput
 
 STOP_GRACE = 3.0
 
@@ -171,6 +172,8 @@ class RunStep(StepType):
 
     def execute(self, body: Any, ctx: StepContext) -> StepOutcome:
         started = time.monotonic()
+        from kdiag.steps.streams import CommandOutput, output_limit
+
         output = CommandOutput(ctx, output_limit(body, ctx))
         try:
             process = _start(body, ctx)

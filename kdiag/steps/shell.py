@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kdiag.steps.base import StepContext, StepOutcome, StepType
-from kdiag.steps.streams import MAX_OUTPUT_SCHEMA, CommandOutput, output_limit
+from kdiag.steps.base import MAX_OUTPUT_SCHEMA, StepContext, StepOutcome, StepType
 
 
 class ShellStep(StepType):
@@ -40,6 +39,8 @@ class ShellStep(StepType):
     needs_target = True
 
     def execute(self, body: Any, ctx: StepContext) -> StepOutcome:
+        from kdiag.steps.streams import CommandOutput, output_limit
+
         limit = output_limit(body, ctx)
         manager = ctx.target().manager
         remaining = ctx.remaining()

@@ -13,13 +13,6 @@ from typing import Any
 from kdiag.session.output import HeadTail, human_size, parse_size
 from kdiag.steps.base import ArtifactFile, StepContext, StepFailed
 
-MAX_OUTPUT_SCHEMA = {
-    "type": ["integer", "string"],
-    "description": "Bytes of each stream kept in memory for register and reports: half from "
-                   "the start, half from the end (e.g. 4MiB; default --max-output, 2MiB). "
-                   "The whole output is always in the step's artifact files.",
-}
-
 
 def output_limit(body: dict[str, Any], ctx: StepContext) -> int:
     """The step's ``max_output`` (StepFailed when it is no size), else the run's."""
