@@ -20,20 +20,9 @@ from typing import Any
 import pytest
 
 from .conftest import Cluster, make_namespace
+from .kube_fixtures import Result
 
 pytestmark = pytest.mark.cluster
-
-
-@dataclass
-class Exec:
-    rc: int
-    stdout: str
-    stderr: str
-    seconds: float
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
 
 
 @dataclass
@@ -45,7 +34,7 @@ class Apps:
     replicas: dict[str, str] = field(default_factory=dict)  # pod name -> pod IP
     service_ip: str = ""
 
-    def exec(self, command: list[str], pod: str = "toolbox", timeout: float = 60) -> Exec:
+    def exec(self, command: list[str], pod: str = "toolbox", timeout: float = 60) -> Result:
         from kubernetes.stream import stream
 
         started = time.monotonic()
@@ -61,10 +50,10 @@ class Apps:
                 stderr.append(resp.read_stderr())
         rc = resp.returncode
         resp.close()
-        return Exec(rc if rc is not None else -1, "".join(stdout), "".join(stderr),
-                    time.monotonic() - started)
+        return Result(rc if rc is not None else -1, "".join(stdout), "".join(stderr),
+                      time.monotonic() - started)
 
-    def sh(self, script: str, pod: str = "toolbox", timeout: float = 60) -> Exec:
+    def sh(self, script: str, pod: str = "toolbox", timeout: float = 60) -> Result:
         return self.exec(["sh", "-c", script], pod, timeout)
 
 
@@ -135,7 +124,7 @@ def test_api_replicas_ready_with_probes(cluster: Cluster, apps: Apps) -> None:
 
 def test_pods_resolv_conf_points_at_cluster_dns(cluster: Cluster, apps: Apps) -> None:
     result = apps.exec(["cat", "/etc/resolv.conf"])
-    assert result.rc == 0, result.output
+    assert result.returncode == 0, result.output
     lines = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if line}
     domain = cluster.info["cluster_domain"]
     assert lines["nameserver"] == [cluster.info["dns_ip"]], result.stdout
@@ -156,7 +145,7 @@ def test_nslookup_service_and_kubernetes(cluster: Cluster, apps: Apps) -> None:
     api = f"api.{apps.namespace}.svc.{domain}"
     for name, want in [(api, apps.service_ip), (f"kubernetes.default.svc.{domain}", kubernetes_ip)]:
         result = apps.exec(["nslookup", name])
-        assert result.rc == 0, f"nslookup {name}: {result.output}"
+        assert result.returncode == 0, f"nslookup {name}: {result.output}"
         assert nslookup_answers(result.stdout) == {name: [want]}, result.output
     # busybox nslookup tries every search domain for a name without a dot (and exits 1 as
     # the other domains have no `api`): the namespace's own one answers.
@@ -171,16 +160,16 @@ def test_pod_reaches_kubernetes_service(apps: Apps) -> None:
     """The API server through the `kubernetes` Service, by name (anonymous /version)."""
     result = apps.exec(["timeout", "10", "wget", "-qO-", "--no-check-certificate",
                         "https://kubernetes.default/version"])
-    assert result.rc == 0, result.output
+    assert result.returncode == 0, result.output
     assert '"gitVersion": "v1.34' in result.stdout, result.stdout
 
 
 def test_outside_names_fail_fast(apps: Apps) -> None:
     """No internet here: a name outside the cluster fails at once instead of hanging."""
     result = apps.exec(["nslookup", "no-such-host.invalid"])
-    assert result.rc != 0 and "can't find" in result.output, result.output
+    assert result.returncode != 0 and "can't find" in result.output, result.output
     result = apps.exec(["timeout", "10", "wget", "-qO-", "http://no-such-host.invalid/"])
-    assert result.rc != 0 and "bad address" in result.output, result.output
+    assert result.returncode != 0 and "bad address" in result.output, result.output
     assert result.seconds < 5, f"took {result.seconds:.1f} s: {result.output}"
 
 
@@ -226,7 +215,7 @@ def test_named_target_port(cluster: Cluster, apps: Apps) -> None:
     assert {(p.name, p.port) for s in slices for p in s.ports} == {("http", 8080)}
     # The ClusterIP on port 80 reaches a replica on its port named http.
     result = apps.exec(["timeout", "5", "wget", "-qO-", f"http://{apps.service_ip}/"])
-    assert result.rc == 0, result.output
+    assert result.returncode == 0, result.output
     assert result.stdout.removeprefix("hello from ").strip() in apps.replicas, result.stdout
 
 
@@ -244,9 +233,9 @@ def test_service_back_to_the_calling_pod(cluster: Cluster, apps: Apps) -> None:
     # The replica's own client (testapp GET /call) resolves `api-self` and calls it.
     url = f"http://{ip}:8080/call?url=http://api-self/hairpin"
 
-    def calls_itself() -> Exec | None:
+    def calls_itself() -> Result | None:
         result = apps.exec(["timeout", "10", "wget", "-qO-", url])
-        return result if result.rc == 0 else None
+        return result if result.returncode == 0 else None
 
     result = cluster.wait_for(calls_itself, 20, interval=1, desc=f"{name} to call api-self")
     assert result.stdout.strip() == f"200 hello from {name}", result.output
