@@ -74,6 +74,25 @@ class EnvironmentProblem(KdiagError):
     exit_code = EXIT_ENVIRONMENT
 
 
+class TargetError(EnvironmentProblem):
+    """The target cannot be reached or used: not root, no such PID, pod gone, manager did not
+    start (CLI exit code 3). The message is one line naming the cause."""
+
+
+class ManagerError(KdiagError):
+    """A manager call failed (bad request, the target refused, ...)."""
+
+    def __init__(self, message: str, code: str = "UNKNOWN") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ManagerUnavailable(ManagerError):
+    """The manager cannot be reached or refused the token (environment error, exit 3)."""
+
+    exit_code = EXIT_ENVIRONMENT
+
+
 class Interrupted(KdiagError):
     """The user interrupted the run (Ctrl-C, or quit in step mode) (exit 130)."""
 

@@ -4,7 +4,7 @@
 # grpcio-tools is pinned so the generated code is byte-for-byte reproducible (CI diffs it).
 GRPC_TOOLS_VERSION := 1.85.1
 PROTO_SRC := protos/kdiag/manager/v1
-PROTO_PKG := kdiag_manager/api/v1
+PROTO_PKG := kdiag_manager/wire/api/v1
 PROTO_OUT := manager
 
 .PHONY: generate generate-check scratch-shell grpc-tools-pinned
@@ -13,8 +13,8 @@ grpc-tools-pinned: install
 	@$(PY) -c 'import importlib.metadata as m,sys; sys.exit(m.version("grpcio-tools") != "$(GRPC_TOOLS_VERSION)")' \
 	  || $(PY) -m pip install -q "grpcio-tools==$(GRPC_TOOLS_VERSION)"
 
-# Virtual path mapping: the .proto is compiled as if it lived at kdiag_manager/api/v1/, so the
-# generated modules import each other as `kdiag_manager.api.v1.*`.
+# Virtual path mapping: the .proto is compiled as if it lived at kdiag_manager/wire/api/v1/, so
+# the generated modules import each other as `kdiag_manager.wire.api.v1.*`.
 define run_protoc
 	$(PY) -m grpc_tools.protoc -I$(PROTO_PKG)=$(PROTO_SRC) \
 	  --python_out=$(1) --grpc_python_out=$(1) --pyi_out=$(1) $(PROTO_PKG)/manager.proto

@@ -20,6 +20,7 @@ from kdiag.language.durations import parse_duration
 from kdiag.language.model import Runbook
 from kdiag.language.params import load_values, parse_set_args, resolve_params
 from kdiag.language.runbook import Loader, search_path
+from kdiag.steps import catalog
 
 
 def _check_start_at(runbook: Runbook, name: str | None) -> None:
@@ -53,7 +54,7 @@ def command(args: argparse.Namespace) -> int:
     """Run the runbook named on the command line."""
     if args.step and not sys.stdin.isatty():
         raise UsageError("--step needs a terminal on standard input")
-    loader = Loader(search_path(args.path))
+    loader = Loader(catalog(), search_path(args.path))
     runbook = loader.load(args.file)
     values = resolve_params(runbook, parse_set_args(args.set),
                             values_files=[load_values(v) for v in args.values])

@@ -6,12 +6,12 @@ import argparse
 import json
 
 from kdiag.errors import EXIT_OK
-from kdiag.language.schema import runbook_schema
+from kdiag.steps import catalog
 
 
 def schema_text() -> str:
     """The schema as the checked-in ``schemas/runbook.schema.json`` holds it."""
-    return json.dumps(runbook_schema(), indent=2) + "\n"
+    return json.dumps(catalog().runbook_schema(), indent=2) + "\n"
 
 
 def command(args: argparse.Namespace) -> int:

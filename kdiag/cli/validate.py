@@ -8,11 +8,12 @@ import sys
 from kdiag.errors import EXIT_INVALID, EXIT_OK, Problem, RunbookError
 from kdiag.language.params import load_values, parse_set_args, resolve_params
 from kdiag.language.runbook import Loader, search_path
+from kdiag.steps import catalog
 
 
 def command(args: argparse.Namespace) -> int:
     """Validate each file; print every problem; exit 2 if any file has one."""
-    loader = Loader(search_path(args.path))
+    loader = Loader(catalog(), search_path(args.path))
     check_params = bool(args.set or args.values)
     sets = parse_set_args(args.set)
     problems: list[Problem] = []

@@ -1,4 +1,8 @@
-"""The per-step context the engine hands to a step type (see :class:`kdiag.steps.base.StepContext`)."""
+"""The per-step context the engine hands to a step type (see :class:`kdiag.steps.base.StepContext`).
+
+It reaches its run through :class:`RunScope`, the part of :class:`kdiag.engine.runner.Run`
+a step may use (so this module does not import the runner).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,17 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kdiag.engine.artifacts import step_folder_name
+from kdiag.engine.bus import EventBus
 from kdiag.engine.events import StepNote, StepOutput, StepRef
+from kdiag.engine.frame import Frame
+from kdiag.engine.interaction import Interaction
+from kdiag.language.templating import Renderer
 from kdiag.steps.base import StepOutcome
 
 if TYPE_CHECKING:
-    from kdiag.engine.runner import Frame, Run
     from kdiag.language.model import StepSpec
     from kdiag.targets.base import TargetSession
 
@@ -21,11 +28,35 @@ MAX_KEPT_OUTPUT = 256 * 1024
 """Characters of a step's output kept for its failure report (the tail is kept)."""
 
 
+class RunScope(Protocol):
+    """What a step's context uses of its run."""
+
+    bus: EventBus
+    interaction: Interaction | None
+    renderer: Renderer
+
+    def artifacts_root(self) -> Path:
+        """The folder for files steps write."""
+
+    def target_session(self, ref: StepRef | None = None) -> TargetSession:
+        """The target session, opened on first use."""
+
+    def include(self, parent: Frame, ref: StepRef, file: str,
+                params: dict[str, Any]) -> StepOutcome:
+        """Run another runbook inside this run."""
+
+    def run_children(self, frame: Frame, ref: StepRef, children: tuple[StepSpec, ...]) -> bool:
+        """Run steps nested in a step; False if one failed."""
+
+    def stop_background(self, qualified: tuple[str, ...]) -> bool:
+        """Stop one step's background work now."""
+
+
 @dataclass
 class StepRuntime:
     """Implements StepContext for one attempt of one step."""
 
-    run: Run
+    run: RunScope
     frame: Frame
     ref: StepRef
     spec: StepSpec

@@ -1,8 +1,9 @@
-"""Executing a runbook: per-step controls, background work, finally steps, nested runbooks.
+"""Executing a runbook: the step loop, finally steps, nested runbooks, the target session.
 
 The engine knows nothing about what a step does (that is :mod:`kdiag.steps`) nor how results
 are shown (that is :mod:`kdiag.reports`): it renders each step's templates, runs it with its
-controls and emits events.
+controls and emits events. One step's attempts are :mod:`.attempts`, the work steps keep up
+is :mod:`.backgrounds`, asking the user in ``--step`` mode is :mod:`.stepmode`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kdiag.engine.assertions import evaluate_assertion
+from kdiag.engine.attempts import StepAttempts
+from kdiag.engine.backgrounds import Backgrounds
 from kdiag.engine.bus import EventBus
 from kdiag.engine.context import StepRuntime
 from kdiag.engine.events import (
@@ -26,11 +28,11 @@ from kdiag.engine.events import (
     StepFinished,
     StepNote,
     StepRef,
-    StepStarted,
     StepStatus,
 )
-from kdiag.engine.execution import execute_guarded, execute_with_timeout
+from kdiag.engine.frame import Frame
 from kdiag.engine.interaction import Interaction
+from kdiag.engine.stepmode import StepMode
 from kdiag.errors import (
     EXIT_ENVIRONMENT,
     EXIT_FAILED,
@@ -39,21 +41,16 @@ from kdiag.errors import (
     EnvironmentProblem,
     RunbookError,
 )
-from kdiag.language import schemacheck
-from kdiag.language.durations import parse_duration
 from kdiag.language.model import Runbook, StepSpec
 from kdiag.language.params import resolve_params
 from kdiag.language.runbook import Loader
-from kdiag.language.schema import shared_schema
 from kdiag.language.templating import Renderer, TemplateError
 from kdiag.steps import step_types
-from kdiag.steps.base import Background, StepFailed, StepOutcome, StepType
+from kdiag.steps.base import StepFailed, StepOutcome
 
 if TYPE_CHECKING:
     from kdiag.targets.base import TargetSession
 
-DEFAULT_DELAY = 1.0
-DEFAULT_UNTIL_RETRIES = 3
 MAX_RESULT_TEXT = 64 * 1024
 
 
@@ -67,18 +64,6 @@ class _Abort(Exception):
 
 
 @dataclass
-class _Done:
-    """How a step's attempts ended."""
-
-    status: StepStatus
-    duration: float
-    attempts: int
-    message: str
-    runtime: StepRuntime | None = None
-    assertions: tuple[AssertionResult, ...] = ()
-
-
-@dataclass
 class RunOptions:
     """How to run (from the command line)."""
 
@@ -86,27 +71,6 @@ class RunOptions:
     artifacts_dir: Path | None = None
     default_timeout: float | None = None
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
-
-
-@dataclass
-class Frame:
-    """One runbook being executed (the top one, or an included one)."""
-
-    runbook: Runbook
-    params: dict[str, Any]
-    path: tuple[str, ...] = ()
-    files: tuple[Path, ...] = ()
-    registered: dict[str, Any] = field(default_factory=dict)
-    results: dict[str, Any] = field(default_factory=dict)
-    env: dict[str, str] = field(default_factory=dict)
-    target: dict[str, Any] = field(default_factory=dict)
-    run_info: dict[str, Any] = field(default_factory=dict)
-    failed: bool = False
-
-    def scope(self, **extra: Any) -> dict[str, Any]:
-        """What templates see: registered results, then the fixed names."""
-        return {**self.registered, "params": self.params, "env": self.env,
-                "target": self.target, "run": self.run_info, "steps": self.results, **extra}
 
 
 def _summarise(value: Any) -> Any:
@@ -136,7 +100,10 @@ class Run:
         self.interaction = interaction
         self.open_target = open_target
         self.renderer = Renderer()
-        self.backgrounds: list[tuple[StepRuntime, Background]] = []
+        self.backgrounds = Backgrounds()
+        self.step_mode = StepMode(interaction, self.renderer)
+        self._attempts = StepAttempts(self, loader.catalog.schema, self.options.default_timeout,
+                                      self.backgrounds)
         self._session: TargetSession | None = None
         self._target_spec: dict[str, Any] = {}
         # The top frame's ``target`` (shared by included runbooks): the spec, and once the
@@ -146,7 +113,6 @@ class Run:
         self._started_at = time.time()
         self._run_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(self._started_at))
         self._skip_until = self.options.start_at
-        self._quit = False
         self._seq = 0
         # Steps with continue_on_error under way: a failure nested in one (a group's child, an
         # included runbook's step) is ignored too, so no report counts a failure in a run
@@ -249,16 +215,7 @@ class Run:
 
     def stop_background(self, qualified: tuple[str, ...]) -> bool:
         """Stop one step's background work before the run ends (the ``stop`` step)."""
-        for entry in self.backgrounds:
-            runtime, background = entry
-            if (*runtime.ref.path, runtime.ref.name) == qualified:
-                self.backgrounds.remove(entry)
-                try:
-                    background.stop()
-                finally:
-                    runtime.flush()
-                return True
-        return False
+        return self.backgrounds.stop(qualified)
 
     # -- frames -----------------------------------------------------------------------------
 
@@ -329,8 +286,9 @@ class Run:
             self._run_step_as(ref, frame, spec, always)
         except KeyboardInterrupt:
             # The interrupted step (or the one the user quit before) still gets its end.
-            self._finish(frame, ref, "skipped" if self._quit else "failed", 0.0, 0,
-                         "not run: quit" if self._quit else "interrupted")
+            quit_ = self.step_mode.quit
+            self._finish(frame, ref, "skipped" if quit_ else "failed", 0.0, 0,
+                         "not run: quit" if quit_ else "interrupted")
             raise
 
     def _run_step_as(self, ref: StepRef, frame: Frame, spec: StepSpec, always: bool) -> None:
@@ -340,7 +298,7 @@ class Run:
                 self._finish(frame, ref, "skipped", 0.0, 0, "before --start-at", spec)
                 return
             self._skip_until = None
-        if not self._ask_before(ref, step_type, spec, frame):
+        if not self.step_mode.before(ref, step_type, spec, frame):
             self._finish(frame, ref, "skipped", 0.0, 0, "skipped by the user", spec)
             return
         try:
@@ -359,16 +317,8 @@ class Run:
         finally:
             if spec.continue_on_error:
                 self._ignoring -= 1
-        while done.status == "failed" and self.interaction is not None \
-                and not spec.continue_on_error:
-            choice = self.interaction.after_failure(ref, done.message)
-            if choice == "retry":
-                done = self._attempts(frame, spec, ref, step_type)
-                continue
-            if choice == "skip":
-                done.status = "skipped"
-                done.message = f"failed, then skipped by the user: {done.message}"
-            break
+        done = self.step_mode.after(ref, spec, done,
+                                    lambda: self._attempts(frame, spec, ref, step_type))
         failed = done.status == "failed"
         if failed and (spec.continue_on_error or self._ignoring):
             done.status = "ignored"
@@ -379,142 +329,10 @@ class Run:
         if done.status == "error":
             raise _Abort("error", done.message)
 
-    def _ask_before(self, ref: StepRef, step_type: StepType, spec: StepSpec, frame: Frame) -> bool:
-        if self.interaction is None or self._quit:
-            return True
-        choice = self.interaction.before_step(ref, self._describe(step_type, spec, frame))
-        if choice == "quit":
-            self._quit = True  # the finally steps then run without asking
-            raise KeyboardInterrupt
-        return choice != "no"
-
-    def _describe(self, step_type: StepType, spec: StepSpec, frame: Frame) -> str:
-        try:
-            body = spec.body if step_type.raw_body else self.renderer.render(
-                spec.body, frame.scope(), step_type.expression_fields)
-            return step_type.describe(body)
-        except (TemplateError, TypeError, KeyError, AttributeError):
-            return ""
-
     def _when(self, frame: Frame, spec: StepSpec) -> bool:
         if spec.when is None or isinstance(spec.when, bool):
             return spec.when is not False
         return bool(self.renderer.evaluate(spec.when, frame.scope()))
-
-    def _controls(self, frame: Frame, spec: StepSpec) -> tuple[float | None, int, float]:
-        scope = frame.scope()
-
-        def value(raw: Any) -> Any:
-            return self.renderer.render(raw, scope) if isinstance(raw, str) else raw
-
-        timeout = value(spec.timeout)
-        timeout = parse_duration(timeout) if timeout is not None else self.options.default_timeout
-        retries = value(spec.retries)
-        if spec.until and not spec.retries:
-            retries = DEFAULT_UNTIL_RETRIES
-        delay = value(spec.delay)
-        return timeout, int(retries), parse_duration(delay) if delay is not None else DEFAULT_DELAY
-
-    def _attempts(self, frame: Frame, spec: StepSpec, ref: StepRef, step_type: StepType
-                  ) -> _Done:
-        """Run a step's attempts (``retries``/``until``), then its assertions."""
-        started = time.monotonic()
-        try:
-            timeout, retries, delay = self._controls(frame, spec)
-        except (TemplateError, ValueError, TypeError) as exc:
-            return _Done("failed", 0.0, 0, f"step controls: {exc}")
-        attempt = 0
-        while True:
-            attempt += 1
-            self.bus.emit(StepStarted(ref, attempt, time.time(), spec.description))
-            runtime = StepRuntime(self, frame, ref, spec,
-                                  None if timeout is None else time.monotonic() + timeout,
-                                  background=spec.background)
-            outcome, status = self._attempt(frame, spec, step_type, runtime, timeout)
-            result = self._result(outcome, time.monotonic() - started, attempt)
-            self._register(frame, spec, result)
-            done = status == "passed"
-            if status == "passed" and spec.until:
-                try:
-                    done = bool(self.renderer.evaluate(spec.until, frame.scope(result=result)))
-                except TemplateError as exc:
-                    return _Done("failed", time.monotonic() - started, attempt, str(exc), runtime)
-                if not done:
-                    outcome.message = f"until {spec.until!r} was still false"
-            if status == "error" or done or attempt > retries:
-                break
-            if runtime.cancelled.wait(delay):
-                break
-        duration = time.monotonic() - started
-        if status != "passed" or not done:
-            return _Done("error" if status == "error" else "failed", duration, attempt,
-                         outcome.message, runtime)
-        assertions = self._assertions(frame, spec, ref, result)
-        failed = [a for a in assertions if not a.passed]
-        if failed:
-            return _Done("failed", duration, attempt, f"assertion failed: {failed[0].expression}",
-                         runtime, assertions)
-        if outcome.background is not None:
-            self.backgrounds.append((runtime, outcome.background))
-        return _Done("passed", duration, attempt, outcome.message, runtime, assertions)
-
-    def _attempt(self, frame: Frame, spec: StepSpec, step_type: StepType, runtime: StepRuntime,
-                 timeout: float | None) -> tuple[StepOutcome, StepStatus]:
-        """One execution of the step's own work, with its timeout."""
-        try:
-            body = spec.body if step_type.raw_body else self.renderer.render(
-                spec.body, frame.scope(), step_type.expression_fields)
-        except TemplateError as exc:
-            return StepOutcome(ok=False, message=str(exc)), "failed"
-        if not step_type.raw_body:
-            body = schemacheck.coerce_strings(body, step_type.schema, shared_schema())
-            problems = schemacheck.validate(body, step_type.schema, shared_schema(), (spec.kind,))
-            if problems:
-                where = ".".join(str(p) for p in problems[0].path)
-                return StepOutcome(ok=False, message=f"after rendering, {where}: "
-                                   f"{problems[0].message}"), "failed"
-        if step_type.needs_target:
-            try:
-                runtime.target()
-            except EnvironmentProblem as exc:
-                return StepOutcome(ok=False, message=str(exc)), "error"
-        if step_type.inline:
-            outcome = execute_guarded(step_type, body, runtime)
-        else:
-            outcome = execute_with_timeout(step_type, body, runtime, timeout)
-        if isinstance(outcome, EnvironmentProblem):
-            return StepOutcome(ok=False, message=str(outcome)), "error"
-        return outcome, "passed" if outcome.ok else "failed"
-
-    @staticmethod
-    def _result(outcome: StepOutcome, duration: float, attempts: int) -> dict[str, Any]:
-        # The step's own dict, not a copy: a background step (a capture, a redirect) keeps
-        # updating it, and later steps see the current values.
-        result = outcome.result
-        result.update(ok=outcome.ok, failed=not outcome.ok, skipped=False,
-                      message=outcome.message, duration=round(duration, 4), attempts=attempts)
-        if outcome.artifacts:
-            result["artifacts"] = list(outcome.artifacts)
-        return result
-
-    @staticmethod
-    def _register(frame: Frame, spec: StepSpec, result: dict[str, Any]) -> None:
-        frame.results[spec.name] = result
-        if spec.register:
-            frame.registered[spec.register] = result
-
-    def _assertions(self, frame: Frame, spec: StepSpec, ref: StepRef,
-                    result: dict[str, Any]) -> tuple[AssertionResult, ...]:
-        expressions: Any = spec.body if spec.kind == "assert" else spec.asserts
-        if isinstance(expressions, str):
-            expressions = [expressions]
-        scope = frame.scope(result=result)
-        results = []
-        for expression in expressions:
-            outcome = evaluate_assertion(self.renderer, ref, expression, scope)
-            self.bus.emit(outcome)
-            results.append(outcome)
-        return tuple(results)
 
     def _finish(self, frame: Frame, ref: StepRef, status: StepStatus, duration: float,
                 attempts: int, message: str, spec: StepSpec | None = None,
@@ -524,7 +342,7 @@ class Run:
         if runtime is not None:
             runtime.flush()
         if status == "skipped" and spec is not None:
-            self._register(frame, spec, {"ok": True, "failed": False, "skipped": True,
+            frame.register(spec, {"ok": True, "failed": False, "skipped": True,
                                          "message": message, "duration": 0.0, "attempts": 0})
         result = frame.results.get(ref.name, {})
         self.bus.emit(StepFinished(
@@ -538,13 +356,8 @@ class Run:
 
     def _teardown(self) -> None:
         """Stop background work (newest first), then close the target session."""
-        for runtime, background in reversed(self.backgrounds):
-            try:
-                background.stop()
-            except Exception as exc:  # one failing stop must not keep the others running
-                self.bus.emit(StepNote(runtime.ref, f"stopping background work failed: {exc}"))
-            runtime.flush()
-        self.backgrounds.clear()
+        self.backgrounds.stop_all(lambda runtime, exc: self.bus.emit(
+            StepNote(runtime.ref, f"stopping background work failed: {exc}")))
         if self._session is not None:
             try:
                 self._session.close()

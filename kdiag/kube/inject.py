@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from kdiag import __version__
+from kdiag.errors import TargetError
 from kdiag.kube.errors import Call, PodGone, api_call
 from kdiag.kube.pods import PodRef
 from kdiag.kube.tokens import TokenCache, new_token, token_sha256
-from kdiag.targets.base import TargetError
 
 DEFAULT_IMAGE = "kdiag.local/manager:dev"
 DEFAULT_PULL_POLICY = "IfNotPresent"
@@ -42,7 +42,7 @@ def name_prefix() -> str:
     """``kdiag-0-1-0-<protocol>``: container names are DNS labels (no dots). The protocol
     fingerprint (of the manager API's descriptor) keeps a later build whose API changed under
     the same version from reusing an older, incompatible manager."""
-    from kdiag_manager.api.v1 import manager_pb2
+    from kdiag_manager.wire.api.v1 import manager_pb2
 
     protocol = hashlib.sha256(manager_pb2.DESCRIPTOR.serialized_pb).hexdigest()[:6]
     version = "".join(c if c.isalnum() else "-" for c in __version__.lower())

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kdiag.errors import TargetError
 from kdiag.kube.errors import Call, api_call
 from kdiag.kube.pods import PodRef, to_ref
 from kdiag.kube.podwatch import PodWatch
-from kdiag.targets.base import TargetError
 
 OPEN_TIMEOUT = 30.0
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from kdiag.errors import TargetError
 from kdiag.kube.errors import Call, PodGone, api_call
-from kdiag.targets.base import TargetError
 
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 Pick = Literal["newest", "oldest", "all"]

@@ -32,10 +32,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kdiag_manager.lane import Lane, LaneError
+from kdiag_manager.wire.lane import Lane, LaneError
 
+from kdiag.errors import TargetError
 from kdiag.kube.errors import Call, api_call
-from kdiag.targets.base import TargetError
 
 if TYPE_CHECKING:
     from kdiag.session.lane import LaneClient

@@ -3,7 +3,8 @@
 Everything that can be known before running is checked here, and every problem is reported
 at once with its ``file:line:col``: YAML syntax, unknown fields, wrong types, missing fields,
 unknown step types, duplicate step names, template and expression syntax, undefined variables
-and params, and included runbooks (found on the search path, without cycles).
+and params, and included runbooks (found on the search path, without cycles). The step types
+come from the :class:`~kdiag.language.catalog.StepCatalog` the loader is given.
 """
 
 from __future__ import annotations
@@ -15,18 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kdiag.errors import Location, Problem, RunbookError
+from kdiag.errors import RunbookError
 from kdiag.language import schemacheck, templating
+from kdiag.language.catalog import StepCatalog
 from kdiag.language.model import ParamSpec, Phase, Runbook, StepSpec
-from kdiag.language.schema import CONTROLS, shared_schema
+from kdiag.language.schema import CONTROLS
+from kdiag.language.templatecheck import Checker, Scope, check_step, check_text, strings
 from kdiag.language.yamlsource import Document, SourceMap, load_file
 from kdiag.language.yamlsource import Path as DocPath
 
-# Names a template can always read, besides registered results.
-GLOBAL_NAMES = frozenset({"params", "target", "env", "run", "steps"})
-JINJA_GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace",
-                           "true", "false", "none", "True", "False", "None"})
-RESERVED = GLOBAL_NAMES | JINJA_GLOBALS | {"result", "outputs"}
 _STEP_PHASES: tuple[tuple[str, Phase], ...] = (("steps", "steps"), ("finally", "finally"))
 
 
@@ -48,23 +46,9 @@ def resolve_include(name: str, base_dir: Path, paths: Sequence[Path]) -> Path | 
     return None
 
 
-@dataclass
-class _Checker:
-    """Collects the problems of one runbook file."""
-
-    source: SourceMap
-    problems: list[Problem] = field(default_factory=list)
-
-    def add(self, message: str, path: DocPath, *, key: bool = False) -> None:
-        self.problems.append(Problem(message, self.source.locate(path, key=key)))
-
-    def add_at(self, message: str, location: Location) -> None:
-        self.problems.append(Problem(message, location))
-
-
-def _top_level_schema() -> dict[str, Any]:
+def _top_level_schema(catalog: StepCatalog) -> dict[str, Any]:
     """The runbook schema with step lists checked shallowly (steps are checked one by one)."""
-    schema = dict(shared_schema())
+    schema = dict(catalog.schema)
     properties = dict(schema["properties"])
     for key, _phase in _STEP_PHASES:
         properties[key] = {"type": "array", "description": properties[key]["description"]}
@@ -89,11 +73,10 @@ def _step_kind(step: dict[str, Any], kinds: Sequence[str]) -> tuple[str | None, 
     return None, f"the step has no type; step types: {', '.join(kinds)}"
 
 
-def _check_shapes(document: Document, checker: _Checker) -> None:
-
-    root = shared_schema()
+def _check_shapes(document: Document, checker: Checker) -> None:
+    root = checker.catalog.schema
     data = document.data
-    for violation in schemacheck.validate(data, _top_level_schema(), root):
+    for violation in schemacheck.validate(data, _top_level_schema(checker.catalog), root):
         checker.add(violation.message, violation.path, key=violation.at_key)
     for key, _phase in _STEP_PHASES:
         steps = data.get(key)
@@ -101,12 +84,10 @@ def _check_shapes(document: Document, checker: _Checker) -> None:
             _check_step_list(steps, (key,), checker)
 
 
-def _check_step_list(steps: list[Any], path: DocPath, checker: _Checker) -> None:
+def _check_step_list(steps: list[Any], path: DocPath, checker: Checker) -> None:
     """Check each step's shape; steps nested in a step (``children_field``) likewise."""
-    from kdiag.steps import step_types
-
-    root = shared_schema()
-    types = step_types()
+    types = checker.catalog
+    root = types.schema
     for index, step in enumerate(steps):
         step_path: DocPath = (*path, index)
         if not isinstance(step, dict):
@@ -117,7 +98,8 @@ def _check_step_list(steps: list[Any], path: DocPath, checker: _Checker) -> None
             bad = next((k for k in step if k not in CONTROLS), None)
             checker.add(reason, (*step_path, bad) if bad else step_path, key=bad is not None)
             continue
-        for violation in schemacheck.validate(step, _shallow_step_def(kind), root, step_path):
+        for violation in schemacheck.validate(step, _shallow_step_def(kind, types), root,
+                                              step_path):
             checker.add(violation.message, violation.path, key=violation.at_key)
         field_name = types[kind].children_field
         body = step.get(kind)
@@ -125,24 +107,19 @@ def _check_step_list(steps: list[Any], path: DocPath, checker: _Checker) -> None
             _check_step_list(body[field_name], (*step_path, kind, field_name), checker)
 
 
-def _shallow_step_def(kind: str) -> dict[str, Any]:
+def _shallow_step_def(kind: str, catalog: StepCatalog) -> dict[str, Any]:
     """A step's schema with its nested step list (if any) checked as a plain list."""
-    from kdiag.steps import step_types
-
-    definition = shared_schema()["$defs"][f"step_{kind}"]
-    field_name = step_types()[kind].children_field
+    definition = catalog.schema["$defs"][f"step_{kind}"]
+    field_name = catalog[kind].children_field
     if not field_name:
         return definition
-    body = dict(schemacheck.deref(definition["properties"][kind], shared_schema()))
+    body = dict(schemacheck.deref(definition["properties"][kind], catalog.schema))
     body["properties"] = {**body["properties"], field_name: {"type": "array"}}
     return {**definition, "properties": {**definition["properties"], kind: body}}
 
 
-def _build(document: Document, file: str) -> Runbook:
-    from kdiag.steps import step_types
-
+def _build(document: Document, file: str, catalog: StepCatalog) -> Runbook:
     data, source = document.data, document.source
-    kinds = list(step_types())
     params = {
         name: ParamSpec(
             name=name,
@@ -167,7 +144,7 @@ def _build(document: Document, file: str) -> Runbook:
         source=source,
     )
     for key, phase in _STEP_PHASES:
-        steps = _step_specs(data.get(key) or [], phase, (key,), source, kinds)
+        steps = _step_specs(data.get(key) or [], phase, (key,), source, catalog)
         if phase == "steps":
             runbook.steps = steps
         else:
@@ -176,20 +153,18 @@ def _build(document: Document, file: str) -> Runbook:
 
 
 def _step_specs(steps: list[dict[str, Any]], phase: Phase, path: DocPath, source: SourceMap,
-                kinds: Sequence[str]) -> list[StepSpec]:
-    return [_step_spec(step, index, phase, (*path, index), source, kinds)
+                catalog: StepCatalog) -> list[StepSpec]:
+    return [_step_spec(step, index, phase, (*path, index), source, catalog)
             for index, step in enumerate(steps)]
 
 
 def _step_spec(step: dict[str, Any], index: int, phase: Phase, path: DocPath,
-               source: SourceMap, kinds: Sequence[str]) -> StepSpec:
-    from kdiag.steps import step_types
-
-    kind, _ = _step_kind(step, kinds)
+               source: SourceMap, catalog: StepCatalog) -> StepSpec:
+    kind, _ = _step_kind(step, list(catalog))
     assert kind is not None  # shapes were checked first
-    field_name = step_types()[kind].children_field
+    field_name = catalog[kind].children_field
     nested = step[kind].get(field_name) if field_name and isinstance(step[kind], dict) else None
-    children = _step_specs(nested or [], phase, (*path, kind, field_name or ""), source, kinds)
+    children = _step_specs(nested or [], phase, (*path, kind, field_name or ""), source, catalog)
     asserts = step.get("assert", ())
     if kind == "assert":
         asserts = ()
@@ -215,119 +190,13 @@ def _step_spec(step: dict[str, Any], index: int, phase: Phase, path: DocPath,
     )
 
 
-def _strings(value: Any, path: DocPath) -> Iterator[tuple[DocPath, str]]:
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _strings(item, (*path, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _strings(item, (*path, index))
-
-
-@dataclass
-class _Scope:
-    """What names templates may use at a point of the runbook."""
-
-    params: frozenset[str]
-    registered: set[str]
-
-    def check(self, names: set[str], extra: frozenset[str] = frozenset()) -> str | None:
-        known = GLOBAL_NAMES | JINJA_GLOBALS | self.registered | extra
-        for name in sorted(names - known):
-            close = difflib.get_close_matches(name, sorted(known - JINJA_GLOBALS), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            return f"undefined variable {name!r}{hint}"
-        return None
-
-
-def _param_references(tree: Any) -> set[str]:
-    """Names used as ``params.NAME`` or ``params['NAME']`` in a parsed template."""
-    import jinja2.nodes
-
-    names: set[str] = set()
-    for node in tree.find_all((jinja2.nodes.Getattr, jinja2.nodes.Getitem)):
-        base = getattr(node, "node", None)
-        if not (isinstance(base, jinja2.nodes.Name) and base.name == "params"):
-            continue
-        if isinstance(node, jinja2.nodes.Getattr):
-            names.add(node.attr)
-        elif isinstance(node, jinja2.nodes.Getitem) and isinstance(node.arg, jinja2.nodes.Const) \
-                and isinstance(node.arg.value, str):
-            names.add(node.arg.value)
-    return names
-
-
-def _check_text(checker: _Checker, scope: _Scope, path: DocPath, text: str, *,
-                expression: bool, extra: frozenset[str] = frozenset()) -> None:
-    if not expression and not templating.is_template(text):
-        return
-    analysis = templating.analyse(text, expression=expression)
-    if analysis.problem is not None:
-        what = "expression" if expression else "template"
-        checker.add_at(f"{what} syntax error: {analysis.problem.message}",
-                       checker.source.locate_line(path, analysis.problem.line))
-        return
-    message = scope.check(set(analysis.names), extra)
-    if message:
-        checker.add(message, path)
-        return
-    for name in sorted(_param_references(analysis.tree) - scope.params):
-        close = difflib.get_close_matches(name, sorted(scope.params), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        checker.add(f"unknown param {name!r}{hint}", path)
-
-
-def _check_step(checker: _Checker, scope: _Scope, step: StepSpec) -> None:
-    from kdiag.steps import step_types
-
-    step_type = step_types()[step.kind]
-    path = step.doc_path
-    own = frozenset({"result", *([step.register] if step.register else [])})
-    if isinstance(step.when, str):
-        _check_text(checker, scope, (*path, "when"), step.when, expression=True)
-    for key in ("timeout", "retries", "delay"):
-        value = getattr(step, key)
-        if isinstance(value, str):
-            _check_text(checker, scope, (*path, key), value, expression=False)
-    if step.until:
-        _check_text(checker, scope, (*path, "until"), step.until, expression=True, extra=own)
-    assert_key = step.kind if step.kind == "assert" else "assert"
-    expressions = step.body if step.kind == "assert" else step.asserts
-    if isinstance(expressions, str):
-        expressions = [expressions]
-    for index, expression in enumerate(expressions):
-        item_path = (*path, assert_key) if isinstance(step.body, str) and step.kind == "assert" \
-            else (*path, assert_key, index)
-        _check_text(checker, scope, item_path, expression, expression=True, extra=own)
-    if step.kind != "assert":
-        body_path = (*path, step.kind)
-        for sub_path, text in _strings(step.body, body_path):
-            field_name = sub_path[len(body_path)] if len(sub_path) > len(body_path) else None
-            if field_name is not None and field_name == step_type.children_field:
-                continue  # nested steps are checked as steps below
-            is_expression = field_name in step_type.expression_fields
-            _check_text(checker, scope, sub_path, text, expression=is_expression)
-    for child in step.children:
-        _check_step(checker, scope, child)
-    if step.background and not step_type.can_background:
-        checker.add(f"a {step.kind!r} step cannot run in the background", (*path, "background"),
-                    key=True)
-    if step.register:
-        if step.register in RESERVED:
-            checker.add(f"{step.register!r} is a reserved name; register under another name",
-                        (*path, "register"))
-        scope.registered.add(step.register)
-
-
 def _walk(steps: Sequence[StepSpec]) -> Iterator[StepSpec]:
     for step in steps:
         yield step
         yield from _walk(step.children)
 
 
-def _check_names(checker: _Checker, runbook: Runbook) -> None:
+def _check_names(checker: Checker, runbook: Runbook) -> None:
     seen: dict[str, StepSpec] = {}
     for step in _walk(runbook.all_steps()):
         if step.name in seen:
@@ -338,7 +207,7 @@ def _check_names(checker: _Checker, runbook: Runbook) -> None:
             seen[step.name] = step
 
 
-def _check_param_defaults(checker: _Checker, runbook: Runbook) -> None:
+def _check_param_defaults(checker: Checker, runbook: Runbook) -> None:
     from kdiag.language.params import _matches
 
     for spec in runbook.params.values():
@@ -349,8 +218,10 @@ def _check_param_defaults(checker: _Checker, runbook: Runbook) -> None:
 
 @dataclass
 class Loader:
-    """Loads runbooks (and the runbooks they include), caching each file once."""
+    """Loads runbooks (and the runbooks they include) with the step types of ``catalog``,
+    caching each file once."""
 
+    catalog: StepCatalog
     paths: list[Path] = field(default_factory=list)
     cache: dict[Path, Runbook] = field(default_factory=dict)
 
@@ -360,7 +231,7 @@ class Loader:
         if resolved in self.cache:
             return self.cache[resolved]
         document = load_file(file)
-        checker = _Checker(document.source)
+        checker = Checker(document.source, self.catalog)
         if not isinstance(document.data, dict):
             checker.add("a runbook must be a mapping with a 'steps' list, got "
                         f"{schemacheck.describe(document.data)}", ())
@@ -368,16 +239,16 @@ class Loader:
         _check_shapes(document, checker)
         if checker.problems:
             raise RunbookError(checker.problems)
-        runbook = _build(document, file)
+        runbook = _build(document, file, self.catalog)
         _check_names(checker, runbook)
         _check_param_defaults(checker, runbook)
-        scope = _Scope(frozenset(runbook.params), set())
+        scope = Scope(frozenset(runbook.params), set())
         for step in runbook.steps:
-            _check_step(checker, scope, step)
+            check_step(checker, scope, step)
         for step in runbook.finally_steps:
-            _check_step(checker, scope, step)
-        for key, text in _strings(runbook.outputs, ("outputs",)):
-            _check_text(checker, scope, key, text, expression=False)
+            check_step(checker, scope, step)
+        for key, text in strings(runbook.outputs, ("outputs",)):
+            check_text(checker, scope, key, text, expression=False)
         self._check_includes(checker, runbook, (*_stack, resolved))
         if checker.problems:
             raise RunbookError(checker.problems)
@@ -388,7 +259,7 @@ class Loader:
         """Where an included runbook named ``name`` is, seen from ``base_dir``."""
         return resolve_include(name, base_dir, self.paths)
 
-    def _check_includes(self, checker: _Checker, runbook: Runbook, stack: tuple[Path, ...]) -> None:
+    def _check_includes(self, checker: Checker, runbook: Runbook, stack: tuple[Path, ...]) -> None:
         for step in _walk(runbook.all_steps()):
             if step.kind != "include" or not isinstance(step.body, dict):
                 continue
@@ -413,7 +284,7 @@ class Loader:
             self._check_include_params(checker, step, included)
 
     @staticmethod
-    def _check_include_params(checker: _Checker, step: StepSpec, included: Runbook) -> None:
+    def _check_include_params(checker: Checker, step: StepSpec, included: Runbook) -> None:
         given = step.body.get("params") or {}
         if not isinstance(given, dict):
             return

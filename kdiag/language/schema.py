@@ -1,4 +1,6 @@
-"""The runbook's JSON Schema, composed from the step controls and each step type's fragment.
+"""The pieces of the runbook's JSON Schema: step controls, params, targets, templates.
+
+:class:`kdiag.language.catalog.StepCatalog` composes them with each step type's fragment.
 
 ``kdiag schema`` prints it, ``schemas/runbook.schema.json`` is a checked-in copy (a test keeps it
 current) and editors use it through ``# yaml-language-server: $schema=...``. Validation uses the
@@ -6,9 +8,6 @@ same dict, piece by piece, so the two cannot drift.
 """
 
 from __future__ import annotations
-
-import copy
-from functools import cache
 
 from kdiag.language.schemacheck import Schema
 
@@ -148,60 +147,6 @@ def step_def(kind: str, fragment: Schema, summary: str) -> Schema:
     }
 
 
-def _steps_list(description: str) -> Schema:
+def steps_list(description: str) -> Schema:
+    """A list of steps (each one checked against ``#/$defs/step``)."""
     return {"type": "array", "items": {"$ref": "#/$defs/step"}, "description": description}
-
-
-@cache
-def _runbook_schema() -> Schema:
-    from kdiag.steps import step_types
-
-    kinds = step_types()
-    defs: dict[str, Schema] = {
-        "template": TEMPLATE_DEF,
-        "duration": DURATION_DEF,
-        "param": PARAM_DEF,
-        "step": {"title": "a step", "anyOf": [{"$ref": f"#/$defs/step_{k}"} for k in kinds]},
-        "steps": _steps_list("Steps run inside this step."),
-    }
-    for kind, step in kinds.items():
-        defs[f"step_{kind}"] = step_def(kind, step.schema, step.summary)
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": SCHEMA_ID,
-        "title": "kdiag runbook",
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["steps"],
-        "properties": {
-            "name": {"type": "string", "description": "The runbook's name (default: file name)."},
-            "description": {"type": "string"},
-            "params": {"type": "object", "additionalProperties": {"$ref": "#/$defs/param"},
-                       "propertyNames": {"pattern": IDENTIFIER, "title": "an identifier"},
-                       "description": "Inputs, set with --set name=value or --values file."},
-            "env": {"type": "array", "items": {"type": "string", "pattern": IDENTIFIER,
-                                               "title": "an identifier"},
-                    "description": "Environment variables templates may read as env.NAME."},
-            "target": {
-                "type": "object", "additionalProperties": False,
-                "minProperties": 1, "maxProperties": 1,
-                "properties": {"node": NODE_TARGET, "kubernetes": KUBERNETES_TARGET},
-                "description": "What the manager steps act on: node (a host PID) or kubernetes.",
-            },
-            "steps": _steps_list("The steps, run in order."),
-            "finally": _steps_list("Steps that always run at the end, also after a failure."),
-            "outputs": {"type": "object", "propertyNames": {"pattern": IDENTIFIER},
-                        "description": "Values (templates) a calling runbook gets back."},
-        },
-        "$defs": defs,
-    }
-
-
-def runbook_schema() -> Schema:
-    """The complete runbook schema (a fresh copy the caller may change)."""
-    return copy.deepcopy(_runbook_schema())
-
-
-def shared_schema() -> Schema:
-    """The cached schema for read-only use by the validator."""
-    return _runbook_schema()

@@ -24,7 +24,8 @@ from typing import Any, TextIO
 from kdiag.engine.artifacts import step_folder_name
 from kdiag.engine.events import Event, RunStarted, StepFinished, StepOutput
 from kdiag.errors import EnvironmentProblem
-from kdiag.reports.record import RunLog, StepRecord
+from kdiag.reports.record import RunLog
+from kdiag.reports.steprecord import StepRecord
 from kdiag.reports.text import write_atomic
 
 

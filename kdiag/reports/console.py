@@ -22,12 +22,10 @@ import os
 import sys
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import IO, Literal, TextIO
+from typing import IO, TextIO
 
-from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.console import Console
 from rich.live import Live
 from rich.spinner import Spinner
 from rich.table import Table
@@ -43,81 +41,35 @@ from kdiag.engine.events import (
     StepRef,
     StepStarted,
 )
-from kdiag.reports.record import RunLog, RunRecord, StepRecord, value_text
-from kdiag.reports.text import first_line, format_duration, tail_lines, terminal_line
-
-Mode = Literal["auto", "live", "lines", "plain"]
-Segment = tuple[str, str]
-"""A piece of a line and its rich style (ignored in plain mode)."""
-
-# Tag (plain mode), symbol (rich modes) and style per status.
-_PLAIN_TAG = {
-    "passed": "[ ok ]",
-    "failed": "[FAIL]",
-    "skipped": "[SKIP]",
-    "ignored": "[IGNR]",
-    "error": "[ERR ]",
-    "incomplete": "[INCO]",
-    "running": "[INCO]",
-}
-_SYMBOL = {
-    "passed": "✔",
-    "failed": "✘",
-    "skipped": "↷",
-    "ignored": "!",
-    "error": "⚠",
-    "incomplete": "…",
-    "running": "…",
-}
-_STYLE = {
-    "passed": "green",
-    "failed": "bold red",
-    "skipped": "yellow",
-    "ignored": "yellow",
-    "error": "bold magenta",
-    "incomplete": "magenta",
-    "running": "magenta",
-    "interrupted": "bold magenta",
-    "invalid": "bold red",
-}
-_INFO = "\N{INFORMATION SOURCE}"
-# Streams that need no label: the step's own stdout/stderr.
-_PLAIN_STREAMS = frozenset({"stdout", "stderr", "log", ""})
-
-
-@dataclass
-class _Running:
-    """A step shown in the live region."""
-
-    ref: StepRef
-    attempt: int
-    started: float
-    spinner: Spinner
-
-
-class _LiveView:
-    """The live region: one spinner line per running step.
-
-    Rendered from rich's refresh thread. It reads an immutable tuple the reporter swaps in, and
-    takes no lock: the reporter prints (which needs rich's live lock) while holding its own, so
-    taking the reporter's lock here could deadlock.
-    """
-
-    def __init__(self) -> None:
-        self.entries: tuple[_Running, ...] = ()
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        now = time.monotonic()
-        lines = []
-        for e in self.entries:
-            text = Text.assemble(
-                (e.ref.qualified_name, "bold"),
-                ("  " + format_duration(now - e.started), "dim"),
-                (f"  attempt {e.attempt}" if e.attempt > 1 else "", "yellow"),
-            )
-            e.spinner.update(text=text)
-            lines.append(e.spinner)
-        yield Group(*lines)
+from kdiag.reports.console_view import (
+    INFO,
+    PLAIN_STREAMS,
+    PLAIN_TAG,
+    STYLE,
+    SYMBOL,
+    LiveView,
+    Mode,
+    Running,
+    Segment,
+    can_encode,
+    pick_mode,
+    plural,
+    sanitize,
+    shorten,
+    source_colour,
+    step_duration,
+    verdict,
+)
+from kdiag.reports.record import RunLog, RunRecord
+from kdiag.reports.steprecord import StepRecord
+from kdiag.reports.text import (
+    first_line,
+    format_duration,
+    indent_rest,
+    tail_lines,
+    terminal_line,
+    value_text,
+)
 
 
 class ConsoleReporter:
@@ -151,17 +103,17 @@ class ConsoleReporter:
                 no_color=no_color,
             )
         self.console = console
-        self.mode: Mode = mode if mode != "auto" else _pick_mode(console, no_color, interactive)
+        self.mode: Mode = mode if mode != "auto" else pick_mode(console, no_color, interactive)
         self.stream_output = stream_output
         self.output_tail = output_tail
         self.log = RunLog(clock=clock)
         self._out: IO[str] = console.file
-        self._unicode = _can_encode(self._out, "│✔✘…—")
+        self._unicode = can_encode(self._out, "│✔✘…—")
         self._bar = "│" if self._unicode else "|"
         self._lock = threading.RLock()
-        self._view = _LiveView()
+        self._view = LiveView()
         self._live: Live | None = None
-        self._running: dict[StepRef, _Running] = {}
+        self._running: dict[StepRef, Running] = {}
         self._foreground: StepRef | None = None
         self._partial: dict[tuple[StepRef, str], str] = {}
         self._shown_output: set[StepRef] = set()
@@ -209,12 +161,12 @@ class ConsoleReporter:
             details.append(event.file)
         if event.target:
             details.append(f"target {event.target}")
-        details.append(_plural(event.step_count, "step"))
+        details.append(plural(event.step_count, "step"))
         if event.dry_run:
             details.append("dry run")
         self._line([(head, "bold"), (f" ({', '.join(details)})", "dim")])
         if event.params:
-            shown = ", ".join(f"{k}={_shorten(value_text(v), 60)}" for k, v in event.params.items())
+            shown = ", ".join(f"{k}={shorten(value_text(v), 60)}" for k, v in event.params.items())
             self._line([("params: ", "dim"), (shown, "")])
 
     def _step_started(self, event: StepStarted) -> None:
@@ -222,7 +174,7 @@ class ConsoleReporter:
         self._foreground = ref
         if self.mode == "live":
             spinner = Spinner("dots", style="cyan")
-            self._running[ref] = _Running(ref, event.attempt, time.monotonic(), spinner)
+            self._running[ref] = Running(ref, event.attempt, time.monotonic(), spinner)
             self._view.entries = tuple(self._running.values())
             self._start_live()
             return
@@ -252,7 +204,7 @@ class ConsoleReporter:
         label = []
         if ref != self._foreground:
             label.append(ref.qualified_name)
-        if stream not in _PLAIN_STREAMS:
+        if stream not in PLAIN_STREAMS:
             label.append(stream)
         prefix = f"  {self._bar} "
         segments: list[Segment] = [(prefix, "dim")]
@@ -262,8 +214,8 @@ class ConsoleReporter:
         self._line(segments)
 
     def _note(self, event: StepNote) -> None:
-        tag = "[note]" if self.mode == "plain" else (_INFO if self._unicode else "i")
-        body = _indent_rest(event.message, 7)
+        tag = "[note]" if self.mode == "plain" else (INFO if self._unicode else "i")
+        body = indent_rest(event.message, 7)
         self._line([(tag + " ", "bold cyan"), (event.step.qualified_name, "cyan"), (": " + body, "")])
 
     def _step_finished(self, event: StepFinished, step: StepRecord) -> None:
@@ -279,11 +231,11 @@ class ConsoleReporter:
             timing.append(f"{step.attempts} attempts")
         message = step.summary_message()
         if self.mode == "plain":
-            segments: list[Segment] = [(f"{_PLAIN_TAG[status]} {ref.qualified_name}", "")]
+            segments: list[Segment] = [(f"{PLAIN_TAG[status]} {ref.qualified_name}", "")]
         else:
-            segments = [(f"{_SYMBOL[status]} ", _STYLE.get(status, "")), (ref.qualified_name, "bold")]
+            segments = [(f"{SYMBOL[status]} ", STYLE.get(status, "")), (ref.qualified_name, "bold")]
         if message:
-            segments.append((": " + first_line(message, 500), _STYLE.get(status, "")))
+            segments.append((": " + first_line(message, 500), STYLE.get(status, "")))
         if timing:
             segments.append((f" ({', '.join(timing)})", "dim"))
         self._line(segments)
@@ -301,16 +253,16 @@ class ConsoleReporter:
         for a in step.failed_assertions:
             self._line([(f"    {cross} ", "red"), (a.expression, "bold")])
             if a.message:
-                self._line([("        " + _indent_rest(a.message, 8), "")])
+                self._line([("        " + indent_rest(a.message, 8), "")])
             for name, value in a.values.items():
-                self._line([(f"        {name} = ", "dim"), (_indent_rest(value, 8), "")])
+                self._line([(f"        {name} = ", "dim"), (indent_rest(value, 8), "")])
         if step.ref in self._shown_output and self.stream_output:
             return
         lines, cut = tail_lines(step.output, self.output_tail)
         if not lines:
             return
         count = len(lines)
-        shown = f"last {count} of {count + cut} lines" if cut else _plural(count, "line")
+        shown = f"last {count} of {count + cut} lines" if cut else plural(count, "line")
         self._line([(f"    output ({shown}):", "dim")])
         for line in lines:
             self._line([(f"  {self._bar} ", "dim"), (terminal_line(line), "")])
@@ -329,13 +281,13 @@ class ConsoleReporter:
                 self._plain_table(run.steps)
             else:
                 self._rich_table(run.steps)
-        self._line(_verdict(run))
+        self._line(verdict(run))
 
     def _plain_table(self, steps: Iterable[StepRecord]) -> None:
         rows = [("STEP", "STATUS", "DURATION", "DETAILS")]
         for s in steps:
             details = "" if s.status == "passed" else first_line(s.summary_message(), 80)
-            rows.append((s.qualified_name, s.status, _duration(s), details))
+            rows.append((s.qualified_name, s.status, step_duration(s), details))
         widths = [max(len(r[i]) for r in rows) for i in range(3)]
         self._line([("", "")])
         for name, status, duration, details in rows:
@@ -354,8 +306,8 @@ class ConsoleReporter:
             details = "" if s.status == "passed" else first_line(s.summary_message(), 80)
             table.add_row(
                 Text(s.qualified_name),
-                Text(s.status, style=_STYLE.get(s.status, "")),
-                _duration(s),
+                Text(s.status, style=STYLE.get(s.status, "")),
+                step_duration(s),
                 Text(details, style="dim"),
             )
         self.console.print()
@@ -367,7 +319,7 @@ class ConsoleReporter:
         """Print one line (which may hold newlines) in the reporter's mode."""
         # Text from events may hold escape sequences or control characters: they must not
         # reach a CI log (plain mode) nor move the cursor under the live region.
-        clean = [(_sanitize(text), style) for text, style in segments]
+        clean = [(sanitize(text), style) for text, style in segments]
         if self.mode == "plain":
             self._write("".join(text for text, _ in clean) + "\n")
         else:
@@ -405,61 +357,3 @@ class ConsoleReporter:
             self._running.clear()
             self._view.entries = ()
             live.stop()
-
-
-def _pick_mode(console: Console, no_color: bool, interactive: bool) -> Mode:
-    """``plain`` off a terminal or with NO_COLOR; ``lines`` in step mode; else ``live``."""
-    if not console.is_terminal or console.is_dumb_terminal or no_color:
-        return "plain"
-    return "lines" if interactive else "live"
-
-
-def _verdict(run: RunRecord) -> list[Segment]:
-    totals = run.totals
-    counts = ", ".join(f"{totals[k]} {k}" for k in totals if k != "steps" and totals[k])
-    status = run.status
-    text = f"{status.upper()}: {counts or 'no steps'} in {format_duration(run.duration)}"
-    if run.message:
-        text += f" — {first_line(run.message, 300)}"
-    return [(text, _STYLE.get(status, "bold"))]
-
-
-SOURCE_COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_cyan",
-                  "bright_magenta", "bright_green", "bright_yellow", "bright_blue")
-
-
-def source_colour(stream: str) -> str:
-    """A stable colour per output source, so that lines of one pod/container stand out."""
-    if stream in _PLAIN_STREAMS:
-        return "cyan"
-    return SOURCE_COLOURS[zlib.crc32(stream.encode()) % len(SOURCE_COLOURS)]
-
-
-def _can_encode(stream: IO[str], sample: str) -> bool:
-    encoding = getattr(stream, "encoding", None) or "utf-8"
-    try:
-        sample.encode(encoding)
-    except (UnicodeEncodeError, LookupError):
-        return False
-    return True
-
-
-def _duration(step: StepRecord) -> str:
-    return "-" if step.status == "skipped" else format_duration(step.duration)
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
-def _sanitize(text: str) -> str:
-    return "\n".join(terminal_line(line) for line in text.split("\n"))
-
-
-def _shorten(text: str, width: int) -> str:
-    text = text.replace("\n", " ")
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _indent_rest(text: str, width: int) -> str:
-    return text.replace("\n", "\n" + " " * width)

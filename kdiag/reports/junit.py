@@ -22,8 +22,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from kdiag.reports.record import FileReporter, RunRecord, StepRecord, value_text
-from kdiag.reports.text import first_line, xml_safe
+from kdiag.reports.record import FileReporter, RunRecord
+from kdiag.reports.steprecord import StepRecord
+from kdiag.reports.text import first_line, value_text, xml_safe
 
 if TYPE_CHECKING:
     from xml.etree.ElementTree import Element

@@ -13,8 +13,9 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from kdiag.reports.record import FileReporter, RunRecord, StepRecord, value_text
-from kdiag.reports.text import format_duration, readable, tail_lines
+from kdiag.reports.record import FileReporter, RunRecord
+from kdiag.reports.steprecord import StepRecord
+from kdiag.reports.text import format_duration, readable, tail_lines, value_text
 
 _STEP_MARK = {
     "passed": "✅",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import tempfile
 from pathlib import Path
+from typing import Any
 
 # CSI (colour, cursor) and OSC (titles, hyperlinks) sequences a command may print; they are
 # presentation, not content, and turn into garbage in files and CI logs.
@@ -100,3 +102,32 @@ def write_atomic(path: str | os.PathLike[str], data: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with anything JSON cannot hold turned into strings (NaN, sets, objects...)."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def value_text(value: Any) -> str:
+    """A param or result value as text: strings as they are, anything else as JSON."""
+    if isinstance(value, str):
+        return value
+    import json
+
+    return json.dumps(jsonable(value), ensure_ascii=False)
+
+
+def indent_rest(text: str, width: int) -> str:
+    """Indent the second and later lines of ``text`` by ``width`` spaces."""
+    return text.replace("\n", "\n" + " " * width)

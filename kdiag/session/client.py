@@ -1,547 +1,55 @@
 """ManagerClient: typed calls to a kdiag manager over one gRPC channel.
 
-Every call carries the session token. gRPC errors become :class:`ManagerError` (a step failed,
-exit 1) or :class:`ManagerUnavailable` (the manager cannot be reached, exit 3).
+Every call carries the session token. gRPC errors become :class:`~kdiag.errors.ManagerError`
+(a step failed, exit 1) or :class:`~kdiag.errors.ManagerUnavailable` (the manager cannot be
+reached, exit 3). What the calls return is in :mod:`.results`; a running redirect is a
+:class:`~kdiag.session.redirect.RedirectHandle`; the interactive shell is :mod:`.terminal`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json as _json
 import logging
 import os
 import queue
 import socket
 import stat
 import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO
 
 import grpc
-from kdiag_manager import grpccore
-from kdiag_manager.api.v1 import manager_pb2 as pb
-from kdiag_manager.api.v1 import manager_pb2_grpc as pb_grpc
-from kdiag_manager.channel import TRANSPORT_OPTIONS, widen_send_buffers
-from kdiag_manager.workers import Workers
+from kdiag_manager.wire import grpccore
+from kdiag_manager.wire.api.v1 import manager_pb2 as pb
+from kdiag_manager.wire.api.v1 import manager_pb2_grpc as pb_grpc
+from kdiag_manager.wire.channel import TRANSPORT_OPTIONS
 
-from kdiag.errors import EXIT_ENVIRONMENT, KdiagError
+from kdiag.errors import ManagerError, ManagerUnavailable
 
+from .grpcerrors import convert
 from .lane import LaneClient, connect_socket
-from .tunnel import PooledTunnel, TunnelStats, run_tunnel, tunnel_method
+from .redirect import RedirectHandle
+from .results import (
+    CaptureResult,
+    ExecResult,
+    ForwardTo,
+    Listening,
+    NetInfo,
+    ProbeResult,
+    ProcessInfo,
+    RedirectEventInfo,
+    RedirectSpec,
+    RemoteEntry,
+    RemoteFile,
+    VersionInfo,
+)
+from .tunnel import tunnel_method
 
 log = logging.getLogger(__name__)
 
-# Reused threads for tunnels: starting a thread per connection shows in setup latency.
-_WORKERS = Workers("kdiag-tunnel")
-
 CHUNK = 64 * 1024
-REPLENISH_DELAY = 0.005
 CHANNEL_OPTIONS = TRANSPORT_OPTIONS
-
-
-class ManagerError(KdiagError):
-    """A manager call failed (bad request, the target refused, ...)."""
-
-    def __init__(self, message: str, code: str = "UNKNOWN") -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class ManagerUnavailable(ManagerError):
-    """The manager cannot be reached or refused the token (environment error, exit 3)."""
-
-    exit_code = EXIT_ENVIRONMENT
-
-
-def _is_ipv4(host: str) -> bool:
-    try:
-        socket.inet_aton(host)
-    except OSError:
-        return False
-    return host.count(".") == 3
-
-
-def _convert(exc: grpc.RpcError, what: str) -> ManagerError:
-    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
-    details = exc.details() if hasattr(exc, "details") else str(exc)
-    msg = f"{what}: {details}"
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED,
-                grpc.StatusCode.DEADLINE_EXCEEDED):
-        return ManagerUnavailable(f"manager unreachable ({code.name}): {msg}", code.name)
-    return ManagerError(msg, code.name)
-
-
-# ------------------------------------------------------------------------------------------
-# Result types
-
-
-@dataclass(frozen=True)
-class VersionInfo:
-    """What the manager says about itself."""
-
-    version: str
-    pid: int
-    target_pid: int
-    node_mode: bool
-    session: str
-    features: list[str]
-
-
-@dataclass(frozen=True)
-class Listening:
-    """A socket a process listens on."""
-
-    protocol: str
-    address: str
-    port: int
-
-
-@dataclass(frozen=True)
-class ProcessInfo:
-    """One process of the target."""
-
-    pid: int
-    ppid: int
-    uid: int
-    user: str
-    argv: list[str]
-    comm: str
-    listening: list[Listening]
-    is_target: bool
-
-    @property
-    def command(self) -> str:
-        """The command line as one string."""
-        return " ".join(self.argv) or f"[{self.comm}]"
-
-
-@dataclass
-class ExecResult:
-    """How a command ended and what it printed (when captured)."""
-
-    exit_code: int
-    signal: int = 0
-    timed_out: bool = False
-    duration: float = 0.0
-    stdout: bytes = b""
-    stderr: bytes = b""
-
-    @property
-    def ok(self) -> bool:
-        """Exit code 0 and no timeout."""
-        return self.exit_code == 0 and not self.timed_out
-
-    @property
-    def stdout_text(self) -> str:
-        """stdout decoded as UTF-8 (invalid bytes replaced)."""
-        return self.stdout.decode(errors="replace")
-
-    @property
-    def stderr_text(self) -> str:
-        """stderr decoded as UTF-8 (invalid bytes replaced)."""
-        return self.stderr.decode(errors="replace")
-
-
-@dataclass(frozen=True)
-class RedirectSpec:
-    """What to redirect. ``header`` = (name, value) redirects only matching HTTP/1.1 requests
-    (decided per request, also on keep-alive connections); the rest reaches the app."""
-
-    direction: Literal["incoming", "outgoing"]
-    ports: tuple[int, ...] | list[int]
-    destination: str | None = None
-    fail_open: bool = True
-    fail_open_timeout: float = 3.0
-    header: tuple[str, str] | None = None
-    session: str | None = None
-
-    def to_pb(self) -> pb.RedirectSpec:
-        """The protobuf message."""
-        spec = pb.RedirectSpec(
-            direction=pb.INCOMING if self.direction == "incoming" else pb.OUTGOING,
-            ports=list(self.ports), destination=self.destination or "",
-            fail_open=self.fail_open, fail_open_timeout_seconds=self.fail_open_timeout,
-            session=self.session or "", batch_closed=True)
-        if self.header:
-            spec.header_filter.name, spec.header_filter.value = self.header
-        return spec
-
-
-@dataclass(frozen=True)
-class RedirectEventInfo:
-    """A connection opened or closed on a redirect (for reporting)."""
-
-    kind: Literal["connection", "closed", "rejected", "tunnel-closed"]
-    connection_id: int
-    original: tuple[str, int] | None = None
-    peer: tuple[str, int] | None = None
-    route: str = ""
-    bytes_in: int = 0
-    bytes_out: int = 0
-    error: str = ""
-
-
-ForwardTo = tuple[str, int] | dict[int, tuple[str, int]] | Callable[[tuple[str, int]], tuple[str, int]]
-
-
-@dataclass(frozen=True)
-class CaptureResult:
-    """A finished capture."""
-
-    path: str
-    packets: int
-    bytes: int
-    reason: str
-    error: str = ""
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    """A file in the target's root."""
-
-    path: str
-    size: int
-    mode: int
-    uid: int
-    gid: int
-    mtime: float
-
-
-@dataclass
-class RemoteEntry:
-    """One entry of a folder listing: ``path`` relative to the folder listed."""
-
-    path: str
-    kind: str  # file, dir, symlink, other
-    file: RemoteFile
-    link: str = ""
-
-
-@dataclass
-class NetInfo:
-    """The target's network namespace, as plain data."""
-
-    interfaces: list[dict[str, Any]]
-    addresses: list[dict[str, Any]]
-    routes: list[dict[str, Any]]
-    neighbours: list[dict[str, Any]]
-    resolv_conf: str
-    hosts: str
-
-
-@dataclass
-class ProbeResult:
-    """Same shape as an ``http`` step's result: status, headers, text, json, elapsed."""
-
-    ok: bool
-    status: int = 0
-    reason: str = ""
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-    elapsed: float = 0.0  # seconds
-    error: str = ""
-    addresses: list[str] = field(default_factory=list)
-    truncated: bool = False
-
-    @property
-    def text(self) -> str:
-        """The body decoded as UTF-8."""
-        return self.body.decode(errors="replace")
-
-    @property
-    def json(self) -> Any:
-        """The body parsed as JSON, or None when it is not JSON."""
-        try:
-            return _json.loads(self.body)
-        except ValueError:
-            return None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for templates and reports."""
-        return {"ok": self.ok, "status": self.status, "reason": self.reason,
-                "headers": self.headers, "text": self.text, "json": self.json,
-                "elapsed": self.elapsed, "elapsed_ms": self.elapsed * 1000,
-                "error": self.error, "addresses": self.addresses}
-
-
-# ------------------------------------------------------------------------------------------
-# Redirect handle
-
-
-class RedirectHandle:
-    """A running redirect. Background threads open a Tunnel for each new connection and join it
-    to a socket connected to the operator-side address; connections the operator side refuses
-    are rejected so the manager fails open. :meth:`close` ends it (the manager removes the
-    rules); so does the channel dying."""
-
-    def __init__(self, client: ManagerClient, spec: RedirectSpec, forward_to: ForwardTo,
-                 on_event: Callable[[RedirectEventInfo], None] | None,
-                 connect_timeout: float, pool_size: int = 4) -> None:
-        self.spec = spec
-        self._client = client
-        self._forward_to = forward_to
-        self._on_event = on_event
-        self._connect_timeout = connect_timeout
-        self._requests: queue.SimpleQueue[pb.RedirectRequest | None] = queue.SimpleQueue()
-        self._done = threading.Event()
-        self._lock = threading.Lock()
-        self._sockets: set[socket.socket] = set()
-        self.listen_port = 0
-        self.rules: list[str] = []
-        self.warnings: list[str] = []  # e.g. why IPv6 connections are not redirected
-        self.session = ""
-        self.connections = 0
-        self.active = 0
-        self.error: str = ""
-        self.closed_by_user = False
-        self.redirect_id = 0
-        self._raw_data = False  # the manager's tunnels accept raw data frames
-        # Pooled tunnels: opened in advance, so a new connection costs no round trip.
-        self._pool_size = pool_size
-        self._idle_tunnels: set[PooledTunnel] = set()
-
-    # The request stream: spec, then rejections, until close().
-    def _request_iter(self) -> Iterator[pb.RedirectRequest]:
-        yield pb.RedirectRequest(spec=self.spec.to_pb())
-        while True:
-            item = self._requests.get()
-            if item is None:
-                return
-            yield item
-
-    def _start(self) -> None:
-        stub = self._client._stub
-        self._call = stub.Redirect(self._request_iter(), metadata=self._client._metadata)
-        try:
-            first = next(self._call)
-        except grpc.RpcError as exc:
-            raise _convert(exc, "redirect") from None
-        except StopIteration:
-            raise ManagerError("redirect: the manager ended the stream at once") from None
-        self.listen_port = first.ready.listen_port
-        self.rules = list(first.ready.rules)
-        self.warnings = list(first.ready.warnings)
-        self.session = first.ready.session
-        self.redirect_id = first.ready.redirect_id
-        self._raw_data = first.ready.raw_data
-        if self._client.unix_path:  # tunnels will carry bulk data to the manager
-            widen_send_buffers(self._client.unix_path, peer=True)
-        threading.Thread(target=self._events, daemon=True, name="redirect-events").start()
-        if self.redirect_id:
-            for _ in range(self._pool_size):
-                self._add_pooled()
-
-    def _add_pooled(self) -> None:
-        if self._done.is_set() or self.closed_by_user:
-            return
-        tunnel = PooledTunnel(self._client.tunnel(), self._client._metadata, self.redirect_id,
-                              keep_idle=self._pool_size, raw=self._raw_data)
-        with self._lock:
-            self._idle_tunnels.add(tunnel)
-        _WORKERS.submit(self._run_pooled, tunnel)
-
-    def _replenish(self) -> None:
-        # Keep the pool full, but only once the connection that took a tunnel is under way:
-        # opening a stream costs CPU (and the GIL) that its setup would otherwise wait for.
-        # By then the tunnel may be back (reused after a short connection): then nothing to do.
-        time.sleep(REPLENISH_DELAY)
-        with self._lock:
-            short = self._pool_short()
-        if short:
-            self._add_pooled()
-
-    def _pool_short(self) -> bool:
-        """Too few idle tunnels (call with the lock held)? One short of ``pool_size`` is fine:
-        connections one at a time then never open new streams (the tunnel comes back when its
-        connection ends, sometimes just after the next connection took another one)."""
-        return len(self._idle_tunnels) < max(self._pool_size - 1, 1)
-
-    def _run_pooled(self, tunnel: PooledTunnel) -> None:
-        def info(c: pb.NewConnection) -> RedirectEventInfo:
-            return RedirectEventInfo(
-                "connection", c.connection_id,
-                (c.original_destination.host, c.original_destination.port),
-                (c.peer.host, c.peer.port))
-
-        def connect(c: pb.NewConnection) -> socket.socket:
-            sock = self._connect_operator(info(c))
-            with self._lock:
-                self.active += 1
-                self._sockets.add(sock)
-            return sock
-
-        def on_assigned(c: pb.NewConnection) -> None:
-            with self._lock:
-                self._idle_tunnels.discard(tunnel)
-                self.connections += 1
-                short = self._pool_short()
-            self._emit(info(c))  # before the manager can report it closed
-            if short:
-                _WORKERS.submit(self._replenish)
-
-        def on_finished(c: pb.NewConnection, stats: TunnelStats,
-                        sock: socket.socket | None) -> None:
-            i = info(c)
-            if sock is None:
-                self._emit(RedirectEventInfo("rejected", i.connection_id, i.original, i.peer,
-                                             error=stats.error))
-                return
-            with self._lock:
-                self.active -= 1
-                self._sockets.discard(sock)
-                # Clean: the manager may park the stream for another connection (if it ends
-                # it instead, run() returns and the tunnel leaves the idle set).
-                if (not stats.reset and tunnel.connection_id == c.connection_id
-                        and not tunnel.over):
-                    self._idle_tunnels.add(tunnel)
-            self._emit(RedirectEventInfo("tunnel-closed", i.connection_id, i.original, i.peer,
-                                         "operator", stats.to_operator, stats.from_operator,
-                                         stats.error))
-
-        try:
-            tunnel.run(on_assigned, connect, on_finished)
-        finally:
-            with self._lock:
-                self._idle_tunnels.discard(tunnel)
-                short = self._pool_short()
-            # Tunnels that ended together (their lane closed) are replaced, on gRPC if the
-            # lane is gone; one the manager ended because enough are idle is not.
-            if short:
-                _WORKERS.submit(self._replenish)
-
-    def _connect_operator(self, info: RedirectEventInfo) -> socket.socket:
-        """A socket connected to the operator-side address for ``info`` (OSError if not)."""
-        assert info.original is not None
-        try:
-            host, port = self._target_for(info.original)
-        except KeyError:
-            raise OSError(f"no operator-side address for port {info.original[1]}") from None
-        if _is_ipv4(host):  # the usual case: skip getaddrinfo
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.settimeout(self._connect_timeout)
-            try:
-                sock.connect((host, port))
-            except OSError:
-                sock.close()
-                raise
-        else:
-            sock = socket.create_connection((host, port), timeout=self._connect_timeout)
-        sock.settimeout(None)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
-
-    def _target_for(self, original: tuple[str, int]) -> tuple[str, int]:
-        fwd = self._forward_to
-        if callable(fwd):
-            return fwd(original)
-        if isinstance(fwd, dict):
-            return fwd[original[1]]
-        return fwd
-
-    def _events(self) -> None:
-        try:
-            for ev in self._call:
-                kind = ev.WhichOneof("msg")
-                if kind == "connection":
-                    c = ev.connection
-                    info = RedirectEventInfo(
-                        "connection", c.connection_id,
-                        (c.original_destination.host, c.original_destination.port),
-                        (c.peer.host, c.peer.port))
-                    with self._lock:
-                        self.connections += 1
-                    _WORKERS.submit(self._serve, info)
-                    self._emit(info)
-                elif kind in ("closed", "closed_batch"):
-                    for c2 in ev.closed_batch.closed if kind == "closed_batch" else [ev.closed]:
-                        self._emit(RedirectEventInfo("closed", c2.connection_id, route=c2.route,
-                                                     bytes_in=c2.bytes_from_peer,
-                                                     bytes_out=c2.bytes_to_peer,
-                                                     error=c2.error))
-        except grpc.RpcError as exc:
-            if not self.closed_by_user:
-                self.error = f"{exc.code().name}: {exc.details()}"
-        finally:
-            self._done.set()
-
-    def _emit(self, info: RedirectEventInfo) -> None:
-        if self._on_event is not None:
-            try:
-                self._on_event(info)
-            except Exception:  # a reporter bug must not break the tunnels
-                log.exception("redirect event callback failed")
-
-    def _serve(self, info: RedirectEventInfo) -> None:
-        try:
-            sock = self._connect_operator(info)
-        except OSError as exc:
-            reason = f"operator side {self._describe_target(info)}: {exc}"
-            self._requests.put(pb.RedirectRequest(reject=pb.RejectConnection(
-                connection_id=info.connection_id, reason=reason)))
-            self._emit(RedirectEventInfo("rejected", info.connection_id, info.original,
-                                         info.peer, error=reason))
-            return
-        with self._lock:
-            self.active += 1
-            self._sockets.add(sock)
-        stats = TunnelStats(info.connection_id)
-        try:
-            stats = run_tunnel(self._client.tunnel(), self._client._metadata, info.connection_id,
-                               sock, self._raw_data)
-        finally:
-            with self._lock:
-                self.active -= 1
-                self._sockets.discard(sock)
-            self._emit(RedirectEventInfo("tunnel-closed", info.connection_id, info.original,
-                                         info.peer, "operator", stats.to_operator,
-                                         stats.from_operator, stats.error))
-
-    def _describe_target(self, info: RedirectEventInfo) -> str:
-        try:
-            host, port = self._target_for(info.original or ("", 0))
-            return f"{host}:{port}"
-        except Exception:
-            return "(no mapping)"
-
-    @property
-    def running(self) -> bool:
-        """Is the control stream still up?"""
-        return not self._done.is_set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the redirect ends (closed, or the manager/channel went away)."""
-        return self._done.wait(timeout)
-
-    def close(self, abort_connections: bool = True, timeout: float = 5.0) -> None:
-        """End the redirect: the manager removes its rules. Open tunnels are reset unless
-        ``abort_connections`` is False (then they finish on their own)."""
-        self.closed_by_user = True
-        with self._lock:
-            idle = list(self._idle_tunnels)
-        for tunnel in idle:
-            tunnel.cancel()
-        self._requests.put(None)  # half-close: the manager stops the session
-        if not self._done.wait(timeout):
-            self._call.cancel()
-        if abort_connections:
-            with self._lock:
-                socks = list(self._sockets)
-            for s in socks:
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    def __enter__(self) -> RedirectHandle:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-# ------------------------------------------------------------------------------------------
-# The client
 
 
 class ManagerClient:
@@ -555,9 +63,18 @@ class ManagerClient:
         self._stub = pb_grpc.ManagerStub(channel)
         self._tunnel = tunnel_method(channel)  # Tunnel with the raw frame codec
         self.unix_path = ""  # the manager's unix socket (node mode), if that is the address
-        # Tunnel streams go on the lane while it is up (see kdiag_manager.lane), else on gRPC.
+        # Tunnel streams go on the lane while it is up (see kdiag_manager.wire.lane), else on gRPC.
         self.lane: LaneClient | None = None
         self._lane_socket: socket.socket | None = None
+
+    @property
+    def metadata(self) -> list[tuple[str, str]]:
+        """The metadata every call carries (the session token)."""
+        return self._metadata
+
+    def open_redirect(self, requests: Iterator[pb.RedirectRequest]) -> Any:
+        """The Redirect call (its events to iterate) for ``requests``."""
+        return self._stub.Redirect(requests, metadata=self._metadata)
 
     def tunnel(self) -> Any:
         """The Tunnel method for a new call: on the lane when it is up, else over gRPC."""
@@ -612,7 +129,7 @@ class ManagerClient:
             r = self._stub.Version(pb.VersionRequest(), metadata=self._metadata,
                                    timeout=self.timeout)
         except grpc.RpcError as exc:
-            raise _convert(exc, "version") from None
+            raise convert(exc, "version") from None
         return VersionInfo(r.version, r.pid, r.target_pid, r.node_mode, r.session,
                            list(r.features))
 
@@ -622,7 +139,7 @@ class ManagerClient:
             r = self._stub.Ps(pb.PsRequest(all=all_processes), metadata=self._metadata,
                               timeout=self.timeout)
         except grpc.RpcError as exc:
-            raise _convert(exc, "ps") from None
+            raise convert(exc, "ps") from None
         return [ProcessInfo(p.pid, p.ppid, p.uid, p.user, list(p.argv), p.comm,
                             [Listening(s.protocol, s.address, s.port) for s in p.listening],
                             p.is_target) for p in r.processes]
@@ -632,7 +149,7 @@ class ManagerClient:
         try:
             r = self._stub.Net(pb.NetRequest(), metadata=self._metadata, timeout=self.timeout)
         except grpc.RpcError as exc:
-            raise _convert(exc, "net") from None
+            raise convert(exc, "net") from None
         from google.protobuf.json_format import MessageToDict
 
         def rows(items: Any) -> list[dict[str, Any]]:
@@ -689,7 +206,7 @@ class ManagerClient:
                     e = r.exit
                     result = ExecResult(e.exit_code, e.signal, e.timed_out, e.duration_seconds)
         except grpc.RpcError as exc:
-            raise _convert(exc, "exec") from None
+            raise convert(exc, "exec") from None
         result.stdout = b"".join(out)
         result.stderr = b"".join(err)
         return result
@@ -699,69 +216,10 @@ class ManagerClient:
                   host: bool = False) -> int:
         """An interactive shell (default busybox ``ash -l`` in the target) on a pseudo-terminal,
         wired to the local terminal (put in raw mode while it runs). Returns the exit code."""
-        import select
-        import signal as signal_mod
-        import termios
-        import tty
+        from .terminal import shell_tty
 
-        is_tty = os.isatty(stdin_fd)
-        rows, cols = (os.get_terminal_size(stdout_fd) if os.isatty(stdout_fd) else (24, 80))[::-1]
-        script = None if argv else "exec ash -l"
-        start = pb.ExecStart(argv=argv or [], script=script or "", tty=True, rows=rows,
-                             cols=cols, inherit_env=True, env=env or {}, host=host)
-        if host and not argv:
-            start.script = "exec ${SHELL:-/bin/sh} -l"
-        inputs: queue.SimpleQueue[pb.ExecRequest | None] = queue.SimpleQueue()
-        stop = threading.Event()
-
-        def requests() -> Iterator[pb.ExecRequest]:
-            yield pb.ExecRequest(start=start)
-            while (item := inputs.get()) is not None:
-                yield item
-
-        def pump_stdin() -> None:
-            while not stop.is_set():
-                try:
-                    ready, _, _ = select.select([stdin_fd], [], [], 0.2)
-                    if not ready:
-                        continue
-                    data = os.read(stdin_fd, 4096)
-                except (OSError, ValueError):  # the terminal went away
-                    return
-                if not data:
-                    inputs.put(pb.ExecRequest(stdin_eof=True))
-                    return
-                inputs.put(pb.ExecRequest(stdin=data))
-
-        def on_winch(signum: int, frame: object) -> None:
-            size = os.get_terminal_size(stdout_fd)
-            inputs.put(pb.ExecRequest(resize=pb.WindowSize(rows=size.lines, cols=size.columns)))
-
-        saved = termios.tcgetattr(stdin_fd) if is_tty else None
-        old_winch = None
-        code = -1
-        try:
-            if is_tty:
-                tty.setraw(stdin_fd)
-                if threading.current_thread() is threading.main_thread():
-                    old_winch = signal_mod.signal(signal_mod.SIGWINCH, on_winch)
-            threading.Thread(target=pump_stdin, daemon=True).start()
-            for r in self._stub.Exec(requests(), metadata=self._metadata):
-                kind = r.WhichOneof("msg")
-                if kind in ("stdout", "stderr"):
-                    os.write(stdout_fd, getattr(r, kind))
-                elif kind == "exit":
-                    code = r.exit.exit_code
-        except grpc.RpcError as exc:
-            raise _convert(exc, "shell") from None
-        finally:
-            stop.set()
-            inputs.put(None)
-            if saved is not None:
-                termios.tcsetattr(stdin_fd, termios.TCSADRAIN, saved)
-            if old_winch is not None:
-                signal_mod.signal(signal_mod.SIGWINCH, old_winch)
-        return code
+        return shell_tty(self._stub, self._metadata, argv, stdin_fd=stdin_fd,
+                         stdout_fd=stdout_fd, env=env, host=host)
 
     # -- redirect --------------------------------------------------------------------------
 
@@ -821,7 +279,7 @@ class ManagerClient:
                         done = chunk.done
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.CANCELLED:
-                raise _convert(exc, "capture") from None
+                raise convert(exc, "capture") from None
         finally:
             controls.put(None)  # ends the request stream if the capture ended by itself
         if done.error and not done.packets:
@@ -846,7 +304,7 @@ class ManagerClient:
                         f.write(chunk.data)
         except grpc.RpcError as exc:
             tmp.unlink(missing_ok=True)
-            raise _convert(exc, f"copy from {remote_path}") from None
+            raise convert(exc, f"copy from {remote_path}") from None
         assert info is not None
         if keep_mode:
             os.chmod(tmp, stat.S_IMODE(info.mode))
@@ -873,7 +331,7 @@ class ManagerClient:
         try:
             r = self._stub.WriteFile(chunks(), metadata=self._metadata)
         except grpc.RpcError as exc:
-            raise _convert(exc, f"copy to {remote_path}") from None
+            raise convert(exc, f"copy to {remote_path}") from None
         i = r.info
         return RemoteFile(i.path, i.size, i.mode, i.uid, i.gid, i.mtime)
 
@@ -885,7 +343,7 @@ class ManagerClient:
             r = self._stub.ListDir(pb.ListDirRequest(path=remote_path, max_entries=max_entries),
                                    metadata=self._metadata, timeout=self.timeout)
         except grpc.RpcError as exc:
-            raise _convert(exc, f"list {remote_path}") from None
+            raise convert(exc, f"list {remote_path}") from None
         entries = [RemoteEntry(e.path, e.kind, RemoteFile(e.info.path, e.info.size, e.info.mode,
                                                           e.info.uid, e.info.gid, e.info.mtime),
                                e.link) for e in r.entries]
@@ -899,7 +357,7 @@ class ManagerClient:
         try:
             r = self._stub.WriteFile(iter([pb.FileChunk(info=info)]), metadata=self._metadata)
         except grpc.RpcError as exc:
-            raise _convert(exc, f"make folder {remote_path}") from None
+            raise convert(exc, f"make folder {remote_path}") from None
         i = r.info
         return RemoteFile(i.path, i.size, i.mode, i.uid, i.gid, i.mtime)
 
@@ -910,7 +368,7 @@ class ManagerClient:
             r = self._stub.Probe(req, metadata=self._metadata,
                                  timeout=(req.timeout_seconds or 5) + 10)
         except grpc.RpcError as exc:
-            raise _convert(exc, "probe") from None
+            raise convert(exc, "probe") from None
         headers: dict[str, str] = {}
         for h in r.headers:
             headers[h.name] = f"{headers[h.name]}, {h.value}" if h.name in headers else h.value

@@ -1,4 +1,4 @@
-"""The CLI's end of the lane (see :mod:`kdiag_manager.lane`): Tunnel calls without gRPC.
+"""The CLI's end of the lane (see :mod:`kdiag_manager.wire.lane`): Tunnel calls without gRPC.
 
 :meth:`LaneClient.method` stands in for the gRPC Tunnel method (``method(requests)`` returns a
 call to iterate for the manager's frames and to ``cancel()``), so pooled and claimed tunnels run
@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
-from kdiag_manager import frames
-from kdiag_manager.lane import (
+from kdiag_manager.wire import frames
+from kdiag_manager.wire.lane import (
     HELLO,
     Lane,
     LaneError,
@@ -26,7 +26,7 @@ from kdiag_manager.lane import (
     sockaddr,
     socket_sender,
 )
-from kdiag_manager.workers import Workers
+from kdiag_manager.wire.workers import Workers
 
 # Each call's request iterator runs on one of these (as gRPC runs it on a thread of its own).
 _SENDERS = Workers("lane-send")

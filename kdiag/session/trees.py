@@ -14,7 +14,10 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from .client import ManagerClient, ManagerError, RemoteEntry
+from kdiag.errors import ManagerError
+
+from .client import ManagerClient
+from .results import RemoteEntry
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 The manager accepted a connection in the target's namespace; here it is joined to a socket
 connected to the operator-side host:port. Half-close (eof frames) and resets propagate both ways.
-Frames use the raw codec of :mod:`kdiag_manager.frames`; a pooled tunnel carries one connection
+Frames use the raw codec of :mod:`kdiag_manager.wire.frames`; a pooled tunnel carries one connection
 after another (see :class:`PooledTunnel`).
 """
 
@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from kdiag_manager import frames
-from kdiag_manager.api.v1 import manager_pb2 as pb
-from kdiag_manager.splice import abort
-from kdiag_manager.sysutil import readable
+from kdiag_manager.wire import frames
+from kdiag_manager.wire.api.v1 import manager_pb2 as pb
+from kdiag_manager.wire.sockets import abort, readable
 
 # Adaptive reads, as on the manager's side: 64 KiB doubling up to 2 MiB while reads fill up.
 MIN_CHUNK = 64 * 1024
@@ -72,7 +71,7 @@ def _tune_malloc() -> None:
 
 
 def tunnel_method(channel: grpc.Channel) -> Any:
-    """The Tunnel method with the raw frame codec (see :mod:`kdiag_manager.frames`)."""
+    """The Tunnel method with the raw frame codec (see :mod:`kdiag_manager.wire.frames`)."""
     _tune_malloc()
     return channel.stream_stream(frames.TUNNEL_METHOD, request_serializer=None,
                                  response_deserializer=frames.decode,

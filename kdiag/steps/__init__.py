@@ -10,6 +10,7 @@ import importlib
 import pkgutil
 from functools import cache
 
+from kdiag.language.catalog import StepCatalog
 from kdiag.steps.base import StepType
 
 _NOT_STEPS = frozenset({"base"})
@@ -29,3 +30,9 @@ def step_types() -> dict[str, StepType]:
                 raise RuntimeError(f"step kind {step.kind!r} is defined twice")
             found[step.kind] = step
     return dict(sorted(found.items()))
+
+
+@cache
+def catalog() -> StepCatalog:
+    """The step types as the runbook language sees them (for the loader and the schema)."""
+    return StepCatalog(step_types())

@@ -41,7 +41,7 @@ class CopyStep(StepType):
     needs_target = True
 
     def execute(self, body: Any, ctx: StepContext) -> StepOutcome:
-        from kdiag.session.client import ManagerError
+        from kdiag.errors import ManagerError
         from kdiag.session.trees import download_tree, upload_tree
 
         manager = ctx.target().manager

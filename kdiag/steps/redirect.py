@@ -24,7 +24,8 @@ from kdiag.steps.base import (
 )
 
 if TYPE_CHECKING:
-    from kdiag.session.client import RedirectEventInfo, RedirectHandle
+    from kdiag.session.redirect import RedirectHandle
+    from kdiag.session.results import RedirectEventInfo
 
 
 
@@ -122,7 +123,7 @@ class RedirectStep(StepType):
     can_background = True
 
     def execute(self, body: Any, ctx: StepContext) -> StepOutcome:
-        from kdiag.session.client import RedirectSpec
+        from kdiag.session.results import RedirectSpec
 
         require_background_or_duration(self.kind, body, ctx)
         host, port = parse_address(body.get("to"))

@@ -4,6 +4,8 @@
 backends directly (they are not imported here, to keep the CLI's startup light).
 """
 
-from .base import Target, TargetError, TargetSession
+from kdiag.errors import TargetError
+
+from .base import Target, TargetSession
 
 __all__ = ["Target", "TargetError", "TargetSession"]

@@ -5,15 +5,8 @@ from __future__ import annotations
 import abc
 from typing import TYPE_CHECKING, Any
 
-from kdiag.errors import EnvironmentProblem
-
 if TYPE_CHECKING:
     from kdiag.session.client import ManagerClient
-
-
-class TargetError(EnvironmentProblem):
-    """The target cannot be reached or used: not root, no such PID, pod gone, manager did not
-    start (CLI exit code 3). The message is one line naming the cause."""
 
 
 class TargetSession(abc.ABC):

@@ -16,13 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
+from kdiag.errors import ManagerError, ManagerUnavailable, TargetError
 from kdiag.kube.config import KubeConfig, KubeOptions, load
 from kdiag.kube.errors import Call, PodGone, api_call, translate
 from kdiag.kube.inject import DEFAULT_TIMEOUT, Injector, ManagerImage
 from kdiag.kube.pods import PodRef, PodSelector, resolve
 from kdiag.language.durations import parse_duration
 
-from .base import Target, TargetError, TargetSession
+from .base import Target, TargetSession
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,6 @@ def _diagnosing(method: F) -> F:
 
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        from kdiag.session.client import ManagerUnavailable
 
         try:
             return method(self, *args, **kwargs)
@@ -221,7 +221,6 @@ class KubernetesTarget(Target):
     def _connect(self, kube: KubeConfig, ref: PodRef, pods: list[PodRef], injector: Injector,
                  name: str, token: str, reused: bool) -> KubernetesSession:
         from kdiag.kube.portforward import ManagerRelay
-        from kdiag.session.client import ManagerError
         from kdiag.session.lane import LaneClient
 
         first = injector.first_line(ref, name)

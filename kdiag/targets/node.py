@@ -23,7 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .base import Target, TargetError, TargetSession
+from kdiag.errors import ManagerError, TargetError
+
+from .base import Target, TargetSession
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +138,7 @@ class NodeTarget(Target):
     def open(self) -> NodeSession:
         """Start the manager in the target's network namespace and connect to it."""
         self.check()
-        from kdiag.session.client import ManagerClient, ManagerError
+        from kdiag.session.client import ManagerClient
 
         workdir = tempfile.mkdtemp(prefix="kdiag-node-")
         os.chmod(workdir, 0o700)

@@ -3,6 +3,6 @@
 Run as ``python -m kdiag_manager``. It never imports ``kubernetes`` or the kdiag CLI.
 """
 
-from . import grpccore  # noqa: F401  (before anything imports grpc)
+from .wire import grpccore  # noqa: F401  (before anything imports grpc)
 
 __version__ = "0.1.0"

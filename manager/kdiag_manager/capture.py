@@ -16,8 +16,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from .api.v1 import manager_pb2 as pb
 from .config import Config
+from .wire.api.v1 import manager_pb2 as pb
 
 PCAP_HEADER = 24
 RECORD_HEADER = 16

@@ -18,9 +18,9 @@ from collections.abc import Iterator
 
 import grpc
 
-from .api.v1 import manager_pb2 as pb
 from .config import Config
 from .sysutil import openat2_in_root
+from .wire.api.v1 import manager_pb2 as pb
 
 CHUNK = 64 * 1024
 MAX_ENTRIES = 10_000

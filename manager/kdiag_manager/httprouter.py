@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from . import httpfilter, splice
-from .sysutil import readable
+from .wire.sockets import abort, readable
 
 MAX_LINE = 8 * 1024
 CHUNK = 64 * 1024
@@ -348,11 +348,11 @@ def route(client: socket.socket, initial: bytes, to_operator: Callable[[httpfilt
             else:
                 up = ups.pop(name)
                 account(name, up)
-                splice.abort(up.sock)
+                abort(up.sock)
         if clean:
             with contextlib.suppress(OSError):
                 client.shutdown(socket.SHUT_WR)
             client.close()
         else:
-            splice.abort(client)
+            abort(client)
     return stats

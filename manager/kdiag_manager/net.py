@@ -9,8 +9,8 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from .api.v1 import manager_pb2 as pb
 from .sysutil import read_in_root
+from .wire.api.v1 import manager_pb2 as pb
 
 _FAMILIES = {socket.AF_INET: "inet", socket.AF_INET6: "inet6"}
 _IFF = {0x1: "UP", 0x2: "BROADCAST", 0x8: "LOOPBACK", 0x10: "POINTOPOINT", 0x40: "RUNNING",

@@ -20,9 +20,9 @@ import time
 from urllib.parse import urlsplit
 
 from . import dns
-from .api.v1 import manager_pb2 as pb
 from .config import Config
 from .sysutil import mark_socket, read_in_root
+from .wire.api.v1 import manager_pb2 as pb
 
 # Where distributions keep the CA bundle (Debian/Ubuntu/Alpine, RHEL/Fedora, others).
 CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",

@@ -7,8 +7,8 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from .api.v1 import manager_pb2 as pb
 from .sysutil import read_in_root
+from .wire.api.v1 import manager_pb2 as pb
 
 # /proc/net/tcp states: 0A is LISTEN; UDP sockets are "listening" when unconnected (07).
 _TCP_LISTEN = "0A"

@@ -17,14 +17,18 @@ import logging
 import queue
 import socket
 import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
-from . import httpfilter, httprouter, liveness, splice, sysutil
-from .api.v1 import manager_pb2 as pb
+from . import httpfilter, httprouter, liveness, sysutil
+from .connections import (
+    Connection,
+    ConnectionRegistry,
+    FirstBytesHint,
+    connect_original,
+    read_head,
+    route_local,
+)
 from .iptables import (
-    SESSION_RE,
     Iptables,
     IptablesError,
     Rule,
@@ -32,140 +36,15 @@ from .iptables import (
     incoming_rules,
     outgoing_rules,
 )
+from .redirectevents import outgoing
+from .redirectspec import RedirectOptions
 from .tunnelpool import TunnelPool, TunnelWaiter
-from .workers import Workers
+from .wire.api.v1 import manager_pb2 as pb
+from .wire.sockets import abort
+from .wire.workers import Workers
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FAIL_OPEN_TIMEOUT = 3.0
-# `closed` events ending within this window go out as one message (when the client takes
-# batches): a control-stream message cost ≈ 0.25 ms per connection under churn, as much as
-# the rest of a short connection's teardown (measured with back-to-back connections).
-CLOSED_BATCH_WINDOW = 0.01
-CLOSED_BATCH_MAX = 256
-HEAD_TIMEOUT = 10.0
-CONNECT_TIMEOUT = 5.0
-
-
-class SpecError(ValueError):
-    """The redirect spec is invalid (INVALID_ARGUMENT)."""
-
-
-@dataclass(frozen=True)
-class RedirectOptions:
-    """A validated RedirectSpec."""
-
-    incoming: bool
-    ports: tuple[int, ...]
-    session: str
-    destination: str | None = None
-    fail_open: bool = False
-    fail_open_timeout: float = DEFAULT_FAIL_OPEN_TIMEOUT
-    header: tuple[str, str] | None = None
-
-    @classmethod
-    def from_spec(cls, spec: pb.RedirectSpec, default_session: str) -> RedirectOptions:
-        """Validate ``spec``; raise SpecError with a readable message."""
-        if spec.direction not in (pb.INCOMING, pb.OUTGOING):
-            raise SpecError("direction must be INCOMING or OUTGOING")
-        ports = tuple(dict.fromkeys(spec.ports))
-        if not ports or any(not 0 < p < 65536 for p in ports):
-            raise SpecError("ports must be 1..65535 (at least one)")
-        if spec.destination and spec.direction != pb.OUTGOING:
-            raise SpecError("destination applies to outgoing redirects only")
-        session = spec.session or default_session
-        if not SESSION_RE.match(session):
-            raise SpecError(f"invalid session id {session!r}")
-        header = None
-        if spec.HasField("header_filter") and spec.header_filter.name:
-            header = (spec.header_filter.name, spec.header_filter.value)
-        timeout = spec.fail_open_timeout_seconds or DEFAULT_FAIL_OPEN_TIMEOUT
-        return cls(spec.direction == pb.INCOMING, ports, session, spec.destination or None,
-                   spec.fail_open, timeout, header)
-
-
-class FirstBytesHint:
-    """Whether a redirect's peers speak first (HTTP, TLS: they do; SMTP, SSH: the server does),
-    from the connections a tunnel waited on: while the last wait brought bytes, wait again;
-    after one that did not, wait only on every ``RETRY_EVERY``-th connection (a server-first
-    protocol pays the wait that rarely)."""
-
-    RETRY_EVERY = 16
-
-    def __init__(self) -> None:
-        self._speaks_first = True
-        self._skipped = 0
-
-    def worth_waiting(self) -> bool:
-        """Should a tunnel wait for the peer's first bytes?"""
-        if self._speaks_first:
-            return True
-        self._skipped += 1
-        return self._skipped % self.RETRY_EVERY == 0
-
-    def record(self, got_bytes: bool) -> None:
-        """What the last wait brought."""
-        self._speaks_first = got_bytes
-
-
-@dataclass
-class Connection:
-    """An accepted connection waiting for (or carried by) a tunnel."""
-
-    id: int
-    sock: socket.socket
-    original: tuple[str, int]
-    peer: tuple[str, int]
-    session: RedirectSession
-    initial: bytes = b""
-    state: str = "pending"  # pending -> tunnel | local | closed
-    reject_reason: str = ""
-    decided: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def transition(self, new: str) -> bool:
-        """Move from pending to ``new``; False if someone else decided first."""
-        with self.lock:
-            if self.state != "pending":
-                return False
-            self.state = new
-        self.decided.set()
-        return True
-
-
-class ConnectionRegistry:
-    """Pending connections of every session, by id (ids are unique in the manager)."""
-
-    def __init__(self) -> None:
-        self._ids = itertools.count(1)
-        self._lock = threading.Lock()
-        self._pending: dict[int, Connection] = {}
-
-    def next_id(self) -> int:
-        """A fresh connection id."""
-        return next(self._ids)
-
-    def add(self, conn: Connection) -> None:
-        """Make ``conn`` claimable."""
-        with self._lock:
-            self._pending[conn.id] = conn
-
-    def remove(self, conn_id: int) -> Connection | None:
-        """Forget a connection; return it if it was there."""
-        with self._lock:
-            return self._pending.pop(conn_id, None)
-
-    def get(self, conn_id: int) -> Connection | None:
-        """The pending connection ``conn_id``, if any."""
-        with self._lock:
-            return self._pending.get(conn_id)
-
-    def claim(self, conn_id: int) -> Connection | None:
-        """Hand a pending connection to a tunnel; None if it is unknown or already decided."""
-        conn = self.remove(conn_id)
-        if conn is None or not conn.transition("tunnel"):
-            return None
-        return conn
 
 
 class RedirectSession:
@@ -291,34 +170,9 @@ class RedirectSession:
         return self._stopped.is_set()
 
     def outgoing_events(self, batch_closed: bool) -> Iterator[pb.RedirectEvent]:
-        """The control stream's events until :meth:`stop`. With ``batch_closed``, `closed`
-        events are held up to CLOSED_BATCH_WINDOW and sent together; anything else goes at
-        once, after the `closed` ones before it (announced connections wait for nobody)."""
-        pending: list[pb.ConnectionClosed] = []
-        deadline = 0.0
-        while True:
-            try:
-                wait = max(deadline - time.monotonic(), 0) if pending else None
-                event = self.events.get(timeout=wait)
-            except queue.Empty:
-                event = _FLUSH  # the window is over
-            batchable = (batch_closed and event is not None and event is not _FLUSH
-                         and event.WhichOneof("msg") == "closed")
-            if pending and not batchable:
-                yield _closed_event(pending)
-                pending = []
-            if event is None:
-                return
-            if batchable:
-                assert event is not None
-                if not pending:
-                    deadline = time.monotonic() + CLOSED_BATCH_WINDOW
-                pending.append(event.closed)
-                if len(pending) >= CLOSED_BATCH_MAX:
-                    yield _closed_event(pending)
-                    pending = []
-            elif event is not _FLUSH:
-                yield event
+        """The control stream's events until :meth:`stop` (see :func:`redirectevents.outgoing`:
+        with ``batch_closed``, `closed` events go together)."""
+        return outgoing(self.events, batch_closed)
 
     # -- control stream input ------------------------------------------------------------------
 
@@ -383,13 +237,13 @@ class RedirectSession:
             return
         header = self.options.header
         assert header is not None
-        if self._read_head(conn) is None:
-            self._route_local(conn, "original", "")
+        if read_head(conn) is None:
+            route_local(conn, "original", "")
             return
 
         def connect(name: str) -> socket.socket:
             if name == "app":
-                return self._connect_original(conn)
+                return connect_original(conn)
             # (After stop() the pair's end fails open or is reset, like any unclaimed one.)
             mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             self._offer_connection(Connection(self.registry.next_id(), theirs, conn.original,
@@ -442,9 +296,9 @@ class RedirectSession:
     def fail_over(self, conn: Connection, reason: str) -> None:
         """A pooled tunnel could not carry ``conn``: original destination or reset."""
         if self.options.fail_open:
-            self._route_local(conn, "original", reason)
+            route_local(conn, "original", reason)
         else:
-            splice.abort(conn.sock)
+            abort(conn.sock)
             self.closed(conn, "dropped", 0, 0, reason)
 
     def _announce(self, conn: Connection) -> None:
@@ -467,63 +321,10 @@ class RedirectSession:
         if not conn.transition("local"):
             return  # a tunnel claimed it
         if opts.fail_open:
-            self._route_local(conn, "original", conn.reject_reason)
+            route_local(conn, "original", conn.reject_reason)
         else:
-            splice.abort(conn.sock)
+            abort(conn.sock)
             self.closed(conn, "dropped", 0, 0, conn.reject_reason)
-
-    def _read_head(self, conn: Connection) -> httpfilter.RequestHead | None:
-        """Read the first request head into ``conn.initial`` (bounded in size and time)."""
-        buf = b""
-        conn.sock.settimeout(HEAD_TIMEOUT)
-        try:
-            while httpfilter.head_end(buf) < 0 and len(buf) < httpfilter.MAX_HEAD:
-                data = conn.sock.recv(16384)
-                if not data:
-                    break
-                buf += data
-                if not httpfilter.looks_like_http(buf):
-                    break
-        except OSError:
-            pass
-        conn.sock.settimeout(None)
-        conn.initial = buf
-        return httpfilter.parse_head(buf)
-
-    def _connect_original(self, conn: Connection) -> socket.socket:
-        """A connection to ``conn``'s original destination, bypassing the rules (marked)."""
-        family = socket.AF_INET6 if ":" in conn.original[0] else socket.AF_INET
-        upstream = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        try:
-            sysutil.mark_socket(upstream)
-            upstream.settimeout(CONNECT_TIMEOUT)
-            upstream.connect(conn.original)
-            upstream.settimeout(None)
-        except OSError:
-            upstream.close()
-            raise
-        return upstream
-
-    def _route_local(self, conn: Connection, route: str, reason: str) -> None:
-        """Send ``conn`` to its original destination, bypassing the rules (marked socket)."""
-        try:
-            upstream = self._connect_original(conn)
-        except OSError as exc:
-            splice.abort(conn.sock)
-            self.closed(conn, "dropped", 0, 0, f"{reason}; original destination: {exc}".lstrip("; "))
-            return
-        result = splice.splice(conn.sock, upstream, conn.initial)
-        self.closed(conn, route, result.a_to_b, result.b_to_a, reason)
-
-
-_FLUSH = pb.RedirectEvent()  # (a marker: the batch window is over)
-
-
-def _closed_event(closed: list[pb.ConnectionClosed]) -> pb.RedirectEvent:
-    if len(closed) == 1:
-        return pb.RedirectEvent(closed=closed[0])
-    return pb.RedirectEvent(closed_batch=pb.ConnectionsClosed(closed=closed))
-
 
 def _listen() -> tuple[socket.socket, bool]:
     """A listener on every address and a free port: dual-stack where IPv6 exists (True)."""

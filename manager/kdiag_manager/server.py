@@ -11,14 +11,17 @@ from typing import Any
 
 import grpc
 
-from . import __version__, channel, frames, grpccore, lane, redirect, tunnel
-from .api.v1 import manager_pb2 as pb
-from .api.v1 import manager_pb2_grpc as pb_grpc
+from . import __version__, laneserver, redirect, tunnel
 from .auth import TokenHash, TokenInterceptor
-from .channel import TRANSPORT_OPTIONS
 from .config import Config
+from .connections import ConnectionRegistry
 from .iptables import Iptables, IptablesError
-from .workers import Workers
+from .redirectspec import RedirectOptions, SpecError
+from .wire import channel, frames, grpccore
+from .wire.api.v1 import manager_pb2 as pb
+from .wire.api.v1 import manager_pb2_grpc as pb_grpc
+from .wire.channel import TRANSPORT_OPTIONS
+from .wire.workers import Workers
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,7 @@ class ManagerService(pb_grpc.ManagerServicer):
     def __init__(self, config: Config, iptables: Iptables | None = None) -> None:
         self.config = config
         self.iptables = iptables or Iptables()
-        self.connections = redirect.ConnectionRegistry()
+        self.connections = ConnectionRegistry()
         self.unix_path = ""  # the unix socket the server listens on, if any
 
     def Version(self, request: pb.VersionRequest, context: Any) -> pb.VersionResponse:
@@ -73,8 +76,8 @@ class ManagerService(pb_grpc.ManagerServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be spec")
             return
         try:
-            options = redirect.RedirectOptions.from_spec(first.spec, self.config.session)
-        except redirect.SpecError as exc:
+            options = RedirectOptions.from_spec(first.spec, self.config.session)
+        except SpecError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             return
         session = redirect.RedirectSession(options, self.iptables, self.connections)
@@ -85,7 +88,7 @@ class ManagerService(pb_grpc.ManagerServicer):
             return
         # Whatever ends the call (client gone, cancelled, finished), the rules go.
         context.add_callback(session.stop)
-        if self.unix_path:  # tunnels will carry bulk data to the client (see channel.py)
+        if self.unix_path:  # tunnels will carry bulk data to the client (see wire/channel.py)
             channel.widen_send_buffers(self.unix_path)
 
         def read_requests() -> None:
@@ -215,7 +218,7 @@ class Endpoints:
 
     server: grpc.Server
     address: str
-    lane: lane.LaneServer | None = None
+    lane: laneserver.LaneServer | None = None
     lane_address: str = ""
 
     def stop(self, grace: float = 1.0) -> None:
@@ -246,8 +249,8 @@ def build_server(config: Config, token: str | TokenHash, address: str,
         address = f"{address.rsplit(':', 1)[0]}:{port}"
     built = Endpoints(server, address)
     if lane_address:
-        listener, built.lane_address = lane.listen(lane_address)
-        built.lane = lane.LaneServer(listener, auth.accepts, service.Tunnel, frames.decode,
+        listener, built.lane_address = laneserver.listen(lane_address)
+        built.lane = laneserver.LaneServer(listener, auth.accepts, service.Tunnel, frames.decode,
                                      _LANE_WORKERS.submit)
         built.lane.start()
     return built

@@ -10,17 +10,9 @@ import struct
 import threading
 from dataclasses import dataclass
 
+from .wire.sockets import abort
+
 CHUNK = 64 * 1024
-
-
-def abort(sock: socket.socket) -> None:
-    """Close ``sock`` with a RST (SO_LINGER 0), waking any thread blocked reading it."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.shutdown(socket.SHUT_RD)
-    except OSError:
-        pass
-    sock.close()
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """Thin wrappers over Linux system calls the standard library lacks (via ctypes).
 
 setns (Python 3.12+ has os.setns; we support 3.11), prctl, openat2, scrubbing a secret from
-the process's original environment block; and waiting for sockets with poll(2), since
-select(2) refuses descriptors above 1023 (a busy redirect has more).
+the process's original environment block, and the socket options of redirected connections.
+(Waiting for sockets with poll(2) is ``wire.sockets.readable``: the CLI uses it too.)
 """
 
 from __future__ import annotations
@@ -10,10 +10,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import select
 import socket
 import struct
-from collections.abc import Sequence
 
 CLONE_NEWNET = 0x40000000
 PR_SET_PDEATHSIG = 1
@@ -84,18 +82,6 @@ def release_free_memory() -> None:
     """malloc_trim(0): give freed heap pages back to the kernel."""
     with contextlib.suppress(AttributeError):  # not glibc
         _libc.malloc_trim(0)
-
-
-def readable(socks: Sequence[socket.socket], timeout: float | None) -> list[socket.socket]:
-    """Those of ``socks`` that can be read (data, EOF or an error) within ``timeout`` seconds
-    (None: no limit)."""
-    poller = select.poll()
-    by_fd = {}
-    for sock in socks:
-        poller.register(sock.fileno(), select.POLLIN)  # POLLHUP/POLLERR come unasked
-        by_fd[sock.fileno()] = sock
-    ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
-    return [by_fd[fd] for fd, _ in poller.poll(ms)]
 
 
 def mark_socket(sock: socket.socket) -> None:

@@ -23,11 +23,12 @@ import time
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
-from . import frames, splice
-from .api.v1 import manager_pb2 as pb
-from .redirect import WORKERS, Connection, RedirectSession
-from .sysutil import readable
+from .connections import Connection
+from .redirect import WORKERS, RedirectSession
 from .tunnelpool import TunnelWaiter
+from .wire import frames
+from .wire.api.v1 import manager_pb2 as pb
+from .wire.sockets import abort, readable
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ def _inbound(conn: Connection, requests: Iterator[frames.Frame], st: _State) -> 
                     return  # the connection fails open: leave the socket alone
                 st.reset = True
                 st.error = frame.reset or "reset by the client side"
-                splice.abort(sock)
+                abort(sock)
                 return
         # The client ended its request stream without eof: treat as an abort.
         if not st.done_out:
@@ -153,7 +154,7 @@ def _inbound(conn: Connection, requests: Iterator[frames.Frame], st: _State) -> 
             return
         st.reset = True
         st.error = st.error or str(exc) or type(exc).__name__
-        splice.abort(sock)
+        abort(sock)
     finally:
         st.done_in.set()
 
@@ -279,7 +280,7 @@ def _serve(conn: Connection, requests: Iterator[frames.Frame], rpc: _Rpc,
             st.settle("tunnel ended")
         elif not (st.done_in.is_set() and st.done_out) and not st.failed_over:
             st.reset = True
-            splice.abort(conn.sock)
+            abort(conn.sock)
 
     rpc.on_end(on_rpc_end)
     sock = conn.sock

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .redirect import Connection
+    from .connections import Connection
 
 # What a parked tunnel does with a connection it accepted: make a Connection of it (None: not
 # one of ours, it was closed), or offer it to others (it was handed another one meanwhile).

@@ -224,7 +224,7 @@ def _open_session(namespace: str, pod: str) -> Any:
 
 
 def _throughput(record: Record, kube: Any, namespace: str, pod: str) -> None:
-    from kdiag.session.client import RedirectSpec
+    from kdiag.session.results import RedirectSpec
 
     plain = [_plain_transfer(kube, namespace, pod) for _ in range(ROUNDS)]
     raw = [_raw_transfer(kube, namespace, pod)]
@@ -394,7 +394,7 @@ def _connection_setup(record: Record, kube: Any, namespace: str, pod: str) -> No
     """Connect + a 1-byte round trip to an echo server (the node figure's definition), from
     inside the pod through the session vs over a new port-forward; the same with an HTTP
     request to busybox httpd for context."""
-    from kdiag.session.client import RedirectSpec
+    from kdiag.session.results import RedirectSpec
 
     echo = _LocalServer.echo()
     www = tempfile.TemporaryDirectory()

@@ -59,6 +59,7 @@ def _engine_overhead(record: Record) -> None:
     from kdiag.engine.runner import Run
     from kdiag.language.runbook import Loader
     from kdiag.reports.console import ConsoleReporter
+    from kdiag.steps import catalog
 
     stamps: list[float] = []
 
@@ -71,7 +72,7 @@ def _engine_overhead(record: Record) -> None:
         path = Path(folder) / "many.yaml"
         steps = "".join(f"  - {{name: s{i}, wait: 0, register: r{i % 10}}}\n" for i in range(STEPS))
         path.write_text("steps:\n" + steps)
-        loader = Loader()
+        loader = Loader(catalog())
         runbook = loader.load(str(path))
         console = ConsoleReporter(io.StringIO())
         Run(EventBus([console, Stamp()]), loader).execute(runbook, {})

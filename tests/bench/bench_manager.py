@@ -123,7 +123,7 @@ def run(record: Record) -> None:
     if os.geteuid() != 0:
         print("bench_manager: skipped (needs root for network namespaces)", file=sys.stderr)
         return
-    from kdiag.session.client import RedirectSpec
+    from kdiag.session.results import RedirectSpec
     from kdiag.targets.node import NodeTarget
 
     ns = f"kdb-{secrets.token_hex(3)}"

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from kdiag.targets.base import TargetError
+from kdiag.errors import TargetError
 
 from .conftest import Cluster
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from kdiag_manager.api.v1 import manager_pb2 as pb
 from kdiag_manager.config import Config
-from kdiag_manager.redirect import RedirectOptions, SpecError
+from kdiag_manager.redirectspec import RedirectOptions, SpecError
 from kdiag_manager.server import build_server
+from kdiag_manager.wire.api.v1 import manager_pb2 as pb
 
-from kdiag.session.client import ManagerClient, ManagerUnavailable
+from kdiag.errors import ManagerUnavailable
+from kdiag.session.client import ManagerClient
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def test_token_required(server: str) -> None:
         bad.exec(["true"])
     bad.close()
     channel = grpc.insecure_channel(server)
-    from kdiag_manager.api.v1 import manager_pb2_grpc as pb_grpc
+    from kdiag_manager.wire.api.v1 import manager_pb2_grpc as pb_grpc
 
     with pytest.raises(grpc.RpcError) as err:
         pb_grpc.ManagerStub(channel).Ps(pb.PsRequest(), timeout=5)

@@ -10,7 +10,7 @@ import os, subprocess, sys
 import kdiag  # the CLI's package: sets the variable before anything imports grpc
 seen_before = os.environ.get("GRPC_EXPERIMENTS")
 import grpc
-from kdiag_manager import grpccore
+from kdiag_manager.wire import grpccore
 grpccore.loaded()
 child = subprocess.run([sys.executable, "-c", "import os; print(os.environ.get('GRPC_EXPERIMENTS'))"],
                        capture_output=True, text=True).stdout.strip()
@@ -30,7 +30,7 @@ def _run(env_value: str | None) -> list[str]:
 
 
 def test_set_while_grpc_loads_then_removed() -> None:
-    from kdiag_manager.grpccore import EXPERIMENTS
+    from kdiag_manager.wire.grpccore import EXPERIMENTS
 
     assert _run(None) == [EXPERIMENTS, "None"]
 

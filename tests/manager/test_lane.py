@@ -11,8 +11,9 @@ from typing import Any
 
 import grpc
 import pytest
-from kdiag_manager import lane as L
-from kdiag_manager.workers import Workers
+from kdiag_manager import laneserver
+from kdiag_manager.wire import lane as L
+from kdiag_manager.wire.workers import Workers
 
 from kdiag.session.lane import LaneRpcError, connect_socket
 
@@ -27,9 +28,9 @@ def _identity(payload: bytes) -> bytes:
 class _Server:
     """A LaneServer on loopback with ``handler``; clients connect with connect_socket."""
 
-    def __init__(self, handler: L.Handler) -> None:
-        listener, self.address = L.listen("127.0.0.1:0")
-        self.lane = L.LaneServer(listener, lambda t: t == TOKEN, handler, _identity,
+    def __init__(self, handler: laneserver.Handler) -> None:
+        listener, self.address = laneserver.listen("127.0.0.1:0")
+        self.lane = laneserver.LaneServer(listener, lambda t: t == TOKEN, handler, _identity,
                                  _WORKERS.submit)
         self.lane.start()
 

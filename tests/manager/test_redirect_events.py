@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import time
 
-from kdiag_manager import redirect
-from kdiag_manager.api.v1 import manager_pb2 as pb
+from kdiag_manager import redirect, redirectevents
+from kdiag_manager.connections import ConnectionRegistry
 from kdiag_manager.iptables import Iptables
+from kdiag_manager.redirectspec import RedirectOptions
+from kdiag_manager.wire.api.v1 import manager_pb2 as pb
 
 
 def _session() -> redirect.RedirectSession:
-    options = redirect.RedirectOptions(incoming=True, ports=(80,), session="test")
-    return redirect.RedirectSession(options, Iptables(), redirect.ConnectionRegistry())
+    options = RedirectOptions(incoming=True, ports=(80,), session="test")
+    return redirect.RedirectSession(options, Iptables(), ConnectionRegistry())
 
 
 def _closed(n: int) -> pb.RedirectEvent:
@@ -57,17 +59,17 @@ def test_a_batch_waits_no_longer_than_its_window() -> None:
     started = time.monotonic()
     assert _describe([next(events)]) == [("closed_batch", [1, 2])]
     waited = time.monotonic() - started
-    assert redirect.CLOSED_BATCH_WINDOW * 0.5 <= waited < 1.0
+    assert redirectevents.CLOSED_BATCH_WINDOW * 0.5 <= waited < 1.0
     session.events.put(None)
     assert list(events) == []
 
 
 def test_a_full_batch_goes_at_once() -> None:
     session = _session()
-    for n in range(redirect.CLOSED_BATCH_MAX + 1):
+    for n in range(redirectevents.CLOSED_BATCH_MAX + 1):
         session.events.put(_closed(n))
     events = session.outgoing_events(batch_closed=True)
     (kind, ids), = _describe([next(events)])
-    assert kind == "closed_batch" and ids == list(range(redirect.CLOSED_BATCH_MAX))
+    assert kind == "closed_batch" and ids == list(range(redirectevents.CLOSED_BATCH_MAX))
     session.events.put(None)
-    assert _describe(list(events)) == [("closed", [redirect.CLOSED_BATCH_MAX])]
+    assert _describe(list(events)) == [("closed", [redirectevents.CLOSED_BATCH_MAX])]

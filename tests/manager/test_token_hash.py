@@ -11,7 +11,8 @@ from kdiag_manager.auth import TokenHash
 from kdiag_manager.config import Config, take_token
 from kdiag_manager.server import build_server
 
-from kdiag.session.client import ManagerClient, ManagerUnavailable
+from kdiag.errors import ManagerUnavailable
+from kdiag.session.client import ManagerClient
 
 TOKEN = "s3cret-token"
 DIGEST = hashlib.sha256(TOKEN.encode()).hexdigest()

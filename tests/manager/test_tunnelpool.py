@@ -14,7 +14,7 @@ from kdiag_manager.tunnelpool import TunnelPool, TunnelWaiter
 
 
 class _Conn:
-    """Stands in for redirect.Connection (the pool only sets ``state``)."""
+    """Stands in for connections.Connection (the pool only sets ``state``)."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import time
 
-from kdiag.session.client import RedirectSpec
+from kdiag.session.results import RedirectSpec
 from kdiag.targets.node import NodeTarget
 
 

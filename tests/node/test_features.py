@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kdiag.session.client import ManagerError
+from kdiag.errors import ManagerError
 
 from .conftest import Lab, exchange, in_netns
 

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from kdiag_manager.httprouter import Reader, parse_response_head, response_framing
 
-from kdiag.session.client import RedirectSpec
+from kdiag.session.results import RedirectSpec
 
 from .conftest import Lab, in_netns
 

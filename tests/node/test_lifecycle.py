@@ -12,12 +12,13 @@ from pathlib import Path
 
 import grpc
 import pytest
-from kdiag_manager.api.v1 import manager_pb2 as pb
-from kdiag_manager.api.v1 import manager_pb2_grpc as pb_grpc
+from kdiag_manager.wire.api.v1 import manager_pb2 as pb
+from kdiag_manager.wire.api.v1 import manager_pb2_grpc as pb_grpc
 
 from demo.lab import sh
-from kdiag.session.client import ManagerClient, ManagerUnavailable, RedirectSpec
-from kdiag.targets.base import TargetError
+from kdiag.errors import ManagerUnavailable, TargetError
+from kdiag.session.client import ManagerClient
+from kdiag.session.results import RedirectSpec
 from kdiag.targets.node import NodeTarget
 
 from .conftest import ENTER, Lab, exchange, in_netns

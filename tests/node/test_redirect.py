@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from kdiag.session.client import RedirectSpec
+from kdiag.session.results import RedirectSpec
 
 from .conftest import (
     Lab,

@@ -16,6 +16,7 @@ from kdiag.engine.masking import Masker
 from kdiag.engine.runner import Run, RunOptions
 from kdiag.language.params import resolve_params
 from kdiag.language.runbook import Loader
+from kdiag.steps import catalog
 
 
 @dataclass
@@ -68,7 +69,7 @@ def run_runbook(write: Callable[..., Path]) -> Callable[..., Outcome]:
     def _run(text: str, sets: dict[str, str] | None = None, options: RunOptions | None = None,
              interaction: Any = None, open_target: Any = None) -> Outcome:
         path = write(text)
-        loader = Loader()
+        loader = Loader(catalog())
         runbook = loader.load(str(path))
         values = resolve_params(runbook, sets)
         recorder = Recorder()

@@ -417,7 +417,7 @@ def test_stop_ends_a_background_step_early(run_runbook, tmp_path: Path) -> None:
 
 
 def test_manager_lost_mid_run_is_an_environment_error_and_finally_runs(run_runbook) -> None:
-    from kdiag.session.client import ManagerUnavailable
+    from kdiag.errors import ManagerUnavailable
     from kdiag.targets.base import TargetSession
 
     class Manager:

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from kdiag.errors import RunbookError
 from kdiag.language.runbook import Loader
+from kdiag.steps import catalog
 
 VALID = """\
 params:
@@ -41,7 +42,7 @@ def _load(text: str) -> None:
         path = Path(folder) / "fuzz.yaml"
         path.write_text(text, encoding="utf-8", errors="surrogatepass")
         try:
-            Loader().load(str(path))
+            Loader(catalog()).load(str(path))
         except RunbookError as exc:
             assert exc.problems and all(str(p) for p in exc.problems)
 
@@ -69,7 +70,7 @@ def test_the_unmutated_runbook_is_valid() -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "ok.yaml"
         path.write_text(VALID)
-        assert len(Loader().load(str(path)).steps) == 3
+        assert len(Loader(catalog()).load(str(path)).steps) == 3
 
 
 def test_deep_nesting_is_an_error_not_a_crash() -> None:

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
+from kdiag.errors import TargetError
 from kdiag.kube import errors
 from kdiag.kube.pods import default_container, is_running, pick_pods, to_ref
-from kdiag.targets.base import TargetError
 
 
 def fake_pod(name: str, created: int, containers: tuple[str, ...] = ("app",),

@@ -7,6 +7,7 @@ import pytest
 from kdiag.errors import RunbookError, UsageError
 from kdiag.language.params import load_values, parse_set_args, resolve_params
 from kdiag.language.runbook import Loader
+from kdiag.steps import catalog
 
 RUNBOOK = """
 params:
@@ -24,7 +25,7 @@ steps: []
 
 @pytest.fixture
 def runbook(write):
-    return Loader().load(str(write(RUNBOOK)))
+    return Loader(catalog()).load(str(write(RUNBOOK)))
 
 
 def test_defaults(runbook) -> None:

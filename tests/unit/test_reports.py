@@ -204,7 +204,7 @@ def test_record_streamed_output_without_finished_output() -> None:
 
 
 def test_record_output_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("kdiag.reports.record.MAX_RECORD_OUTPUT", 10)
+    monkeypatch.setattr("kdiag.reports.steprecord.MAX_RECORD_OUTPUT", 10)
     run = RunRecord(run_started(), clock=clock)
     run.handle(StepOutput(DEPLOY, "stdout", "0123456789"))
     run.handle(StepOutput(DEPLOY, "stdout", "abcdefghijklmnop"))
@@ -778,7 +778,7 @@ def test_console_adds_no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_output_sources_get_stable_distinct_colours() -> None:
-    from kdiag.reports.console import source_colour
+    from kdiag.reports.console_view import source_colour
 
     pods = [f"api-{i}/app" for i in range(6)]
     assert len({source_colour(p) for p in pods}) >= 3

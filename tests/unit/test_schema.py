@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from kdiag.cli.schema import schema_text
 from kdiag.language import schemacheck
 from kdiag.language.runbook import _top_level_schema
-from kdiag.language.schema import runbook_schema
 from kdiag.language.yamlsource import load_file
+from kdiag.steps import catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNBOOKS = sorted((ROOT / "runbooks").rglob("*.yaml"))
@@ -38,11 +38,11 @@ def _keywords(schema: Any) -> set[str]:
 
 
 def test_schema_is_valid_draft_2020_12() -> None:
-    jsonschema.Draft202012Validator.check_schema(runbook_schema())
+    jsonschema.Draft202012Validator.check_schema(catalog().runbook_schema())
 
 
 def test_schema_uses_only_keywords_our_validator_supports() -> None:
-    assert _keywords(runbook_schema()) <= schemacheck.SUPPORTED
+    assert _keywords(catalog().runbook_schema()) <= schemacheck.SUPPORTED
 
 
 def test_checked_in_schema_is_current() -> None:
@@ -60,11 +60,11 @@ def test_cli_prints_the_schema(capsys) -> None:
 @pytest.mark.parametrize("path", RUNBOOKS, ids=[p.name for p in RUNBOOKS])
 def test_example_runbooks_conform_to_the_json_schema(path: Path) -> None:
     data = load_file(str(path)).data
-    jsonschema.Draft202012Validator(runbook_schema()).validate(data)
+    jsonschema.Draft202012Validator(catalog().runbook_schema()).validate(data)
 
 
 def _agree(document: Any) -> None:
-    schema = runbook_schema()
+    schema = catalog().runbook_schema()
     ours = schemacheck.validate(document, schema)
     theirs = list(jsonschema.Draft202012Validator(schema).iter_errors(document))
     assert bool(ours) == bool(theirs), (document, ours, [e.message for e in theirs])
@@ -93,7 +93,7 @@ def test_agreement_on_generated_step_lists(steps: list) -> None:
 
 
 def test_top_level_schema_keeps_step_lists_shallow() -> None:
-    top = _top_level_schema()
+    top = _top_level_schema(catalog())
     assert top["properties"]["steps"] == {"type": "array",
                                           "description": "The steps, run in order."}
 

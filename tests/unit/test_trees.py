@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from kdiag.session.client import ManagerError, RemoteEntry, RemoteFile
+from kdiag.errors import ManagerError
+from kdiag.session.results import RemoteEntry, RemoteFile
 from kdiag.session.trees import download_tree
 
 

@@ -9,6 +9,7 @@ import pytest
 from kdiag.cli.main import main
 from kdiag.errors import RunbookError
 from kdiag.language.runbook import Loader
+from kdiag.steps import catalog
 
 
 def validate(path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str]:
@@ -165,13 +166,13 @@ def test_include_found_on_search_path(write, tmp_path, capsys, monkeypatch) -> N
 
 def test_yaml_keys_stay_strings(write) -> None:
     path = write("steps:\n  - run: {argv: [echo], env: {on: 'yes'}}\n")
-    runbook = Loader().load(str(path))
+    runbook = Loader(catalog()).load(str(path))
     assert runbook.steps[0].body["env"] == {"on": "yes"}
 
 
 def test_loader_raises_runbook_error_for_missing_file(tmp_path) -> None:
     with pytest.raises(RunbookError, match="no such file"):
-        Loader().load(str(tmp_path / "nope.yaml"))
+        Loader(catalog()).load(str(tmp_path / "nope.yaml"))
 
 
 def test_unknown_filter_is_a_template_error(write, capsys) -> None:

@@ -14,7 +14,7 @@ from kdiag.errors import EXIT_INTERRUPTED, EnvironmentProblem, UsageError
 
 def command(args: argparse.Namespace) -> int:
     """Set up the redirect, print connections as they come, end cleanly on Ctrl-C."""
-    from kdiag.session.client import RedirectEventInfo, RedirectSpec
+    from kdiag.session.results import RedirectEventInfo, RedirectSpec
 
     mappings = parse_port_mappings(args.ports)
     interrupt_on_sigterm()

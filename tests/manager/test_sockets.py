@@ -12,7 +12,7 @@ def test_readable_waits_on_descriptors_above_1023() -> None:
     import os
     import resource
 
-    from kdiag_manager.sysutil import readable
+    from kdiag_manager.wire.sockets import readable
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard < 1100:

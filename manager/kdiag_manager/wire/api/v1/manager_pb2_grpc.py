@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from kdiag_manager.api.v1 import manager_pb2 as kdiag__manager_dot_api_dot_v1_dot_manager__pb2
+from kdiag_manager.wire.api.v1 import manager_pb2 as kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in kdiag_manager/api/v1/manager_pb2_grpc.py depends on'
+        + ' but the generated code in kdiag_manager/wire/api/v1/manager_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,58 +36,58 @@ class ManagerStub:
         """
         self.Version = channel.unary_unary(
                 '/kdiag.manager.v1.Manager/Version',
-                request_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.VersionRequest.SerializeToString,
-                response_deserializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.VersionResponse.FromString,
+                request_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.VersionRequest.SerializeToString,
+                response_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.VersionResponse.FromString,
                 _registered_method=True)
         self.Ps = channel.unary_unary(
                 '/kdiag.manager.v1.Manager/Ps',
-                request_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.PsRequest.SerializeToString,
-                response_deserializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.PsResponse.FromString,
+                request_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.PsRequest.SerializeToString,
+                response_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.PsResponse.FromString,
                 _registered_method=True)
         self.Exec = channel.stream_stream(
                 '/kdiag.manager.v1.Manager/Exec',
-                request_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.ExecRequest.SerializeToString,
-                response_deserializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.ExecResponse.FromString,
+                request_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ExecRequest.SerializeToString,
+                response_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ExecResponse.FromString,
                 _registered_method=True)
         self.Redirect = channel.stream_stream(
                 '/kdiag.manager.v1.Manager/Redirect',
-                request_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.RedirectRequest.SerializeToString,
-                response_deserializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.RedirectEvent.FromString,
+                request_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.RedirectRequest.SerializeToString,
+                response_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.RedirectEvent.FromString,
                 _registered_method=True)
         self.Tunnel = channel.stream_stream(
                 '/kdiag.manager.v1.Manager/Tunnel',
-                request_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.TunnelFrame.SerializeToString,
-                response_deserializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.TunnelFrame.FromString,
+                request_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.TunnelFrame.SerializeToString,
+                response_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.TunnelFrame.FromString,
                 _registered_method=True)
         self.Capture = channel.stream_stream(
                 '/kdiag.manager.v1.Manager/Capture',
-                request_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.CaptureControl.SerializeToString,
-                response_deserializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.CaptureChunk.FromString,
+                request_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.CaptureControl.SerializeToString,
+                response_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.CaptureChunk.FromString,
                 _registered_method=True)
         self.ReadFile = channel.unary_stream(
                 '/kdiag.manager.v1.Manager/ReadFile',
-                request_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.ReadFileRequest.SerializeToString,
-                response_deserializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.FileChunk.FromString,
+                request_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ReadFileRequest.SerializeToString,
+                response_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.FileChunk.FromString,
                 _registered_method=True)
         self.WriteFile = channel.stream_unary(
                 '/kdiag.manager.v1.Manager/WriteFile',
-                request_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.FileChunk.SerializeToString,
-                response_deserializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.WriteFileResponse.FromString,
+                request_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.FileChunk.SerializeToString,
+                response_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.WriteFileResponse.FromString,
                 _registered_method=True)
         self.ListDir = channel.unary_unary(
                 '/kdiag.manager.v1.Manager/ListDir',
-                request_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.ListDirRequest.SerializeToString,
-                response_deserializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.ListDirResponse.FromString,
+                request_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ListDirRequest.SerializeToString,
+                response_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ListDirResponse.FromString,
                 _registered_method=True)
         self.Net = channel.unary_unary(
                 '/kdiag.manager.v1.Manager/Net',
-                request_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.NetRequest.SerializeToString,
-                response_deserializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.NetResponse.FromString,
+                request_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.NetRequest.SerializeToString,
+                response_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.NetResponse.FromString,
                 _registered_method=True)
         self.Probe = channel.unary_unary(
                 '/kdiag.manager.v1.Manager/Probe',
-                request_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.ProbeRequest.SerializeToString,
-                response_deserializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.ProbeResponse.FromString,
+                request_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ProbeRequest.SerializeToString,
+                response_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ProbeResponse.FromString,
                 _registered_method=True)
 
 
@@ -188,58 +188,58 @@ def add_ManagerServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Version': grpc.unary_unary_rpc_method_handler(
                     servicer.Version,
-                    request_deserializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.VersionRequest.FromString,
-                    response_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.VersionResponse.SerializeToString,
+                    request_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.VersionRequest.FromString,
+                    response_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.VersionResponse.SerializeToString,
             ),
             'Ps': grpc.unary_unary_rpc_method_handler(
                     servicer.Ps,
-                    request_deserializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.PsRequest.FromString,
-                    response_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.PsResponse.SerializeToString,
+                    request_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.PsRequest.FromString,
+                    response_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.PsResponse.SerializeToString,
             ),
             'Exec': grpc.stream_stream_rpc_method_handler(
                     servicer.Exec,
-                    request_deserializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.ExecRequest.FromString,
-                    response_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.ExecResponse.SerializeToString,
+                    request_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ExecRequest.FromString,
+                    response_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ExecResponse.SerializeToString,
             ),
             'Redirect': grpc.stream_stream_rpc_method_handler(
                     servicer.Redirect,
-                    request_deserializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.RedirectRequest.FromString,
-                    response_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.RedirectEvent.SerializeToString,
+                    request_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.RedirectRequest.FromString,
+                    response_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.RedirectEvent.SerializeToString,
             ),
             'Tunnel': grpc.stream_stream_rpc_method_handler(
                     servicer.Tunnel,
-                    request_deserializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.TunnelFrame.FromString,
-                    response_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.TunnelFrame.SerializeToString,
+                    request_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.TunnelFrame.FromString,
+                    response_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.TunnelFrame.SerializeToString,
             ),
             'Capture': grpc.stream_stream_rpc_method_handler(
                     servicer.Capture,
-                    request_deserializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.CaptureControl.FromString,
-                    response_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.CaptureChunk.SerializeToString,
+                    request_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.CaptureControl.FromString,
+                    response_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.CaptureChunk.SerializeToString,
             ),
             'ReadFile': grpc.unary_stream_rpc_method_handler(
                     servicer.ReadFile,
-                    request_deserializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.ReadFileRequest.FromString,
-                    response_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.FileChunk.SerializeToString,
+                    request_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ReadFileRequest.FromString,
+                    response_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.FileChunk.SerializeToString,
             ),
             'WriteFile': grpc.stream_unary_rpc_method_handler(
                     servicer.WriteFile,
-                    request_deserializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.FileChunk.FromString,
-                    response_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.WriteFileResponse.SerializeToString,
+                    request_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.FileChunk.FromString,
+                    response_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.WriteFileResponse.SerializeToString,
             ),
             'ListDir': grpc.unary_unary_rpc_method_handler(
                     servicer.ListDir,
-                    request_deserializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.ListDirRequest.FromString,
-                    response_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.ListDirResponse.SerializeToString,
+                    request_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ListDirRequest.FromString,
+                    response_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ListDirResponse.SerializeToString,
             ),
             'Net': grpc.unary_unary_rpc_method_handler(
                     servicer.Net,
-                    request_deserializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.NetRequest.FromString,
-                    response_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.NetResponse.SerializeToString,
+                    request_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.NetRequest.FromString,
+                    response_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.NetResponse.SerializeToString,
             ),
             'Probe': grpc.unary_unary_rpc_method_handler(
                     servicer.Probe,
-                    request_deserializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.ProbeRequest.FromString,
-                    response_serializer=kdiag__manager_dot_api_dot_v1_dot_manager__pb2.ProbeResponse.SerializeToString,
+                    request_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ProbeRequest.FromString,
+                    response_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ProbeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -267,8 +267,8 @@ class Manager:
             request,
             target,
             '/kdiag.manager.v1.Manager/Version',
-            kdiag__manager_dot_api_dot_v1_dot_manager__pb2.VersionRequest.SerializeToString,
-            kdiag__manager_dot_api_dot_v1_dot_manager__pb2.VersionResponse.FromString,
+            kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.VersionRequest.SerializeToString,
+            kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.VersionResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -294,8 +294,8 @@ class Manager:
             request,
             target,
             '/kdiag.manager.v1.Manager/Ps',
-            kdiag__manager_dot_api_dot_v1_dot_manager__pb2.PsRequest.SerializeToString,
-            kdiag__manager_dot_api_dot_v1_dot_manager__pb2.PsResponse.FromString,
+            kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.PsRequest.SerializeToString,
+            kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.PsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -321,8 +321,8 @@ class Manager:
             request_iterator,
             target,
             '/kdiag.manager.v1.Manager/Exec',
-            kdiag__manager_dot_api_dot_v1_dot_manager__pb2.ExecRequest.SerializeToString,
-            kdiag__manager_dot_api_dot_v1_dot_manager__pb2.ExecResponse.FromString,
+            kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ExecRequest.SerializeToString,
+            kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ExecResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -348,8 +348,8 @@ class Manager:
             request_iterator,
             target,
             '/kdiag.manager.v1.Manager/Redirect',
-            kdiag__manager_dot_api_dot_v1_dot_manager__pb2.RedirectRequest.SerializeToString,
-            kdiag__manager_dot_api_dot_v1_dot_manager__pb2.RedirectEvent.FromString,
+            kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.RedirectRequest.SerializeToString,
+            kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.RedirectEvent.FromString,
             options,
             channel_credentials,
             insecure,
@@ -375,8 +375,8 @@ class Manager:
             request_iterator,
             target,
             '/kdiag.manager.v1.Manager/Tunnel',
-            kdiag__manager_dot_api_dot_v1_dot_manager__pb2.TunnelFrame.SerializeToString,
-            kdiag__manager_dot_api_dot_v1_dot_manager__pb2.TunnelFrame.FromString,
+            kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.TunnelFrame.SerializeToString,
+            kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.TunnelFrame.FromString,
             options,
             channel_credentials,
             insecure,
@@ -402,8 +402,8 @@ class Manager:
             request_iterator,
             target,
             '/kdiag.manager.v1.Manager/Capture',
-            kdiag__manager_dot_api_dot_v1_dot_manager__pb2.CaptureControl.SerializeToString,
-            kdiag__manager_dot_api_dot_v1_dot_manager__pb2.CaptureChunk.FromString,
+            kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.CaptureControl.SerializeToString,
+            kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.CaptureChunk.FromString,
             options,
             channel_credentials,
             insecure,
@@ -429,8 +429,8 @@ class Manager:
             request,
             target,
             '/kdiag.manager.v1.Manager/ReadFile',
-            kdiag__manager_dot_api_dot_v1_dot_manager__pb2.ReadFileRequest.SerializeToString,
-            kdiag__manager_dot_api_dot_v1_dot_manager__pb2.FileChunk.FromString,
+            kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ReadFileRequest.SerializeToString,
+            kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.FileChunk.FromString,
             options,
             channel_credentials,
             insecure,
@@ -456,8 +456,8 @@ class Manager:
             request_iterator,
             target,
             '/kdiag.manager.v1.Manager/WriteFile',
-            kdiag__manager_dot_api_dot_v1_dot_manager__pb2.FileChunk.SerializeToString,
-            kdiag__manager_dot_api_dot_v1_dot_manager__pb2.WriteFileResponse.FromString,
+            kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.FileChunk.SerializeToString,
+            kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.WriteFileResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -483,8 +483,8 @@ class Manager:
             request,
             target,
             '/kdiag.manager.v1.Manager/ListDir',
-            kdiag__manager_dot_api_dot_v1_dot_manager__pb2.ListDirRequest.SerializeToString,
-            kdiag__manager_dot_api_dot_v1_dot_manager__pb2.ListDirResponse.FromString,
+            kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ListDirRequest.SerializeToString,
+            kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ListDirResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -510,8 +510,8 @@ class Manager:
             request,
             target,
             '/kdiag.manager.v1.Manager/Net',
-            kdiag__manager_dot_api_dot_v1_dot_manager__pb2.NetRequest.SerializeToString,
-            kdiag__manager_dot_api_dot_v1_dot_manager__pb2.NetResponse.FromString,
+            kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.NetRequest.SerializeToString,
+            kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.NetResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -537,8 +537,8 @@ class Manager:
             request,
             target,
             '/kdiag.manager.v1.Manager/Probe',
-            kdiag__manager_dot_api_dot_v1_dot_manager__pb2.ProbeRequest.SerializeToString,
-            kdiag__manager_dot_api_dot_v1_dot_manager__pb2.ProbeResponse.FromString,
+            kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ProbeRequest.SerializeToString,
+            kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ProbeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,158 @@
+"""One step's attempts: its controls (``timeout``, ``retries``/``until``, ``delay``), each
+attempt's execution with the rendered body, then its assertions."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from kdiag.engine.assertions import evaluate_assertion
+from kdiag.engine.backgrounds import Backgrounds
+from kdiag.engine.context import RunScope, StepRuntime
+from kdiag.engine.events import AssertionResult, StepRef, StepStarted, StepStatus
+from kdiag.engine.execution import execute_guarded, execute_with_timeout
+from kdiag.engine.frame import Frame
+from kdiag.errors import EnvironmentProblem
+from kdiag.language import schemacheck
+from kdiag.language.durations import parse_duration
+from kdiag.language.model import StepSpec
+from kdiag.language.schemacheck import Schema
+from kdiag.language.templating import TemplateError
+from kdiag.steps.base import StepOutcome, StepType
+
+DEFAULT_DELAY = 1.0
+DEFAULT_UNTIL_RETRIES = 3
+
+
+@dataclass
+class Done:
+    """How a step's attempts ended."""
+
+    status: StepStatus
+    duration: float
+    attempts: int
+    message: str
+    runtime: StepRuntime | None = None
+    assertions: tuple[AssertionResult, ...] = ()
+
+
+def step_result(outcome: StepOutcome, duration: float, attempts: int) -> dict[str, Any]:
+    """The registered result of an attempt: the step's own dict plus the common fields."""
+    # The step's own dict, not a copy: a background step (a capture, a redirect) keeps
+    # updating it, and later steps see the current values.
+    result = outcome.result
+    result.update(ok=outcome.ok, failed=not outcome.ok, skipped=False,
+                  message=outcome.message, duration=round(duration, 4), attempts=attempts)
+    if outcome.artifacts:
+        result["artifacts"] = list(outcome.artifacts)
+    return result
+
+
+class StepAttempts:
+    """Runs steps' attempts for one run; background work that passed goes to ``backgrounds``."""
+
+    def __init__(self, run: RunScope, schema: Schema, default_timeout: float | None,
+                 backgrounds: Backgrounds) -> None:
+        self.run = run
+        self.schema = schema
+        self.default_timeout = default_timeout
+        self.backgrounds = backgrounds
+
+    def __call__(self, frame: Frame, spec: StepSpec, ref: StepRef, step_type: StepType) -> Done:
+        """Run a step's attempts (``retries``/``until``), then its assertions."""
+        started = time.monotonic()
+        try:
+            timeout, retries, delay = self._controls(frame, spec)
+        except (TemplateError, ValueError, TypeError) as exc:
+            return Done("failed", 0.0, 0, f"step controls: {exc}")
+        attempt = 0
+        renderer = self.run.renderer
+        while True:
+            attempt += 1
+            self.run.bus.emit(StepStarted(ref, attempt, time.time(), spec.description))
+            runtime = StepRuntime(self.run, frame, ref, spec,
+                                  None if timeout is None else time.monotonic() + timeout,
+                                  background=spec.background)
+            outcome, status = self._attempt(frame, spec, step_type, runtime, timeout)
+            result = step_result(outcome, time.monotonic() - started, attempt)
+            frame.register(spec, result)
+            done = status == "passed"
+            if status == "passed" and spec.until:
+                try:
+                    done = bool(renderer.evaluate(spec.until, frame.scope(result=result)))
+                except TemplateError as exc:
+                    return Done("failed", time.monotonic() - started, attempt, str(exc), runtime)
+                if not done:
+                    outcome.message = f"until {spec.until!r} was still false"
+            if status == "error" or done or attempt > retries:
+                break
+            if runtime.cancelled.wait(delay):
+                break
+        duration = time.monotonic() - started
+        if status != "passed" or not done:
+            return Done("error" if status == "error" else "failed", duration, attempt,
+                        outcome.message, runtime)
+        assertions = self._assertions(frame, spec, ref, result)
+        failed = [a for a in assertions if not a.passed]
+        if failed:
+            return Done("failed", duration, attempt, f"assertion failed: {failed[0].expression}",
+                        runtime, assertions)
+        if outcome.background is not None:
+            self.backgrounds.add(runtime, outcome.background)
+        return Done("passed", duration, attempt, outcome.message, runtime, assertions)
+
+    def _controls(self, frame: Frame, spec: StepSpec) -> tuple[float | None, int, float]:
+        scope = frame.scope()
+
+        def value(raw: Any) -> Any:
+            return self.run.renderer.render(raw, scope) if isinstance(raw, str) else raw
+
+        timeout = value(spec.timeout)
+        timeout = parse_duration(timeout) if timeout is not None else self.default_timeout
+        retries = value(spec.retries)
+        if spec.until and not spec.retries:
+            retries = DEFAULT_UNTIL_RETRIES
+        delay = value(spec.delay)
+        return timeout, int(retries), parse_duration(delay) if delay is not None else DEFAULT_DELAY
+
+    def _attempt(self, frame: Frame, spec: StepSpec, step_type: StepType, runtime: StepRuntime,
+                 timeout: float | None) -> tuple[StepOutcome, StepStatus]:
+        """One execution of the step's own work, with its timeout."""
+        try:
+            body = spec.body if step_type.raw_body else self.run.renderer.render(
+                spec.body, frame.scope(), step_type.expression_fields)
+        except TemplateError as exc:
+            return StepOutcome(ok=False, message=str(exc)), "failed"
+        if not step_type.raw_body:
+            body = schemacheck.coerce_strings(body, step_type.schema, self.schema)
+            problems = schemacheck.validate(body, step_type.schema, self.schema, (spec.kind,))
+            if problems:
+                where = ".".join(str(p) for p in problems[0].path)
+                return StepOutcome(ok=False, message=f"after rendering, {where}: "
+                                   f"{problems[0].message}"), "failed"
+        if step_type.needs_target:
+            try:
+                runtime.target()
+            except EnvironmentProblem as exc:
+                return StepOutcome(ok=False, message=str(exc)), "error"
+        if step_type.inline:
+            outcome = execute_guarded(step_type, body, runtime)
+        else:
+            outcome = execute_with_timeout(step_type, body, runtime, timeout)
+        if isinstance(outcome, EnvironmentProblem):
+            return StepOutcome(ok=False, message=str(outcome)), "error"
+        return outcome, "passed" if outcome.ok else "failed"
+
+    def _assertions(self, frame: Frame, spec: StepSpec, ref: StepRef,
+                    result: dict[str, Any]) -> tuple[AssertionResult, ...]:
+        expressions: Any = spec.body if spec.kind == "assert" else spec.asserts
+        if isinstance(expressions, str):
+            expressions = [expressions]
+        scope = frame.scope(result=result)
+        results = []
+        for expression in expressions:
+            outcome = evaluate_assertion(self.run.renderer, ref, expression, scope)
+            self.run.bus.emit(outcome)
+            results.append(outcome)
+        return tuple(results)

@@ -1,0 +1,47 @@
+"""A redirect's spec, validated: what the Redirect call's first message asks for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .iptables import SESSION_RE
+from .wire.api.v1 import manager_pb2 as pb
+
+DEFAULT_FAIL_OPEN_TIMEOUT = 3.0
+
+
+class SpecError(ValueError):
+    """The redirect spec is invalid (INVALID_ARGUMENT)."""
+
+
+@dataclass(frozen=True)
+class RedirectOptions:
+    """A validated RedirectSpec."""
+
+    incoming: bool
+    ports: tuple[int, ...]
+    session: str
+    destination: str | None = None
+    fail_open: bool = False
+    fail_open_timeout: float = DEFAULT_FAIL_OPEN_TIMEOUT
+    header: tuple[str, str] | None = None
+
+    @classmethod
+    def from_spec(cls, spec: pb.RedirectSpec, default_session: str) -> RedirectOptions:
+        """Validate ``spec``; raise SpecError with a readable message."""
+        if spec.direction not in (pb.INCOMING, pb.OUTGOING):
+            raise SpecError("direction must be INCOMING or OUTGOING")
+        ports = tuple(dict.fromkeys(spec.ports))
+        if not ports or any(not 0 < p < 65536 for p in ports):
+            raise SpecError("ports must be 1..65535 (at least one)")
+        if spec.destination and spec.direction != pb.OUTGOING:
+            raise SpecError("destination applies to outgoing redirects only")
+        session = spec.session or default_session
+        if not SESSION_RE.match(session):
+            raise SpecError(f"invalid session id {session!r}")
+        header = None
+        if spec.HasField("header_filter") and spec.header_filter.name:
+            header = (spec.header_filter.name, spec.header_filter.value)
+        timeout = spec.fail_open_timeout_seconds or DEFAULT_FAIL_OPEN_TIMEOUT
+        return cls(spec.direction == pb.INCOMING, ports, session, spec.destination or None,
+                   spec.fail_open, timeout, header)

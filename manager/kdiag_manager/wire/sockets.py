@@ -1,0 +1,31 @@
+"""Socket helpers both ends of a tunnel use: closing with a reset, waiting until readable."""
+
+from __future__ import annotations
+
+import select
+import socket
+import struct
+from collections.abc import Sequence
+
+
+def abort(sock: socket.socket) -> None:
+    """Close ``sock`` with a RST (SO_LINGER 0), waking any thread blocked reading it."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.shutdown(socket.SHUT_RD)
+    except OSError:
+        pass
+    sock.close()
+
+
+def readable(socks: Sequence[socket.socket], timeout: float | None) -> list[socket.socket]:
+    """Those of ``socks`` that can be read (data, EOF or an error) within ``timeout`` seconds
+    (None: no limit). poll(2), since select(2) refuses descriptors above 1023 (a busy
+    redirect has more)."""
+    poller = select.poll()
+    by_fd = {}
+    for sock in socks:
+        poller.register(sock.fileno(), select.POLLIN)  # POLLHUP/POLLERR come unasked
+        by_fd[sock.fileno()] = sock
+    ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
+    return [by_fd[fd] for fd, _ in poller.poll(ms)]

@@ -1,0 +1,173 @@
+"""The house order (issue 17), checked on the source: who may import whom, no cycles, small files.
+
+Imports are read with ``ast`` from every ``.py`` file of ``kdiag/`` and ``manager/kdiag_manager/``:
+module-level ones, ones inside functions, and ones under ``if TYPE_CHECKING:`` alike. A
+type-only import is still a dependency (a reader must open that module to understand this one,
+and a rename there breaks this one's type check), so every rule here counts it, cycles too:
+two modules that need each other's types share a small Protocol in the lower one instead.
+
+An import names a module (``from kdiag.x import y`` names ``kdiag.x.y`` when that is a module of
+its own, else ``kdiag.x``). Importing a package's submodule also runs the package's
+``__init__``; that implicit step is not an edge (every submodule would otherwise "import" its
+package, and each package's ``__init__`` that re-exports a submodule would form a cycle).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = {"kdiag": ROOT / "kdiag", "kdiag_manager": ROOT / "manager" / "kdiag_manager"}
+WIRE = "kdiag_manager.wire"
+GENERATED = "kdiag_manager.wire.api"
+"""protoc's output (``make generate``): not hand-written, not held to the size limit."""
+MAX_LINES = 450
+LOW_LAYERS = ("kdiag.kube", "kdiag.language")
+HIGH_LAYERS = ("kdiag.targets", "kdiag.steps", "kdiag.engine")
+
+
+@dataclass(frozen=True)
+class Import:
+    module: str  # the importing module
+    target: str  # the module imported (resolved to a file of ours where one exists)
+    line: int
+
+
+def _module_name(package: str, root: Path, path: Path) -> str:
+    parts = [package, *path.relative_to(root).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for package, root in PACKAGES.items():
+        for path in sorted(root.rglob("*.py")):
+            found[_module_name(package, root, path)] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def _ours(name: str) -> bool:
+    return name.split(".")[0] in PACKAGES
+
+
+def _imports(module: str, path: Path) -> Iterator[Import]:
+    tree = ast.parse(path.read_text(), str(path))
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if _ours(alias.name):
+                    yield Import(module, alias.name, node.lineno)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                source = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                source = node.module or ""
+            if not _ours(source):
+                continue
+            for alias in node.names:
+                submodule = f"{source}.{alias.name}"
+                yield Import(module, submodule if submodule in MODULES else source, node.lineno)
+
+
+IMPORTS = [imp for module, path in MODULES.items() for imp in _imports(module, path)]
+
+
+def _within(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def test_the_cli_reaches_the_manager_only_through_the_wire_package() -> None:
+    bad = [f"{i.module}:{i.line} imports {i.target}" for i in IMPORTS
+           if _within(i.module, "kdiag") and _within(i.target, "kdiag_manager")
+           and not _within(i.target, WIRE)]
+    assert not bad, "the CLI may import only kdiag_manager.wire:\n" + "\n".join(bad)
+
+
+def test_the_wire_package_stands_alone() -> None:
+    bad = [f"{i.module}:{i.line} imports {i.target}" for i in IMPORTS
+           if _within(i.module, WIRE) and not _within(i.target, WIRE)
+           and i.target != "kdiag_manager"]
+    assert not bad, "kdiag_manager.wire imports nothing else of the manager:\n" + "\n".join(bad)
+
+
+def test_the_manager_never_imports_the_cli() -> None:
+    bad = [f"{i.module}:{i.line} imports {i.target}" for i in IMPORTS
+           if _within(i.module, "kdiag_manager") and _within(i.target, "kdiag")]
+    assert not bad, "\n".join(bad)
+
+
+def test_kube_and_language_import_nothing_above_them() -> None:
+    bad = [f"{i.module}:{i.line} imports {i.target}" for i in IMPORTS
+           if any(_within(i.module, low) for low in LOW_LAYERS)
+           and any(_within(i.target, high) for high in HIGH_LAYERS)]
+    assert not bad, "kdiag/kube and kdiag/language sit below targets, steps and engine:\n" \
+        + "\n".join(bad)
+
+
+def _cycles() -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    edges: dict[str, set[str]] = {m: set() for m in MODULES}
+    for i in IMPORTS:
+        if i.target in MODULES and i.target != i.module:
+            edges[i.module].add(i.target)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(edges[node]):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycles() -> None:
+    cycles = _cycles()
+    assert not cycles, "modules that import each other (also under TYPE_CHECKING):\n" + \
+        "\n".join(" <-> ".join(c) for c in cycles)
+
+
+def test_no_large_rooms() -> None:
+    sizes = {module: len(path.read_text().splitlines()) for module, path in MODULES.items()
+             if not _within(module, GENERATED)}
+    large = sorted(f"{MODULES[m].relative_to(ROOT)}: {n} lines" for m, n in sizes.items()
+                   if n > MAX_LINES)
+    assert not large, f"hand-written files over {MAX_LINES} lines (split along a seam):\n" + \
+        "\n".join(large)
+
+
+def test_the_checks_see_the_tree() -> None:
+    """Guards the guard: the walk finds both packages, the wire package and its imports."""
+    assert "kdiag.cli.main" in MODULES and "kdiag_manager.server" in MODULES
+    assert f"{WIRE}.frames" in MODULES and f"{GENERATED}.v1.manager_pb2" in MODULES
+    assert any(_within(i.module, "kdiag") and _within(i.target, WIRE) for i in IMPORTS)
