@@ -226,3 +226,25 @@ def test_every_step_end_is_reported_once(run_runbook) -> None:
     names = [e.step.qualified_name for e in outcome.recorder.events
              if isinstance(e, StepFinished)]
     assert sorted(names) == sorted(set(names))
+
+
+def test_a_broken_manager_stream_takes_the_targets_cause_when_it_follows() -> None:
+    from kdiag.engine.events import StepRef
+    from kdiag.engine.supervision import Supervisor
+
+    seen: list[BackgroundFailed] = []
+    supervisor = Supervisor(seen.append)
+    target, redirect, server = Lifeline(), Lifeline(), Lifeline()
+    supervisor.watch_target(target)
+    supervisor.watch(StepRef(0, "api", "redirect"), redirect, ignored=False, uses_target=True)
+    unwatch = supervisor.watch(StepRef(1, "srv", "run"), server, ignored=True,
+                               uses_target=False)
+    threading.Timer(0.2, target.fail, args=("manager gone (container k terminated: "
+                                            "OOMKilled, exit code 137)",)).start()
+    redirect.fail("the redirect's stream to the manager ended (UNAVAILABLE: Socket closed)")
+    unwatch()
+    server.fail("killed on purpose")  # stopped on purpose after unwatch: not reported
+    assert {(f.step.name, f.cause) for f in seen} == {
+        ("target", "manager gone (container k terminated: OOMKilled, exit code 137)"),
+        ("api", "manager gone (container k terminated: OOMKilled, exit code 137)")}
+    assert supervisor.fatal is not None and supervisor.fatal.environmental
