@@ -30,6 +30,19 @@ def step_folder_name(seq: int, qualified_name: str) -> str:
     return f"{seq:02d}-{slug(qualified_name)}"
 
 
+def new_folder(parent: Path, name: str) -> Path:
+    """``parent/name``, or ``name-2``, ``name-3``... if taken (made, so no other run takes it)."""
+    parent.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while True:
+        path = parent / (name if n == 1 else f"{name}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            n += 1
+
+
 class MaskedFile:
     """A step's artifact file written as a stream of bytes, kept exact except that the run's
     secret values become ``***`` (also one that a chunk boundary cuts in two).

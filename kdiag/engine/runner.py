@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kdiag.engine.abort import Abort
+from kdiag.engine.artifacts import new_folder
 from kdiag.engine.attempts import Done, StepAttempts
 from kdiag.engine.backgrounds import Backgrounds
 from kdiag.engine.bus import EventBus
@@ -176,7 +177,7 @@ class Run:
         if self._artifacts is None:
             base = self.options.artifacts_dir
             if base is None:
-                base = _new_folder(Path("kdiag-artifacts"), self._run_id)
+                base = new_folder(Path("kdiag-artifacts"), self._run_id)
             base.mkdir(parents=True, exist_ok=True)
             self._artifacts = base
         return self._artifacts
@@ -433,15 +434,3 @@ class Run:
                 self.bus.emit(StepNote(TARGET, f"closing the target session failed: {exc}"))
             self._session = None
 
-
-def _new_folder(parent: Path, name: str) -> Path:
-    """``parent/name``, or ``name-2``, ``name-3``... if taken (made, so no other run takes it)."""
-    parent.mkdir(parents=True, exist_ok=True)
-    n = 1
-    while True:
-        path = parent / (name if n == 1 else f"{name}-{n}")
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            n += 1

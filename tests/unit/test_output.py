@@ -202,3 +202,19 @@ def test_max_output_flag_sets_the_default_and_is_checked(tmp_path: Path) -> None
     assert kdiag("-q").returncode == 1  # 13893 bytes fit in the default: not truncated
     bad = kdiag("--max-output", "lots")
     assert bad.returncode == 2 and "--max-output: not a size: 'lots'" in bad.stderr
+
+
+def test_runs_started_in_the_same_second_get_their_own_artifacts_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kdiag.engine.bus import EventBus
+    from kdiag.engine.runner import Run
+    from kdiag.language.runbook import Loader
+    from kdiag.steps import catalog
+
+    monkeypatch.chdir(tmp_path)
+    runs = [Run(EventBus([]), Loader(catalog())) for _ in range(3)]
+    for run in runs:
+        run._run_id = "20261203-040506"  # the same second
+    folders = {run.artifacts_root() for run in runs}
+    assert folders == {Path("kdiag-artifacts") / name for name in
+                       ("20261203-040506", "20261203-040506-2", "20261203-040506-3")}
