@@ -18,7 +18,8 @@ from kdiag.engine.runner import Run, RunOptions
 from kdiag.errors import EXIT_OK, UsageError
 from kdiag.language.durations import parse_duration
 from kdiag.language.model import Runbook
-from kdiag.language.params import load_values, parse_set_args, resolve_params
+from kdiag.language.params import load_values, parse_set_args
+from kdiag.language.prerun import resolve_for_run
 from kdiag.language.runbook import Loader, search_path
 from kdiag.steps import catalog
 
@@ -56,8 +57,8 @@ def command(args: argparse.Namespace) -> int:
         raise UsageError("--step needs a terminal on standard input")
     loader = Loader(catalog(), search_path(args.path))
     runbook = loader.load(args.file)
-    values = resolve_params(runbook, parse_set_args(args.set),
-                            values_files=[load_values(v) for v in args.values])
+    values = resolve_for_run(runbook, parse_set_args(args.set),
+                             [load_values(v, loader.limits) for v in args.values])
     _check_start_at(runbook, args.start_at)
     if args.pid is not None:
         runbook.target = {"node": {"pid": args.pid}}
