@@ -10,7 +10,13 @@ from typing import Any
 from kdiag.engine.assertions import evaluate_assertion
 from kdiag.engine.backgrounds import Backgrounds
 from kdiag.engine.context import RunScope, StepRuntime
-from kdiag.engine.events import AssertionResult, StepRef, StepStarted, StepStatus
+from kdiag.engine.events import (
+    AssertionResult,
+    AttemptFinished,
+    StepRef,
+    StepStarted,
+    StepStatus,
+)
 from kdiag.engine.execution import execute_guarded, execute_with_timeout
 from kdiag.engine.frame import Frame
 from kdiag.errors import EnvironmentProblem
@@ -37,6 +43,17 @@ class Done:
     assertions: tuple[AssertionResult, ...] = ()
 
 
+@dataclass
+class _Tries:
+    """One call's attempts: where numbering starts, whether the user asked for it, and when
+    the attempt under way started."""
+
+    ref: StepRef
+    after: int
+    by_user: bool
+    since: float
+
+
 def step_result(outcome: StepOutcome, duration: float, attempts: int) -> dict[str, Any]:
     """The registered result of an attempt: the step's own dict plus the common fields."""
     # The step's own dict, not a copy: a background step (a capture, a redirect) keeps
@@ -59,14 +76,33 @@ class StepAttempts:
         self.default_timeout = default_timeout
         self.backgrounds = backgrounds
 
-    def __call__(self, frame: Frame, spec: StepSpec, ref: StepRef, step_type: StepType) -> Done:
-        """Run a step's attempts (``retries``/``until``), then its assertions."""
+    def __call__(self, frame: Frame, spec: StepSpec, ref: StepRef, step_type: StepType,
+                 after: int = 0, by_user: bool = False) -> Done:
+        """Run a step's attempts (``retries``/``until``), then its assertions. ``after``: the
+        attempts the step already had (a retry in step mode, ``by_user``, numbers on)."""
+        tries = _Tries(ref, after, by_user, time.monotonic())
+        done = self._attempts(frame, spec, ref, step_type, tries)
+        if done.attempts > after:  # (0: the controls failed, no attempt ran)
+            self._attempt_over(tries, done.attempts, done.status, done.message)
+        return done
+
+    def _attempt_over(self, tries: _Tries, attempt: int, status: StepStatus, message: str,
+                      ended: float | None = None) -> None:
+        now = time.monotonic()
+        self.run.bus.emit(AttemptFinished(tries.ref, attempt, status, message,
+                                          round((ended or now) - tries.since, 4),
+                                          tries.by_user and attempt == tries.after + 1))
+        tries.since = now
+
+    def _attempts(self, frame: Frame, spec: StepSpec, ref: StepRef, step_type: StepType,
+                  tries: _Tries) -> Done:
+        after = tries.after
         started = time.monotonic()
         try:
             timeout, retries, delay = self._controls(frame, spec)
         except (TemplateError, ValueError, TypeError) as exc:
-            return Done("failed", 0.0, 0, f"step controls: {exc}")
-        attempt = 0
+            return Done("failed", 0.0, after, f"step controls: {exc}")
+        attempt = after
         renderer = self.run.renderer
         while True:
             attempt += 1
@@ -85,10 +121,12 @@ class StepAttempts:
                     return Done("failed", time.monotonic() - started, attempt, str(exc), runtime)
                 if not done:
                     outcome.message = f"until {spec.until!r} was still false"
-            if status == "error" or done or attempt > retries:
+            if status == "error" or done or attempt - after > retries:
                 break
+            ended = time.monotonic()
             if runtime.cancelled.wait(delay):
                 break
+            self._attempt_over(tries, attempt, "failed", outcome.message, ended)
         duration = time.monotonic() - started
         if status != "passed" or not done:
             return Done("error" if status == "error" else "failed", duration, attempt,

@@ -317,8 +317,8 @@ class Run:
         finally:
             if spec.continue_on_error:
                 self._ignoring -= 1
-        done = self.step_mode.after(ref, spec, done,
-                                    lambda: self._attempts(frame, spec, ref, step_type))
+        done = self.step_mode.after(ref, spec, done, lambda after: self._attempts(
+            frame, spec, ref, step_type, after, by_user=True))
         failed = done.status == "failed"
         if failed and (spec.continue_on_error or self._ignoring):
             done.status = "ignored"
