@@ -12,7 +12,7 @@ from typing import Any
 from kdiag.cli.interrupts import interrupt_on_sigterm
 from kdiag.engine.bus import EventBus
 from kdiag.engine.interaction import TerminalInteraction
-from kdiag.engine.masking import Masker
+from kdiag.engine.masking import MIN_LENGTH, Masker
 from kdiag.engine.plan import plan
 from kdiag.engine.runner import Run, RunOptions
 from kdiag.errors import EXIT_OK, UsageError
@@ -28,6 +28,15 @@ def _check_start_at(runbook: Runbook, name: str | None) -> None:
     if name is not None and name not in {s.name for s in runbook.steps}:
         names = ", ".join(repr(s.name) for s in runbook.steps)
         raise UsageError(f"--start-at {name!r}: no such step; steps: {names}")
+
+
+def _warn_short_secrets(runbook: Runbook, params: dict[str, Any]) -> None:
+    for name, spec in runbook.params.items():
+        value = params.get(name)
+        if spec.secret and value not in (None, "") and Masker.too_short(str(value)):
+            print(f"kdiag: warning: secret param {name!r} is shorter than {MIN_LENGTH} "
+                  "characters: it is masked only where a whole value equals it, not inside "
+                  "text", file=sys.stderr)
 
 
 def _print_plan(runbook: Runbook, params: dict[str, Any], masker: Masker) -> None:
@@ -63,6 +72,7 @@ def command(args: argparse.Namespace) -> int:
     if args.pid is not None:
         runbook.target = {"node": {"pid": args.pid}}
     masker = Masker(values.secrets)
+    _warn_short_secrets(runbook, values.values)
     if args.dry_run:
         _print_plan(runbook, values.values, masker)
         return EXIT_OK

@@ -19,6 +19,7 @@ from kdiag.engine.events import (
 )
 from kdiag.engine.execution import execute_guarded, execute_with_timeout
 from kdiag.engine.frame import Frame
+from kdiag.engine.masking import mask_step_values
 from kdiag.errors import EnvironmentProblem
 from kdiag.language import schemacheck
 from kdiag.language.durations import parse_duration
@@ -113,6 +114,9 @@ class StepAttempts:
             outcome, status = self._attempt(frame, spec, step_type, runtime, timeout)
             result = step_result(outcome, time.monotonic() - started, attempt)
             frame.register(spec, result)
+            problem = self._mask_secrets(frame, spec, result)
+            if problem:
+                return Done("failed", time.monotonic() - started, attempt, problem, runtime)
             done = status == "passed"
             if status == "passed" and spec.until:
                 try:
@@ -139,6 +143,18 @@ class StepAttempts:
         if outcome.background is not None:
             self.backgrounds.add(runtime, outcome.background)
         return Done("passed", duration, attempt, outcome.message, runtime, assertions)
+
+    def _mask_secrets(self, frame: Frame, spec: StepSpec, result: dict[str, Any]) -> str | None:
+        """A step marked ``secret``: mask what it read from now on (the problem, if any)."""
+        if not spec.secret:
+            return None
+        scope = frame.scope(result=result)
+        try:
+            mask_step_values(self.run.bus.masker, spec.secret, result,
+                             lambda expression: self.run.renderer.evaluate(expression, scope))
+        except TemplateError as exc:
+            return f"secret: {exc}"
+        return None
 
     def _controls(self, frame: Frame, spec: StepSpec) -> tuple[float | None, int, float]:
         scope = frame.scope()

@@ -162,6 +162,9 @@ def check_step(checker: Checker, scope: Scope, step: StepSpec) -> None:
             else (*path, assert_key, index)
         check_text(checker, scope, item_path, expression, expression=True, extra=own,
                    own_step=step.name)
+    for index, expression in enumerate(step.secret if isinstance(step.secret, tuple) else ()):
+        check_text(checker, scope, (*path, "secret", index), expression, expression=True,
+                   extra=own, own_step=step.name)
     if step.kind != "assert":
         body_path = (*path, step.kind)
         for sub_path, text in strings(step.body, body_path):
