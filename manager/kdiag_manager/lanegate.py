@@ -98,7 +98,9 @@ class LaneGate:
             self._wake_w.close()
 
     def _accept(self) -> None:
-        while True:
+        # A few at a time, each read at once: a client that sends its HELLO right after
+        # connecting (kdiag does) is through before a flood of others can push it out.
+        for _ in range(max(1, self._max_pending // 4)):
             try:
                 sock, _ = self._listener.accept()
             except (BlockingIOError, InterruptedError):
@@ -112,6 +114,7 @@ class LaneGate:
                            reset=True)
             self._waiting[sock] = _Waiting(time.monotonic() + self._deadline)
             self._selector.register(sock, selectors.EVENT_READ)
+            self._read(sock)
 
     def _read(self, sock: socket.socket) -> None:
         waiting = self._waiting.get(sock)
