@@ -292,24 +292,20 @@ def _emit(context: Any, value: Any) -> Any:
     return value
 
 
-@jinja2.pass_context
-def _piece(context: Any, value: Any) -> Any:
-    budget = _budget()
-    if budget is not None:
-        _check_size(value, "a part joined with ~", budget.limits)
-    return value
+def _sized(what: str) -> Callable[..., Any]:
+    """A hook that lets a value through when it is within the size limit."""
+    @jinja2.pass_context
+    def check(context: Any, value: Any) -> Any:
+        budget = _budget()
+        if budget is not None:
+            _check_size(value, what, budget.limits)
+        return value
+    return check
 
 
-@jinja2.pass_context
-def _literal(context: Any, value: Any) -> Any:
-    budget = _budget()
-    if budget is not None:
-        _check_size(value, "a list or mapping", budget.limits)
-    return value
-
-
-_HOOKS = {"_kdiag_loop": _loop, "_kdiag_emit": _emit, "_kdiag_piece": _piece,
-          "_kdiag_literal": _literal}
+_HOOKS = {"_kdiag_loop": _loop, "_kdiag_emit": _emit,
+          "_kdiag_piece": _sized("a part joined with ~"),
+          "_kdiag_literal": _sized("a list or mapping")}
 
 
 def _hook(name: str, node: nodes.Node) -> nodes.Filter:
