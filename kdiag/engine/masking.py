@@ -3,10 +3,10 @@
 A secret is masked as written and in the forms a runbook (or a tool it runs) commonly turns it
 into (:func:`forms`): upper, lower and title case, reversed, base64 (standard and URL-safe, with
 or without padding, also as part of a longer encoded text such as ``user:secret``), URL
-quoting, JSON, HTML and shell escaping, hex, Python's repr; each line of a multi-line secret and
-the secret without surrounding whitespace. A secret shorter than :data:`MIN_LENGTH` characters
-is masked only where a whole value equals it: masking ``a`` or ``42`` inside all text would
-wreck every report (``kdiag run`` warns about such params).
+quoting, JSON, HTML and shell escaping, hex, Python's repr; the secret without surrounding
+whitespace, and each line of a multi-line secret as written. A secret shorter than
+:data:`MIN_LENGTH` characters is masked only where a whole value equals it: masking ``a`` or
+``42`` inside all text would wreck every report (``kdiag run`` warns about such params).
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ def forms(secret: str) -> set[str]:
     """``secret`` and what it becomes through common transformations (see the module's
     docstring); forms shorter than :data:`MIN_LENGTH` are left out."""
     found = {secret, secret.strip()}
-    found.update(line.strip() for line in secret.splitlines())
     for text in list(found):
         data = text.encode("utf-8", "surrogatepass")
         found.update({
@@ -54,6 +53,8 @@ def forms(secret: str) -> set[str]:
             data.hex(), data.hex().upper(), repr(text)[1:-1],
             *_base64_cores(data),
         })
+    lines = [line.strip() for line in secret.splitlines()]  # as written, without the rest
+    found.update(lines if len(lines) > 1 else ())
     return {form for form in found if len(form) >= MIN_LENGTH}
 
 

@@ -82,3 +82,15 @@ def size_text(count: int) -> str:
         if count >= scale and count % scale == 0:
             return f"{count // scale} {unit}"
     return f"{count} bytes"
+
+
+MAX_MESSAGE = 400
+"""Characters of a problem's message: one that quotes a long value is cut in its middle."""
+
+
+def clip(message: str) -> str:
+    """``message`` cut to :data:`MAX_MESSAGE` characters (a value it quotes may be huge)."""
+    if len(message) <= MAX_MESSAGE:
+        return message
+    half = MAX_MESSAGE // 2 - 10
+    return f"{message[:half]} ... ({len(message) - 2 * half} characters) ... {message[-half:]}"

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from kdiag.errors import Location, Problem, RunbookError, UsageError
-from kdiag.language.limits import Limits
+from kdiag.language.limits import Limits, clip
 from kdiag.language.model import ParamSpec, ParamType, Runbook
 from kdiag.language.schemacheck import describe
 from kdiag.language.yamlsource import SourceMap, load_file
@@ -164,7 +164,7 @@ def resolve_params(
         if problem:
             problems.append(problem)
     if problems:
-        raise RunbookError(problems)
+        raise RunbookError([Problem(clip(p.message), p.location) for p in problems])
     secrets = tuple(str(resolved[n]) for n, s in runbook.params.items()
                     if s.secret and n in resolved and resolved[n] not in (None, ""))
     return ParamValues(resolved, secrets)

@@ -14,7 +14,7 @@ from typing import Any
 from kdiag.errors import Location, Problem
 from kdiag.language import templateparse
 from kdiag.language.catalog import StepCatalog
-from kdiag.language.limits import ENV, Limits
+from kdiag.language.limits import ENV, Limits, clip
 from kdiag.language.model import StepSpec
 from kdiag.language.templateparse import RegexUse, TemplateBudgetExceeded, TokenBudget
 from kdiag.language.yamlsource import Path as DocPath
@@ -45,10 +45,10 @@ class Checker:
                                                        limits.template_tokens))
 
     def add(self, message: str, path: DocPath, *, key: bool = False) -> None:
-        self.problems.append(Problem(message, self.source.locate(path, key=key)))
+        self.problems.append(Problem(clip(message), self.source.locate(path, key=key)))
 
     def add_at(self, message: str, location: Location) -> None:
-        self.problems.append(Problem(message, location))
+        self.problems.append(Problem(clip(message), location))
 
 
 def strings(value: Any, path: DocPath) -> Iterator[tuple[DocPath, str]]:

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from kdiag.errors import Location, Problem, RunbookError
-from kdiag.language.limits import ENV, Limits
+from kdiag.language.limits import ENV, Limits, clip
 
 Path = tuple[str | int, ...]
 Pos = tuple[int, int]
@@ -93,7 +93,7 @@ class Composer:
         self.done = False
 
     def error(self, message: str, pos: Pos) -> RunbookError:
-        return RunbookError(Problem(message, Location(self.file, pos[0], pos[1])))
+        return RunbookError(Problem(clip(message), Location(self.file, pos[0], pos[1])))
 
     # -- the event loop -----------------------------------------------------------------------
 

@@ -149,6 +149,7 @@ class Fuzz:
             for line in lines:
                 match = LINE.match(line)
                 assert match and match["file"] == str(self.path), f"{line!r} in {case}"
+                assert len(line) <= len(str(self.path)) + 500, f"a long line in {case}"
         else:
             assert err == "", case
         assert done.cpu <= MAX_CPU, f"{done.cpu:.2f} s of CPU: {case}"

@@ -114,3 +114,10 @@ def test_validate_with_values_checks_exactly_what_run_checks(write, capsys) -> N
         assert expected in capsys.readouterr().err
     code, err = validate(path, capsys, "--set", "pid=12")
     assert code == 0, err
+
+
+def test_a_message_quoting_a_huge_value_is_cut(write, capsys) -> None:
+    path = write("steps:\n  - note: y\n    ? " + "b" * 50_000 + "\n    : 1\n")
+    code, err = validate(path, capsys)
+    assert code == 2 and f"{path}:3:7: unknown field 'bbbb" in err, err[:300]
+    assert len(err) < 600 and "characters) ..." in err, err
