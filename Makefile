@@ -38,7 +38,7 @@ bench: install system-deps
 	$(MAKE) --no-print-directory scratch-shell
 	$(PY) -m tests.bench.run
 
-# A long fuzz of `kdiag validate` (make test runs 3000 of these cases; see README, Limits).
+# A long fuzz of `kdiag validate` (make test runs 2000 of these cases; see README, Limits).
 fuzz: install
 	KDIAG_FUZZ_EXAMPLES=$${KDIAG_FUZZ_EXAMPLES:-50000} $(VENV)/bin/pytest -q -p no:cacheprovider tests/unit/test_fuzz_validate.py
 	@cat .fuzz/results.json

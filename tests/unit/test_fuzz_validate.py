@@ -4,7 +4,7 @@ random text. Every case runs in the capped worker (``capped.Worker``: a 1 GiB ad
 cap) and must end with exit 0 or 2, no traceback and no internal error, every exit-2 line
 ``error: FILE:LINE:COL: ...``, in under 2 s of CPU and 200 MB of RSS.
 
-``KDIAG_FUZZ_EXAMPLES`` sets how many cases (default 3000, split over the strategies below);
+``KDIAG_FUZZ_EXAMPLES`` sets how many cases (default 2000, split over the strategies below);
 ``make fuzz`` runs many more. The figures (cases, time, the slowest and largest case) are
 printed at the end of the module and written to ``.fuzz/results.json``.
 """
@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from tests.unit.capped import ROOT, Worker
 
-EXAMPLES = int(os.environ.get("KDIAG_FUZZ_EXAMPLES", "3000"))
+EXAMPLES = int(os.environ.get("KDIAG_FUZZ_EXAMPLES", "2000"))
 MAX_CPU = 2.0
 MAX_RSS_KB = 200 * 1024
 WALL_TIMEOUT = 30.0
