@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint test unit demo bench generate system-deps clean
+.PHONY: install lint test unit demo bench generate system-deps clean fuzz
 
 install: $(STAMP)
 
@@ -38,8 +38,13 @@ bench: install system-deps
 	$(MAKE) --no-print-directory scratch-shell
 	$(PY) -m tests.bench.run
 
+# A long fuzz of `kdiag validate` (make test runs 2000 of these cases; see README, Limits).
+fuzz: install
+	KDIAG_FUZZ_EXAMPLES=$${KDIAG_FUZZ_EXAMPLES:-50000} $(VENV)/bin/pytest -q -p no:cacheprovider tests/unit/test_fuzz_validate.py
+	@cat .fuzz/results.json
+
 clean:
-	rm -rf $(VENV) .bench .pytest_cache .mypy_cache .ruff_cache build
+	rm -rf $(VENV) .bench .fuzz .pytest_cache .mypy_cache .ruff_cache build
 
 -include mk/*.mk
 

@@ -13,13 +13,14 @@ from typing import Any
 from kdiag.cli.interrupts import interrupt_on_sigterm
 from kdiag.engine.bus import EventBus
 from kdiag.engine.interaction import TerminalInteraction
-from kdiag.engine.masking import Masker
+from kdiag.engine.masking import MIN_LENGTH, Masker
 from kdiag.engine.plan import plan
 from kdiag.engine.runner import Run, RunOptions
 from kdiag.errors import EXIT_OK, UsageError
 from kdiag.language.durations import parse_duration
 from kdiag.language.model import Runbook
-from kdiag.language.params import load_values, parse_set_args, resolve_params
+from kdiag.language.params import load_values, parse_set_args
+from kdiag.language.prerun import resolve_for_run
 from kdiag.language.runbook import Loader, search_path
 from kdiag.session.output import DEFAULT_MAX_OUTPUT, parse_size
 from kdiag.steps import catalog
@@ -29,6 +30,15 @@ def _check_start_at(runbook: Runbook, name: str | None) -> None:
     if name is not None and name not in {s.name for s in runbook.steps}:
         names = ", ".join(repr(s.name) for s in runbook.steps)
         raise UsageError(f"--start-at {name!r}: no such step; steps: {names}")
+
+
+def _warn_short_secrets(runbook: Runbook, params: dict[str, Any]) -> None:
+    for name, spec in runbook.params.items():
+        value = params.get(name)
+        if spec.secret and value not in (None, "") and Masker.too_short(str(value)):
+            print(f"kdiag: warning: secret param {name!r} is shorter than {MIN_LENGTH} "
+                  "characters: it is masked only where a whole value equals it, not inside "
+                  "text", file=sys.stderr)
 
 
 def _print_plan(runbook: Runbook, params: dict[str, Any], masker: Masker) -> None:
@@ -68,12 +78,13 @@ def command(args: argparse.Namespace) -> int:
         raise UsageError("--step needs a terminal on standard input")
     loader = Loader(catalog(), search_path(args.path))
     runbook = loader.load(args.file)
-    values = resolve_params(runbook, parse_set_args(args.set),
-                            values_files=[load_values(v) for v in args.values])
+    values = resolve_for_run(runbook, parse_set_args(args.set),
+                             [load_values(v, loader.limits) for v in args.values])
     _check_start_at(runbook, args.start_at)
     if args.pid is not None:
         runbook.target = {"node": {"pid": args.pid}}
     masker = Masker(values.secrets)
+    _warn_short_secrets(runbook, values.values)
     if args.dry_run:
         _print_plan(runbook, values.values, masker)
         return EXIT_OK

@@ -1,4 +1,9 @@
-"""``kdiag validate``: check runbooks without running anything."""
+"""``kdiag validate``: check runbooks without running anything.
+
+Without ``--set``/``--values`` a runbook is checked as a library one is: its required params
+are not asked for. With them, the params (required ones included) and the target rendered with
+them are checked exactly as ``kdiag run`` checks them before its first step.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,13 @@ import argparse
 import sys
 
 from kdiag.errors import EXIT_INVALID, EXIT_OK, Problem, RunbookError
-from kdiag.language.params import load_values, parse_set_args, resolve_params
+from kdiag.language.params import load_values, parse_set_args
+from kdiag.language.prerun import resolve_for_run
 from kdiag.language.runbook import Loader, search_path
 from kdiag.steps import catalog
+
+MAX_SHOWN = 100
+"""Problems printed per run of ``validate``; the rest are counted on one more line."""
 
 
 def command(args: argparse.Namespace) -> int:
@@ -21,12 +30,17 @@ def command(args: argparse.Namespace) -> int:
         try:
             runbook = loader.load(file)
             if check_params:
-                resolve_params(runbook, sets, values_files=[load_values(v) for v in args.values])
+                resolve_for_run(runbook, sets,
+                                [load_values(v, loader.limits) for v in args.values])
         except RunbookError as exc:
             problems.extend(exc.problems)
             continue
         print(f"{file}: ok ({len(runbook.steps)} steps, {len(runbook.finally_steps)} finally)")
-    for problem in problems:
+    for problem in problems[:MAX_SHOWN]:
         print(f"error: {problem}", file=sys.stderr)
+    if len(problems) > MAX_SHOWN:
+        rest = problems[MAX_SHOWN]
+        where = f"{rest.location}: " if rest.location else ""
+        print(f"error: {where}... and {len(problems) - MAX_SHOWN} more problems from here on",
+              file=sys.stderr)
     return EXIT_INVALID if problems else EXIT_OK
-

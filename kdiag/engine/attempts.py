@@ -9,9 +9,16 @@ from typing import Any
 
 from kdiag.engine.assertions import evaluate_assertion
 from kdiag.engine.context import RunScope, StepRuntime
-from kdiag.engine.events import AssertionResult, StepRef, StepStarted, StepStatus
+from kdiag.engine.events import (
+    AssertionResult,
+    AttemptFinished,
+    StepRef,
+    StepStarted,
+    StepStatus,
+)
 from kdiag.engine.execution import Halted, execute_guarded, execute_with_timeout
 from kdiag.engine.frame import Frame
+from kdiag.engine.masking import mask_step_values
 from kdiag.errors import EnvironmentProblem
 from kdiag.language import schemacheck
 from kdiag.language.durations import parse_duration
@@ -41,6 +48,17 @@ class Done:
     step's ``continue_on_error``."""
 
 
+@dataclass
+class _Tries:
+    """One call's attempts: where numbering starts, whether the user asked for it, and when
+    the attempt under way started."""
+
+    ref: StepRef
+    after: int
+    by_user: bool
+    since: float
+
+
 def step_result(outcome: StepOutcome, duration: float, attempts: int) -> dict[str, Any]:
     """The registered result of an attempt: the step's own dict plus the common fields."""
     # The step's own dict, not a copy: a background step (a capture, a redirect) keeps
@@ -63,14 +81,33 @@ class StepAttempts:
         self.default_timeout = default_timeout
         self.max_output = max_output
 
-    def __call__(self, frame: Frame, spec: StepSpec, ref: StepRef, step_type: StepType) -> Done:
-        """Run a step's attempts (``retries``/``until``), then its assertions."""
+    def __call__(self, frame: Frame, spec: StepSpec, ref: StepRef, step_type: StepType,
+                 after: int = 0, by_user: bool = False) -> Done:
+        """Run a step's attempts (``retries``/``until``), then its assertions. ``after``: the
+        attempts the step already had (a retry in step mode, ``by_user``, numbers on)."""
+        tries = _Tries(ref, after, by_user, time.monotonic())
+        done = self._attempts(frame, spec, ref, step_type, tries)
+        if done.attempts > after:  # (0: the controls failed, no attempt ran)
+            self._attempt_over(tries, done.attempts, done.status, done.message)
+        return done
+
+    def _attempt_over(self, tries: _Tries, attempt: int, status: StepStatus, message: str,
+                      ended: float | None = None) -> None:
+        now = time.monotonic()
+        self.run.bus.emit(AttemptFinished(tries.ref, attempt, status, message,
+                                          round((ended or now) - tries.since, 4),
+                                          tries.by_user and attempt == tries.after + 1))
+        tries.since = now
+
+    def _attempts(self, frame: Frame, spec: StepSpec, ref: StepRef, step_type: StepType,
+                  tries: _Tries) -> Done:
+        after = tries.after
         started = time.monotonic()
         try:
             timeout, retries, delay = self._controls(frame, spec)
         except (TemplateError, ValueError, TypeError) as exc:
-            return Done("failed", 0.0, 0, f"step controls: {exc}")
-        attempt = 0
+            return Done("failed", 0.0, after, f"step controls: {exc}")
+        attempt = after
         renderer = self.run.renderer
         halted = False
         while True:
@@ -83,6 +120,9 @@ class StepAttempts:
                 outcome, status, halted = self._attempt(frame, spec, step_type, runtime, timeout)
                 result = step_result(outcome, time.monotonic() - started, attempt)
                 frame.register(spec, result)
+                problem = self._mask_secrets(frame, spec, result)
+                if problem:
+                    return Done("failed", time.monotonic() - started, attempt, problem, runtime)
                 done = status == "passed"
                 if status == "passed" and spec.until:
                     try:
@@ -92,14 +132,16 @@ class StepAttempts:
                                     runtime)
                     if not done:
                         outcome.message = f"until {spec.until!r} was still false"
-                if status == "error" or halted or done or attempt > retries:
+                if status == "error" or halted or done or attempt - after > retries:
                     break
+                ended = time.monotonic()
                 if runtime.cancelled.wait(delay):
                     fatal = self.run.supervisor.fatal_now()
                     if fatal is not None:  # lost background work ended the retries
                         status, halted = "error" if fatal.environmental else "failed", True
                         outcome.message = f"stopped: {fatal.line}"
                     break
+                self._attempt_over(tries, attempt, "failed", outcome.message, ended)
         duration = time.monotonic() - started
         if status != "passed" or not done:
             return Done("error" if status == "error" else "failed", duration, attempt,
@@ -111,6 +153,18 @@ class StepAttempts:
                         runtime, assertions)
         return Done("passed", duration, attempt, outcome.message, runtime, assertions,
                     outcome.background)
+
+    def _mask_secrets(self, frame: Frame, spec: StepSpec, result: dict[str, Any]) -> str | None:
+        """A step marked ``secret``: mask what it read from now on (the problem, if any)."""
+        if not spec.secret:
+            return None
+        scope = frame.scope(result=result)
+        try:
+            mask_step_values(self.run.bus.masker, spec.secret, result,
+                             lambda expression: self.run.renderer.evaluate(expression, scope))
+        except TemplateError as exc:
+            return f"secret: {exc}"
+        return None
 
     def _controls(self, frame: Frame, spec: StepSpec) -> tuple[float | None, int, float]:
         scope = frame.scope()

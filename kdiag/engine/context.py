@@ -72,6 +72,8 @@ class StepRuntime:
     pending: dict[str, str] = field(default_factory=dict)
     """Per stream, output held back because it may be the start of a secret."""
     lock: threading.Lock = field(default_factory=threading.Lock)
+    withheld: int = 0
+    """Characters of output not shown: the step is marked ``secret``."""
 
     @property
     def runbook_dir(self) -> Path:
@@ -87,6 +89,10 @@ class StepRuntime:
     def output(self, text: str, stream: str = "stdout") -> None:
         if not text:
             return
+        if self.spec.secret:  # what is secret in it is known only once the step is over
+            with self.lock:
+                self.withheld += len(text)
+            return
         with self.lock:
             masked, held = self.run.bus.masker.split(self.pending.pop(stream, "") + text)
             if held:
@@ -99,6 +105,9 @@ class StepRuntime:
             pending, self.pending = self.pending, {}
             for stream, text in pending.items():
                 self._emit(stream, self.run.bus.masker.text(text))
+            withheld, self.withheld = self.withheld, 0
+        if withheld:
+            self.note(f"{withheld} characters of output withheld: the step is marked secret")
 
     def _emit(self, stream: str, masked: str) -> None:
         if not masked:

@@ -91,6 +91,19 @@ class StepNote:
 
 
 @dataclass(frozen=True)
+class AttemptFinished:
+    """One attempt of a step ended: each automatic retry (``retries``/``until``) and each
+    retry asked for in step mode (``by_user``) is one, numbered on from the step's first."""
+
+    step: StepRef
+    attempt: int
+    status: StepStatus
+    message: str = ""
+    duration: float = 0.0
+    by_user: bool = False
+
+
+@dataclass(frozen=True)
 class StepFinished:
     step: StepRef
     status: StepStatus
@@ -137,5 +150,5 @@ class RunFinished:
     message: str = ""
 
 
-Event = (RunStarted | StepStarted | StepOutput | AssertionResult | StepNote | StepFinished
-         | BackgroundFailed | RunFinished)
+Event = (RunStarted | StepStarted | StepOutput | AssertionResult | StepNote | AttemptFinished
+         | StepFinished | BackgroundFailed | RunFinished)

@@ -1,39 +1,99 @@
-"""Masking secret values in everything that leaves the engine."""
+"""Masking secret values in everything that leaves the engine.
+
+A secret is masked as written and in the forms a runbook (or a tool it runs) commonly turns it
+into (:func:`forms`): upper, lower and title case, reversed, base64 (standard and URL-safe, with
+or without padding, also as part of a longer encoded text such as ``user:secret``), URL
+quoting, JSON, HTML and shell escaping, hex, Python's repr; the secret without surrounding
+whitespace, and each line of a multi-line secret as written. A secret shorter than
+:data:`MIN_LENGTH` characters is masked only where a whole value equals it: masking ``a`` or
+``42`` inside all text would wreck every report (``kdiag run`` warns about such params).
+"""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import html
+import json
+import shlex
 import threading
+from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 MASK = "***"
+MIN_LENGTH = 4
+"""Secrets (and derived forms) shorter than this are not masked inside text."""
+
+
+def _base64_cores(data: bytes) -> list[str]:
+    """The base64 characters that encode only ``data``'s bits, for each of the three byte
+    alignments ``data`` can have inside a longer encoded text (standard and URL-safe)."""
+    cores = []
+    for shift in range(3):
+        encoded = base64.b64encode(b"\0" * shift + data).decode()
+        first = -(-8 * shift // 6)  # the first character without bits of the padding bytes
+        last = 8 * (shift + len(data)) // 6  # past the last one made of data bits only
+        core = encoded[first:last]
+        cores += [core, core.replace("+", "-").replace("/", "_")]
+    return cores
+
+
+def forms(secret: str) -> set[str]:
+    """``secret`` and what it becomes through common transformations (see the module's
+    docstring); forms shorter than :data:`MIN_LENGTH` are left out."""
+    found = {secret, secret.strip()}
+    for text in list(found):
+        data = text.encode("utf-8", "surrogatepass")
+        found.update({
+            text.upper(), text.lower(), text.title(), text.capitalize(), text[::-1],
+            quote(text, safe=""), quote(text), quote_plus(text),
+            json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1],
+            html.escape(text), text.replace("'", "'\"'\"'"), shlex.quote(text),
+            data.hex(), data.hex().upper(), repr(text)[1:-1],
+            *_base64_cores(data),
+        })
+    lines = [line.strip() for line in secret.splitlines()]  # as written, without the rest
+    found.update(lines if len(lines) > 1 else ())
+    return {form for form in found if len(form) >= MIN_LENGTH}
 
 
 class Masker:
-    """Replaces every known secret value with ``***`` in text and in nested values."""
+    """Replaces every known secret (and its derived forms) with ``***`` in text and in nested
+    values; thread-safe."""
 
     def __init__(self, secrets: tuple[str, ...] | list[str] = ()) -> None:
-        self._secrets: list[str] = []
+        self._forms: list[str] = []  # longest first
+        self._whole: set[str] = set()  # every secret: a whole value equal to one is masked
         self._lock = threading.Lock()
         for secret in secrets:
             self.add(secret)
 
+    @staticmethod
+    def too_short(secret: str) -> bool:
+        """Whether ``secret`` is masked only where a whole value equals it."""
+        return len(secret.strip()) < MIN_LENGTH
+
     def add(self, secret: str) -> None:
-        """Mask ``secret`` from now on (longest secrets are replaced first)."""
-        if secret and secret not in self._secrets:
-            with self._lock:
-                self._secrets = sorted([*self._secrets, secret], key=len, reverse=True)
+        """Mask ``secret`` (and its forms) from now on."""
+        if not secret:
+            return
+        new = forms(secret)
+        with self._lock:
+            self._whole = {*self._whole, secret, *([secret.strip()] if secret.strip() else [])}
+            if not new.issubset(self._forms):
+                self._forms = sorted({*self._forms, *new}, key=len, reverse=True)
 
     @property
     def active(self) -> bool:
         """Whether there is anything to mask."""
-        return bool(self._secrets)
+        return bool(self._forms or self._whole)
 
     def text(self, text: str) -> str:
         """``text`` with the secrets masked."""
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, MASK)
+        for form in self._forms:
+            if form in text:
+                text = text.replace(form, MASK)
         return text
 
     def split(self, text: str) -> tuple[str, str]:
@@ -43,19 +103,25 @@ class Masker:
         first part now and prepends the tail to the next chunk (or flushes it at the end).
         """
         masked = self.text(text)
-        longest = len(self._secrets[0]) if self._secrets else 0
-        for size in range(min(longest - 1, len(masked)), 0, -1):
-            tail = masked[-size:]
-            if any(secret.startswith(tail) for secret in self._secrets):
-                return masked[:-size], tail
-        return masked, ""
+        cut = len(masked)
+        for form in self._forms:
+            # The earliest place from which the rest of the text starts this form.
+            start = masked.find(form[0], max(0, len(masked) - len(form) + 1))
+            while 0 <= start < cut:
+                if form.startswith(masked[start:]):
+                    cut = start
+                    break
+                start = masked.find(form[0], start + 1)
+        return masked[:cut], masked[cut:]
 
     def value(self, value: Any) -> Any:
         """A copy of ``value`` (str, mapping, sequence, dataclass) with secrets masked."""
-        if not self._secrets:
+        if not self.active:
             return value
         if isinstance(value, str):
-            return self.text(value)
+            return MASK if value in self._whole else self.text(value)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return MASK if str(value) in self._whole else value
         if isinstance(value, dict):
             return {self.value(k): self.value(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
@@ -64,3 +130,36 @@ class Masker:
             changes = {f.name: self.value(getattr(value, f.name)) for f in dataclasses.fields(value)}
             return dataclasses.replace(value, **changes)
         return value
+
+
+COMMON_FIELDS = frozenset({"ok", "failed", "skipped", "message", "duration", "attempts",
+                           "artifacts"})
+"""Fields the engine adds to every result: not secret, even in a step marked ``secret: true``."""
+
+
+def _texts(value: Any, numbers: bool) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif numbers and isinstance(value, int | float) and not isinstance(value, bool):
+        yield str(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _texts(item, numbers)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _texts(item, numbers)
+
+
+def mask_step_values(masker: Masker, secret: bool | tuple[str, ...], result: dict[str, Any],
+                     evaluate: Callable[[str], Any]) -> None:
+    """Mask from now on what a step marked ``secret`` read: with ``true`` every string in its
+    result (but the common fields, numbers and strings shorter than :data:`MIN_LENGTH`), with
+    a list the values of those expressions, strings and numbers (``evaluate`` raises when one
+    cannot be evaluated)."""
+    if secret is True:  # (its short strings and numbers would mask every 0 and "ok")
+        for text in _texts([v for k, v in result.items() if k not in COMMON_FIELDS], False):
+            if not Masker.too_short(text):
+                masker.add(text)
+        return
+    for text in _texts([evaluate(expression) for expression in secret or ()], True):
+        masker.add(text)

@@ -348,8 +348,8 @@ class Run:
             if spec.continue_on_error:
                 self._ignoring -= 1
         if not done.halted:
-            done = self.step_mode.after(ref, spec, done,
-                                        lambda: self._attempts(frame, spec, ref, step_type))
+            done = self.step_mode.after(ref, spec, done, lambda after: self._attempts(
+                frame, spec, ref, step_type, after, by_user=True))
         failed = done.status == "failed"
         if failed and not done.halted and (spec.continue_on_error or self._ignoring):
             done.status = "ignored"

@@ -32,13 +32,20 @@ class StepMode:
             raise KeyboardInterrupt
         return choice != "no"
 
-    def after(self, ref: StepRef, spec: StepSpec, done: Done, retry: Callable[[], Done]) -> Done:
-        """After a failed step: retry it (as often as asked), skip it, or let it fail."""
+    def after(self, ref: StepRef, spec: StepSpec, done: Done,
+              retry: Callable[[int], Done]) -> Done:
+        """After a failed step: retry it (as often as asked), skip it, or let it fail.
+
+        ``retry(n)`` runs the step's attempts again, numbered on after the ``n`` it had: every
+        attempt is reported (``AttemptFinished``), and the step's attempts and duration are the
+        totals (the time the user took to answer is not counted)."""
         while done.status == "failed" and self.interaction is not None \
                 and not spec.continue_on_error:
             choice = self.interaction.after_failure(ref, done.message)
             if choice == "retry":
-                done = retry()
+                before = done
+                done = retry(before.attempts)
+                done.duration += before.duration
                 continue
             if choice == "skip":
                 done.status = "skipped"

@@ -48,6 +48,9 @@ class StepSpec:
     continue_on_error: bool = False
     background: bool = False
     asserts: tuple[str, ...] = ()
+    secret: bool | tuple[str, ...] = False
+    """What the step reads is secret: its output is withheld, its values masked (``True``:
+    its whole result; expressions: their values)."""
     description: str = ""
     children: tuple[StepSpec, ...] = ()
     """Steps nested in this one (a step type's ``children_field``), run by the step itself."""

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from kdiag.errors import Location, Problem, RunbookError, UsageError
+from kdiag.language.limits import Limits, clip
 from kdiag.language.model import ParamSpec, ParamType, Runbook
 from kdiag.language.schemacheck import describe
 from kdiag.language.yamlsource import SourceMap, load_file
@@ -37,9 +38,9 @@ def parse_set_args(items: list[str]) -> dict[str, str]:
     return result
 
 
-def load_values(path: str) -> tuple[dict[str, Any], SourceMap]:
+def load_values(path: str, limits: Limits | None = None) -> tuple[dict[str, Any], SourceMap]:
     """Read a ``--values`` YAML file: a mapping of param names to values."""
-    document = load_file(path)
+    document = load_file(path, limits)
     if not isinstance(document.data, dict):
         raise RunbookError(Problem("a values file must be a mapping of param names to values",
                                    document.source.locate(())))
@@ -58,6 +59,25 @@ def _matches(kind: ParamType, value: Any) -> bool:
     if kind == "list":
         return isinstance(value, list)
     return isinstance(value, dict)
+
+
+def _has_template(value: Any) -> bool:
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, dict):
+        return any(_has_template(v) for v in value.values())
+    return isinstance(value, list) and any(_has_template(v) for v in value)
+
+
+def literal_problem(spec: ParamSpec, value: Any) -> str | None:
+    """Why ``value``, written for param ``spec`` (an include step's param), cannot be given to
+    it; None when it fits, or holds a template (known only when rendered)."""
+    if _has_template(value):
+        return None
+    if not _matches(spec.type, value):
+        return f"param {spec.name!r}: expected a {spec.type}, got {describe(value)}"
+    problem = _check_choice(spec, value, None, "")
+    return problem.message if problem else None
 
 
 def convert(spec: ParamSpec, text: str) -> Any:
@@ -144,7 +164,7 @@ def resolve_params(
         if problem:
             problems.append(problem)
     if problems:
-        raise RunbookError(problems)
+        raise RunbookError([Problem(clip(p.message), p.location) for p in problems])
     secrets = tuple(str(resolved[n]) for n, s in runbook.params.items()
                     if s.secret and n in resolved and resolved[n] not in (None, ""))
     return ParamValues(resolved, secrets)

@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from kdiag.errors import RunbookError
-from kdiag.language import schemacheck, templating
+from kdiag.language import limits as limits_
+from kdiag.language import schemacheck
 from kdiag.language.catalog import StepCatalog
 from kdiag.language.model import ParamSpec, Phase, Runbook, StepSpec
 from kdiag.language.schema import CONTROLS
 from kdiag.language.templatecheck import Checker, Scope, check_step, check_text, strings
+from kdiag.language.templateparse import is_template
 from kdiag.language.yamlsource import Document, SourceMap, load_file
 from kdiag.language.yamlsource import Path as DocPath
 
@@ -185,6 +187,8 @@ def _step_spec(step: dict[str, Any], index: int, phase: Phase, path: DocPath,
         continue_on_error=bool(step.get("continue_on_error", False)),
         background=bool(step.get("background", False)),
         asserts=tuple([asserts] if isinstance(asserts, str) else asserts),
+        secret=tuple(step["secret"]) if isinstance(step.get("secret"), list)
+        else bool(step.get("secret", False)),
         description=step.get("description", ""),
         children=tuple(children),
     )
@@ -207,6 +211,46 @@ def _check_names(checker: Checker, runbook: Runbook) -> None:
             seen[step.name] = step
 
 
+def _check_stops(checker: Checker, runbook: Runbook) -> None:
+    """A ``stop`` naming a step (not a template) must name an earlier background step of its
+    own step list: the engine looks it up by the same path (top level and ``finally`` share
+    one; a group's or a logs step's nested steps have their own)."""
+    everywhere = {step.name for step in _walk(runbook.all_steps())}
+
+    def level(lists: Sequence[Sequence[StepSpec]]) -> None:
+        earlier: dict[str, StepSpec] = {}
+        later = {step.name for steps in lists for step in steps}
+        for steps in lists:
+            for step in steps:
+                if step.kind == "stop" and isinstance(step.body, str) \
+                        and not is_template(step.body):
+                    problem = _stop_problem(step.body, earlier, later, everywhere)
+                    if problem:
+                        checker.add(f"stop: {problem}", (*step.doc_path, "stop"))
+                earlier[step.name] = step
+                if step.children:
+                    level([step.children])
+
+    level([runbook.steps, runbook.finally_steps])
+
+
+def _stop_problem(name: str, earlier: dict[str, StepSpec], level: set[str],
+                  everywhere: set[str]) -> str | None:
+    target = earlier.get(name)
+    if target is not None:
+        return None if target.background else (
+            f"step {name!r} does not run in the background (no background: true), so it has "
+            "nothing to stop")
+    if name in level:
+        return f"step {name!r} runs after this one"
+    if name in everywhere:
+        return (f"step {name!r} is in another step list; a stop reaches the background steps "
+                "of its own list (the top level, or the same group)")
+    close = difflib.get_close_matches(name, sorted(earlier), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"no step named {name!r} before this one{hint}"
+
+
 def _check_param_defaults(checker: Checker, runbook: Runbook) -> None:
     from kdiag.language.params import _matches
 
@@ -224,14 +268,15 @@ class Loader:
     catalog: StepCatalog
     paths: list[Path] = field(default_factory=list)
     cache: dict[Path, Runbook] = field(default_factory=dict)
+    limits: limits_.Limits = field(default_factory=limits_.current)
 
     def load(self, file: str, _stack: tuple[Path, ...] = ()) -> Runbook:
         """Load and validate ``file``; raises RunbookError listing every problem."""
         resolved = Path(file).resolve()
         if resolved in self.cache:
             return self.cache[resolved]
-        document = load_file(file)
-        checker = Checker(document.source, self.catalog)
+        document = load_file(file, self.limits)
+        checker = Checker.bounded(document.source, self.catalog, self.limits)
         if not isinstance(document.data, dict):
             checker.add("a runbook must be a mapping with a 'steps' list, got "
                         f"{schemacheck.describe(document.data)}", ())
@@ -241,7 +286,11 @@ class Loader:
             raise RunbookError(checker.problems)
         runbook = _build(document, file, self.catalog)
         _check_names(checker, runbook)
+        _check_stops(checker, runbook)
         _check_param_defaults(checker, runbook)
+        for key, text in strings(runbook.target, ("target",)):  # rendered before any step
+            check_text(checker, Scope(frozenset(runbook.params), set()), key, text,
+                       expression=False)
         scope = Scope(frozenset(runbook.params), set())
         for step in runbook.steps:
             check_step(checker, scope, step)
@@ -264,7 +313,7 @@ class Loader:
             if step.kind != "include" or not isinstance(step.body, dict):
                 continue
             name = step.body.get("file")
-            if not isinstance(name, str) or templating.is_template(name):
+            if not isinstance(name, str) or is_template(name):
                 continue  # decided at run time
             where = (*step.doc_path, "include", "file")
             found = self.find(name, runbook.directory)
@@ -288,10 +337,16 @@ class Loader:
         given = step.body.get("params") or {}
         if not isinstance(given, dict):
             return
-        for name in given:
+        from kdiag.language.params import literal_problem
+
+        for name, value in given.items():
+            where = (*step.doc_path, "include", "params", name)
             if name not in included.params:
-                checker.add(f"{included.file} has no param {name!r}",
-                            (*step.doc_path, "include", "params", name), key=True)
+                checker.add(f"{included.file} has no param {name!r}", where, key=True)
+                continue
+            problem = literal_problem(included.params[name], value)
+            if problem:
+                checker.add(f"{included.file}: {problem}", where)
         for name, spec in included.params.items():
             if not spec.has_default and name not in given:
                 checker.add(f"{included.file} needs param {name!r}",

@@ -54,6 +54,12 @@ CONTROLS: dict[str, Schema] = {
                    "description": "Keep what the step starts running until the run ends."},
     "assert": {"anyOf": [EXPRESSION, {"type": "array", "items": EXPRESSION, "minItems": 1}],
                "description": "Expressions that must all be true after the step."},
+    "secret": {"anyOf": [{"type": "boolean"},
+                         {"type": "array", "items": EXPRESSION, "minItems": 1}],
+               "description": "The step reads a secret: its output is withheld from the console, "
+                              "reports and artifacts, and what it registers is masked from then "
+                              "on (true: every value of its result; a list: the values of these "
+                              "expressions, e.g. result.json.token)."},
 }
 
 PARAM_DEF: Schema = {

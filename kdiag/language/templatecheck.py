@@ -1,17 +1,22 @@
-"""Checking a runbook's templates and expressions before it runs: syntax, undefined names
-and unknown params, each problem reported at its ``file:line:col`` (through :class:`Checker`)."""
+"""Checking a runbook's templates and expressions before it runs: syntax, undefined names,
+unknown params and steps, regular expressions written as literals; each problem reported at
+its ``file:line:col`` (through :class:`Checker`). Parsing counts against the file's template
+token budget (:data:`~kdiag.language.limits.Limits.template_tokens`)."""
 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from kdiag.errors import Location, Problem
-from kdiag.language import templating
+from kdiag.language import templateparse
 from kdiag.language.catalog import StepCatalog
+from kdiag.language.limits import ENV, Limits, clip
 from kdiag.language.model import StepSpec
+from kdiag.language.templateparse import RegexUse, TemplateBudgetExceeded, TokenBudget
 from kdiag.language.yamlsource import Path as DocPath
 from kdiag.language.yamlsource import SourceMap
 
@@ -29,12 +34,21 @@ class Checker:
     source: SourceMap
     catalog: StepCatalog
     problems: list[Problem] = field(default_factory=list)
+    tokens: TokenBudget | None = None
+    """What is left of the file's template token budget (None: unbounded)."""
+    exhausted: bool = False
+
+    @classmethod
+    def bounded(cls, source: SourceMap, catalog: StepCatalog, limits: Limits) -> Checker:
+        """A checker whose template parsing stops at ``limits.template_tokens``."""
+        return cls(source, catalog, tokens=TokenBudget(limits.template_tokens,
+                                                       limits.template_tokens))
 
     def add(self, message: str, path: DocPath, *, key: bool = False) -> None:
-        self.problems.append(Problem(message, self.source.locate(path, key=key)))
+        self.problems.append(Problem(clip(message), self.source.locate(path, key=key)))
 
     def add_at(self, message: str, location: Location) -> None:
-        self.problems.append(Problem(message, location))
+        self.problems.append(Problem(clip(message), location))
 
 
 def strings(value: Any, path: DocPath) -> Iterator[tuple[DocPath, str]]:
@@ -49,57 +63,81 @@ def strings(value: Any, path: DocPath) -> Iterator[tuple[DocPath, str]]:
             yield from strings(item, (*path, index))
 
 
+def _hint(name: str, known: Any) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 @dataclass
 class Scope:
     """What names templates may use at a point of the runbook."""
 
     params: frozenset[str]
     registered: set[str]
+    steps: set[str] = field(default_factory=set)
+    """Steps that run before this point (``steps['NAME']``)."""
 
-    def check(self, names: set[str], extra: frozenset[str] = frozenset()) -> str | None:
-        known = GLOBAL_NAMES | JINJA_GLOBALS | self.registered | extra
-        for name in sorted(names - known):
-            close = difflib.get_close_matches(name, sorted(known - JINJA_GLOBALS), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            return f"undefined variable {name!r}{hint}"
+    def check(self, names: set[str] | frozenset[str], extra: frozenset[str] = frozenset()) -> str | None:
+        for name in sorted(names):
+            if name in GLOBAL_NAMES or name in JINJA_GLOBALS or name in self.registered \
+                    or name in extra:
+                continue
+            known = GLOBAL_NAMES | self.registered | extra
+            return f"undefined variable {name!r}{_hint(name, known)}"
         return None
 
 
-def _param_references(tree: Any) -> set[str]:
-    """Names used as ``params.NAME`` or ``params['NAME']`` in a parsed template."""
-    import jinja2.nodes
-
-    names: set[str] = set()
-    for node in tree.find_all((jinja2.nodes.Getattr, jinja2.nodes.Getitem)):
-        base = getattr(node, "node", None)
-        if not (isinstance(base, jinja2.nodes.Name) and base.name == "params"):
-            continue
-        if isinstance(node, jinja2.nodes.Getattr):
-            names.add(node.attr)
-        elif isinstance(node, jinja2.nodes.Getitem) and isinstance(node.arg, jinja2.nodes.Const) \
-                and isinstance(node.arg.value, str):
-            names.add(node.arg.value)
-    return names
+def _regex_problem(use: RegexUse) -> str | None:
+    """Why a regular expression written in a template cannot work at run time, if it cannot."""
+    try:
+        compiled = re.compile(use.pattern)
+    except re.error as exc:
+        return f"invalid regular expression {use.pattern!r} in {use.where}: {exc}"
+    except (OverflowError, RecursionError, MemoryError):  # absurd repeat counts or nesting
+        return f"invalid regular expression in {use.where}: too large"
+    group = use.group
+    if isinstance(group, int) and not isinstance(group, bool) and not 0 <= group <= compiled.groups:
+        return (f"{use.where} asks for group {group} of {use.pattern!r}, which has "
+                f"{compiled.groups} group(s)")
+    if isinstance(group, str) and group not in compiled.groupindex:
+        return f"{use.where} asks for group {group!r}, which {use.pattern!r} does not name"
+    return None
 
 
 def check_text(checker: Checker, scope: Scope, path: DocPath, text: str, *,
-                expression: bool, extra: frozenset[str] = frozenset()) -> None:
-    if not expression and not templating.is_template(text):
+               expression: bool, extra: frozenset[str] = frozenset(),
+               own_step: str | None = None) -> None:
+    """Check one template (or, with ``expression``, one bare expression) at ``path``."""
+    if checker.exhausted or (not expression and not templateparse.is_template(text)):
         return
-    analysis = templating.analyse(text, expression=expression)
+    try:
+        with templateparse.budget(checker.tokens):
+            analysis = templateparse.analyse(text, expression=expression)
+    except TemplateBudgetExceeded as exc:
+        checker.exhausted = True
+        checker.add(f"the templates of this file hold more than {exc.args[0]} tokens (names, "
+                    f"operators, literals), the limit that keeps checking bounded "
+                    f"({ENV['template_tokens']})", path)
+        return
     if analysis.problem is not None:
         what = "expression" if expression else "template"
         checker.add_at(f"{what} syntax error: {analysis.problem.message}",
                        checker.source.locate_line(path, analysis.problem.line))
         return
-    message = scope.check(set(analysis.names), extra)
+    message = scope.check(analysis.names, extra)
     if message:
         checker.add(message, path)
         return
-    for name in sorted(_param_references(analysis.tree) - scope.params):
-        close = difflib.get_close_matches(name, sorted(scope.params), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        checker.add(f"unknown param {name!r}{hint}", path)
+    for name in sorted(analysis.params - scope.params):
+        checker.add(f"unknown param {name!r}{_hint(name, scope.params)}", path)
+    for name in sorted(set(analysis.step_names)):
+        if name not in scope.steps and name != own_step:
+            checker.add(f"steps[{name!r}]: no step of that name runs before this point"
+                        f"{_hint(name, scope.steps)}", path)
+    for use in analysis.regexes:
+        problem = _regex_problem(use)
+        if problem:
+            checker.add(problem, path)
 
 
 def check_step(checker: Checker, scope: Scope, step: StepSpec) -> None:
@@ -113,7 +151,8 @@ def check_step(checker: Checker, scope: Scope, step: StepSpec) -> None:
         if isinstance(value, str):
             check_text(checker, scope, (*path, key), value, expression=False)
     if step.until:
-        check_text(checker, scope, (*path, "until"), step.until, expression=True, extra=own)
+        check_text(checker, scope, (*path, "until"), step.until, expression=True, extra=own,
+                   own_step=step.name)
     assert_key = step.kind if step.kind == "assert" else "assert"
     expressions = step.body if step.kind == "assert" else step.asserts
     if isinstance(expressions, str):
@@ -121,7 +160,11 @@ def check_step(checker: Checker, scope: Scope, step: StepSpec) -> None:
     for index, expression in enumerate(expressions):
         item_path = (*path, assert_key) if isinstance(step.body, str) and step.kind == "assert" \
             else (*path, assert_key, index)
-        check_text(checker, scope, item_path, expression, expression=True, extra=own)
+        check_text(checker, scope, item_path, expression, expression=True, extra=own,
+                   own_step=step.name)
+    for index, expression in enumerate(step.secret if isinstance(step.secret, tuple) else ()):
+        check_text(checker, scope, (*path, "secret", index), expression, expression=True,
+                   extra=own, own_step=step.name)
     if step.kind != "assert":
         body_path = (*path, step.kind)
         for sub_path, text in strings(step.body, body_path):
@@ -140,3 +183,4 @@ def check_step(checker: Checker, scope: Scope, step: StepSpec) -> None:
             checker.add(f"{step.register!r} is a reserved name; register under another name",
                         (*path, "register"))
         scope.registered.add(step.register)
+    scope.steps.add(step.name)

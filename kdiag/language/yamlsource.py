@@ -1,9 +1,12 @@
-"""Load YAML into plain Python data while remembering where every node came from.
+"""Load YAML into plain Python data while remembering where every value came from.
 
 Errors anywhere later (schema, params, templates) are reported as ``file:line:col``, so the
 loader keeps a :class:`SourceMap` from each value's path (a tuple of keys and indexes) to its
 position. Mapping keys are always strings (``on:`` stays ``"on"``, not ``True``), duplicate keys
-are errors, and YAML errors of any kind become :class:`~kdiag.errors.RunbookError`.
+are errors, and YAML errors of any kind become :class:`~kdiag.errors.RunbookError` with the place
+of the mistake itself: the first byte that is not UTF-8, the quote or bracket that is never
+closed. Loading is bounded (:mod:`~kdiag.language.limits`): a file over the size limit is refused
+before it is parsed, and values are built by :mod:`~kdiag.language.yamlcompose` within limits.
 """
 
 from __future__ import annotations
@@ -14,12 +17,18 @@ from typing import Any
 import yaml
 
 from kdiag.errors import Location, Problem, RunbookError
+from kdiag.language import limits as limits_
+from kdiag.language.yamlcompose import Composer, Positions
 
 Path = tuple[str | int, ...]
 
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_TIMESTAMP = "tag:yaml.org,2002:timestamp"
-_MAX_DEPTH = 200
+# libyaml's contexts for a construct that is still open when the file ends: named by what opens it.
+_UNCLOSED = {
+    "while scanning a quoted scalar": "this quoted string is never closed",
+    "while parsing a flow sequence": "this [ list is never closed",
+    "while parsing a flow mapping": "this { mapping is never closed",
+    "while scanning a block scalar": "this block scalar is never finished",
+}
 
 
 @dataclass
@@ -31,11 +40,22 @@ class SourceMap:
     keys: dict[Path, tuple[int, int]] = field(default_factory=dict)
     block_scalars: set[Path] = field(default_factory=set)
     """Values written as ``|`` or ``>`` block scalars: their text starts on the next line."""
+    aliases: dict[Path, Path] = field(default_factory=dict)
+    """Where an alias (or a ``<<`` merged key) stands → where its content was written."""
+
+    def written(self, path: Path) -> Path:
+        """``path`` as written: a path inside an alias's value becomes the same place inside
+        its anchor's value (the alias itself keeps its own place)."""
+        for depth in range(len(path) - 1, -1, -1):
+            target = self.aliases.get(path[:depth])
+            if target is not None:
+                return self.written((*target, *path[depth:]))
+        return path
 
     def locate(self, path: Path, *, key: bool = False) -> Location:
         """The location of ``path``'s value (or its key), else of its nearest known parent."""
         table = self.keys if key else self.values
-        probe = path
+        probe = self.written(path)
         while True:
             pos = table.get(probe) or self.values.get(probe)
             if pos is not None:
@@ -47,7 +67,8 @@ class SourceMap:
     def locate_line(self, path: Path, line_in_value: int) -> Location:
         """The location of a line inside a (multi-line) string value, for template errors."""
         base = self.locate(path)
-        offset = line_in_value - 1 + (1 if path in self.block_scalars else 0)
+        block = self.written(path) in self.block_scalars
+        offset = line_in_value - 1 + (1 if block else 0)
         if offset == 0:
             return base
         return Location(base.file, base.line + offset, 1)
@@ -61,100 +82,79 @@ class Document:
     source: SourceMap
 
 
-class _Converter:
-    """Turns a composed node tree into Python values, filling a SourceMap on the way."""
-
-    def __init__(self, source: SourceMap) -> None:
-        self.source = source
-        self.constructor = yaml.constructor.SafeConstructor()
-
-    def convert(self, node: yaml.Node, path: Path) -> Any:
-        if len(path) > _MAX_DEPTH:
-            raise self._error(node, "the document is nested too deeply")
-        self.source.values[path] = _pos(node)
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, path)
-        if isinstance(node, yaml.SequenceNode):
-            return [self.convert(item, (*path, i)) for i, item in enumerate(node.value)]
-        if getattr(node, "style", None) in ("|", ">"):
-            self.source.block_scalars.add(path)
-        if node.tag == _TIMESTAMP:
-            return str(node.value)  # a runbook never wants a datetime object
-        return self.constructor.construct_object(node, deep=True)
-
-    def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, Any]:
-        self.constructor.flatten_mapping(node)  # resolves ``<<: *anchor`` merge keys
-        result: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise self._error(key_node, "a mapping key must be a plain string")
-            key = str(key_node.value)
-            if key in result:
-                raise self._error(key_node, f"duplicate key {key!r}")
-            self.source.keys[(*path, key)] = _pos(key_node)
-            result[key] = self.convert(value_node, (*path, key))
-        return result
-
-    def _error(self, node: yaml.Node, message: str) -> RunbookError:
-        line, col = _pos(node)
-        return RunbookError(Problem(message, Location(self.source.file, line, col)))
-
-
-def _pos(node: yaml.Node) -> tuple[int, int]:
-    mark = node.start_mark
-    return mark.line + 1, mark.column + 1
-
-
-def load_text(text: str, file: str) -> Document:
+def load_text(text: str, file: str, limits: limits_.Limits | None = None) -> Document:
     """Parse one YAML document from ``text``; ``file`` is the name used in error locations."""
-    source = SourceMap(file)
+    limits = limits or limits_.current()
+    positions = Positions()
     try:
-        nodes = list(yaml.compose_all(text, Loader=_Loader))
+        data, found = Composer(text, file, limits, positions).compose()
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1, 1)
-        what = exc.problem or exc.context or "invalid YAML"
-        raise RunbookError(Problem(f"YAML syntax error: {what}", where)) from None
-    except yaml.YAMLError as exc:  # reader errors (bad characters) carry a flat position
-        line, col = _reader_position(exc, text)
+        raise RunbookError(_syntax_problem(exc, text, file)) from None
+    except yaml.YAMLError as exc:  # reader errors (bad characters) carry a byte offset
+        line, col = _byte_position(text.encode("utf-8", "surrogatepass"),
+                                   getattr(exc, "position", None))
         reason = getattr(exc, "reason", None) or str(exc).splitlines()[0]
         raise RunbookError(Problem(f"YAML error: {reason}", Location(file, line, col))) from None
-    except RecursionError:
-        raise RunbookError(Problem("the document is nested too deeply", Location(file, 1, 1))) from None
-    nodes = [n for n in nodes if n is not None]
-    if not nodes:
+    if not found:
         raise RunbookError(Problem("the file is empty", Location(file, 1, 1)))
-    if len(nodes) > 1:
-        line, col = _pos(nodes[1])
-        raise RunbookError(Problem("only one YAML document is allowed", Location(file, line, col)))
-    try:
-        data = _Converter(source).convert(nodes[0], ())
-    except RecursionError:
-        raise RunbookError(Problem("the document is nested too deeply", Location(file, 1, 1))) from None
-    except yaml.constructor.ConstructorError as exc:
-        mark = exc.problem_mark
-        where = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1, 1)
-        raise RunbookError(Problem(f"YAML error: {exc.problem}", where)) from None
+    source = SourceMap(file, positions.values, positions.keys, positions.block_scalars,
+                       positions.aliases)
     return Document(data, source)
 
 
-def _reader_position(exc: yaml.YAMLError, text: str) -> tuple[int, int]:
-    position = getattr(exc, "position", None)
-    if not isinstance(position, int):
+def _syntax_problem(exc: yaml.MarkedYAMLError, text: str, file: str) -> Problem:
+    """A libyaml error at the mistake: a construct the file ends inside is reported where it
+    opens (with where the file ended), anything else where libyaml stopped."""
+    problem, context = exc.problem_mark, exc.context_mark
+    what = exc.problem or exc.context or "invalid YAML"
+    opened = _UNCLOSED.get(exc.context or "")
+    if problem is not None and context is not None and opened \
+            and not text[problem.index:].strip():
+        return Problem(f"YAML syntax error: {opened} (the file ends at "
+                       f"{problem.line + 1}:{problem.column + 1})",
+                       Location(file, context.line + 1, context.column + 1))
+    mark = problem or context
+    where = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1, 1)
+    return Problem(f"YAML syntax error: {what}", where)
+
+
+def _byte_position(data: bytes, offset: object) -> tuple[int, int]:
+    """Line and column (1-based, in characters) of byte ``offset`` of UTF-8 ``data``."""
+    if not isinstance(offset, int):
         return 1, 1
-    before = text[:position]
-    return before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1
+    offset = max(0, min(offset, len(data)))
+    line_start = data.rfind(b"\n", 0, offset) + 1
+    column = len(data[line_start:offset].decode("utf-8", "replace"))
+    return data.count(b"\n", 0, offset) + 1, column + 1
 
 
-def load_file(path: str) -> Document:
-    """Read and parse a YAML file; unreadable files are a RunbookError naming the path."""
+def read_text(path: str, limits: limits_.Limits) -> str:
+    """A file's text: refused when it is over the size limit (only that much is read) or not
+    UTF-8 (at the first bad byte); unreadable files are a RunbookError naming the path."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+        with open(path, "rb") as handle:
+            data = handle.read(limits.file_bytes + 1)
     except FileNotFoundError:
         raise RunbookError(f"{path}: no such file") from None
-    except UnicodeDecodeError as exc:
-        raise RunbookError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except IsADirectoryError:
+        raise RunbookError(f"{path}: is a directory, not a runbook file") from None
     except OSError as exc:
         raise RunbookError(f"{path}: cannot read: {exc.strerror}") from None
-    return load_text(text, path)
+    if len(data) > limits.file_bytes:
+        size = limits_.size_text(limits.file_bytes)
+        raise RunbookError(Problem(f"the file is larger than {size}, the limit for a runbook or "
+                                   f"values file ({limits_.ENV['file_bytes']})",
+                                   Location(path, 1, 1)))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, col = _byte_position(data, exc.start)
+        bad = data[exc.start:exc.start + 1].hex()
+        raise RunbookError(Problem(f"not UTF-8 text: {exc.reason} (byte 0x{bad})",
+                                   Location(path, line, col))) from None
+
+
+def load_file(path: str, limits: limits_.Limits | None = None) -> Document:
+    """Read and parse a YAML file (see :func:`read_text` and :func:`load_text`)."""
+    limits = limits or limits_.current()
+    return load_text(read_text(path, limits), path, limits)

@@ -6,7 +6,9 @@ Layout (the de-facto schema Jenkins, GitLab and GitHub annotations read)::
       <testsuite name=RUNBOOK tests= failures= errors= skipped= time= timestamp=>
         <properties><property name="file" value=.../> <property name="param.X" .../></properties>
         <testcase classname=RUNBOOK name="parent / step" time=>
+          <properties><property name="attempts" .../> ...</properties>   (retried steps)
           <failure message=... type="failed">message, assertions with values, output</failure>
+          <flakyFailure message=... type="failed">...</flakyFailure>      (passed after failures)
           <system-out>captured output</system-out>
         </testcase>
 
@@ -109,6 +111,7 @@ def _testcase(classname: str, step: StepRecord, counts: dict[str, int]) -> Eleme
 
     case = ET.Element("testcase", classname=_x(classname), name=_x(step.qualified_name))
     case.set("time", _secs(step.duration or 0.0))
+    _attempts(case, step)
     counts["tests"] += 1
     message = _x(first_line(step.summary_message(), _MESSAGE_WIDTH))
     if step.status == "failed":
@@ -123,6 +126,8 @@ def _testcase(classname: str, step: StepRecord, counts: dict[str, int]) -> Eleme
         counts["skipped"] += 1
         ET.SubElement(case, "skipped", message=message)
     out = step.output
+    if step.status == "passed" and step.failed_attempts:
+        out = _passed_after(step) + ("\n\n" + out if out else "")
     if step.status == "ignored":
         # The step failed but continue_on_error let the run go on: it is not a CI failure, yet
         # its failure must stay visible to whoever reads the report.
@@ -132,6 +137,33 @@ def _testcase(classname: str, step: StepRecord, counts: dict[str, int]) -> Eleme
     if out:
         ET.SubElement(case, "system-out").text = _x(out)
     return case
+
+
+def _attempts(case: Element, step: StepRecord) -> None:
+    """A step that took more than one attempt says so: ``attempts`` and ``failed_attempts``
+    properties, and for one that passed in the end, a ``<flakyFailure>`` per failed attempt
+    (Maven Surefire's convention for a test that passed on a rerun; readers that do not know
+    it skip it, and the same lines open its ``<system-out>``)."""
+    import xml.etree.ElementTree as ET
+
+    if len(step.attempt_log) < 2:
+        return
+    props = ET.SubElement(case, "properties")
+    for name, value in (("attempts", len(step.attempt_log)),
+                        ("failed_attempts", len(step.failed_attempts))):
+        ET.SubElement(props, "property", name=name, value=str(value))
+    if step.status != "passed":
+        return
+    for attempt in step.failed_attempts:
+        flaky = ET.SubElement(case, "flakyFailure", type=attempt.status,
+                              message=_x(first_line(attempt.line(), _MESSAGE_WIDTH)))
+        ET.SubElement(flaky, "stackTrace").text = _x(attempt.line())
+
+
+def _passed_after(step: StepRecord) -> str:
+    failed = len(step.failed_attempts)
+    return (f"passed on attempt {len(step.attempt_log)} after {failed} failed "
+            f"attempt{'s' if failed != 1 else ''}:\n" + step.attempts_text().partition("\n")[2])
 
 
 def _needs_run_case(run: RunRecord) -> bool:

@@ -89,7 +89,7 @@ def render_run(run: RunRecord, output_lines: int = 200) -> str:
                 s.ref.kind + (" (finally)" if s.ref.phase == "finally" else ""),
                 f"{_STEP_MARK.get(s.status, '')} {s.status}",
                 format_duration(s.duration),
-                str(s.attempts) if s.attempts else "-",
+                _attempts_cell(s),
                 cell(s.summary_message()),
             ]
             for s in run.steps
@@ -104,6 +104,13 @@ def render_run(run: RunRecord, output_lines: int = 200) -> str:
         for step in problems:
             out.append(_details(step, output_lines))
 
+    retried = [s for s in run.steps if s.status == "passed" and s.failed_attempts]
+    if retried:
+        out.append("## Passed after failed attempts\n")
+        for step in retried:
+            out.append(f"### {step.number}. {inline(step.qualified_name)}\n")
+            out.append(fence(step.attempts_text(), "text"))
+
     notes = [(s.qualified_name, n) for s in run.steps for n in s.notes]
     notes += [(n.source, n.message) for n in run.notes]
     if notes:
@@ -111,6 +118,15 @@ def render_run(run: RunRecord, output_lines: int = 200) -> str:
         out.extend(f"- **{inline(source)}**: {inline(message)}" for source, message in notes)
         out.append("")
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _attempts_cell(step: StepRecord) -> str:
+    """``3 (2 failed)`` for a step that passed after failed attempts."""
+    if not step.attempts:
+        return "-"
+    failed = len(step.failed_attempts)
+    return f"{step.attempts} ({failed} failed)" if failed and step.status == "passed" \
+        else str(step.attempts)
 
 
 def _status_line(run: RunRecord) -> str:
@@ -149,6 +165,9 @@ def _details(step: StepRecord, output_lines: int) -> str:
                 else:
                     out.append(f"  - {code(name)} = {code(value)}")
         out.append("")
+    if step.attempts_text():
+        out.append(f"**{inline(step.attempts_text().partition(chr(10))[0])}**\n")
+        out.append(fence(step.attempts_text().partition("\n")[2], "text"))
     if step.notes:
         out.append("**Notes:**\n")
         out.extend(f"- {inline(n)}" for n in step.notes)

@@ -17,6 +17,7 @@ from typing import Any
 
 from kdiag.engine.events import (
     AssertionResult,
+    AttemptFinished,
     BackgroundFailed,
     Event,
     RunFinished,
@@ -28,7 +29,7 @@ from kdiag.engine.events import (
     StepStarted,
 )
 from kdiag.errors import EnvironmentProblem
-from kdiag.reports.steprecord import AssertionRecord, StepRecord, background_failure
+from kdiag.reports.steprecord import AssertionRecord, AttemptRecord, StepRecord, background_failure
 from kdiag.reports.text import jsonable, write_atomic
 
 REPORT_FORMAT = "kdiag.report/v1"
@@ -116,6 +117,8 @@ class RunRecord:
             rec.assertions.append(AssertionRecord.from_event(event))
         elif isinstance(event, StepNote):
             rec.notes.append(event.message)
+        elif isinstance(event, AttemptFinished):
+            rec.attempt_log.append(AttemptRecord.from_event(event))
         elif isinstance(event, StepFinished):
             rec._finished(event)
         return rec

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from kdiag.engine.events import (
     AssertionResult,
+    AttemptFinished,
     BackgroundFailed,
     StepFinished,
     StepRef,
@@ -62,6 +63,33 @@ class AssertionRecord:
 
 
 @dataclass
+class AttemptRecord:
+    """One attempt of a step: automatic (``retries``/``until``) or asked for in step mode."""
+
+    number: int
+    status: str
+    message: str = ""
+    duration: float = 0.0
+    by_user: bool = False
+
+    @classmethod
+    def from_event(cls, event: AttemptFinished) -> AttemptRecord:
+        """The record of an :class:`AttemptFinished` event."""
+        return cls(event.attempt, event.status, event.message, event.duration, event.by_user)
+
+    def line(self) -> str:
+        """``attempt 2 (retried by the user): failed: message``."""
+        who = " (retried by the user)" if self.by_user else ""
+        message = f": {self.message}" if self.message else ""
+        return f"attempt {self.number}{who}: {self.status}{message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary."""
+        return {"attempt": self.number, "status": self.status, "message": self.message,
+                "duration": self.duration, "by_user": self.by_user}
+
+
+@dataclass
 class StepRecord:
     """Everything reported about one step, across its attempts."""
 
@@ -78,6 +106,8 @@ class StepRecord:
     assertions: list[AssertionRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     artifacts: list[str] = field(default_factory=list)
+    attempt_log: list[AttemptRecord] = field(default_factory=list)
+    """Every attempt that ended, in order (automatic retries and step-mode retries)."""
     finished: bool = False
     output_dropped: int = 0
     """Characters cut from the start of :attr:`output` to bound memory (see MAX_RECORD_OUTPUT)."""
@@ -124,6 +154,17 @@ class StepRecord:
         return [a for a in self.assertions if not a.passed]
 
     @property
+    def failed_attempts(self) -> list[AttemptRecord]:
+        """Attempts that did not pass (for a passed step: the ones before it passed)."""
+        return [a for a in self.attempt_log if a.status != "passed"]
+
+    def attempts_text(self) -> str:
+        """``Attempts:`` and one line per attempt, when there was more than one ("")."""
+        if len(self.attempt_log) < 2:
+            return ""
+        return "\n".join(["Attempts:", *(f"  {a.line()}" for a in self.attempt_log)])
+
+    @property
     def has_problem(self) -> bool:
         """Whether reports should show this step's failure details."""
         return self.status in PROBLEM_STATUSES
@@ -154,6 +195,8 @@ class StepRecord:
                 for name, value in a.values.items():
                     lines.append(f"      {name} = {indent_rest(value, 8)}")
             parts.append("\n".join(lines))
+        if self.attempts_text():
+            parts.append(self.attempts_text())
         if self.notes:
             parts.append("\n".join(["Notes:", *(f"  - {n}" for n in self.notes)]))
         if self.artifacts:
@@ -182,6 +225,7 @@ class StepRecord:
             "started_at": self.started_at,
             "duration": self.duration,
             "attempts": self.attempts,
+            "attempt_log": [a.to_dict() for a in self.attempt_log],
             "message": self.message,
             "output": self.output,
             "output_dropped": self.output_dropped,

@@ -14,9 +14,10 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from .lanegate import MAX_PENDING, LaneGate
 from .wire.lane import (
     HELLO,
-    HELLO_TIMEOUT,
+    HELLO_DEADLINE,
     Lane,
     LaneError,
     LaneStream,
@@ -27,6 +28,7 @@ from .wire.lane import (
 
 log = logging.getLogger(__name__)
 
+BACKLOG = 128
 Handler = Callable[[Iterator[Any], Any], Iterator[bytes]]
 """A stream handler as gRPC calls it: (request iterator, context) → response messages."""
 
@@ -53,67 +55,51 @@ class ServerContext:
 
 
 class LaneServer:
-    """Accepts lane connections; each, once its HELLO carries the token, serves streams with
+    """Accepts lane connections; each, once its HELLO carries the token (checked by the
+    :class:`~.lanegate.LaneGate`, on one thread for all that wait), serves streams with
     ``handler`` on worker threads."""
 
     def __init__(self, listener: socket.socket, check_token: Callable[[str], bool],
                  handler: Handler, decode: Callable[[bytes], Any],
-                 submit: Callable[..., None]) -> None:
+                 submit: Callable[..., None], *, hello_deadline: float = HELLO_DEADLINE,
+                 max_pending: int = MAX_PENDING) -> None:
         self._listener = listener
-        self._check_token = check_token
         self._handler = handler
         self._decode = decode
         self._submit = submit
         self._lanes: dict[Lane, socket.socket] = {}
         self._lock = threading.Lock()
         self._closed = False
+        self.gate = LaneGate(listener, lambda token: check_token(token.decode(errors="replace")),
+                             self._admit, deadline=hello_deadline, max_pending=max_pending)
 
     def start(self) -> None:
-        """Accept in a thread of its own."""
-        threading.Thread(target=self._accept_loop, daemon=True, name="lane-accept").start()
+        """Accept (and check HELLOs) on the gate's thread."""
+        self.gate.start()
 
-    def _accept_loop(self) -> None:
-        while True:
-            try:
-                sock, _ = self._listener.accept()
-            except OSError:
-                return  # closed
-            threading.Thread(target=self._serve, args=(sock,), daemon=True,
-                             name="lane-read").start()
+    def _admit(self, sock: socket.socket) -> None:
+        """A connection that authenticated: serve it on a thread of its own."""
+        threading.Thread(target=self._serve, args=(sock,), daemon=True, name="lane-read").start()
 
     def _serve(self, sock: socket.socket) -> None:
-        """Read one lane until it closes: HELLO with the token first, then streams."""
+        """Answer the HELLO, then read the lane's streams until it closes."""
         if sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        accepted = threading.Event()
 
         def new_stream(lane: Lane, stream_id: int) -> LaneStream:
-            if not accepted.is_set():
-                raise LaneError("UNAUTHENTICATED", "the lane must start with HELLO")
             stream = LaneStream(lane, stream_id, client=False)
             lane.add(stream)
             self._submit(self._run, stream)
             return stream
 
         lane = Lane(socket_sender(sock), new_stream)
-
-        def on_hello(token: bytes) -> None:
-            if accepted.is_set():
-                return
-            if not self._check_token(token.decode(errors="replace")):
-                raise LaneError("UNAUTHENTICATED", "missing or invalid kdiag session token")
-            accepted.set()
-            sock.settimeout(None)
-            lane.send(HELLO, 0)
-
-        lane.on_hello = on_hello
         with self._lock:
             if self._closed:
                 sock.close()
                 return
             self._lanes[lane] = sock
-        sock.settimeout(HELLO_TIMEOUT)
         try:
+            lane.send(HELLO, 0)
             read_into(sock, lane.feed)
         except (OSError, LaneError) as exc:
             log.debug("lane: %s", exc)
@@ -151,6 +137,7 @@ class LaneServer:
         with self._lock:
             self._closed = True
             lanes = list(self._lanes.items())
+        self.gate.close()
         with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
@@ -169,9 +156,9 @@ def listen(address: str) -> tuple[socket.socket, str]:
             os.unlink(where)
         sock.bind(where)
         os.chmod(where, 0o600)
-        sock.listen(16)
+        sock.listen(BACKLOG)
         return sock, address
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(where)
-    sock.listen(16)
+    sock.listen(BACKLOG)
     return sock, f"{where[0]}:{sock.getsockname()[1]}"

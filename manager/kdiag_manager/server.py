@@ -30,8 +30,24 @@ FEATURES = ["exec", "tty", "redirect", "fail-open", "header-filter", "ps", "capt
 
 # Each tunnel holds one worker thread for its lifetime (plus the control streams and calls).
 MAX_WORKERS = 1024
+MAX_RECEIVE = 4 << 20
+"""The largest message the manager takes, before or after the token is checked: a client's
+largest is a 2 MiB tunnel chunk (``kdiag.session.tunnel.MAX_CHUNK``) plus its frame."""
+# What a peer can make the server hold before the interceptor sees its token (the token is
+# checked on each call's metadata, before the handler runs, but gRPC reads a unary call's
+# request message first): metadata of at most 8 KiB (16 KiB hard), messages of at most
+# MAX_RECEIVE, at most MAX_WORKERS streams per connection. gRPC has no deadline for a
+# connection that never calls, nor a cap on connections: an idle one costs the core a few KB
+# and no thread (measured in tests/manager/test_lane_limits.py).
+_PRE_AUTH_OPTIONS = {
+    "grpc.max_receive_message_length": MAX_RECEIVE,
+    "grpc.max_metadata_size": 8 << 10,
+    "grpc.absolute_max_metadata_size": 16 << 10,
+    "grpc.max_concurrent_streams": MAX_WORKERS,
+}
 SERVER_OPTIONS = [
-    *TRANSPORT_OPTIONS,
+    *((name, value) for name, value in TRANSPORT_OPTIONS if name not in _PRE_AUTH_OPTIONS),
+    *_PRE_AUTH_OPTIONS.items(),
     ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
     ("grpc.so_reuseport", 0),
 ]

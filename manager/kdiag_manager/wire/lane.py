@@ -13,7 +13,9 @@ Wire format: frames of a 9-byte header (kind, stream id, payload length; big-end
 payload.
 
 - ``HELLO`` (stream 0): the client's first frame carries the session token; the manager answers
-  with an empty one (accepted) or closes the lane.
+  with an empty one (accepted) or closes the lane. Before it, the manager reads nothing else: a
+  first frame of another kind, a HELLO over :data:`MAX_HELLO` bytes or one not complete within
+  :data:`HELLO_DEADLINE` seconds of the connection closes it (``kdiag_manager.lanegate``).
 - ``MSG``: one message of a stream (a Tunnel frame, byte for byte what gRPC would carry). The
   client's first ``MSG`` on a new stream id opens the stream.
 - ``END``: the sender has no more messages (a half-close; from the manager: the call is over,
@@ -49,7 +51,10 @@ WINDOW = 8 << 20
 _CREDIT_EVERY = WINDOW // 4
 _SMALL = 64 * 1024  # payloads up to this size go out in one write with their header
 READ_SIZE = 256 * 1024
-HELLO_TIMEOUT = 10.0
+HELLO_DEADLINE = 5.0
+"""Seconds from the accept within which the manager must have a connection's whole HELLO."""
+MAX_HELLO = 4096
+"""The largest HELLO the manager reads (the token is tens of bytes)."""
 MAX_PAYLOAD = 64 << 20
 
 
