@@ -1,5 +1,6 @@
 """Stands in for the kdiag CLI in kill -9 tests: opens a node session, starts a redirect that
-does not fail open, prints READY and the manager's PID, then waits to be killed."""
+does not fail open, prints READY, the manager's PID and the session's folder, then waits to be
+killed. Arguments: PID PORT ENTER [MECHANISM] (auto, nftables or iptables)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from kdiag.targets.node import NodeTarget
 
 def main() -> None:
     pid, port, enter = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-    session = NodeTarget(pid, env={"KDIAG_ENTER": enter}).open()
+    mechanism = sys.argv[4] if len(sys.argv) > 4 else "auto"
+    session = NodeTarget(pid, env={"KDIAG_ENTER": enter,
+                                   "KDIAG_REDIRECT_RULES": mechanism}).open()
     session.manager.redirect(RedirectSpec("incoming", [port], fail_open=False), ("127.0.0.1", 1))
     print("READY", session.info["manager_pid"], session.workdir, flush=True)
     time.sleep(600)
