@@ -89,13 +89,17 @@ def kdiag_rules(namespace: str) -> list[str]:
     nftables tables named ``kdiag-*`` (``nft: <table> <rule>``) and the iptables/ip6tables
     rules tagged ``kdiag:`` (as iptables-save prints them; ip6tables ones end in ``(ip6)``)."""
     rules: list[str] = []
-    table = ""
+    table, block = "", ""  # the kdiag table we are in; the block in it (chain or object)
     listing = sh("ip", "netns", "exec", namespace, "nft", "list", "ruleset")  # fails loudly
     for line in listing.splitlines():
         words = line.split()
         if words[:1] == ["table"] and len(words) >= 3:
             table = f"{words[1]} {words[2]}" if words[2].startswith("kdiag-") else ""
-        elif table and words and words[0] not in ("chain", "}", "type", "flags", "policy"):
+        elif words[-1:] == ["{"]:
+            block = words[0]  # "chain", or an object ("ct", "counter"...)
+        elif words == ["}"]:
+            block = ""
+        elif table and block == "chain" and words[0] not in ("type", "policy"):
             rules.append(f"nft: {table} {line.strip()}")  # a rule, with or without comment
     for tool, suffix in (("iptables-save", ""), ("ip6tables-save", " (ip6)")):
         save = sh("ip", "netns", "exec", namespace, tool, check=False)

@@ -28,18 +28,21 @@ NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE, NLM_F_APPEND = 0x1, 0x4, 0x2
 NLA_F_NESTED = 0x8000
 _NLMSGHDR = struct.Struct("=IHHII")
 
-MSG_NEWTABLE, MSG_DELTABLE, MSG_NEWCHAIN, MSG_NEWRULE = 0, 2, 3, 6
+MSG_NEWTABLE, MSG_DELTABLE, MSG_NEWCHAIN, MSG_NEWRULE, MSG_NEWOBJ = 0, 2, 3, 6, 18
 TABLE_NAME, TABLE_FLAGS, TABLE_F_OWNER = 1, 2, 0x2
 CHAIN_TABLE, CHAIN_NAME, CHAIN_HOOK, CHAIN_POLICY, CHAIN_TYPE = 1, 3, 4, 5, 7
 HOOK_NUM, HOOK_PRIORITY = 1, 2
 RULE_TABLE, RULE_CHAIN, RULE_EXPRESSIONS, RULE_USERDATA = 1, 2, 4, 7
+OBJ_TABLE, OBJ_NAME, OBJ_TYPE, OBJ_DATA = 1, 2, 3, 4
+OBJECT_CT_EXPECT = 9
+CT_EXPECT_L4PROTO, CT_EXPECT_DPORT, CT_EXPECT_TIMEOUT, CT_EXPECT_SIZE = 2, 3, 4, 5
 UDATA_RULE_COMMENT = 0
 LIST_ELEM, EXPR_NAME, EXPR_DATA = 1, 1, 2
 DATA_VALUE, DATA_VERDICT, VERDICT_CODE = 1, 2, 1
 
 # Families (nfgenmsg), hooks, verdicts, registers.
 FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}  # NFPROTO_IPV4 = 2, NFPROTO_IPV6 = 10
-HOOK_PREROUTING, HOOK_INPUT, HOOK_OUTPUT = 0, 1, 3
+HOOK_PREROUTING, HOOK_INPUT, HOOK_OUTPUT, HOOK_POSTROUTING = 0, 1, 3, 4
 NF_DROP, NF_ACCEPT = 0, 1
 REG_VERDICT, REG_1, REG_2 = 0, 1, 2
 
@@ -175,6 +178,15 @@ class Chain:
 
 
 @dataclass(frozen=True)
+class CtExpectation:
+    """A stateful ``ct expectation`` object. Unused by any rule it does nothing, but like
+    every conntrack user it keeps connection tracking on in the namespace (see
+    :mod:`nftrules`: what carried connections need once their rules are gone)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class Rule:
     """A rule: its chain, expressions, comment, and what it does in ``nft`` syntax (for
     people: reports and logs)."""
@@ -202,12 +214,20 @@ class OwnedTable:
             raise NftError(exc.errno, f"no nf_tables netlink here: {exc.strerror or exc}") \
                 from None
 
-    def create(self, chains: list[Chain], rules: list[Rule]) -> None:
-        """Create the owned table with ``chains`` and ``rules`` in one transaction (all or
-        nothing). Raises NftError: EOPNOTSUPP before Linux 5.12 (no owner flag), EPERM
-        without CAP_NET_ADMIN, ENOENT or EOPNOTSUPP without nf_tables..."""
+    def create(self, chains: list[Chain], rules: list[Rule],
+               objects: tuple[CtExpectation, ...] = ()) -> None:
+        """Create the owned table with ``chains``, ``rules`` and ``objects`` in one
+        transaction (all or nothing). Raises NftError: EOPNOTSUPP before Linux 5.12 (no owner
+        flag), EPERM without CAP_NET_ADMIN, ENOENT or EOPNOTSUPP without nf_tables..."""
         messages = [(MSG_NEWTABLE, NLM_F_CREATE | NLM_F_EXCL,
                      string(TABLE_NAME, self.name) + u32(TABLE_FLAGS, TABLE_F_OWNER))]
+        for obj in objects:
+            messages.append((MSG_NEWOBJ, NLM_F_CREATE | NLM_F_EXCL, (
+                string(OBJ_TABLE, self.name) + string(OBJ_NAME, obj.name)
+                + u32(OBJ_TYPE, OBJECT_CT_EXPECT)
+                + nest(OBJ_DATA, attr(CT_EXPECT_L4PROTO, bytes([socket.IPPROTO_TCP])),
+                       attr(CT_EXPECT_DPORT, bytes(2)), attr(CT_EXPECT_TIMEOUT, host_u32(1000)),
+                       attr(CT_EXPECT_SIZE, bytes([1]))))))
         for chain in chains:
             messages.append((MSG_NEWCHAIN, NLM_F_CREATE, (
                 string(CHAIN_TABLE, self.name) + string(CHAIN_NAME, chain.name)

@@ -9,6 +9,14 @@ redirect and family (``M``: the manager's socket mark, ``L``: its listener's por
   127.0.0.1:L`` (``[::1]:L`` in the ip6 table);
 - chain ``input`` (filter, 0), both: ``tcp dport L ct status ! dnat drop``.
 
+While a manager has redirected, its *anchor* table (:func:`anchor`) keeps two things on in the
+namespace that connections already redirected (carried, or failed open to the app) need after
+their redirect's table is gone: the NAT hooks (one nat chain, empty) and connection tracking (a
+``ct expectation`` object no rule uses: each nat, redirect or ct expression holds conntrack
+on, and deleting the last one turns it off). Without it, such connections would stop being
+translated: their packets, resets included, would go astray and they would hang. The anchor
+has no rule and goes with the manager.
+
 The nat chains run at priority -110, before iptables' nat chains (-100): kdiag's rules come
 first, as ``iptables -I CHAIN 1`` made them. The manager's own sockets carry the mark ``M`` (its
 fail-open and probe connections are never redirected). Every rule carries the comment
@@ -18,6 +26,7 @@ fail-open and probe connections are never redirected). Every rule carries the co
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import struct
 from collections.abc import Sequence
@@ -129,6 +138,13 @@ def outgoing(tag: str, port: int, listen_port: int, family: int,
     return [*(_rule("output", tag, *t, _tcp_dport(port), _not_marked(),
                     _dnat_loopback(family, listen_port)) for t in targets),
             refuse_direct(tag, listen_port)]
+
+
+def anchor(family: int) -> tuple[str, list[nft.Chain], tuple[nft.CtExpectation, ...]]:
+    """The manager's anchor table for ``family``: its name, chain and object."""
+    return (f"kdiag-anchor-{os.getpid()}", [nft.Chain("keep-nat", "nat", nft.HOOK_POSTROUTING,
+                                                      100)],
+            (nft.CtExpectation("keep-conntrack"),))
 
 
 def chains_for(rules: Sequence[nft.Rule]) -> list[nft.Chain]:

@@ -18,6 +18,7 @@ import os
 import queue
 import socket
 import threading
+import weakref
 from collections.abc import Iterator
 
 from . import httpfilter, httprouter, redirectrules, sysutil
@@ -57,6 +58,8 @@ class RedirectSession:
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
         self._mine: set[int] = set()
+        # Every accepted (address-translated) socket still open: aborted when the manager exits.
+        self._accepted_socks: weakref.WeakSet[socket.socket] = weakref.WeakSet()
         self._pool: TunnelPool | None = None
         self.first_bytes = FirstBytesHint()
         self.id = next(_session_ids)
@@ -136,6 +139,16 @@ class RedirectSession:
                     conn.decided.set()
             self.events.put(None)
 
+    def abort_connections(self) -> int:
+        """Reset every connection this redirect accepted that is still open (the manager is
+        exiting: a reset, never a clean end that would pass for a complete answer); how many."""
+        aborted = 0
+        for sock in list(self._accepted_socks):
+            if sock.fileno() != -1:
+                abort(sock)
+                aborted += 1
+        return aborted
+
     @property
     def stopped(self) -> bool:
         """Has stop() run?"""
@@ -189,6 +202,7 @@ class RedirectSession:
             self._offer(sock, peer)  # never blocks: keeps connection setup fast
 
     def _new_connection(self, sock: socket.socket, peer: tuple[str, int]) -> Connection | None:
+        self._accepted_socks.add(sock)
         try:
             original = sysutil.original_destination(sock)
         except OSError:
@@ -321,6 +335,13 @@ WORKERS = Workers("conn")
 # Sessions by redirect id, for pooled tunnels.
 _session_ids = itertools.count(1)
 _by_id: dict[int, RedirectSession] = {}
+# Every session not yet garbage: a stopped one's connections may still run.
+_sessions: weakref.WeakSet[RedirectSession] = weakref.WeakSet()
+
+
+def _all_sessions() -> list[RedirectSession]:
+    with _registry_lock:
+        return list(_sessions)
 
 
 def session_by_id(redirect_id: int) -> RedirectSession | None:
@@ -341,15 +362,23 @@ def _register(session: RedirectSession) -> None:
         if _closing:
             raise OSError("the manager is stopping")
         _active.add(session)
+        _sessions.add(session)
         _by_id[session.id] = session
 
 
 def stop_all() -> None:
-    """Stop every session and return once all their rules are removed (also those another
-    thread is removing right now); later redirects are refused. For the manager's exit."""
+    """For the manager's exit: refuse later redirects, reset every connection a redirect
+    accepted (while its address translation holds, so the reset reaches the peer: with iptables
+    rules there is no anchor), stop every session and return once all their rules are removed
+    (also those another thread is removing right now), then reset the connections accepted
+    meanwhile (the nftables anchor still translates them)."""
     global _closing
     with _registry_lock:
         _closing = True
         sessions = list(_active)
+    for session in _all_sessions():
+        session.abort_connections()
     for session in sessions:
         session.stop()
+    for session in _all_sessions():  # those accepted meanwhile
+        session.abort_connections()

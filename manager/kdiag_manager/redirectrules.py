@@ -159,6 +159,26 @@ def _nft_rules(options: RedirectOptions, listen_port: int, family: int,
     return list(dict.fromkeys(rules))  # one DROP rule per listener
 
 
+_anchors: dict[int, nft.OwnedTable] = {}
+_anchor_lock = threading.Lock()
+
+
+def _ensure_anchor(family: int) -> None:
+    """Create this manager's anchor table for ``family`` once (see :mod:`nftrules`: it keeps
+    redirected connections translated after their redirect stops). NftError if it cannot."""
+    with _anchor_lock:
+        if family in _anchors:
+            return
+        name, chains, objects = nftrules.anchor(family)
+        table = nft.OwnedTable(family, name)
+        try:
+            table.create(chains, [], objects)
+        except BaseException:
+            table.close()
+            raise
+        _anchors[family] = table
+
+
 def _install_nft(options: RedirectOptions, listen_port: int, dual: bool, name: str
                  ) -> NftRuleSet:
     """Owned tables; NftError when the first family's cannot be created (no owned tables
@@ -178,6 +198,7 @@ def _install_nft(options: RedirectOptions, listen_port: int, dual: bool, name: s
             rules = _nft_rules(options, listen_port, family, networks)
             table = nft.OwnedTable(family, name)
             try:
+                _ensure_anchor(family)
                 table.create(nftrules.chains_for(rules), rules)
             except nft.NftError as exc:
                 table.close()

@@ -35,7 +35,7 @@ def test_no_owned_tables_falls_back_to_iptables_and_says_why(monkeypatch) -> Non
         def __init__(self, family: int, name: str) -> None:
             pass
 
-        def create(self, chains, rules) -> None:
+        def create(self, *parts) -> None:
             raise nftables.NftError(errno.EOPNOTSUPP, "Operation not supported")
 
         def close(self) -> None:

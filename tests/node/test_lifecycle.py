@@ -10,7 +10,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -24,7 +26,7 @@ from kdiag.session.client import ManagerClient
 from kdiag.session.results import RedirectSpec
 from kdiag.targets.node import NodeTarget, _start_time
 
-from .conftest import ENTER, Lab, exchange, in_netns
+from .conftest import ENTER, Lab, exchange, in_netns, recv_all, tcp_server
 
 
 def test_calls_without_the_token_are_refused(app: Lab, node_session) -> None:
@@ -62,12 +64,14 @@ def test_token_is_scrubbed_and_process_not_dumpable(app: Lab, node_session) -> N
     assert probe.returncode != 0 and "Permission denied" in probe.stderr
 
 
-def _start_cli_helper(app: Lab, mechanism: str) -> tuple[subprocess.Popen[str], int, str]:
+def _start_cli_helper(app: Lab, mechanism: str, operator_port: int = 1
+                      ) -> tuple[subprocess.Popen[str], int, str]:
     """A stand-in CLI with a redirect of 8080 that does not fail open: (process, manager PID,
     session folder)."""
     helper = subprocess.Popen(
         [sys.executable, "-m", "tests.node.cli_helper", str(app.app_pid), "8080", str(ENTER),
-         mechanism], stdout=subprocess.PIPE, cwd=Path(__file__).parents[2], text=True)
+         mechanism, str(operator_port)], stdout=subprocess.PIPE,
+        cwd=Path(__file__).parents[2], text=True)
     assert helper.stdout is not None
     line = helper.stdout.readline()
     assert line.startswith("READY"), line
@@ -124,6 +128,57 @@ def test_kill_9_of_the_cli_restores_traffic_within_1s(app: Lab, mechanism: str) 
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def test_a_carried_connection_is_reset_when_the_cli_vanishes(app: Lab) -> None:
+    """A connection the redirect carries when the CLI is killed ends with a reset, never with
+    a clean end that would pass the missing answer for an empty one (the manager resets what
+    it still carries on its way out)."""
+    with tcp_server(_hold) as operator:
+        helper, _, workdir = _start_cli_helper(app, "auto", operator[1])
+        try:
+            _expect_reset_after(app, helper.kill)
+        finally:
+            helper.kill()
+            helper.wait()
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_a_carried_connection_is_reset_when_its_tunnel_breaks(app: Lab, node_session) -> None:
+    """The same with the manager alive (as in a pod): the client's lane breaks under a
+    connection that has sent all its request and waits for the answer."""
+    manager = node_session.manager
+    assert manager.lane is not None
+    with tcp_server(_hold) as operator:
+        handle = manager.redirect(RedirectSpec("incoming", [8080], fail_open=False), operator)
+        try:
+            _expect_reset_after(app, lambda: manager._lane_socket.shutdown(socket.SHUT_RDWR))
+        finally:
+            handle.close()
+
+
+_requests = threading.Semaphore(0)
+
+
+def _hold(conn: socket.socket) -> None:
+    """An operator side that reads the request and never answers."""
+    recv_all(conn)
+    _requests.release()
+    time.sleep(10)
+
+
+def _expect_reset_after(app: Lab, fault: Callable[[], object]) -> None:
+    """A client that sent its whole request and waits for the answer gets a reset after
+    ``fault``."""
+    with in_netns(app.client_ns):
+        client = socket.create_connection((app.app_ip, 8080), timeout=10)
+    with client:
+        client.sendall(b"request")
+        client.shutdown(socket.SHUT_WR)
+        assert _requests.acquire(timeout=10)
+        fault()
+        with pytest.raises(ConnectionResetError):
+            client.recv(100)  # b"" (a clean end) would be a lie
+
+
 def test_kill_9_of_the_manager_removes_its_rules_at_once(app: Lab) -> None:
     """The rules live in a table the kernel owns for the manager: they vanish with it, also
     when a child it started (here a command still running through Exec) outlives it."""
@@ -133,8 +188,6 @@ def test_kill_9_of_the_manager_removes_its_rules_at_once(app: Lab) -> None:
                                           ("127.0.0.1", 1))
         assert handle.rules and all(r.startswith("add rule ip") for r in handle.rules)
         assert not handle.warnings
-        import threading
-
         threading.Thread(target=lambda: _ignore_errors(session.manager.exec, script="sleep 30"),
                          daemon=True).start()
         child = _wait_for_child(session.info["manager_pid"])

@@ -374,3 +374,32 @@ def test_iptables_fallback_redirects_the_same_and_says_so(app: Lab, iptables_ses
         finally:
             handle.close()
     assert app.tagged_rules() == []
+
+
+def test_a_carried_connection_outlives_its_redirect(app: Lab, node_session) -> None:
+    """Stopping a redirect removes its rules, not the address translation of a connection it
+    already carries (the manager's anchor table keeps NAT and conntrack on): the connection
+    goes on both ways until it ends."""
+
+    def echo_lines(conn: socket.socket) -> None:
+        with conn.makefile("rb") as lines:
+            for line in lines:
+                conn.sendall(b"op:" + line)
+
+    with tcp_server(echo_lines) as operator:
+        handle = node_session.manager.redirect(
+            RedirectSpec("incoming", [8080], fail_open=False), operator)
+        try:
+            with in_netns(app.client_ns):
+                client = socket.create_connection((app.app_ip, 8080), timeout=10)
+            with client, client.makefile("rb") as answers:
+                client.sendall(b"one\n")
+                assert answers.readline() == b"op:one\n"
+                handle.close(abort_connections=False)
+                assert app.tagged_rules() == []
+                with in_netns(app.client_ns):  # new connections reach the app
+                    assert exchange((app.app_ip, 8080), b"new") == b"app:new"
+                client.sendall(b"two\n")
+                assert answers.readline() == b"op:two\n"
+        finally:
+            handle.close()
