@@ -264,9 +264,7 @@ class OwnedTable:
     def _message(self, kind: int, flags: int, body: bytes, family: int, res_id: int = 0
                  ) -> tuple[int, bytes]:
         self._seq += 1
-        body = struct.pack("=BBH", family, 0, socket.htons(res_id)) + body  # nfgenmsg
-        return self._seq, _NLMSGHDR.pack(_NLMSGHDR.size + len(body), kind, flags, self._seq,
-                                         0) + body
+        return self._seq, message(self._seq, kind, flags, family, body, res_id)
 
     def _transaction(self, messages: list[tuple[int, int, bytes]]) -> None:
         """Send ``messages`` as one nf_tables batch and check every acknowledgement."""
@@ -286,16 +284,25 @@ class OwnedTable:
             parts.append(self._message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, b"", 0,
                                        NFNL_SUBSYS_NFTABLES)[1])
             sock.send(b"".join(parts))
-            error = _read_acks(sock, pending)
+            error = read_acks(sock, pending)
         if error:
             raise NftError(error, f"nf_tables: {os.strerror(error)}")
 
 
-def _read_acks(sock: socket.socket, pending: set[int]) -> int:
-    """Read the batch's acknowledgements; the first error's errno (0: all acknowledged).
+def message(seq: int, kind: int, flags: int, family: int, body: bytes, res_id: int = 0
+            ) -> bytes:
+    """One nfnetlink message: header, ``nfgenmsg`` (family, version 0, ``res_id``), body."""
+    body = struct.pack("=BBH", family, 0, socket.htons(res_id)) + body
+    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), kind, flags, seq, 0) + body
 
-    The kernel processes a batch while ``send`` runs, so its answers are already queued; after
-    an error it answers only some messages, so reading stops at the first one that fails.
+
+def read_acks(sock: socket.socket, pending: set[int]) -> int:
+    """Read the acknowledgements of the messages numbered ``pending``; the first error's errno
+    (0: all acknowledged).
+
+    The kernel processes netlink requests while ``send`` runs, so its answers are already
+    queued; after an error in a batch it answers only some messages, so reading stops at the
+    first one that fails.
     """
     sock.settimeout(5.0)
     try:
@@ -319,8 +326,9 @@ def _read_acks(sock: socket.socket, pending: set[int]) -> int:
 def _discard_queued(sock: socket.socket) -> None:
     """Drop answers still queued (the failed batch's other messages): the next transaction
     must only read its own."""
+    sock.setblocking(False)  # (with a timeout set, Python would wait despite MSG_DONTWAIT)
     try:
-        while sock.recv(65536, socket.MSG_DONTWAIT):
+        while sock.recv(65536):
             pass
     except OSError:
         pass

@@ -21,7 +21,7 @@ import threading
 import weakref
 from collections.abc import Iterator
 
-from . import httpfilter, httprouter, redirectrules, sysutil
+from . import conntrack, httpfilter, httprouter, redirectrules, sysutil
 from .connections import (
     Connection,
     ConnectionRegistry,
@@ -126,6 +126,7 @@ class RedirectSession:
                 self._rules.remove()
             _active.discard(self)
             if self._listener is not None:
+                self._drain_backlog()
                 with contextlib.suppress(OSError):
                     self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
                 self._listener.close()
@@ -139,15 +140,36 @@ class RedirectSession:
                     conn.decided.set()
             self.events.put(None)
 
-    def abort_connections(self) -> int:
+    def _drain_backlog(self) -> None:
+        """Take the connections the kernel queued for the listener that nobody accepted yet:
+        they fail open (or are reset) like the others still waiting for the client. Closing
+        the listener would reset them, and their conntrack entries would send a client port
+        reused soon after to the gone listener."""
+        assert self._listener is not None
+        while True:
+            try:
+                sock, peer = self._listener.accept()
+            except OSError:  # BlockingIOError: none left
+                return
+            sock.setblocking(True)
+            conn = self._new_connection(sock, peer)
+            if conn is not None:
+                WORKERS.submit(self.fail_over, conn, "redirect ended")
+
+    def abort_connections(self) -> list[tuple[conntrack.Endpoint, conntrack.Endpoint]]:
         """Reset every connection this redirect accepted that is still open (the manager is
-        exiting: a reset, never a clean end that would pass for a complete answer); how many."""
-        aborted = 0
+        exiting: a reset, never a clean end that would pass for a complete answer); their
+        flows (peer, original destination), for conntrack to forget once the resets are out."""
+        flows = []
         for sock in list(self._accepted_socks):
-            if sock.fileno() != -1:
-                abort(sock)
-                aborted += 1
-        return aborted
+            if sock.fileno() == -1:
+                continue
+            with contextlib.suppress(OSError):
+                peer = sock.getpeername()
+                flows.append(((sysutil.plain_address(peer[0]), peer[1]),
+                              sysutil.original_destination(sock)))
+            abort(sock)
+        return flows
 
     @property
     def stopped(self) -> bool:
@@ -175,8 +197,11 @@ class RedirectSession:
 
     def closed(self, conn: Connection, route: str, sent: int, received: int,
                error: str = "") -> None:
-        """Report the end of a connection on the control stream."""
+        """Report the end of a connection on the control stream. One the manager reset
+        (``error`` on the operator's route, or dropped) is forgotten by conntrack too."""
         self._mine.discard(conn.id)
+        if error and route in ("operator", "dropped"):
+            conntrack.forget_later([(conn.peer, conn.original)])
         self.emit(pb.RedirectEvent(closed=pb.ConnectionClosed(
             connection_id=conn.id, route=route, bytes_from_peer=sent, bytes_to_peer=received,
             error=error)))
@@ -371,14 +396,14 @@ def stop_all() -> None:
     accepted (while its address translation holds, so the reset reaches the peer: with iptables
     rules there is no anchor), stop every session and return once all their rules are removed
     (also those another thread is removing right now), then reset the connections accepted
-    meanwhile (the nftables anchor still translates them)."""
+    meanwhile (the nftables anchor still translates them), and have conntrack forget them all
+    (see :mod:`conntrack`)."""
     global _closing
     with _registry_lock:
         _closing = True
         sessions = list(_active)
-    for session in _all_sessions():
-        session.abort_connections()
+    flows = [f for session in _all_sessions() for f in session.abort_connections()]
     for session in sessions:
         session.stop()
-    for session in _all_sessions():  # those accepted meanwhile
-        session.abort_connections()
+    flows += [f for session in _all_sessions() for f in session.abort_connections()]
+    conntrack.forget(flows, delay=conntrack.RESET_DELAY)

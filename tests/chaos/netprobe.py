@@ -58,7 +58,7 @@ def wait_for(addr: tuple[str, int], reply: bytes, since: float, deadline: float,
     """Seconds from ``since`` until a fresh connection gets ``reply``; None if none did by
     ``deadline`` (monotonic times). Call from a thread in the client's namespace."""
     while time.monotonic() < deadline:
-        if answer(addr, payload, timeout=min(0.2, max(deadline - time.monotonic(), 0.01))) \
+        if answer(addr, payload, timeout=min(0.1, max(deadline - time.monotonic(), 0.01))) \
                 == reply:
             return time.monotonic() - since
         time.sleep(0.01)

@@ -94,6 +94,7 @@ class NodeEnv:
     probe: ThreadPoolExecutor
     runbook: Path
     random: random.Random = field(default_factory=random.Random)
+    stale_folders: set[str] = field(default_factory=set)  # left by the last round (kill both)
 
     @property
     def app(self) -> tuple[str, int]:

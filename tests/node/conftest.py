@@ -51,7 +51,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def _missing() -> str | None:
     if os.geteuid() != 0:
         return "node tests need root"
-    for tool in ("ip", "iptables", "nft", "nsenter", "unshare", "gcc", "tcpdump"):
+    for tool in ("ip", "iptables", "nft", "conntrack", "nsenter", "unshare", "gcc", "tcpdump"):
         if shutil.which(tool) is None:
             return f"{tool} not installed (make system-deps)"
     if not os.path.exists("/bin/busybox"):

@@ -131,11 +131,15 @@ def test_kill_9_of_the_cli_restores_traffic_within_1s(app: Lab, mechanism: str) 
 def test_a_carried_connection_is_reset_when_the_cli_vanishes(app: Lab) -> None:
     """A connection the redirect carries when the CLI is killed ends with a reset, never with
     a clean end that would pass the missing answer for an empty one (the manager resets what
-    it still carries on its way out)."""
+    it still carries on its way out), and conntrack forgets it: the client's next connection
+    from the same port is a new one (it would otherwise go to the gone listener)."""
     with tcp_server(_hold) as operator:
-        helper, _, workdir = _start_cli_helper(app, "auto", operator[1])
+        helper, manager_pid, workdir = _start_cli_helper(app, "auto", operator[1])
         try:
-            _expect_reset_after(app, helper.kill)
+            port = _expect_reset_after(app, helper.kill)
+            while not _exited(manager_pid):
+                time.sleep(0.02)
+            assert not _conntrack_has(app, port)
         finally:
             helper.kill()
             helper.wait()
@@ -150,12 +154,23 @@ def test_a_carried_connection_is_reset_when_its_tunnel_breaks(app: Lab, node_ses
     with tcp_server(_hold) as operator:
         handle = manager.redirect(RedirectSpec("incoming", [8080], fail_open=False), operator)
         try:
-            _expect_reset_after(app, lambda: manager._lane_socket.shutdown(socket.SHUT_RDWR))
+            port = _expect_reset_after(
+                app, lambda: manager._lane_socket.shutdown(socket.SHUT_RDWR))
+            deadline = time.monotonic() + 5
+            while _conntrack_has(app, port) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not _conntrack_has(app, port)
         finally:
             handle.close()
 
 
 _requests = threading.Semaphore(0)
+
+
+def _conntrack_has(app: Lab, client_port: int) -> bool:
+    """Does conntrack in the app's namespace hold a connection from ``client_port``?"""
+    return f"sport={client_port} " in sh("ip", "netns", "exec", app.app_ns, "conntrack", "-L",
+                                         "-p", "tcp", "--sport", str(client_port), check=False)
 
 
 def _hold(conn: socket.socket) -> None:
@@ -165,9 +180,9 @@ def _hold(conn: socket.socket) -> None:
     time.sleep(10)
 
 
-def _expect_reset_after(app: Lab, fault: Callable[[], object]) -> None:
+def _expect_reset_after(app: Lab, fault: Callable[[], object]) -> int:
     """A client that sent its whole request and waits for the answer gets a reset after
-    ``fault``."""
+    ``fault``; its port."""
     with in_netns(app.client_ns):
         client = socket.create_connection((app.app_ip, 8080), timeout=10)
     with client:
@@ -177,6 +192,7 @@ def _expect_reset_after(app: Lab, fault: Callable[[], object]) -> None:
         fault()
         with pytest.raises(ConnectionResetError):
             client.recv(100)  # b"" (a clean end) would be a lie
+        return int(client.getsockname()[1])
 
 
 def test_kill_9_of_the_manager_removes_its_rules_at_once(app: Lab) -> None:
