@@ -39,14 +39,38 @@ RESET_DELAY = 0.5
 Endpoint = tuple[str, int]
 
 
-def forget_later(flows: list[tuple[Endpoint, Endpoint]]) -> None:
-    """:func:`forget` ``flows`` :data:`RESET_DELAY` from now, on a thread of its own."""
-    timer = threading.Timer(RESET_DELAY, forget, args=(flows,))
+Flow = tuple[Endpoint, Endpoint]
+_pending: list[Flow] = []  # to forget soon (forget_later); taken by the manager's exit
+_pending_lock = threading.Lock()
+
+
+def forget_later(flows: list[Flow]) -> None:
+    """:func:`forget` ``flows`` :data:`RESET_DELAY` from now, on a thread of its own (or
+    with the manager's exit, if that comes first: see :func:`take_pending`)."""
+    with _pending_lock:
+        _pending.extend(flows)
+    timer = threading.Timer(RESET_DELAY, _forget_pending, args=(flows,))
     timer.daemon = True
     timer.start()
 
 
-def forget(flows: list[tuple[Endpoint, Endpoint]], delay: float = 0.0) -> int:
+def _forget_pending(flows: list[Flow]) -> None:
+    with _pending_lock:
+        mine = [f for f in flows if f in _pending]
+        for flow in mine:
+            _pending.remove(flow)
+    forget(mine)
+
+
+def take_pending() -> list[Flow]:
+    """The flows :func:`forget_later` has not forgotten yet (the caller forgets them)."""
+    with _pending_lock:
+        flows = list(_pending)
+        _pending.clear()
+    return flows
+
+
+def forget(flows: list[Flow], delay: float = 0.0) -> int:
     """After ``delay`` seconds, delete the conntrack entries of the TCP connections ``(peer,
     original destination)`` in this network namespace; how many were deleted (best effort:
     errors are logged)."""

@@ -156,7 +156,7 @@ class RedirectSession:
             if conn is not None:
                 WORKERS.submit(self.fail_over, conn, "redirect ended")
 
-    def abort_connections(self) -> list[tuple[conntrack.Endpoint, conntrack.Endpoint]]:
+    def abort_connections(self) -> list[conntrack.Flow]:
         """Reset every connection this redirect accepted that is still open (the manager is
         exiting: a reset, never a clean end that would pass for a complete answer); their
         flows (peer, original destination), for conntrack to forget once the resets are out."""
@@ -406,4 +406,4 @@ def stop_all() -> None:
     for session in sessions:
         session.stop()
     flows += [f for session in _all_sessions() for f in session.abort_connections()]
-    conntrack.forget(flows, delay=conntrack.RESET_DELAY)
+    conntrack.forget(flows + conntrack.take_pending(), delay=conntrack.RESET_DELAY)

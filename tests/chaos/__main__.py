@@ -3,23 +3,32 @@ recovery and the rules left, exit 1 when a figure misses its target.
 
 Targets: recovery (from the fault until a fresh connection reaches the app) ≤ 2 s in every
 round, no kdiag rule (nftables or iptables) left 5 s after a fault, no other problem (corrupted
-data, a session folder left...). Options: ``--suite node`` (default; ``cluster`` and ``all``
-once a cluster module registers faults), ``--only TEXT`` (faults whose name contains it),
+data, a session folder left...). Options: ``--suite node`` (default; ``all``, or another suite
+once a module registers faults for it), ``--only TEXT`` (faults whose name contains it),
 ``--rounds N`` (instead of each fault's own count; fewer than 20 is for trying things out).
+Adding faults: a module ``tests/chaos/<name>_faults.py`` that calls ``registry.register``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
+import pkgutil
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
-from . import node_faults  # noqa: F401  (registers the node faults)
 from .registry import FAULTS, MAX_RECOVERY, RULES_DEADLINE, RoundResult, Summary
 
-SUITES = ("node",)
+
+def _load_faults() -> None:
+    """Import every module of this package named ``*_faults``: each registers its faults
+    (``node_faults`` here; a ``cluster_faults`` module joins the same way)."""
+    for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if module.name.endswith("_faults"):
+            importlib.import_module(f"{__package__}.{module.name}")
 
 
 def _round(fault_name: str, run: object, setup: object, index: int) -> RoundResult:
@@ -50,8 +59,10 @@ def _print_table(summaries: list[Summary]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the selected faults; 0 when every figure met its target."""
+    _load_faults()
     parser = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__)
-    parser.add_argument("--suite", default="node", choices=[*SUITES, "all"])
+    suites = sorted({f.suite for f in FAULTS})
+    parser.add_argument("--suite", default="node", choices=[*suites, "all"])
     parser.add_argument("--only", default="")
     parser.add_argument("--rounds", type=int, default=0)
     args = parser.parse_args(argv)
