@@ -18,6 +18,14 @@ done
 for c in "${COMPONENTS[@]}"; do
   pid_of "$c" >/dev/null 2>&1 && leak "process: $c is still running"
 done
+# Our binaries (kube-apiserver ... kube-proxy, kubectl, coredns) by executable, whatever their
+# command line says.
+for exe in /proc/[0-9]*/exe; do
+  target=$(readlink "$exe" 2>/dev/null) || continue
+  [[ $target == "$BIN/"* ]] || continue
+  pid=${exe#/proc/}; pid=${pid%/exe}
+  leak "process $pid: $target ($(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-100))"
+done
 while read -r m; do leak "mount: $m"; done < <(awk -v p="$STATE/" 'index($5, p) == 1 {print $5}' /proc/self/mountinfo)
 while read -r ns; do leak "network namespace: $ns"; done < <(ip netns list 2>/dev/null | awk '$1 ~ /^cni-/ {print $1}')
 ip link show "$BRIDGE" >/dev/null 2>&1 && leak "interface: bridge $BRIDGE"
@@ -27,7 +35,8 @@ while read -r ifc; do leak "interface: $ifc (CNI veth)"; done < <(ip -o link sho
 ip -o route show "$POD_SUBNET" 2>/dev/null | grep -q . && leak "route: $POD_SUBNET"
 for ipt in iptables ip6tables; do
   command -v "$ipt-save" >/dev/null || continue
-  # Rules of this cluster's CNI network (its name, bridge or pod subnet) and kubelet chains.
+  # Rules of this cluster's CNI network (its name, bridge or pod subnet), kube-proxy's and
+  # the kubelet's chains and every jump to them.
   while read -r line; do leak "$ipt: $line"; done < <(
     "$ipt-save" 2>/dev/null | grep -E '^(:|-A )KUBE-|-j KUBE-' || true
     "$ipt-save" 2>/dev/null | grep '^-A ' |

@@ -17,8 +17,9 @@ if ((${#missing[@]})); then
   need_root
   log "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Waits (up to KDIAG_APT_LOCK_TIMEOUT s, default 600) while another apt/dpkg holds its lock.
+  bash "$REPO/scripts/apt-get.sh" update -qq
+  bash "$REPO/scripts/apt-get.sh" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # Debian's packages start their own services where they can; this cluster runs its
   # own containerd and etcd, so stop the packaged ones if an init script started them.
   for svc in containerd etcd; do

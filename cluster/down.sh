@@ -62,6 +62,7 @@ fi
 
 # 3. The rest, in reverse start order.
 stop containerd
+stop coredns kube-proxy
 stop kube-scheduler kube-controller-manager kube-apiserver
 stop etcd
 
@@ -93,7 +94,8 @@ done
 
 # 6. Network: pod veths (their netns are gone once unmounted), the bridge, the CNI plugins'
 # iptables rules of this cluster (its network name, bridge or pod subnet: other CNI users of the
-# machine keep theirs) and the CNI chains left empty by that, ip_forward as it was.
+# machine keep theirs) and the CNI chains left empty by that, kube-proxy's chains, ip_forward
+# and bridge-nf-call-iptables as they were.
 if ip link show "$BRIDGE" >/dev/null 2>&1; then
   for veth in $(ip -o link show master "$BRIDGE" 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
     ip link del "$veth" 2>/dev/null || true
@@ -113,8 +115,34 @@ for ipt in iptables ip6tables; do
     done
   done
 done
+# kube-proxy's chains (KUBE-*) and the jumps into them from the built-in chains, unless a
+# kube-proxy of someone else runs here (ours is stopped by now): those chains would be its.
+# Not `kube-proxy --cleanup`: that also flushes every IPVS rule of the machine.
+other_kube_proxy=$(for p in /proc/[0-9]*; do
+  cmd=$( { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null) || continue
+  if [[ " $cmd" =~ ^\ ([^ ]*/)?kube(-proxy\ |\ kube-proxy\ ) ]]; then echo "${p#/proc/}"; break; fi
+done)
+if [[ -n $other_kube_proxy ]]; then
+  log "another kube-proxy runs on this machine (pid $other_kube_proxy); leaving the KUBE-* chains to it"
+else
+  for ipt in iptables ip6tables; do
+    command -v $ipt-save >/dev/null || continue
+    for table in nat filter mangle; do
+      { $ipt-save -t $table 2>/dev/null || true; } | { grep -E '^-A .* -[jg] KUBE-' || true; } |
+        { grep -v '^-A KUBE-' || true; } |
+        sed 's/^-A/-D/' | while read -r rule; do eval "$ipt -t $table $rule" 2>/dev/null || true; done
+      chains=$( { $ipt-save -t $table 2>/dev/null || true; } | awk '/^:KUBE-/ {print substr($1, 2)}')
+      [[ -z $chains ]] || log "removing kube-proxy's $ipt chains in table $table"
+      for chain in $chains; do $ipt -t $table -F "$chain" 2>/dev/null || true; done
+      for chain in $chains; do $ipt -t $table -X "$chain" 2>/dev/null || true; done
+    done
+  done
+fi
 if [[ -f $RUN/ip_forward.orig ]]; then
   sysctl -qw net.ipv4.ip_forward="$(<"$RUN/ip_forward.orig")"
+fi
+if [[ -f $RUN/bridge-nf-call-iptables.orig ]]; then
+  sysctl -qw net.bridge.bridge-nf-call-iptables="$(<"$RUN/bridge-nf-call-iptables.orig")"
 fi
 
 # 7. Cgroups of pods (cgroupRoot) — only empty ones can go; deepest first.

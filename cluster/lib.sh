@@ -17,13 +17,18 @@ NODE_NAME=kdiag-node
 BRIDGE=kdiag0
 POD_SUBNET=10.213.0.0/24
 NODE_IP=10.213.0.1            # the bridge's address: kubelet serves here, pods route here
-SERVICE_RANGE=10.214.0.0/24
-APISERVER_PORT=6443
+SERVICE_RANGE=10.214.0.0/24   # ClusterIPs; kube-proxy (iptables mode) makes them work
+DNS_IP=10.214.0.10            # ClusterIP of kube-system/kube-dns → CoreDNS on NODE_IP:53
+CLUSTER_DOMAIN=cluster.local
+APISERVER_PORT=6443           # on NODE_IP only: the host and the pods reach it there
+APISERVER_URL=https://$NODE_IP:$APISERVER_PORT
+KUBE_PROXY_HEALTHZ_PORT=10256 # on 127.0.0.1; its metrics on 10249
+COREDNS_READY_PORT=10055      # on 127.0.0.1 (tests use 18xxx ports for their own servers)
 ETCD_PORT=12379
 ETCD_PEER_PORT=12380
 CGROUP_ROOT=kdiag             # /sys/fs/cgroup/<controller>/kdiag holds every pod
 CONTAINERD_SOCK=$RUN/containerd/containerd.sock
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet)
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kube-proxy coredns containerd kubelet)
 
 log() { printf '[cluster %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { printf '[cluster] ERROR: %s\n' "$*" >&2; exit 1; }

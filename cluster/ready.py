@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Readiness checks for kdiag's local test cluster (standard library only).
 
-  ready.py                 full check: every component healthy, the node Ready, a test pod
-                           Running and answering HTTP on its pod IP, its logs readable
-                           through the API server (apiserver → kubelet → containerd)
-  ready.py --quick         components healthy and the node Ready
+  ready.py                 full check: every component healthy, the node Ready, cluster DNS
+                           answering on its ClusterIP, a test pod Running and answering HTTP
+                           on its pod IP, its logs readable through the API server
+                           (apiserver → kubelet → containerd), and the pod calling a Service
+                           of its own by DNS name (CoreDNS, kube-proxy, hairpin)
+  ready.py --quick         components healthy, the node Ready, cluster DNS answering
   ready.py --wait NAME     wait until one component answers (used while starting up)
 
 On failure it names the component that failed, shows the tail of that component's log
@@ -14,10 +16,13 @@ and exits 1.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
+import random
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import time
@@ -35,6 +40,8 @@ COMPONENTS = [
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
+    "kube-proxy",
+    "coredns",
     "containerd",
     "kubelet",
 ]
@@ -83,7 +90,7 @@ def check_alive(component: str) -> None:
 
 class Api:
     def __init__(self, cfg: dict):
-        self.base = f"https://127.0.0.1:{cfg['apiserver_port']}"
+        self.base = cfg.get("apiserver_url") or f"https://127.0.0.1:{cfg['apiserver_port']}"
         self.ctx = ssl.create_default_context(cafile=str(PKI / "ca.crt"))
         self.ctx.load_cert_chain(str(PKI / "admin.crt"), str(PKI / "admin.key"))
 
@@ -156,6 +163,14 @@ def probe(component: str, cfg: dict) -> None:
         )
         if r.returncode != 0:
             raise NotReady("containerd", f"ctr version: {r.stderr.strip()}")
+    elif component == "kube-proxy":
+        if not http_ok(f"http://127.0.0.1:{cfg['kube_proxy_healthz_port']}/healthz"):
+            raise NotReady("kube-proxy", "kube-proxy does not answer /healthz (rules not synced)",
+                           ("kube-apiserver",))
+    elif component == "coredns":
+        if not http_ok(f"http://127.0.0.1:{cfg['coredns_ready_port']}/ready"):
+            raise NotReady("coredns", "CoreDNS is not ready (its kubernetes plugin has not "
+                           "synced with the API server)", ("kube-apiserver",))
     elif component == "kubelet":
         if not http_ok("http://127.0.0.1:10248/healthz"):
             raise NotReady("kubelet", "kubelet does not answer /healthz")
@@ -198,6 +213,56 @@ def node_ready(api: Api, cfg: dict) -> bool:
                 ("containerd",),
             )
     raise NotReady("kubelet", f"node {name} reports no Ready condition", ("containerd",))
+
+
+def dns_query(server: str, name: str, timeout: float = 2.0) -> tuple[int, list[str]]:
+    """One DNS A query over UDP: (rcode, addresses). Raises OSError on no answer."""
+    qid = random.randrange(1 << 16)
+    question = b"".join(bytes([len(p)]) + p.encode() for p in name.rstrip(".").split("."))
+    packet = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + question + b"\0\0\1\0\1"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(packet, (server, 53))
+        while True:
+            data = s.recv(4096)
+            if len(data) >= 12 and struct.unpack(">H", data[:2])[0] == qid:
+                break
+    rcode = data[3] & 0xF
+    answers = struct.unpack(">H", data[6:8])[0]
+    pos = 12 + len(question) + 5
+    found = []
+    for _ in range(answers):
+        while data[pos] and data[pos] < 0xC0:  # the owner name: labels, then 0 or a pointer
+            pos += data[pos] + 1
+        pos += 2 if data[pos] >= 0xC0 else 1
+        rtype, _cls, _ttl, length = struct.unpack(">HHIH", data[pos:pos + 10])
+        pos += 10
+        if rtype == 1 and length == 4:
+            found.append(socket.inet_ntoa(data[pos:pos + 4]))
+        pos += length
+    return rcode, found
+
+
+def cluster_dns(cfg: dict) -> bool:
+    """kubernetes.default resolves through the kube-dns ClusterIP (kube-proxy → CoreDNS)."""
+    name = f"kubernetes.default.svc.{cfg['cluster_domain']}"
+    want = str(ipaddress.ip_network(cfg["service_range"])[1])
+    try:
+        rcode, found = dns_query(cfg["node_ip"], name)
+    except OSError as e:
+        raise NotReady("coredns", f"CoreDNS on {cfg['node_ip']}:53 does not answer: {e}") from None
+    if found != [want]:
+        raise NotReady("coredns", f"CoreDNS answers {name} with {found} (rcode {rcode}), "
+                       f"not {want}", ("kube-apiserver",))
+    try:
+        rcode, found = dns_query(cfg["dns_ip"], name)
+    except OSError as e:
+        raise NotReady("kube-proxy", f"CoreDNS answers on {cfg['node_ip']}:53 but not through "
+                       f"the kube-dns ClusterIP {cfg['dns_ip']}: {e}", ("coredns",)) from None
+    if found != [want]:
+        raise NotReady("kube-proxy", f"through the kube-dns ClusterIP {cfg['dns_ip']}, {name} "
+                       f"is {found} (rcode {rcode}), not {want}", ("coredns",))
+    return True
 
 
 def default_service_account(api: Api) -> bool:
@@ -291,7 +356,45 @@ def test_pod(api: Api, cfg: dict, timeout: float) -> None:
         raise NotReady("kubelet", "pod logs do not show the request")
 
     until(time.monotonic() + 20, logs)
-    api.request("DELETE", f"{path}/{TEST_POD}?gracePeriodSeconds=0")
+    try:
+        service_by_name(api, cfg, ip, timeout)
+    finally:
+        api.request("DELETE", f"{path}/{TEST_POD}?gracePeriodSeconds=0")
+
+
+def service_by_name(api: Api, cfg: dict, pod_ip: str, timeout: float) -> None:
+    """The test pod calls a Service in front of itself by its DNS name: the pod's resolv.conf,
+    CoreDNS through the kube-dns ClusterIP, kube-proxy's rules and hairpin traffic."""
+    path = "/api/v1/namespaces/default/services"
+    try:
+        api.request("DELETE", f"{path}/{TEST_POD}")
+    except urllib.error.HTTPError as e:
+        if e.code != 404:
+            raise
+    api.request("POST", path, {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": TEST_POD},
+        "spec": {"selector": {"app": TEST_POD}, "ports": [{"port": 80, "targetPort": 8080}]}})
+    url = f"http://{TEST_POD}.default.svc.{cfg['cluster_domain']}/healthz"
+    last = ""
+
+    def answers():
+        nonlocal last
+        try:
+            with urllib.request.urlopen(f"http://{pod_ip}:8080/call?url={url}", timeout=8) as r:
+                last = r.read().decode(errors="replace").strip()
+                if last.startswith("200 "):
+                    return True
+        except urllib.error.HTTPError as e:
+            last = e.read().decode(errors="replace").strip()
+        except OSError as e:
+            last = str(e)
+        raise NotReady("kube-proxy", f"pod {TEST_POD} cannot call its Service by name ({url}): "
+                       f"{last}", ("coredns",))
+
+    try:
+        until(time.monotonic() + min(timeout, 30), answers)
+    finally:
+        api.request("DELETE", f"{path}/{TEST_POD}")
 
 
 def _gone(api: Api, path: str) -> bool:
@@ -328,10 +431,12 @@ def main() -> int:
         api = Api(cfg)
         until(deadline, lambda: node_ready(api, cfg))
         print(f"[ready] node {cfg['node_name']} is Ready", file=sys.stderr)
+        until(deadline, lambda: cluster_dns(cfg))
+        print(f"[ready] cluster DNS answers on {cfg['dns_ip']}", file=sys.stderr)
         if not args.quick:
             until(deadline, lambda: default_service_account(api))
             test_pod(api, cfg, max(10.0, deadline - time.monotonic()))
-            print(f"[ready] test pod ran, answered HTTP and logged it "
+            print(f"[ready] test pod ran, answered HTTP, logged it and called a Service by name "
                   f"({time.monotonic() - start:.1f} s)", file=sys.stderr)
     except urllib.error.HTTPError as e:  # an API call the checks do not expect to fail
         body = e.read().decode(errors="replace")[:300]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bring up kdiag's single-node test cluster from real components running as local
 # processes, the way Kubernetes' hack/local-up-cluster.sh does: etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler, containerd (+ runc, CNI bridge) and kubelet.
+# kube-controller-manager, kube-scheduler, kube-proxy (iptables), CoreDNS (cluster DNS),
+# containerd (+ runc, CNI bridge) and kubelet.
 #
 # Idempotent: a healthy running cluster is left as it is; a partial one is torn down
 # (cluster/down.sh) and started again. Binaries and images are built once and cached
@@ -75,17 +76,30 @@ for other in $(other_states); do
   fi
 done
 [[ $(stat -fc %T /sys/fs/cgroup) == tmpfs ]] && cgroup_v1=1 || cgroup_v1=0
-for port in $APISERVER_PORT $ETCD_PORT $ETCD_PEER_PORT 10248 10250 10257 10259; do
+for port in $APISERVER_PORT $ETCD_PORT $ETCD_PEER_PORT 10248 10250 10257 10259 \
+  $KUBE_PROXY_HEALTHZ_PORT 10249 $COREDNS_READY_PORT; do
   if ss -Hltn "sport = :$port" | grep -q .; then
     die "port $port is already in use: $(ss -Hltnp "sport = :$port" | head -1)"
   fi
 done
+# CoreDNS serves on NODE_IP:53; a DNS server bound to all addresses would take it first.
+if ss -Hlnu 'sport = :53' | awk '{print $4}' | grep -qE '^(0\.0\.0\.0|\*|\[::\]):53$'; then
+  die "a DNS server listens on port 53 of every address: $(ss -Hlnup 'sport = :53' | head -1)"
+fi
+# pod → ClusterIP → pod on the same bridge: the reply is bridged, not routed, and only
+# reaches iptables (where conntrack undoes kube-proxy's DNAT) with br_netfilter's sysctl on.
+[[ -f /proc/sys/net/bridge/bridge-nf-call-iptables ]] ||
+  die "net.bridge.bridge-nf-call-iptables is missing (kernel module br_netfilter not loaded):" \
+    "Services cannot work between pods on the bridge without it; run modprobe br_netfilter"
 ip link show "$BRIDGE" >/dev/null 2>&1 && die "network interface $BRIDGE exists but no cluster runs; run make cluster-down"
 
-mkdir -p "$RUN"/{pids,pki,etcd,containerd,kubelet,cni/net.d,cni/ipam,apiserver} "$LOGS" "$BIN"
+mkdir -p "$RUN"/{pids,pki,etcd,containerd,kubelet,kube-proxy,coredns,cni/net.d,cni/ipam,apiserver} \
+  "$LOGS" "$BIN"
 cat >"$RUN/cluster.json" <<EOF
 {"node_name": "$NODE_NAME", "node_ip": "$NODE_IP", "pod_subnet": "$POD_SUBNET",
- "apiserver_port": $APISERVER_PORT, "etcd_port": $ETCD_PORT,
+ "service_range": "$SERVICE_RANGE", "dns_ip": "$DNS_IP", "cluster_domain": "$CLUSTER_DOMAIN",
+ "apiserver_url": "$APISERVER_URL", "apiserver_port": $APISERVER_PORT, "etcd_port": $ETCD_PORT,
+ "kube_proxy_healthz_port": $KUBE_PROXY_HEALTHZ_PORT, "coredns_ready_port": $COREDNS_READY_PORT,
  "containerd_sock": "$CONTAINERD_SOCK", "kubeconfig": "$KUBECONFIG_ADMIN"}
 EOF
 for c in "${COMPONENTS[@]}"; do
@@ -124,6 +138,8 @@ cert controller-manager "/CN=system:kube-controller-manager" clientAuth
 cert scheduler "/CN=system:kube-scheduler" clientAuth
 cert kubelet-client "/O=system:nodes/CN=system:node:$NODE_NAME" clientAuth
 cert kubelet-server "/CN=$NODE_NAME" serverAuth "DNS:$NODE_NAME,IP:$NODE_IP"
+cert kube-proxy "/CN=system:kube-proxy" clientAuth  # bound to system:node-proxier by default
+cert coredns "/CN=system:coredns" clientAuth        # bound to system:coredns (addons below)
 # Service-account token signing key pair (also signs TokenRequest tokens).
 openssl_quiet genrsa -out "$pki/sa.key" 2048
 openssl_quiet rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub"
@@ -138,7 +154,7 @@ kind: Config
 clusters:
 - name: kdiag
   cluster:
-    server: https://127.0.0.1:$APISERVER_PORT
+    server: $APISERVER_URL
     certificate-authority-data: $($b64 <"$pki/ca.crt")
 users:
 - name: $2
@@ -152,7 +168,9 @@ current-context: kdiag
 EOF
   chmod 600 "$1"
 }
-for u in admin controller-manager scheduler kubelet-client; do kubeconfig "$RUN/$u.kubeconfig" "$u"; done
+for u in admin controller-manager scheduler kubelet-client kube-proxy coredns; do
+  kubeconfig "$RUN/$u.kubeconfig" "$u"
+done
 cp "$RUN/admin.kubeconfig" "$KUBECONFIG_ADMIN"
 
 # ---------------------------------------------------------------- processes
@@ -168,10 +186,13 @@ start() {
 wait_for() { python3 "$here/ready.py" --wait "$@"; }
 
 # ---------------------------------------------------------------- network
-# The bridge exists before kubelet starts, so kubelet can serve on the node address;
-# the CNI bridge plugin adopts it. ip_forward is restored by cluster-down.
+# The bridge exists before the API server, CoreDNS and the kubelet start, so they can serve
+# on the node address; the CNI bridge plugin adopts it. ip_forward and bridge-nf-call-iptables
+# are restored by cluster-down.
 sysctl -n net.ipv4.ip_forward >"$RUN/ip_forward.orig"
 sysctl -qw net.ipv4.ip_forward=1
+sysctl -n net.bridge.bridge-nf-call-iptables >"$RUN/bridge-nf-call-iptables.orig"
+sysctl -qw net.bridge.bridge-nf-call-iptables=1
 ip link add "$BRIDGE" type bridge
 ip addr add "$NODE_IP/${POD_SUBNET#*/}" dev "$BRIDGE"
 ip link set "$BRIDGE" up
@@ -208,10 +229,12 @@ start etcd "--data-dir $RUN/etcd" etcd --name kdiag --data-dir "$RUN/etcd" \
 wait_for etcd
 
 # ---------------------------------------------------------------- control plane
+# SizeBasedListCostEstimate (API priority and fairness sizing lists by stored bytes) is off:
+# against etcd 3.4 its stats goroutines time out at shutdown and held cluster-down ~7 s.
 start kube-apiserver "--cert-dir=$RUN/apiserver" "$BIN/kube-apiserver" \
   --cert-dir="$RUN/apiserver" \
   --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-  --bind-address=127.0.0.1 --secure-port="$APISERVER_PORT" --advertise-address="$NODE_IP" \
+  --bind-address="$NODE_IP" --secure-port="$APISERVER_PORT" --advertise-address="$NODE_IP" \
   --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
   --client-ca-file="$pki/ca.crt" \
   --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" \
@@ -226,6 +249,7 @@ start kube-apiserver "--cert-dir=$RUN/apiserver" "$BIN/kube-apiserver" \
   --enable-admission-plugins=NodeRestriction \
   --allow-privileged=true \
   --profiling=false \
+  --feature-gates=SizeBasedListCostEstimate=false \
   --v=1
 wait_for kube-apiserver
 
@@ -245,6 +269,117 @@ start kube-scheduler "--kubeconfig=$RUN/scheduler.kubeconfig" "$BIN/kube-schedul
   --authentication-kubeconfig="$RUN/scheduler.kubeconfig" \
   --authorization-kubeconfig="$RUN/scheduler.kubeconfig" \
   --bind-address=127.0.0.1 --leader-elect=false --v=1
+
+# ---------------------------------------------------------------- Services and DNS
+# kube-proxy (iptables mode) makes ClusterIPs work: the `kubernetes` Service (the API server on
+# NODE_IP), kube-dns, and every Service the tests make. It changes nothing machine-wide beyond
+# its KUBE-* chains (removed by cluster-down): conntrack limits and route_localnet stay.
+cat >"$RUN/kube-proxy/config.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: iptables
+clientConnection: {kubeconfig: $RUN/kube-proxy.kubeconfig}
+hostnameOverride: $NODE_NAME
+bindAddress: $NODE_IP                   # its node IP (it still waits for the Node object)
+clusterCIDR: $POD_SUBNET                # traffic from outside it to a ClusterIP is masqueraded
+nodePortAddresses: [$NODE_IP/32]
+healthzBindAddress: 127.0.0.1:$KUBE_PROXY_HEALTHZ_PORT
+metricsBindAddress: 127.0.0.1:10249
+oomScoreAdj: 0                          # lowering it needs CAP_SYS_RESOURCE
+iptables:
+  localhostNodePorts: false             # would set net.ipv4.conf.all.route_localnet=1
+  syncPeriod: 30s
+conntrack:                              # 0: leave the machine's conntrack settings alone
+  maxPerCore: 0
+  min: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
+EOF
+start kube-proxy "--config=$RUN/kube-proxy/config.yaml" "$BIN/kube-proxy" \
+  --config="$RUN/kube-proxy/config.yaml" --v=1
+
+# Cluster DNS as on kind, but CoreDNS runs as a process on the node: it serves NODE_IP:53, and
+# the selectorless Service kube-system/kube-dns (ClusterIP DNS_IP, the kubelet's clusterDNS)
+# points there. Names in CLUSTER_DOMAIN come from the API server; other names go to the
+# host's resolver, and fail at once (SERVFAIL) while it does not answer, instead of hanging.
+cat >"$RUN/addons.yaml" <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "system:coredns"}
+rules:
+- apiGroups: [""]
+  resources: [endpoints, services, pods, namespaces]
+  verbs: [list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "system:coredns"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:coredns"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:coredns"}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: kube-dns
+  namespace: kube-system
+  labels: {k8s-app: kube-dns, kubernetes.io/name: CoreDNS}
+spec:
+  clusterIP: $DNS_IP
+  ports:
+  - {name: dns, port: 53, protocol: UDP}
+  - {name: dns-tcp, port: 53, protocol: TCP}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: kube-dns-node
+  namespace: kube-system
+  labels: {kubernetes.io/service-name: kube-dns, endpointslice.kubernetes.io/managed-by: kdiag-cluster}
+addressType: IPv4
+endpoints:
+- addresses: [$NODE_IP]
+  conditions: {ready: true}
+  nodeName: $NODE_NAME
+ports:
+- {name: dns, port: 53, protocol: UDP}
+- {name: dns-tcp, port: 53, protocol: TCP}
+EOF
+log "creating the kube-dns Service and CoreDNS's RBAC"
+for i in $(seq 60); do  # kube-system appears a moment after the API server answers
+  "$BIN/kubectl" --kubeconfig="$RUN/admin.kubeconfig" apply --server-side \
+    --field-manager=kdiag-cluster -f "$RUN/addons.yaml" >"$RUN/addons.out" 2>&1 && break
+  ((i < 60)) || die "kubectl apply -f $RUN/addons.yaml failed: $(cat "$RUN/addons.out")"
+  sleep 0.5
+done
+
+forward="# no nameserver in /etc/resolv.conf: names outside $CLUSTER_DOMAIN are refused"
+if grep -qE '^[[:space:]]*nameserver[[:space:]]' /etc/resolv.conf 2>/dev/null; then
+  forward="forward . /etc/resolv.conf {
+        max_fails 1
+        failfast_all_unhealthy_upstreams
+    }"
+fi
+cat >"$RUN/coredns/Corefile" <<EOF
+.:53 {
+    bind $NODE_IP
+    errors
+    log
+    ready 127.0.0.1:$COREDNS_READY_PORT
+    kubernetes $CLUSTER_DOMAIN in-addr.arpa ip6.arpa {
+        kubeconfig $RUN/coredns.kubeconfig kdiag
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+        ttl 5
+    }
+    $forward
+    cache 5
+    loadbalance
+}
+EOF
+start coredns "-conf $RUN/coredns/Corefile" "$BIN/coredns" -conf "$RUN/coredns/Corefile"
 
 # ---------------------------------------------------------------- containerd
 cat >"$RUN/containerd/config.toml" <<EOF
@@ -342,7 +477,9 @@ failCgroupV1: false
 failSwapOn: false
 makeIPTablesUtilChains: false
 podLogsDir: $RUN/kubelet/pod-logs
-resolvConf: ""
+resolvConf: ""            # pods get clusterDNS (dnsPolicy ClusterFirst), never the host's
+clusterDNS: [$DNS_IP]
+clusterDomain: $CLUSTER_DOMAIN
 serializeImagePulls: false
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99

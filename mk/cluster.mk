@@ -4,8 +4,9 @@
 
 .PHONY: cluster-build cluster-images cluster-up cluster-down cluster-status cluster-check-clean e2e
 
-# kube-apiserver, kubelet, kube-controller-manager, kube-scheduler in one binary, built from
-# cluster/go.mod once and cached in .cluster/bin/ (rebuilt only when its inputs change).
+# kube-apiserver, kubelet, kube-controller-manager, kube-scheduler, kube-proxy and kubectl in
+# one binary (cluster/go.mod), and CoreDNS (cluster/coredns/go.mod), built once and cached in
+# .cluster/bin/ (rebuilt only when their inputs change).
 cluster-build:
 	@bash cluster/build.sh
 
@@ -14,8 +15,9 @@ cluster-build:
 cluster-images:
 	@bash cluster/images/build.sh
 
-# Build what is missing, start etcd, the control plane, containerd and the kubelet, import
-# the images, and wait until the node is Ready and a test pod runs. Leaves a running
+# Build what is missing, start etcd, the control plane, kube-proxy, CoreDNS, containerd and
+# the kubelet, import the images, and wait until the node is Ready, cluster DNS answers and a
+# test pod runs and reaches a Service by name. Leaves a running
 # cluster alone (re-imports changed images); a half-started one is torn down first.
 cluster-up:
 	@bash cluster/up.sh
