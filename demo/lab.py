@@ -79,14 +79,32 @@ class Lab:
         self.processes.append(process)
         return process
 
-    def iptables_save(self) -> str:
-        """The app namespace's iptables rules (IPv4, then IPv6)."""
-        return (sh("ip", "netns", "exec", self.app_ns, "iptables-save")
-                + sh("ip", "netns", "exec", self.app_ns, "ip6tables-save", check=False))
-
     def tagged_rules(self) -> list[str]:
-        """The app namespace's rules that carry a ``kdiag:`` tag."""
-        return [line for line in self.iptables_save().splitlines() if "kdiag:" in line]
+        """Every kdiag rule in the app namespace (see :func:`kdiag_rules`)."""
+        return kdiag_rules(self.app_ns)
+
+
+def kdiag_rules(namespace: str) -> list[str]:
+    """Every kdiag rule in network namespace ``namespace``, whatever the mechanism: the rules of
+    nftables tables named ``kdiag-*`` (``nft: <table> <rule>``) and the iptables/ip6tables
+    rules tagged ``kdiag:`` (as iptables-save prints them; ip6tables ones end in ``(ip6)``)."""
+    rules: list[str] = []
+    table, block = "", ""  # the kdiag table we are in; the block in it (chain or object)
+    listing = sh("ip", "netns", "exec", namespace, "nft", "list", "ruleset")  # fails loudly
+    for line in listing.splitlines():
+        words = line.split()
+        if words[:1] == ["table"] and len(words) >= 3:
+            table = f"{words[1]} {words[2]}" if words[2].startswith("kdiag-") else ""
+        elif words[-1:] == ["{"]:
+            block = words[0]  # "chain", or an object ("ct", "counter"...)
+        elif words == ["}"]:
+            block = ""
+        elif table and block == "chain" and words[0] not in ("type", "policy"):
+            rules.append(f"nft: {table} {line.strip()}")  # a rule, with or without comment
+    for tool, suffix in (("iptables-save", ""), ("ip6tables-save", " (ip6)")):
+        save = sh("ip", "netns", "exec", namespace, tool, check=False)
+        rules += [line + suffix for line in save.splitlines() if "kdiag:" in line]
+    return rules
 
 
 def remove_namespace(name: str) -> None:

@@ -3,6 +3,8 @@
 set -euo pipefail
 need=()
 command -v iptables >/dev/null || need+=(iptables)
+command -v nft >/dev/null || need+=(nftables)  # tests list the manager's owned tables
+command -v conntrack >/dev/null || need+=(conntrack)  # tests check forgotten connections
 command -v ip >/dev/null || need+=(iproute2)
 command -v tcpdump >/dev/null || need+=(tcpdump)
 command -v nsenter >/dev/null || need+=(util-linux)

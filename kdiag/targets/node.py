@@ -1,9 +1,11 @@
 """Node target: a process on this Linux host, debugged through a local manager.
 
 The manager runs as a subprocess in the host's PID and mount namespaces but joins the target's
-network namespace (so it listens and runs iptables there), and serves gRPC on a unix socket in
-a private temporary directory. It exits — removing its rules — when this process closes the
-session, dies (stdin EOF), or sends SIGTERM.
+network namespace (so it listens and installs its rules there), and serves gRPC on a unix
+socket in a private temporary folder (``$TMPDIR/kdiag-node-*``). It exits — removing its rules
+and that folder — when this process closes the session, dies (stdin EOF), or sends SIGTERM.
+The folder holds ``owners``: the PIDs (and start times) of this process and the manager; the
+next node session removes folders whose owners are all gone (both were killed with ``-9``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ from .base import Target, TargetSession
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = 20.0
+WORKDIR_PREFIX = "kdiag-node-"
+OWNERS = "owners"
+# A folder without an owners file is stale once this old (its CLI died between creating the
+# folder and writing the file, or an older kdiag made it): nothing live takes that long.
+UNMARKED_STALE_AFTER = 3600.0
 
 
 def _comm(pid: int) -> str:
@@ -102,6 +109,53 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def _start_time(pid: int) -> str | None:
+    """The start time (clock ticks after boot) of ``pid`` if it runs (a zombie does not):
+    tells a process apart from a later one given the same PID."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+def _write_owners(workdir: str, pids: list[int]) -> None:
+    """Record the processes that own ``workdir`` (atomically: a reader never sees half)."""
+    owners = [[pid, _start_time(pid)] for pid in pids]
+    tmp = os.path.join(workdir, OWNERS + ".tmp")
+    Path(tmp).write_text(json.dumps(owners))
+    os.replace(tmp, os.path.join(workdir, OWNERS))
+
+
+def _is_stale(workdir: Path) -> bool:
+    """No process that owned ``workdir`` is alive (a folder without owners: only when old)."""
+    try:
+        owners = json.loads((workdir / OWNERS).read_text())
+    except (OSError, ValueError):
+        try:
+            return time.time() - workdir.stat().st_mtime > UNMARKED_STALE_AFTER
+        except OSError:
+            return False
+    return not any(isinstance(o, list) and len(o) == 2 and isinstance(o[0], int)
+                   and o[1] is not None and _start_time(o[0]) == o[1] for o in owners)
+
+
+def remove_stale_workdirs(folder: str | None = None) -> list[str]:
+    """Remove the node session folders in ``folder`` (default: the temp folder) that no live
+    process owns any more — left when the CLI and its manager were both killed; return them."""
+    removed = []
+    for path in Path(folder or tempfile.gettempdir()).glob(WORKDIR_PREFIX + "*"):
+        try:
+            if path.is_symlink() or not path.is_dir() or path.stat().st_uid != os.geteuid():
+                continue
+        except OSError:
+            continue
+        if _is_stale(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(str(path))
+    return removed
+
+
 def _manager_command(pid: int, extra: list[str]) -> list[str]:
     return [sys.executable, "-m", "kdiag_manager", "--target-pid", str(pid), "--join-netns",
             *extra]
@@ -147,19 +201,23 @@ class NodeTarget(Target):
         self.check()
         from kdiag.session.client import ManagerClient
 
-        workdir = tempfile.mkdtemp(prefix="kdiag-node-")
-        os.chmod(workdir, 0o700)
+        for stale in remove_stale_workdirs():
+            log.info("removed %s, left by a node session whose processes are gone", stale)
+        workdir = tempfile.mkdtemp(prefix=WORKDIR_PREFIX)  # mode 0700
+        _write_owners(workdir, [os.getpid()])
         sock = os.path.join(workdir, "manager.sock")
         token = secrets.token_urlsafe(32)
         session = "node-" + secrets.token_hex(5)
         env = {**os.environ, **self.env, "KDIAG_TOKEN": token}
         cmd = _manager_command(self.pid, ["--listen", f"unix:{sock}", "--exit-on-stdin-eof",
-                                          "--session", session, *self.extra_args])
+                                          "--session", session, "--remove-on-exit", workdir,
+                                          *self.extra_args])
         log_path = os.path.join(workdir, "manager.log")
         with open(log_path, "wb") as log_file:
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=log_file, env=env, start_new_session=True)
         try:
+            _write_owners(workdir, [os.getpid(), proc.pid])
             first = _read_first_line(proc, log_path)
             manager = ManagerClient.connect(f"unix:{sock}", token)
             if first.get("lane"):
@@ -192,7 +250,10 @@ def _read_first_line(proc: subprocess.Popen[bytes], log_path: str) -> dict[str, 
     try:
         first = json.loads(line)["kdiag_manager"]
     except (ValueError, KeyError, TypeError):
-        tail = Path(log_path).read_text(errors="replace").strip().splitlines()[-1:] or [""]
+        try:
+            tail = Path(log_path).read_text(errors="replace").strip().splitlines()[-1:] or [""]
+        except OSError:
+            tail = [""]
         raise TargetError(f"the manager failed to start: {tail[0] or 'no output'}") from None
     if "error" in first:
         raise TargetError(f"the manager failed to start: {first['error']}")

@@ -60,6 +60,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="exit (removing rules) when stdin reaches EOF: the parent is gone")
     p.add_argument("--parent-death-signal", action="store_true",
                    help="get SIGTERM when the parent process dies (prctl PR_SET_PDEATHSIG)")
+    p.add_argument("--remove-on-exit", default=None, metavar="DIR",
+                   help="a folder to remove when the manager exits (node mode: the folder of "
+                        "its socket, which the CLI cannot remove if it was killed)")
     p.add_argument("--cleanup-only", action="store_true",
                    help="remove stale rules (and those of --session) and exit")
     p.add_argument("--log-level", default=os.environ.get("KDIAG_MANAGER_LOG", "WARNING"))
@@ -175,12 +178,14 @@ def main(argv: list[str] | None = None) -> int:
         while not stop.wait(0.5):
             pass
     finally:
-        redirect.stop_all()  # rules first: the target's traffic must not wait for us
+        redirect.stop_all()  # rules first (all of them): the target's traffic must not wait
         built.stop(grace=1)
         for path in (listen, built.lane_address):
             if path.startswith("unix:"):
                 with contextlib.suppress(OSError):
                     os.unlink(path[5:])
+        if args.remove_on_exit:
+            sysutil.remove_tree(args.remove_on_exit)
     return 0
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import queue
 import signal
 import struct
 import subprocess
@@ -23,13 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import Config
+from .execoutput import Output
 from .wire.api.v1 import manager_pb2 as pb
 
-CHUNK = 64 * 1024
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# After the main process exits, how long to keep reading output that background children
-# still write before returning (they are not killed, as with `kubectl exec`).
-DRAIN_GRACE = 1.0
 
 
 class ExecError(ValueError):
@@ -99,21 +95,6 @@ def _set_winsize(fd: int, rows: int, cols: int) -> None:
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
-def _reader(fd: int, kind: str, out: queue.SimpleQueue[tuple[str, bytes] | None]) -> None:
-    try:
-        while True:
-            try:
-                data = os.read(fd, CHUNK)
-            except OSError:  # EIO on a pty whose other side closed
-                break
-            if not data:
-                break
-            out.put((kind, data))
-    finally:
-        os.close(fd)
-        out.put(None)
-
-
 class _Proc:
     """A started command and the bookkeeping to stop it."""
 
@@ -159,7 +140,7 @@ def run(start: pb.ExecStart, requests: Iterator[pb.ExecRequest], config: Config,
         context: Any) -> Iterator[pb.ExecResponse]:
     """Start the command and stream its output; the last response is ``exit``."""
     command = build_command(start, config)
-    out: queue.SimpleQueue[tuple[str, bytes] | None] = queue.SimpleQueue()
+    out = Output()
     began = time.monotonic()
     if start.tty:
         master, slave = os.openpty()
@@ -170,7 +151,7 @@ def run(start: pb.ExecStart, requests: Iterator[pb.ExecRequest], config: Config,
         # `enter -T` makes the pty its controlling terminal.
         os.close(slave)
         proc = _Proc(popen, os.dup(master), master)
-        readers = [threading.Thread(target=_reader, args=(master, "stdout", out), daemon=True)]
+        out.add_reader(master, "stdout")
     else:
         popen = subprocess.Popen(command.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, env=command.env, start_new_session=True)
@@ -178,21 +159,17 @@ def run(start: pb.ExecStart, requests: Iterator[pb.ExecRequest], config: Config,
         stdin_fd = os.dup(popen.stdin.fileno())
         popen.stdin.close()
         proc = _Proc(popen, stdin_fd, None)
-        readers = [
-            threading.Thread(target=_reader, args=(os.dup(popen.stdout.fileno()), "stdout", out),
-                             daemon=True),
-            threading.Thread(target=_reader, args=(os.dup(popen.stderr.fileno()), "stderr", out),
-                             daemon=True),
-        ]
+        out.add_reader(os.dup(popen.stdout.fileno()), "stdout")
+        out.add_reader(os.dup(popen.stderr.fileno()), "stderr")
         popen.stdout.close()
         popen.stderr.close()
     def on_rpc_end() -> None:  # cancelled or client gone: nothing may outlive the call
+        out.abandon()
         if proc.popen.returncode is None:
             proc.killpg()
 
     context.add_callback(on_rpc_end)
-    for t in readers:
-        t.start()
+    out.start()
     threading.Thread(target=_feed, args=(requests, proc), daemon=True).start()
     timer = None
     if start.timeout_seconds > 0:
@@ -203,24 +180,8 @@ def run(start: pb.ExecStart, requests: Iterator[pb.ExecRequest], config: Config,
         timer.daemon = True
         timer.start()
     yield pb.ExecResponse(started_pid=popen.pid)
-    open_streams = len(readers)
-    drain_deadline: float | None = None
-    while open_streams:
-        if drain_deadline is None and popen.poll() is not None:
-            drain_deadline = time.monotonic() + DRAIN_GRACE
-        wait = 0.1 if drain_deadline is None else drain_deadline - time.monotonic()
-        if wait <= 0:
-            break
-        try:
-            item = out.get(timeout=wait)
-        except queue.Empty:
-            continue
-        if item is None:
-            open_streams -= 1
-        elif item[0] == "stdout":
-            yield pb.ExecResponse(stdout=item[1])
-        else:
-            yield pb.ExecResponse(stderr=item[1])
+    for kind, chunk in out.stream(popen.poll):
+        yield pb.ExecResponse(stdout=chunk) if kind == "stdout" else pb.ExecResponse(stderr=chunk)
     code = popen.wait()
     if timer is not None:
         timer.cancel()

@@ -17,12 +17,15 @@ from .iptables import Iptables, Rule
 
 _PREFIX = "\0kdiag-manager/"
 _held: dict[str, socket.socket] = {}
+_holders: dict[str, int] = {}  # how many of this process's rule sets hold each session
 _lock = threading.Lock()
 
 
 def hold(session: str) -> None:
-    """Mark ``session`` as alive for as long as this process lives."""
+    """Mark ``session`` as alive for as long as this process lives (or until as many
+    :func:`release` calls as ``hold`` calls)."""
     with _lock:
+        _holders[session] = _holders.get(session, 0) + 1
         if session in _held:
             return
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -47,8 +50,14 @@ def _answer_checks(sock: socket.socket) -> None:
 
 
 def release(session: str) -> None:
-    """Stop marking ``session`` as alive (its rules are gone)."""
+    """One holder of ``session`` is done (its rules are gone): after the last one, stop
+    marking the session as alive."""
     with _lock:
+        left = _holders.get(session, 0) - 1
+        if left > 0:
+            _holders[session] = left
+            return
+        _holders.pop(session, None)
         sock = _held.pop(session, None)
     if sock is not None:
         with contextlib.suppress(OSError):
@@ -59,7 +68,7 @@ def release(session: str) -> None:
 def is_alive(session: str) -> bool:
     """Does some process in this network namespace hold ``session``'s socket?"""
     with _lock:
-        if session in _held:
+        if session in _holders:
             return True
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:

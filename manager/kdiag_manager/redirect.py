@@ -14,12 +14,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import os
 import queue
 import socket
 import threading
+import weakref
 from collections.abc import Iterator
 
-from . import httpfilter, httprouter, liveness, sysutil
+from . import conntrack, httpfilter, httprouter, redirectrules, sysutil
 from .connections import (
     Connection,
     ConnectionRegistry,
@@ -28,15 +30,9 @@ from .connections import (
     read_head,
     route_local,
 )
-from .iptables import (
-    Iptables,
-    IptablesError,
-    Rule,
-    families,
-    incoming_rules,
-    outgoing_rules,
-)
+from .iptables import Iptables
 from .redirectevents import outgoing
+from .redirectrules import RuleSet
 from .redirectspec import RedirectOptions
 from .tunnelpool import TunnelPool, TunnelWaiter
 from .wire.api.v1 import manager_pb2 as pb
@@ -56,113 +52,124 @@ class RedirectSession:
         self.iptables = iptables
         self.registry = registry
         self.events: queue.SimpleQueue[pb.RedirectEvent | None] = queue.SimpleQueue()
-        self.rules: list[Rule] = []
+        self._rules: RuleSet | None = None
         self.listen_port = 0
         self._listener: socket.socket | None = None
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
         self._mine: set[int] = set()
+        # Every accepted (address-translated) socket still open: aborted when the manager exits.
+        self._accepted_socks: weakref.WeakSet[socket.socket] = weakref.WeakSet()
         self._pool: TunnelPool | None = None
         self.first_bytes = FirstBytesHint()
         self.id = next(_session_ids)
-        _by_id[self.id] = self
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> pb.RedirectEvent:
-        """Listen, install the rules; return the ``ready`` event. Raises IptablesError/OSError.
+        """Listen, install the rules; return the ``ready`` event. Raises RulesError,
+        IptablesError, OSError.
 
         One listener takes IPv4 and IPv6 (a dual-stack socket on every address: REDIRECT goes
         to the receiving interface's address, DNAT to loopback; DROP rules refuse connections
-        that reach it without being redirected). IPv4 rules must install; IPv6 ones are
-        installed where the namespace and tools allow, else the ready event says why not.
+        that reach it without being redirected). The rules live in tables the kernel owns for
+        this process where it can (see :mod:`redirectrules`), else in iptables.
         """
         opts = self.options
-        listener, dual = _listen()
-        self._listener = listener
-        self._pool = TunnelPool(listener, direct=opts.header is None)
-        self.listen_port = listener.getsockname()[1]
-        wanted = families(opts.destination)
-        liveness.hold(opts.session)
-        rules: list[Rule] = []
-        warnings: list[str] = []
-        try:
-            for family in wanted:
-                if family == 6 and not dual:
-                    warnings.append("IPv6 connections are not redirected: no IPv6 here")
-                    continue
-                family_rules = self._rules(family)
-                try:
-                    self.iptables.install(family_rules)
-                except IptablesError as exc:
-                    if family == 4 or wanted == (6,):
-                        raise
-                    reason = str(exc).splitlines()[0]  # (not ip6tables' usage hint)
-                    warnings.append(f"IPv6 connections are not redirected: {reason}")
-                    continue
-                rules += family_rules
-            if not rules:
-                raise IptablesError("; ".join(warnings) or "no rules")
-        except Exception:
-            self.iptables_remove(rules)
-            self._pool.close()
-            self._pool.release()
-            listener.close()
-            raise
-        for warning in warnings:
+        with self._stop_lock:  # stop() (e.g. the manager exiting) waits for the rules
+            _register(self)
+            listener, dual = _listen()
+            self._listener = listener
+            self._pool = TunnelPool(listener, direct=opts.header is None)
+            self.listen_port = listener.getsockname()[1]
+            try:
+                self._rules = redirectrules.install(
+                    opts, self.listen_port, dual, self.iptables,
+                    f"kdiag-{opts.session}-{os.getpid()}-{self.id}")
+            except BaseException:
+                self._stopped.set()
+                _active.discard(self)
+                _by_id.pop(self.id, None)
+                self._pool.close()
+                self._pool.release()
+                listener.close()
+                raise
+        rules = self._rules
+        for warning in rules.warnings:
             log.warning("redirect %s: %s", self.id, warning)
-        self.rules = rules
-        _active.add(self)
         threading.Thread(target=self._accept_loop, name="redirect-accept", daemon=True).start()
         return pb.RedirectEvent(ready=pb.RedirectReady(
-            listen_port=self.listen_port, rules=[r.save_line() for r in rules],
-            session=opts.session, redirect_id=self.id, raw_data=True, warnings=warnings))
+            listen_port=self.listen_port, rules=rules.lines, session=opts.session,
+            redirect_id=self.id, raw_data=True, warnings=rules.warnings,
+            mechanism=rules.mechanism))
 
-    def _rules(self, family: int) -> list[Rule]:
-        opts = self.options
-        rules: list[Rule] = []
-        for port in opts.ports:
-            if opts.incoming:
-                rules += incoming_rules(opts.session, port, self.listen_port, family)
-            else:
-                rules += outgoing_rules(opts.session, port, self.listen_port, opts.destination,
-                                        family)
-        # One DROP rule per listener and family is enough (each port's list repeats it).
-        return list(dict.fromkeys(rules))
-
-    def iptables_remove(self, rules: list[Rule]) -> None:
-        """Remove ``rules`` (newest first), ignoring ones already gone."""
-        for rule in reversed(rules):
-            self.iptables.delete(rule)
+    @property
+    def rules(self) -> list[str]:
+        """The installed rules, as reported in the ready event."""
+        return self._rules.lines if self._rules is not None else []
 
     def stop(self) -> None:
         """Remove the rules first (traffic reaches the app again), then stop accepting.
 
-        Idempotent; called when the control stream ends for any reason. Connections already
-        established keep running until they end by themselves (their tunnel streams end with
-        the client); connections still waiting for the client are routed as if rejected.
+        Idempotent and completing: every caller returns only once the rules are gone (a
+        second caller waits for the first), so the manager cannot exit half-way through.
+        Called when the control stream ends for any reason, and for every session on the
+        way out (:func:`stop_all`). Connections already established keep running until they
+        end by themselves (their tunnel streams end with the client); connections still
+        waiting for the client are routed as if rejected.
         """
         with self._stop_lock:
             if self._stopped.is_set():
                 return
             self._stopped.set()
-        self.iptables_remove(self.rules)
-        _active.discard(self)
-        if not any(s.options.session == self.options.session for s in list(_active)):
-            liveness.release(self.options.session)
-        if self._listener is not None:
-            with contextlib.suppress(OSError):
-                self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
-            self._listener.close()
-        if self._pool is not None:
-            self._pool.close()
-        _by_id.pop(self.id, None)
-        for conn_id in list(self._mine):
-            conn = self.registry.get(conn_id)
+            if self._rules is not None:
+                self._rules.remove()
+            _active.discard(self)
+            if self._listener is not None:
+                self._drain_backlog()
+                with contextlib.suppress(OSError):
+                    self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+                self._listener.close()
+            if self._pool is not None:
+                self._pool.close()
+            _by_id.pop(self.id, None)
+            for conn_id in list(self._mine):
+                conn = self.registry.get(conn_id)
+                if conn is not None:
+                    conn.reject_reason = "redirect ended"
+                    conn.decided.set()
+            self.events.put(None)
+
+    def _drain_backlog(self) -> None:
+        """Take the connections the kernel queued for the listener that nobody accepted yet:
+        they fail open (or are reset) like the others still waiting for the client. Closing
+        the listener would reset them, and their conntrack entries would send a client port
+        reused soon after to the gone listener."""
+        assert self._listener is not None
+        while True:
+            try:
+                sock, peer = self._listener.accept()
+            except OSError:  # BlockingIOError: none left
+                return
+            sock.setblocking(True)
+            conn = self._new_connection(sock, peer)
             if conn is not None:
-                conn.reject_reason = "redirect ended"
-                conn.decided.set()
-        self.events.put(None)
+                WORKERS.submit(self.fail_over, conn, "redirect ended")
+
+    def abort_connections(self) -> list[conntrack.Flow]:
+        """Reset every connection this redirect accepted that is still open (the manager is
+        exiting: a reset, never a clean end that would pass for a complete answer); their
+        flows (peer, original destination), for conntrack to forget once the resets are out."""
+        flows = []
+        for sock in list(self._accepted_socks):
+            if sock.fileno() == -1:
+                continue
+            with contextlib.suppress(OSError):
+                peer = sock.getpeername()
+                flows.append(((sysutil.plain_address(peer[0]), peer[1]),
+                              sysutil.original_destination(sock)))
+            abort(sock)
+        return flows
 
     @property
     def stopped(self) -> bool:
@@ -190,8 +197,11 @@ class RedirectSession:
 
     def closed(self, conn: Connection, route: str, sent: int, received: int,
                error: str = "") -> None:
-        """Report the end of a connection on the control stream."""
+        """Report the end of a connection on the control stream. One the manager reset
+        (``error`` on the operator's route, or dropped) is forgotten by conntrack too."""
         self._mine.discard(conn.id)
+        if error and route in ("operator", "dropped"):
+            conntrack.forget_later([(conn.peer, conn.original)])
         self.emit(pb.RedirectEvent(closed=pb.ConnectionClosed(
             connection_id=conn.id, route=route, bytes_from_peer=sent, bytes_to_peer=received,
             error=error)))
@@ -217,6 +227,7 @@ class RedirectSession:
             self._offer(sock, peer)  # never blocks: keeps connection setup fast
 
     def _new_connection(self, sock: socket.socket, peer: tuple[str, int]) -> Connection | None:
+        self._accepted_socks.add(sock)
         try:
             original = sysutil.original_destination(sock)
         except OSError:
@@ -349,6 +360,13 @@ WORKERS = Workers("conn")
 # Sessions by redirect id, for pooled tunnels.
 _session_ids = itertools.count(1)
 _by_id: dict[int, RedirectSession] = {}
+# Every session not yet garbage: a stopped one's connections may still run.
+_sessions: weakref.WeakSet[RedirectSession] = weakref.WeakSet()
+
+
+def _all_sessions() -> list[RedirectSession]:
+    with _registry_lock:
+        return list(_sessions)
 
 
 def session_by_id(redirect_id: int) -> RedirectSession | None:
@@ -358,9 +376,34 @@ def session_by_id(redirect_id: int) -> RedirectSession | None:
 
 # Every running session, so a terminating manager can remove all rules.
 _active: set[RedirectSession] = set()
+_closing = False
+_registry_lock = threading.Lock()
+
+
+def _register(session: RedirectSession) -> None:
+    """Count ``session`` among the running ones (before it installs rules); OSError once the
+    manager is on its way out (a rule installed now would outlive it)."""
+    with _registry_lock:
+        if _closing:
+            raise OSError("the manager is stopping")
+        _active.add(session)
+        _sessions.add(session)
+        _by_id[session.id] = session
 
 
 def stop_all() -> None:
-    """Stop every session (remove all rules); for SIGTERM and parent death."""
-    for session in list(_active):
+    """For the manager's exit: refuse later redirects, reset every connection a redirect
+    accepted (while its address translation holds, so the reset reaches the peer: with iptables
+    rules there is no anchor), stop every session and return once all their rules are removed
+    (also those another thread is removing right now), then reset the connections accepted
+    meanwhile (the nftables anchor still translates them), and have conntrack forget them all
+    (see :mod:`conntrack`)."""
+    global _closing
+    with _registry_lock:
+        _closing = True
+        sessions = list(_active)
+    flows = [f for session in _all_sessions() for f in session.abort_connections()]
+    for session in sessions:
         session.stop()
+    flows += [f for session in _all_sessions() for f in session.abort_connections()]
+    conntrack.forget(flows + conntrack.take_pending(), delay=conntrack.RESET_DELAY)

@@ -16,6 +16,7 @@ from .auth import TokenHash, TokenInterceptor
 from .config import Config
 from .connections import ConnectionRegistry
 from .iptables import Iptables, IptablesError
+from .redirectrules import RulesError
 from .redirectspec import RedirectOptions, SpecError
 from .wire import channel, frames, grpccore
 from .wire.api.v1 import manager_pb2 as pb
@@ -99,7 +100,7 @@ class ManagerService(pb_grpc.ManagerServicer):
         session = redirect.RedirectSession(options, self.iptables, self.connections)
         try:
             ready = session.start()
-        except (IptablesError, OSError) as exc:
+        except (RulesError, IptablesError, OSError) as exc:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"cannot install redirect: {exc}")
             return
         # Whatever ends the call (client gone, cancelled, finished), the rules go.

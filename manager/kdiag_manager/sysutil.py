@@ -144,3 +144,20 @@ def read_in_root(pid: int | None, path: str, limit: int = 1 << 20) -> str:
         os.close(root)
     with os.fdopen(fd, "rb") as f:
         return f.read(limit).decode(errors="replace")
+
+
+def remove_tree(path: str) -> None:
+    """Remove a folder and everything in it, ignoring errors (no shutil: importing it costs
+    the manager ~0.6 MB of RSS, see config._on_path)."""
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        entries = []
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            remove_tree(entry.path)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+    with contextlib.suppress(OSError):
+        os.rmdir(path)

@@ -143,8 +143,10 @@ def _inbound(conn: Connection, requests: Iterator[frames.Frame], st: _State) -> 
                 st.error = frame.reset or "reset by the client side"
                 abort(sock)
                 return
-        # The client ended its request stream without eof: treat as an abort.
-        if not st.done_out:
+        # The client ended its request stream without eof (its side vanished): an abort, also
+        # when the peer has finished sending; closing cleanly would pass a cut answer for a
+        # complete one.
+        if not st.reset:
             raise EOFError("tunnel closed by the client")
     except Exception as exc:  # grpc.RpcError (client gone) or OSError (peer gone)
         if st.failed_over:
@@ -285,6 +287,7 @@ def _serve(conn: Connection, requests: Iterator[frames.Frame], rpc: _Rpc,
     rpc.on_end(on_rpc_end)
     sock = conn.sock
     failed_open = False
+    completed = False  # False in the finally below: the stream broke under us (GeneratorExit)
     early_error: OSError | None = None
     try:
         if pooled and opened.early_data:
@@ -346,6 +349,7 @@ def _serve(conn: Connection, requests: Iterator[frames.Frame], rpc: _Rpc,
             failed_open = bool(st.refused)
         if not failed_open:
             st.done_in.wait()
+        completed = True
     finally:
         st.done_out = True
         if st.wake_r is not None and st.wake_w is not None:
@@ -357,7 +361,12 @@ def _serve(conn: Connection, requests: Iterator[frames.Frame], rpc: _Rpc,
             conn.initial = bytes(replay)
             WORKERS.submit(conn.session.fail_over, conn, st.refused)
         else:
-            sock.close()
+            if completed:
+                sock.close()
+            else:  # never a clean close: the peer would take a cut answer for a whole one
+                st.reset = True
+                st.error = st.error or "the tunnel ended"
+                abort(sock)
             conn.session.closed(conn, "operator", received, st.sent_to_peer,
                                 st.error if st.reset else "")
     return not failed_open and not st.reset and st.eof_in

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import hashlib
 import itertools
 import os
@@ -50,7 +51,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def _missing() -> str | None:
     if os.geteuid() != 0:
         return "node tests need root"
-    for tool in ("ip", "iptables", "nsenter", "unshare", "gcc", "tcpdump"):
+    for tool in ("ip", "iptables", "nft", "conntrack", "nsenter", "unshare", "gcc", "tcpdump"):
         if shutil.which(tool) is None:
             return f"{tool} not installed (make system-deps)"
     if not os.path.exists("/bin/busybox"):
@@ -125,6 +126,25 @@ def node_session(app: Lab) -> Iterator[object]:
         yield session
     finally:
         session.close()
+
+
+@pytest.fixture
+def iptables_session(app: Lab) -> Iterator[object]:
+    """A NodeSession whose manager uses the iptables fallback for redirect rules (what it
+    does where the kernel has no owned nftables tables)."""
+    from kdiag.targets.node import NodeTarget
+
+    session = NodeTarget(app.app_pid, env={"KDIAG_ENTER": str(ENTER),
+                                           "KDIAG_REDIRECT_RULES": "iptables"}).open()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+def ipv6_rule_lines(rules: list[str]) -> list[str]:
+    """The IPv6 ones among a redirect's reported rules (nft commands or iptables-save lines)."""
+    return [r for r in rules if r.startswith("add rule ip6 ") or r.endswith("(ip6tables)")]
 
 
 # -- operator-side servers (host namespace, loopback) -----------------------------------------
@@ -203,7 +223,13 @@ def exchange(addr: tuple[str, int], payload: bytes, timeout: float = 30.0) -> by
     """Connect, send ``payload``, half-close, return everything received until EOF."""
     with socket.create_connection(addr, timeout=timeout) as s:
         s.sendall(payload)
-        s.shutdown(socket.SHUT_WR)
+        try:
+            s.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            # A reset that arrived after sendall: shutdown() of a closed connection fails with
+            # ENOTCONN, while the reset itself is still pending and the read below raises it.
+            if exc.errno != errno.ENOTCONN:
+                raise
         return recv_all(s)
 
 

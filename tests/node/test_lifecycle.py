@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -19,9 +24,9 @@ from demo.lab import sh
 from kdiag.errors import ManagerUnavailable, TargetError
 from kdiag.session.client import ManagerClient
 from kdiag.session.results import RedirectSpec
-from kdiag.targets.node import NodeTarget
+from kdiag.targets.node import NodeTarget, _start_time
 
-from .conftest import ENTER, Lab, exchange, in_netns
+from .conftest import ENTER, Lab, exchange, in_netns, recv_all, tcp_server
 
 
 def test_calls_without_the_token_are_refused(app: Lab, node_session) -> None:
@@ -59,16 +64,32 @@ def test_token_is_scrubbed_and_process_not_dumpable(app: Lab, node_session) -> N
     assert probe.returncode != 0 and "Permission denied" in probe.stderr
 
 
-def test_kill_9_of_the_cli_restores_traffic_within_1s(app: Lab) -> None:
-    workdir = ""
+def _start_cli_helper(app: Lab, mechanism: str, operator_port: int = 1
+                      ) -> tuple[subprocess.Popen[str], int, str]:
+    """A stand-in CLI with a redirect of 8080 that does not fail open: (process, manager PID,
+    session folder)."""
     helper = subprocess.Popen(
-        [sys.executable, "-m", "tests.node.cli_helper", str(app.app_pid), "8080", str(ENTER)],
-        stdout=subprocess.PIPE, cwd=Path(__file__).parents[2], text=True)
+        [sys.executable, "-m", "tests.node.cli_helper", str(app.app_pid), "8080", str(ENTER),
+         mechanism, str(operator_port)], stdout=subprocess.PIPE,
+        cwd=Path(__file__).parents[2], text=True)
+    assert helper.stdout is not None
+    line = helper.stdout.readline()
+    assert line.startswith("READY"), line
+    return helper, int(line.split()[1]), line.split()[2]
+
+
+def _exited(pid: int) -> bool:
+    return not os.path.exists(f"/proc/{pid}") or \
+        Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+@pytest.mark.parametrize("mechanism", ["nftables", "iptables"])
+def test_kill_9_of_the_cli_restores_traffic_within_1s(app: Lab, mechanism: str) -> None:
+    helper, manager_pid, workdir = _start_cli_helper(app, mechanism)
     try:
-        line = helper.stdout.readline()
-        assert line.startswith("READY"), line
-        manager_pid, workdir = int(line.split()[1]), line.split()[2]
-        assert len(app.tagged_rules()) == 6  # 3 IPv4, 3 IPv6
+        rules = app.tagged_rules()
+        assert len(rules) == 6  # 3 IPv4, 3 IPv6
+        assert all(r.startswith("nft: ") == (mechanism == "nftables") for r in rules)
         with in_netns(app.client_ns), pytest.raises(ConnectionResetError):
             exchange((app.app_ip, 8080), b"x", timeout=5)  # redirected, operator refuses
         helper.kill()
@@ -92,24 +113,136 @@ def test_kill_9_of_the_cli_restores_traffic_within_1s(app: Lab) -> None:
         while app.tagged_rules() and time.monotonic() - t0 < 1.0:
             time.sleep(0.02)
         assert app.tagged_rules() == []
-        # The manager exits too (stdin EOF: its parent is gone).
+        # The manager exits too (stdin EOF: its parent is gone), and removes the session's
+        # folder, which the killed CLI could not.
         for _ in range(50):
-            if not os.path.exists(f"/proc/{manager_pid}") or \
-                    Path(f"/proc/{manager_pid}/stat").read_text().split()[2] == "Z":
+            if _exited(manager_pid):
                 break
             time.sleep(0.1)
         else:
             pytest.fail("manager still running after its parent died")
+        assert not os.path.exists(workdir)
     finally:
         helper.kill()
         helper.wait()
-        shutil.rmtree(workdir, ignore_errors=True)  # the killed CLI could not remove it
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
-def test_restarted_manager_removes_stale_rules(app: Lab) -> None:
-    # A manager killed with -9 leaves its rules; the next one removes them.
+def test_a_carried_connection_is_reset_when_the_cli_vanishes(app: Lab) -> None:
+    """A connection the redirect carries when the CLI is killed ends with a reset, never with
+    a clean end that would pass the missing answer for an empty one (the manager resets what
+    it still carries on its way out), and conntrack forgets it: the client's next connection
+    from the same port is a new one (it would otherwise go to the gone listener)."""
+    with tcp_server(_hold) as operator:
+        helper, manager_pid, workdir = _start_cli_helper(app, "auto", operator[1])
+        try:
+            port = _expect_reset_after(app, helper.kill)
+            while not _exited(manager_pid):
+                time.sleep(0.02)
+            assert not _conntrack_has(app, port)
+        finally:
+            helper.kill()
+            helper.wait()
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_a_carried_connection_is_reset_when_its_tunnel_breaks(app: Lab, node_session) -> None:
+    """The same with the manager alive (as in a pod): the client's lane breaks under a
+    connection that has sent all its request and waits for the answer."""
+    manager = node_session.manager
+    assert manager.lane is not None
+    with tcp_server(_hold) as operator:
+        handle = manager.redirect(RedirectSpec("incoming", [8080], fail_open=False), operator)
+        try:
+            port = _expect_reset_after(
+                app, lambda: manager._lane_socket.shutdown(socket.SHUT_RDWR))
+            deadline = time.monotonic() + 5
+            while _conntrack_has(app, port) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not _conntrack_has(app, port)
+        finally:
+            handle.close()
+
+
+_requests = threading.Semaphore(0)
+
+
+def _conntrack_has(app: Lab, client_port: int) -> bool:
+    """Does conntrack in the app's namespace hold a connection from ``client_port``?"""
+    return f"sport={client_port} " in sh("ip", "netns", "exec", app.app_ns, "conntrack", "-L",
+                                         "-p", "tcp", "--sport", str(client_port), check=False)
+
+
+def _hold(conn: socket.socket) -> None:
+    """An operator side that reads the request and never answers."""
+    recv_all(conn)
+    _requests.release()
+    time.sleep(10)
+
+
+def _expect_reset_after(app: Lab, fault: Callable[[], object]) -> int:
+    """A client that sent its whole request and waits for the answer gets a reset after
+    ``fault``; its port."""
+    with in_netns(app.client_ns):
+        client = socket.create_connection((app.app_ip, 8080), timeout=10)
+    with client:
+        client.sendall(b"request")
+        client.shutdown(socket.SHUT_WR)
+        assert _requests.acquire(timeout=10)
+        fault()
+        with pytest.raises(ConnectionResetError):
+            client.recv(100)  # b"" (a clean end) would be a lie
+        return int(client.getsockname()[1])
+
+
+def test_kill_9_of_the_manager_removes_its_rules_at_once(app: Lab) -> None:
+    """The rules live in a table the kernel owns for the manager: they vanish with it, also
+    when a child it started (here a command still running through Exec) outlives it."""
     session = NodeTarget(app.app_pid, env={"KDIAG_ENTER": str(ENTER)}).open()
-    session.manager.redirect(RedirectSpec("incoming", [8080]), ("127.0.0.1", 1))
+    try:
+        handle = session.manager.redirect(RedirectSpec("incoming", [8080], fail_open=False),
+                                          ("127.0.0.1", 1))
+        assert handle.rules and all(r.startswith("add rule ip") for r in handle.rules)
+        assert not handle.warnings
+        threading.Thread(target=lambda: _ignore_errors(session.manager.exec, script="sleep 30"),
+                         daemon=True).start()
+        child = _wait_for_child(session.info["manager_pid"])
+        assert len(app.tagged_rules()) == 6
+        os.kill(session.info["manager_pid"], 9)
+        session.proc.wait()
+        assert app.tagged_rules() == []  # nothing had to run: the kernel removed the tables
+        assert os.path.exists(f"/proc/{child}")  # the child lives on, without the socket
+        with in_netns(app.client_ns):
+            assert exchange((app.app_ip, 8080), b"y", timeout=5) == b"app:y"
+        os.kill(child, 9)
+    finally:
+        session.close()
+
+
+def _ignore_errors(call, **kwargs) -> None:
+    with contextlib.suppress(Exception):  # the manager is killed under the call
+        call(**kwargs)
+
+
+def _wait_for_child(parent: int) -> int:
+    """A child process of ``parent`` (waits up to 10 s for one)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for task in Path(f"/proc/{parent}/task").iterdir():
+            children = (task / "children").read_text().split()
+            if children:
+                return int(children[0])
+        time.sleep(0.05)
+    raise AssertionError(f"no child of {parent}")
+
+
+def test_restarted_manager_removes_stale_iptables_rules(app: Lab) -> None:
+    # With the iptables fallback, a manager killed with -9 leaves its rules; the next one
+    # removes them.
+    env = {"KDIAG_ENTER": str(ENTER), "KDIAG_REDIRECT_RULES": "iptables"}
+    session = NodeTarget(app.app_pid, env=env).open()
+    handle = session.manager.redirect(RedirectSpec("incoming", [8080]), ("127.0.0.1", 1))
+    assert handle.rules[0].startswith("-A ") and "iptables" in handle.warnings[0]
     os.kill(session.info["manager_pid"], 9)
     session.proc.wait()
     time.sleep(0.2)
@@ -119,18 +252,44 @@ def test_restarted_manager_removes_stale_rules(app: Lab) -> None:
        "REDIRECT", "--to-ports", "1")
     session.manager.close()
     shutil.rmtree(session.workdir, ignore_errors=True)
-    session2 = NodeTarget(app.app_pid, env={"KDIAG_ENTER": str(ENTER)}).open()
+    session2 = NodeTarget(app.app_pid, env=env).open()
     try:
         assert app.tagged_rules() == []
         # ...but never the rules of a live manager.
         session2.manager.redirect(RedirectSpec("incoming", [8080]), ("127.0.0.1", 1))
-        session3 = NodeTarget(app.app_pid, env={"KDIAG_ENTER": str(ENTER)}).open()
+        session3 = NodeTarget(app.app_pid, env=env).open()
         assert len(app.tagged_rules()) == 6  # 3 IPv4, 3 IPv6
         session3.close()
         assert len(app.tagged_rules()) == 6  # 3 IPv4, 3 IPv6
     finally:
         session2.close()
     assert app.tagged_rules() == []
+
+
+def test_folders_of_killed_sessions_are_removed_by_the_next_one(app: Lab,
+                                                                 tmp_path: Path) -> None:
+    """kill -9 of the CLI and of its manager leaves the session's folder; the next node session
+    removes it, but never the folder of a session whose processes live."""
+    helper, manager_pid, workdir = _start_cli_helper(app, "auto")
+    os.kill(manager_pid, 9)
+    helper.kill()
+    helper.wait()
+    while not _exited(manager_pid):
+        time.sleep(0.02)
+    assert os.path.isdir(workdir)
+    live = tempfile.mkdtemp(prefix="kdiag-node-")  # owned by this (live) process
+    (Path(live) / "owners").write_text(json.dumps([[os.getpid(), _start_time(os.getpid())]]))
+    unmarked = tempfile.mkdtemp(prefix="kdiag-node-")  # its CLI may be about to write owners
+    try:
+        session = NodeTarget(app.app_pid, env={"KDIAG_ENTER": str(ENTER)}).open()
+        session.close()
+        assert not os.path.exists(workdir)
+        assert os.path.isdir(live) and os.path.isdir(unmarked)
+        assert not os.path.exists(session.workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(live, ignore_errors=True)
+        shutil.rmtree(unmarked, ignore_errors=True)
 
 
 def test_node_session_close_stops_manager_and_rules(app: Lab) -> None:

@@ -18,6 +18,7 @@ from .conftest import (
     http_get,
     http_reply,
     in_netns,
+    ipv6_rule_lines,
     pool_in,
     reply_with,
     tcp_server,
@@ -293,8 +294,14 @@ def test_pooled_operator_side_speaking_first_and_resetting_at_once(app: Lab,
 
 
 def test_ipv6_connections_both_ways(app: Lab, node_session) -> None:
-    """One dual-stack listener and ip6tables rules beside the IPv4 ones: IPv6 connections are
-    redirected too, with their original destination and peer reported as IPv6."""
+    """One dual-stack listener and IPv6 rules (an ip6 table) beside the IPv4 ones: IPv6
+    connections are redirected too, with their original destination and peer reported as
+    IPv6."""
+    ipv6_both_ways(app, node_session, [])
+
+
+def ipv6_both_ways(app: Lab, node_session, expected_warnings: list[str]) -> None:
+    """IPv4 and IPv6, incoming and outgoing (``expected_warnings``: each redirect's)."""
     events: list = []
     with tcp_server(reply_with(b"operator:")) as operator:
         incoming = node_session.manager.redirect(
@@ -303,9 +310,11 @@ def test_ipv6_connections_both_ways(app: Lab, node_session) -> None:
             RedirectSpec("outgoing", [9000], destination=app.client_ip6, fail_open=False),
             operator, on_event=events.append)
         try:
-            assert not incoming.warnings and not outgoing.warnings
-            assert sum("(ip6tables)" in r for r in incoming.rules) == 3
-            assert all("(ip6tables)" in r for r in outgoing.rules)  # an IPv6 destination only
+            assert incoming.warnings == outgoing.warnings == expected_warnings
+            assert len(ipv6_rule_lines(incoming.rules)) == 3
+            assert len(incoming.rules) == 6
+            assert ipv6_rule_lines(outgoing.rules) == outgoing.rules  # an IPv6 destination only
+            assert len(app.tagged_rules()) == 8
             with in_netns(app.client_ns):
                 assert exchange((app.app_ip6, 8080), b"in6") == b"operator:in6"
                 assert exchange((app.app_ip, 8080), b"in4") == b"operator:in4"
@@ -342,5 +351,55 @@ def test_connections_still_carried_after_the_lane_closes(app: Lab, node_session)
             assert handle._idle_tunnels  # the pool refilled, on gRPC
             _many(app, app.client_ns, (app.app_ip, 8080))
             assert handle.running
+        finally:
+            handle.close()
+
+
+def test_iptables_fallback_redirects_the_same_and_says_so(app: Lab, iptables_session) -> None:
+    """Where the kernel has no owned nftables tables the manager falls back to iptables: the
+    same connections are redirected, the rules are reported in iptables-save syntax, and the
+    ready event warns that fail-open after a manager crash then needs the next manager."""
+    from kdiag_manager.redirectrules import FALLBACK_WARNING, MECHANISM_ENV
+
+    warning = FALLBACK_WARNING.format(reason=f"${MECHANISM_ENV}=iptables")
+    ipv6_both_ways(app, iptables_session, [warning])
+    with tcp_server(echo_after_eof) as operator:
+        handle = iptables_session.manager.redirect(
+            RedirectSpec("incoming", [8080], fail_open=False), operator)
+        try:
+            assert all(r.startswith("-A ") for r in handle.rules)
+            rules = app.tagged_rules()
+            assert len(rules) == 6 and not any(r.startswith("nft: ") for r in rules)
+            _many(app, app.client_ns, (app.app_ip, 8080))
+        finally:
+            handle.close()
+    assert app.tagged_rules() == []
+
+
+def test_a_carried_connection_outlives_its_redirect(app: Lab, node_session) -> None:
+    """Stopping a redirect removes its rules, not the address translation of a connection it
+    already carries (the manager's anchor table keeps NAT and conntrack on): the connection
+    goes on both ways until it ends."""
+
+    def echo_lines(conn: socket.socket) -> None:
+        with conn.makefile("rb") as lines:
+            for line in lines:
+                conn.sendall(b"op:" + line)
+
+    with tcp_server(echo_lines) as operator:
+        handle = node_session.manager.redirect(
+            RedirectSpec("incoming", [8080], fail_open=False), operator)
+        try:
+            with in_netns(app.client_ns):
+                client = socket.create_connection((app.app_ip, 8080), timeout=10)
+            with client, client.makefile("rb") as answers:
+                client.sendall(b"one\n")
+                assert answers.readline() == b"op:one\n"
+                handle.close(abort_connections=False)
+                assert app.tagged_rules() == []
+                with in_netns(app.client_ns):  # new connections reach the app
+                    assert exchange((app.app_ip, 8080), b"new") == b"app:new"
+                client.sendall(b"two\n")
+                assert answers.readline() == b"op:two\n"
         finally:
             handle.close()

@@ -202,20 +202,22 @@ class RedirectRequest(_message.Message):
     def __init__(self, spec: _Optional[_Union[RedirectSpec, _Mapping]] = ..., reject: _Optional[_Union[RejectConnection, _Mapping]] = ...) -> None: ...
 
 class RedirectReady(_message.Message):
-    __slots__ = ("listen_port", "rules", "session", "redirect_id", "raw_data", "warnings")
+    __slots__ = ("listen_port", "rules", "session", "redirect_id", "raw_data", "warnings", "mechanism")
     LISTEN_PORT_FIELD_NUMBER: _ClassVar[int]
     RULES_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
     REDIRECT_ID_FIELD_NUMBER: _ClassVar[int]
     RAW_DATA_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    MECHANISM_FIELD_NUMBER: _ClassVar[int]
     listen_port: int
     rules: _containers.RepeatedScalarFieldContainer[str]
     session: str
     redirect_id: int
     raw_data: bool
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, listen_port: _Optional[int] = ..., rules: _Optional[_Iterable[str]] = ..., session: _Optional[str] = ..., redirect_id: _Optional[int] = ..., raw_data: _Optional[bool] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    mechanism: str
+    def __init__(self, listen_port: _Optional[int] = ..., rules: _Optional[_Iterable[str]] = ..., session: _Optional[str] = ..., redirect_id: _Optional[int] = ..., raw_data: _Optional[bool] = ..., warnings: _Optional[_Iterable[str]] = ..., mechanism: _Optional[str] = ...) -> None: ...
 
 class Endpoint(_message.Message):
     __slots__ = ("host", "port")

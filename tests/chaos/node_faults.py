@@ -1,0 +1,176 @@
+"""Node-mode faults: kill -9 of the CLI, of the manager, of both; the operator-side server down
+and back; 200 checked connections while the CLI is killed half-way.
+
+Recovery is measured from the fault (the first kill) until a fresh connection from the client
+namespace gets the app's answer; rules are counted in the app's namespace, nftables and
+iptables alike, 5 s after the fault at the latest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+from collections.abc import Iterator
+from concurrent.futures import as_completed
+from dataclasses import dataclass
+
+from . import netprobe
+from .nodelab import (
+    Cli,
+    NodeEnv,
+    kill,
+    node_env,
+    start_cli,
+    traffic,
+    wait_gone,
+    wait_ready,
+)
+from .registry import RULES_DEADLINE, RoundResult, register
+
+KILL_ROUNDS = 20
+CONNECTIONS = 200
+MAX_SIZE = 256 * 1024
+
+
+def _kill_round(env: NodeEnv, index: int, victims: str, mechanism: str = "auto"
+                ) -> RoundResult:
+    """Start a CLI (``kdiag redirect`` or ``kdiag run`` in turns), let traffic flow, kill
+    ``victims`` (cli, manager or both: in a random order, a random moment apart)."""
+    before = env.folders()
+    cli = start_cli(env, "redirect" if index % 2 == 0 else "run", mechanism)
+    problems: list[str] = []
+    try:
+        if not wait_ready(env, cli):
+            return RoundResult(None, 0, [f"the redirect did not come up: {cli.tail()}"])
+        ours = env.folders() - before
+        manager = cli.manager_pid()
+        if manager is None:
+            return RoundResult(None, 0, ["no manager process found"])
+        pids = {"cli": [cli.proc.pid], "manager": [manager],
+                "both": env.random.sample([cli.proc.pid, manager], 2)}[victims]
+        with traffic(env):
+            time.sleep(env.random.uniform(0, 0.3))
+            t0 = time.monotonic()
+            for n, pid in enumerate(pids):
+                if n:
+                    time.sleep(env.random.uniform(0, 0.05))
+                kill(pid)
+            recovery = env.wait_for(b"app:x", t0, t0 + RULES_DEADLINE)
+        left = env.rules_left(t0 + RULES_DEADLINE)
+        if not wait_gone(manager, t0 + RULES_DEADLINE):
+            problems.append("the manager still runs 5 s after its CLI died")
+        if victims == "cli" and ours & env.folders():  # (the manager removes it as it exits;
+            # after both, the next session does)
+            problems.append(f"session folder left: {sorted(ours & env.folders())}")
+        if victims == "both" and env.stale_folders & env.folders():
+            problems.append(f"the last round's folder is left: {sorted(env.stale_folders)}")
+        env.stale_folders = ours if victims == "both" else set()
+        return RoundResult(recovery, left, problems)
+    finally:
+        cli.end()
+
+
+@register("kill -9 CLI", "node", KILL_ROUNDS, lambda: node_env("c"))
+def kill_cli(env: NodeEnv, index: int) -> RoundResult:
+    """kill -9 of the CLI (the manager sees stdin EOF and exits, its tables go)."""
+    return _kill_round(env, index, "cli")
+
+
+@register("kill -9 manager", "node", KILL_ROUNDS, lambda: node_env("m"))
+def kill_manager(env: NodeEnv, index: int) -> RoundResult:
+    """kill -9 of the manager (the kernel drops its owned tables)."""
+    return _kill_round(env, index, "manager")
+
+
+@register("kill -9 CLI + manager", "node", KILL_ROUNDS, lambda: node_env("b"))
+def kill_both(env: NodeEnv, index: int) -> RoundResult:
+    """kill -9 of both, in a random order; the next session removes the stale folder."""
+    return _kill_round(env, index, "both")
+
+
+@register("kill -9 CLI, iptables fallback", "node", 10, lambda: node_env("i"),
+          note="the fallback's stop() race")
+def kill_cli_iptables(env: NodeEnv, index: int) -> RoundResult:
+    """kill -9 of the CLI with the manager on iptables rules (old kernels): its exit must
+    remove every rule before it ends."""
+    return _kill_round(env, index, "cli", "iptables")
+
+
+@dataclass
+class RunningRedirect:
+    """A node env with one CLI redirecting for all the rounds."""
+
+    env: NodeEnv
+    cli: Cli
+
+
+@contextlib.contextmanager
+def _running_redirect() -> Iterator[RunningRedirect]:
+    with node_env("o") as env:
+        cli = start_cli(env, "redirect")
+        try:
+            if not wait_ready(env, cli):
+                raise RuntimeError(f"the redirect did not come up: {cli.tail()}")
+            yield RunningRedirect(env, cli)
+        finally:
+            cli.end()
+
+
+@register("operator server down and back", "node", KILL_ROUNDS, _running_redirect)
+def operator_down(setup: RunningRedirect, index: int) -> RoundResult:
+    """The operator-side server stops (connections fail open to the app) and comes back
+    (connections reach it again); recovery is the slower of the two. The last round ends the
+    CLI with SIGINT and counts the rules left."""
+    env = setup.env
+    env.operator.stop()
+    t0 = time.monotonic()
+    down = env.wait_for(b"app:x", t0, t0 + RULES_DEADLINE)
+    env.operator.start()
+    t1 = time.monotonic()
+    back = env.wait_for(b"op:x", t1, t1 + RULES_DEADLINE)
+    recovery = None if down is None or back is None else max(down, back)
+    left, problems = 0, []
+    if index == KILL_ROUNDS - 1:
+        setup.cli.proc.send_signal(signal.SIGINT)
+        t2 = time.monotonic()
+        left = env.rules_left(t2 + RULES_DEADLINE)
+        code = setup.cli.proc.wait(10)
+        if code != 130:
+            problems.append(f"kdiag redirect exited {code} after Ctrl-C, not 130")
+    return RoundResult(recovery, left, problems)
+
+
+@register("200 connections, CLI killed half-way", "node", 10, lambda: node_env("h"),
+          note="SHA-256 checked, half-close")
+def connections_during_kill(env: NodeEnv, index: int) -> RoundResult:
+    """200 concurrent connections of random sizes (half-closed, answers checked by SHA-256)
+    while the CLI is killed after half of them finished: none may come back corrupted (ones in
+    flight may break); after recovery, 100 new ones must all reach the app intact."""
+    cli = start_cli(env, "redirect")
+    problems: list[str] = []
+    try:
+        if not wait_ready(env, cli):
+            return RoundResult(None, 0, [f"the redirect did not come up: {cli.tail()}"])
+        rnd = env.random
+        sizes = [rnd.choice([0, 1, rnd.randrange(1, 4096), rnd.randrange(1, MAX_SIZE)])
+                 for _ in range(CONNECTIONS)]
+        with netprobe.pool_in(env.lab.client_ns, CONNECTIONS) as pool:
+            futures = [pool.submit(netprobe.checked, env.app, size) for size in sizes]
+            for done, _ in enumerate(as_completed(futures), 1):
+                if done == CONNECTIONS // 2:
+                    break
+            t0 = time.monotonic()
+            kill(cli.proc.pid)
+            recovery = env.wait_for(b"app:x", t0, t0 + RULES_DEADLINE)
+            outcomes = [f.result() for f in futures]
+            after = list(pool.map(lambda s: netprobe.checked(env.app, s), sizes[:100]))
+        left = env.rules_left(t0 + RULES_DEADLINE)
+        if not any(o.route == "operator" for o in outcomes):
+            problems.append("no connection reached the operator: the redirect carried nothing")
+        problems += [f"corrupted: {o.detail}" for o in outcomes + after if o.route == "corrupt"]
+        problems += [f"a new connection after recovery did not reach the app: {o.route} "
+                     f"{o.detail}" for o in after if o.route != "app"]
+        return RoundResult(recovery, left, problems[:5])
+    finally:
+        cli.end()
