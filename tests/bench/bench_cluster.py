@@ -49,6 +49,7 @@ SETUP_SAMPLES = 100
 SETUP_WARMUP = 5
 START_RUNS = 3
 SOURCE_PORT, REDIRECT_PORT = 9000, 9100
+MANAGER_IMAGE = os.environ.get("KDIAG_E2E_MANAGER_IMAGE", "kdiag.local/manager:dev")
 
 
 def _cluster_up() -> str:
@@ -181,9 +182,9 @@ def _setup(cluster_ns: str) -> tuple[Any, str]:
                     "name": "bb", "image": "kdiag.local/busybox:dev", "imagePullPolicy": "Never",
                     "command": ["sh", "-c", script]}, {
                     # The echo server of the setup figure, same program as on this side.
-                    "name": "echo", "image": "kdiag.local/manager:dev",
+                    "name": "echo", "image": MANAGER_IMAGE,
                     "imagePullPolicy": "Never",
-                    "command": ["/opt/kdiag/venv/bin/python", "-c", ECHO_SERVER,
+                    "command": ["python3", "-c", ECHO_SERVER,
                                 str(ECHO_PORT)]}]}})
             break
         except Exception:
@@ -207,6 +208,7 @@ def run(record: Record) -> None:
     cache = tempfile.mkdtemp(prefix="kdiag-bench-cache-")
     os.environ["XDG_CACHE_HOME"] = cache
     os.environ.setdefault("KDIAG_MANAGER_PULL_POLICY", "Never")
+    os.environ["KDIAG_MANAGER_IMAGE"] = MANAGER_IMAGE
     kube, pod = _setup(namespace)
     try:
         _throughput(record, kube, namespace, pod)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import REPO, Cluster, make_namespace
+from .conftest import MANAGER_IMAGE, REPO, Cluster, make_namespace
 
 __all__ = ["Kdiag", "Pods", "example_pods", "kdiag_cli", "make_namespace", "restricted_kubeconfig"]
 
@@ -52,8 +52,8 @@ class Kdiag:
 
     def __init__(self, kubeconfig: Path, cache: Path) -> None:
         self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "XDG_CACHE_HOME": str(cache),
+                    "XDG_CONFIG_HOME": str(cache / "config"), "KDIAG_MANAGER_IMAGE": MANAGER_IMAGE,
                     "KDIAG_MANAGER_PULL_POLICY": "Never", "NO_COLOR": "1"}
-        self.env.pop("KDIAG_MANAGER_IMAGE", None)
 
     def __call__(self, *args: str, timeout: float = 180, env: dict[str, str] | None = None,
                  stdin: str | None = None) -> Result:
