@@ -32,14 +32,15 @@ RUN /opt/venv/bin/python -c "import tomllib; p = tomllib.load(open('/src/manager
       > /tmp/requirements.txt \
  && /opt/venv/bin/pip install -q -r /tmp/requirements.txt
 
+COPY image/assemble.py /src/image/assemble.py
 COPY scratch-shell /src/scratch-shell
 RUN make -s -C /src/scratch-shell
 
+# The manager's own code last, in one step with the assembly: a change to manager/ re-runs only
+# this (the layers above stay cached).
 COPY manager /src/manager
-RUN /opt/venv/bin/pip install -q --no-deps --no-build-isolation /src/manager
-
-COPY image/assemble.py /src/image/assemble.py
-RUN python3 /src/image/assemble.py --venv /opt/venv --enter /src/scratch-shell/build/enter \
+RUN /opt/venv/bin/pip install -q --no-deps --no-build-isolation /src/manager \
+ && python3 /src/image/assemble.py --venv /opt/venv --enter /src/scratch-shell/build/enter \
       --out /rootfs --check
 
 FROM scratch

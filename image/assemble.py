@@ -41,8 +41,7 @@ from typing import Any
 
 # Packages of the venv the manager never uses at run time.
 SKIP_DISTRIBUTIONS = ("pip", "setuptools", "pkg_resources", "_distutils_hack", "wheel")
-# Imported by name at run time, invisible to modulefinder: codecs are looked up by their
-# encoding's name (utf-8 for the manager's streams, idna for host names in probes).
+# Imported by name at run time, invisible to modulefinder (with every codec, below).
 ALWAYS = ("encodings", "site")
 # Where modulefinder would go but the manager never does (tests, GUIs, installers, docs):
 # leaving them out keeps their own imports out too.
@@ -211,7 +210,10 @@ def needed_stdlib(site: Path) -> set[Path]:
     imports, directly or through other modules."""
     stdlib, dynload = stdlib_dirs()
     finder = Finder(path=[str(site), str(stdlib), str(dynload)])
-    for name in ALWAYS:
+    # Codecs are looked up by their encoding's name at run time: all of them, with what they
+    # import (idna needs stringprep).
+    codecs = [f"encodings.{p.stem}" for p in sorted((stdlib / "encodings").glob("*.py"))]
+    for name in (*ALWAYS, *codecs):
         with contextlib.suppress(ImportError):
             finder.import_hook(name)
     for path in python_files(site):
@@ -232,8 +234,6 @@ def needed_stdlib(site: Path) -> set[Path]:
             found.add(p)
             if module.__path__:  # a package: its __init__ is the file; keep the folder too
                 found.add(p.parent)
-    # The encodings package is needed whole: codecs are looked up by name.
-    found.update(p for p in (stdlib / "encodings").rglob("*.py"))
     if any(p.name == "sysconfig.py" for p in found):
         found.update(stdlib.glob("_sysconfigdata_*.py"))
     return found
@@ -378,6 +378,8 @@ for name in names:
     importlib.import_module(name)
 import grpc, google.protobuf, ssl, ctypes, json, hashlib
 from pyroute2 import IPRoute
+assert "b\u00fccher.example".encode("idna") == b"xn--bcher-kva.example"
+ssl.create_default_context()
 print(len(names), "manager modules imported with", sys.version.split()[0])
 """
 

@@ -16,6 +16,7 @@
   (the Kubernetes path's own share of the session figure); and the same comparison with an
   HTTP request to busybox httpd on both sides.
 - time from `kdiag run` to the end of its first manager step, with the manager already injected.
+- the manager image's size and its start (injection request → manager ready): manager_image.py.
 
 Skips (records nothing) when the cluster is not up. Bounded: about a minute.
 """
@@ -214,6 +215,10 @@ def run(record: Record) -> None:
         _throughput(record, kube, namespace, pod)
         _connection_setup(record, kube, namespace, pod)
         _time_to_first_step(record, namespace, pod, cache)
+        from tests.bench import manager_image
+
+        node = kube.core().read_namespaced_pod(pod, namespace).spec.node_name
+        manager_image.run(record, kube, namespace, pod, "bb", MANAGER_IMAGE, node)
     finally:
         kube.core().delete_namespace(namespace, grace_period_seconds=0)
 
