@@ -36,8 +36,9 @@ class Session:
         return api_call(Call(verb, resource, self.namespace, name, self.kube.server, self.user))
 
 
-def connect(demand: Demand) -> tuple[Session | None, Check]:
-    """Load the configuration, reach the API server; the ``cluster`` check."""
+def connect(demand: Demand, identify: bool = True) -> tuple[Session | None, Check]:
+    """Load the configuration, reach the API server; the ``cluster`` check (``identify``: ask
+    who kdiag is there now, else only when a refusal needs the name)."""
     options = demand.options
     try:
         kube = load(KubeOptions(kubeconfig=options.get("kubeconfig"),
@@ -53,7 +54,8 @@ def connect(demand: Demand) -> tuple[Session | None, Check]:
                            "($KUBECONFIG) and that the API server answers from here")
     session.git_version = str(info.git_version)
     session.version = _version(str(info.major), str(info.minor))
-    session.user = whoami(session)
+    if identify:
+        session.user = whoami(session)
     who = f" as {session.user}" if session.user else ""
     return session, Check("cluster", "ok", f"{kube.server}: Kubernetes {session.git_version}{who}"
                           f", namespace {session.namespace}")
@@ -80,10 +82,16 @@ def whoami(session: Session) -> str:
         return ""
 
 
-def ephemeral_check(session: Session) -> Check:
-    """Whether the API server serves ``pods/ephemeralcontainers`` (Kubernetes 1.25+)."""
+def ephemeral_check(session: Session, discover: bool = True) -> Check:
+    """Whether the API server serves ``pods/ephemeralcontainers`` (Kubernetes 1.25+): from API
+    discovery, or (``discover`` False, quicker) from the version alone."""
     from kubernetes import client
 
+    if not discover and session.version is not None:
+        served = session.version >= EPHEMERAL_SINCE
+        return Check("ephemeral containers", "ok" if served else "fail",
+                     "supported" if served else f"Kubernetes {session.git_version} has none",
+                     fix="" if served else "Kubernetes 1.25 or later is needed")
     try:
         with session.call("get", "api resources"):
             resources = client.CoreV1Api(session.api).get_api_resources(_request_timeout=10)
@@ -109,6 +117,8 @@ def rbac_checks(session: Session, demand: Demand) -> list[Check]:
     except TargetError as exc:
         return [Check("RBAC", "unknown", f"cannot ask the API server: {exc}", blocking=False)]
     checks = []
+    if not session.user and not all(a.allowed for a in answers):
+        session.user = whoami(session)
     who = f" (as {session.user})" if session.user else ""
     for need, answer in zip(wanted, answers, strict=True):
         where = f"in namespace {session.namespace}"

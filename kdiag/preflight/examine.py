@@ -31,12 +31,12 @@ def examine(demand: Demand, *, full: bool = True) -> list[Check]:
     if demand.steps is not None and known_way(demand) and not needs(demand):
         return [Check("cluster", "skipped", "no step of this runbook uses the cluster",
                       blocking=False)]
-    session, reached = connect(demand)
+    session, reached = connect(demand, identify=full)
     checks = [reached]
     if session is None:
         return checks
     if demand.way == "ephemeral":
-        checks.append(ephemeral_check(session))
+        checks.append(ephemeral_check(session, discover=full))
     checks.extend(rbac_checks(session, demand))
     from kdiag.kube.inject import CAPABILITIES
 
