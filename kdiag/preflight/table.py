@@ -25,7 +25,8 @@ def summary(checks: list[Check]) -> str:
     parts = [f"{counts[s]} {w}" for s, w in words.items() if counts.get(s)]
     verdict = ("a run would stop here: see the FAIL lines" if exit_code(checks)
                else "nothing stops a run")
-    return f"{len(checks)} checks: {', '.join(parts)} — {verdict}"
+    noun = "check" if len(checks) == 1 else "checks"
+    return f"{len(checks)} {noun}: {', '.join(parts)} — {verdict}"
 
 
 def print_table(checks: list[Check], out: IO[str], *, color: bool | None = None) -> None:
