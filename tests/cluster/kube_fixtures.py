@@ -21,7 +21,16 @@ import yaml
 
 from .conftest import MANAGER_IMAGE, REPO, Cluster, make_namespace
 
-__all__ = ["Kdiag", "Pods", "example_pods", "kdiag_cli", "make_namespace", "restricted_kubeconfig"]
+__all__ = ["APP_TARGET", "Kdiag", "Pods", "example_pods", "kdiag_cli", "make_namespace",
+           "restricted_kubeconfig"]
+
+APP_TARGET = """\
+params:
+  namespace: {type: string}
+target:
+  kubernetes: {namespace: "{{ params.namespace }}", pod: testapp}
+"""
+"""The head of a runbook against the test app (``kdiag_cli.run`` sets the namespace)."""
 
 
 @dataclass

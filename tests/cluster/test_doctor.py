@@ -16,7 +16,7 @@ import pytest
 
 from .conftest import MANAGER_IMAGE, Cluster
 from .kube_fixtures import *  # noqa: F403
-from .kube_fixtures import Kdiag, make_namespace, restricted_kubeconfig
+from .kube_fixtures import APP_TARGET, Kdiag, make_namespace, restricted_kubeconfig
 
 pytestmark = pytest.mark.cluster
 
@@ -24,11 +24,7 @@ PODS_READ = {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", 
 LOGS = {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}
 PATCH = {"apiGroups": [""], "resources": ["pods/ephemeralcontainers"], "verbs": ["patch"]}
 FORWARD = {"apiGroups": [""], "resources": ["pods/portforward"], "verbs": ["get", "create"]}
-RUNBOOK = """\
-params:
-  namespace: {type: string}
-target:
-  kubernetes: {namespace: "{{ params.namespace }}", pod: testapp}
+RUNBOOK = APP_TARGET + """\
 steps:
   - name: look
     shell: {argv: [echo, hello]}

@@ -13,16 +13,12 @@ import pytest
 
 from .conftest import Cluster
 from .kube_fixtures import *  # noqa: F403
-from .kube_fixtures import Kdiag, Pods
+from .kube_fixtures import APP_TARGET, Kdiag, Pods
 from .test_smoke import exec_in
 
 pytestmark = pytest.mark.cluster
 
-RUNBOOK = """\
-params:
-  namespace: {type: string}
-target:
-  kubernetes: {namespace: "{{ params.namespace }}", pod: testapp}
+RUNBOOK = APP_TARGET + """\
 steps:
   - name: https from inside
     probe: {url: "https://kubernetes.default.svc/version"}
