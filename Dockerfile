@@ -23,12 +23,12 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 ENV PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
-RUN python3 -m venv /opt/venv
 
-# The manager's dependencies (and what builds it) first, read from its pyproject.toml: this
-# layer stays cached while only the manager's code changes.
+# A venv with the manager's dependencies (and what builds it) first, read from its
+# pyproject.toml: this layer stays cached while only the manager's code changes.
 COPY manager/pyproject.toml /src/manager/pyproject.toml
-RUN /opt/venv/bin/python -c "import tomllib; p = tomllib.load(open('/src/manager/pyproject.toml', 'rb')); print('\n'.join(p['project']['dependencies'] + p['build-system']['requires']))" \
+RUN python3 -m venv /opt/venv \
+ && /opt/venv/bin/python -c "import tomllib; p = tomllib.load(open('/src/manager/pyproject.toml', 'rb')); print('\n'.join(p['project']['dependencies'] + p['build-system']['requires']))" \
       > /tmp/requirements.txt \
  && /opt/venv/bin/pip install -q -r /tmp/requirements.txt
 
