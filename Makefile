@@ -9,26 +9,32 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
+# kdiag's distribution holds the manager package too (see pyproject.toml); a venv made before
+# that has a separate kdiag-manager owning the same files: it goes first. setuptools announces
+# every editable install with a warning; the install stays quiet unless something fails.
 $(STAMP): pyproject.toml manager/pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ./manager -e '.[dev]'
-	touch $@
+	@echo "installing kdiag (editable) and its dev tools into $(VENV)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip uninstall -q -y kdiag-manager >/dev/null 2>&1 || true
+	@PYTHONWARNINGS="ignore:Editable installation" \
+	  $(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
 
 # System packages the node-mode features and tests use (root; skipped when present).
 system-deps:
 	@bash scripts/system-deps.sh
 
 lint: install
-	$(VENV)/bin/ruff check kdiag manager tests cluster demo
-	$(VENV)/bin/mypy kdiag manager/kdiag_manager demo
+	$(VENV)/bin/ruff check kdiag manager tests cluster demo image
+	$(VENV)/bin/mypy kdiag manager/kdiag_manager demo image
 
 unit: install
 	$(VENV)/bin/pytest -q tests/unit
 
 test: install system-deps
 	$(MAKE) --no-print-directory scratch-shell
-	$(VENV)/bin/pytest -q -m "not cluster"
+	$(VENV)/bin/pytest -q -m "not cluster and not dist"
 
 demo: install system-deps
 	$(MAKE) --no-print-directory scratch-shell
@@ -44,7 +50,7 @@ fuzz: install
 	@cat .fuzz/results.json
 
 clean:
-	rm -rf $(VENV) .bench .fuzz .pytest_cache .mypy_cache .ruff_cache build
+	rm -rf $(VENV) .bench .fuzz .pytest_cache .mypy_cache .ruff_cache build dist
 
 -include mk/*.mk
 

@@ -10,6 +10,8 @@ command -v tcpdump >/dev/null || need+=(tcpdump)
 command -v nsenter >/dev/null || need+=(util-linux)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v gcc >/dev/null || need+=(gcc libc6-dev)
+command -v zsh >/dev/null || need+=(zsh)    # the completion scripts' tests
+command -v fish >/dev/null || need+=(fish)
 if [ ${#need[@]} -gt 0 ]; then
   echo "system-deps: installing ${need[*]}" >&2
   if [ "$(id -u)" != 0 ]; then echo "system-deps: need root to install ${need[*]}" >&2; exit 3; fi

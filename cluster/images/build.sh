@@ -3,7 +3,8 @@
 #   kdiag.local/pause:dev    the pod sandbox process (cluster/images/pause/pause.c, static)
 #   kdiag.local/busybox:dev  Debian's busybox-static with its applet links (debug containers)
 #   kdiag.local/testapp:dev  cluster/testapps/testapp, an image holding only its binary
-#   kdiag.local/manager:dev  built from the repository's Dockerfile
+#   kdiag.local/manager:dev  built from the repository's Dockerfile (also tagged with kdiag's
+#                            version, kdiag's default image reference)
 # Each archive is cached under a key made from its inputs; unchanged inputs are not rebuilt.
 # Usage: build.sh [IMAGE...]   (default: all; KDIAG_CLUSTER_IMAGES overrides the default)
 set -euo pipefail
@@ -75,13 +76,15 @@ build_testapp() {
 }
 
 build_manager() {
-  # The image takes scratch-shell's compiled `enter`, as `docker build` would after make.
-  if [[ -f $REPO/scratch-shell/Makefile ]]; then
-    make -s -C "$REPO/scratch-shell" >&2
-  fi
-  # The Dockerfile builder caches every step, and the archive, itself.
+  # The Dockerfile builds `enter` itself; it caches every step, and the archive. The image is
+  # tagged twice: :dev (what the tests name) and kdiag's version (kdiag's default reference,
+  # kdiag.local/manager:VERSION, so a plain `kdiag` finds it on this cluster).
+  local version
+  version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$REPO/kdiag/__init__.py")
+  [[ -n $version ]] || die "no __version__ in kdiag/__init__.py"
   "${OCIBUILD[@]}" dockerfile --file "$REPO/Dockerfile" --context "$REPO" \
-    --name kdiag.local/manager:dev --cache "$STATE/cache/manager" --out "$out/manager-dockerfile.tar"
+    --name kdiag.local/manager:dev --name "kdiag.local/manager:$version" \
+    --cache "$STATE/cache/manager" --out "$out/manager-dockerfile.tar"
   ln -sfn manager-dockerfile.tar "$out/manager.tar"
   find "$out" -maxdepth 1 -name 'manager-*.tar' ! -name manager-dockerfile.tar -delete
 }

@@ -10,8 +10,11 @@ Three commands (standard library only):
   import      import archives into containerd (`ctr -n k8s.io images import`)
 
 The Dockerfile interpreter supports only the instructions and options that kdiag's
-own Dockerfile uses, and stops with an error on anything else: the real Dockerfile is
-the source of truth, and this builder refuses to silently diverge from it.
+own Dockerfile uses (multi-stage builds included: `FROM ... AS NAME`, `FROM scratch`,
+`COPY --from=NAME`), and stops with an error on anything else, BuildKit-only syntax
+such as `RUN --mount` too: the real Dockerfile is the source of truth, it must build
+with a plain `docker build`/`podman build`, and this builder refuses to silently
+diverge from it.
 
 An archive holds one uncompressed layer (the whole root filesystem), its config, a
 manifest and an index.json whose manifest carries the `io.containerd.image.name`
@@ -26,6 +29,7 @@ import hashlib
 import io
 import json
 import os
+import platform
 import re
 import shlex
 import shutil
@@ -40,6 +44,15 @@ from pathlib import Path
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Paths whose contents never go into an image (they are mounted at run time).
 SKIP_CONTENTS = {"proc", "sys", "dev", "run", "tmp"}
+# OCI architecture names of the machines this builder runs on (it builds for its own).
+OCI_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+
+
+def oci_architecture() -> str:
+    machine = platform.machine()
+    if machine not in OCI_ARCH:
+        raise BuildError(f"unsupported machine {machine!r} (known: {sorted(OCI_ARCH)})")
+    return OCI_ARCH[machine]
 
 
 class BuildError(Exception):
@@ -111,8 +124,10 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(ti, io.BytesIO(data))
 
 
-def write_archive(rootfs: Path, name: str, config: ImageConfig, out: Path) -> str:
-    """Write an OCI image-layout tar for rootfs; return the manifest digest."""
+def write_archive(rootfs: Path, name: str | list[str], config: ImageConfig, out: Path) -> str:
+    """Write an OCI image-layout tar for rootfs, under one name or several (the same image
+    tagged twice); return the manifest digest."""
+    names = [name] if isinstance(name, str) else list(name)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".layer-") as tmp:
         layer_path = Path(tmp) / "layer.tar"
@@ -121,7 +136,7 @@ def write_archive(rootfs: Path, name: str, config: ImageConfig, out: Path) -> st
         config_blob = json.dumps(
             {
                 "created": "1970-01-01T00:00:00Z",
-                "architecture": "amd64",
+                "architecture": oci_architecture(),
                 "os": "linux",
                 "config": config.to_oci(),
                 "rootfs": {"type": "layers", "diff_ids": [f"sha256:{layer_digest}"]},
@@ -159,12 +174,13 @@ def write_archive(rootfs: Path, name: str, config: ImageConfig, out: Path) -> st
                         "mediaType": "application/vnd.oci.image.manifest.v1+json",
                         "digest": f"sha256:{manifest_digest}",
                         "size": len(manifest_blob),
-                        "platform": {"architecture": "amd64", "os": "linux"},
+                        "platform": {"architecture": oci_architecture(), "os": "linux"},
                         "annotations": {
-                            "io.containerd.image.name": name,
-                            "org.opencontainers.image.ref.name": name.rsplit(":", 1)[-1],
+                            "io.containerd.image.name": each,
+                            "org.opencontainers.image.ref.name": each.rsplit(":", 1)[-1],
                         },
                     }
+                    for each in names
                 ],
             },
             sort_keys=True,
@@ -177,7 +193,7 @@ def write_archive(rootfs: Path, name: str, config: ImageConfig, out: Path) -> st
             _add_bytes(tar, f"blobs/sha256/{manifest_digest}", manifest_blob)
             tar.add(layer_path, arcname=f"blobs/sha256/{layer_digest}")
         tmp_out.replace(out)
-    log(f"wrote {out} ({name}, {layer_size // 1024} KiB layer)")
+    log(f"wrote {out} ({', '.join(names)}, {layer_size // 1024} KiB layer)")
     return f"sha256:{manifest_digest}"
 
 
@@ -326,6 +342,21 @@ def _context_files(context: Path, src: str, ignore: DockerIgnore) -> list[tuple[
     return files
 
 
+def _stage_files(root: Path, src: str) -> list[tuple[Path, str]]:
+    """Like _context_files, for ``COPY --from=STAGE``: ``src`` is a path in the stage's root."""
+    srcpath = _inside(root, src)
+    if not srcpath.exists() and not srcpath.is_symlink():
+        raise BuildError(f"COPY --from source {src!r} does not exist in that stage")
+    files: list[tuple[Path, str]] = [(srcpath, ".")]
+    if srcpath.is_dir() and not srcpath.is_symlink():
+        for dirpath, dirnames, filenames in os.walk(srcpath):
+            dirnames.sort()
+            for name in sorted(dirnames + filenames):
+                p = Path(dirpath) / name
+                files.append((p, os.path.relpath(p, srcpath)))
+    return files
+
+
 def copy_destination(dest: str, top: Path, rel: str) -> str:
     """Where COPY puts ``rel`` (relative to the source ``top``) in the image, as Docker does:
     a folder's contents go into ``dest``; a file becomes ``dest`` itself, or ``dest/NAME``
@@ -405,11 +436,6 @@ if [ -f "$HOST_CA" ]; then
   mkdir -p "$root/run/ocibuild"; touch "$root/run/ocibuild/ca.crt"
   mount --bind "$HOST_CA" "$root/run/ocibuild/ca.crt"
 fi
-while [ $# -gt 0 ] && [ "$1" != "--" ]; do
-  # cache mounts: host-dir target
-  mkdir -p "$1" "$root$2"; mount --bind "$1" "$root$2"; shift 2
-done
-shift
 exec chroot "$root" /usr/bin/env -i "$@"
 """
 
@@ -429,6 +455,15 @@ def _build_only_env() -> dict[str, str]:
     return env
 
 
+@dataclass
+class Stage:
+    """A finished build stage: its cache key, root filesystem and image config."""
+
+    key: str
+    root: Path | None
+    config: ImageConfig
+
+
 class DockerfileBuilder:
     # Base images we know how to make, and how.
     BASES = {"debian:bookworm-slim": "bookworm", "debian:bookworm": "bookworm"}
@@ -440,6 +475,8 @@ class DockerfileBuilder:
         self.check_only = check_only  # validate every instruction, build nothing
         self.ignore = DockerIgnore(context)
         self.config = ImageConfig()
+        self.stages: dict[str, Stage] = {}  # by `AS` name and by index, as Docker names them
+        self._stage_names: list[str] = []  # the names of the stage being built
 
     # -- cache layout: cache/steps/<key>/ is a complete root filesystem after a step
     def _step_dir(self, key: str) -> Path:
@@ -479,6 +516,8 @@ class DockerfileBuilder:
                     "teach the builder this instruction (or keep the Dockerfile to the supported "
                     "subset: FROM, RUN, COPY, ENV, WORKDIR, ENTRYPOINT, CMD, LABEL, EXPOSE, USER)"
                 )
+            if ins.cmd == "FROM" and self._stage_names:
+                self._end_stage(key, current)
             try:
                 key, current = handler(ins, key, current)
             except BuildError as e:
@@ -487,25 +526,31 @@ class DockerfileBuilder:
                 used.append(current.name)
         return key, current, used
 
-    def build(self, name: str, out: Path) -> None:
+    def _end_stage(self, key: str, current: Path | None) -> None:
+        stage = Stage(key, current, self.config)
+        for name in self._stage_names:
+            self.stages[name] = stage
+
+    def build(self, name: str | list[str], out: Path) -> None:
         start = time.monotonic()
         key, current, used = self._steps()
         assert current is not None
-        # The archive is reused while the steps, the image config and the name are unchanged.
-        final = self._chain(key, name, json.dumps(self.config.to_oci(), sort_keys=True))
+        names = [name] if isinstance(name, str) else name
+        # The archive is reused while the steps, the image config and the names are unchanged.
+        final = self._chain(key, *names, json.dumps(self.config.to_oci(), sort_keys=True))
         stamp = out.with_name(out.name + ".key")
         if out.exists() and stamp.exists() and stamp.read_text() == final:
             log(f"cached: {out}")
         else:
             stamp.unlink(missing_ok=True)
-            write_archive(current, name, self.config, out)
+            write_archive(current, names, self.config, out)
             stamp.write_text(final)
         # Keep only the steps this build used; older ones are stale.
         steps = self.cache / "steps"
         for d in steps.iterdir():
             if d.name not in used:
                 _rmtree(d)
-        log(f"built {name} from {self.dockerfile} in {time.monotonic() - start:.0f} s")
+        log(f"built {', '.join(names)} from {self.dockerfile} in {time.monotonic() - start:.0f} s")
 
     def _chain(self, key: str, *parts: str) -> str:
         h = hashlib.sha256(key.encode())
@@ -525,15 +570,42 @@ class DockerfileBuilder:
 
     # -- instructions
     def _do_from(self, ins: Instruction, key: str, current: Path | None):
-        if current is not None:
-            raise BuildError("multi-stage builds are not supported")
         words = ins.args.split()
-        if len(words) != 1 or words[0] not in self.BASES:
-            raise BuildError(f"base image {ins.args!r} unknown; supported: {sorted(self.BASES)}")
-        suite = self.BASES[words[0]]
+        if len(words) == 3 and words[1].lower() == "as":
+            alias: str | None = words[2].lower()
+        elif len(words) == 1:
+            alias = None
+        else:
+            raise BuildError("expected FROM IMAGE [AS NAME] (FROM options are not supported)")
+        base = words[0]
+        self._stage_names = [str(len({id(s) for s in self.stages.values()}))]
+        if alias:
+            if alias in self.stages:
+                raise BuildError(f"stage name {alias!r} is used twice")
+            self._stage_names.append(alias)
+        self.config = ImageConfig()  # each stage starts from its base's config
+        if base.lower() in self.stages:
+            stage = self.stages[base.lower()]
+            self.config = ImageConfig(**{**stage.config.__dict__,
+                                         "env": dict(stage.config.env),
+                                         "labels": dict(stage.config.labels),
+                                         "exposed_ports": list(stage.config.exposed_ports)})
+            return stage.key, stage.root
+        if base == "scratch":
+            key = self._chain("", "FROM", "scratch")
+            d = self._cached(key, "FROM scratch")
+            if d is None:
+                tmp = self._new_step(None, key)
+                d = self._step_dir(key)
+                tmp.rename(d)
+            return key, d
+        if base not in self.BASES:
+            raise BuildError(f"base image {base!r} unknown; supported: scratch, "
+                             f"{', '.join(sorted(self.BASES))} and earlier stages")
+        suite = self.BASES[base]
         mirror, security = ("", None) if self.check_only else _host_apt_sources()
-        key = self._chain("", "FROM", words[0], mirror, security or "")
-        d = self._cached(key, f"FROM {words[0]} (debootstrap --variant=minbase {suite})")
+        key = self._chain("", "FROM", base, mirror, security or "")
+        d = self._cached(key, f"FROM {base} (debootstrap --variant=minbase {suite})")
         if d is None:
             tmp = self._new_step(None, key)
             _debootstrap(tmp, suite, mirror, security)
@@ -543,18 +615,9 @@ class DockerfileBuilder:
 
     def _do_run(self, ins: Instruction, key: str, current: Path | None):
         opts, rest = _split_options(ins.args)
-        mounts: list[tuple[Path, str]] = []
-        for k, v in opts.items():
-            if k != "mount":
-                raise BuildError(f"RUN option --{k} is not supported")
-            spec = dict(item.partition("=")[::2] for item in v.split(","))
-            if spec.get("type") != "cache" or "target" not in spec:
-                raise BuildError("only RUN --mount=type=cache,target=... is supported")
-            unknown = set(spec) - {"type", "target", "id", "sharing"}
-            if unknown:
-                raise BuildError(f"RUN --mount options {sorted(unknown)} are not supported")
-            cache_id = re.sub(r"[^A-Za-z0-9_.-]", "_", spec.get("id", spec["target"]))
-            mounts.append((self.cache / "mounts" / cache_id, spec["target"]))
+        for k in opts:
+            raise BuildError(f"RUN --{k} is BuildKit-only: a plain docker build or podman build "
+                             "does not support it")
         argv, _ = _json_or_shell(rest)
         key = self._chain(key, "RUN", ins.args, json.dumps(self.config.env, sort_keys=True))
         d = self._cached(key, f"RUN {rest[:100]}")
@@ -564,11 +627,10 @@ class DockerfileBuilder:
             cmd = [*(f"{k}={v}" for k, v in env.items())]
             if self.config.workdir:
                 argv = ["/bin/sh", "-c", 'cd "$0" && exec "$@"', self.config.workdir, *argv]
-            mount_args = [a for m in mounts for a in (str(m[0]), m[1])]
             r = subprocess.run(
                 env={**os.environ, "HOST_CA": HOST_CA},
                 args=["unshare", "--mount", "--pid", "--fork", "--propagation", "private", "sh", "-c",
-                 RUN_SCRIPT, "run", str(tmp), *mount_args, "--", *cmd, *argv],
+                 RUN_SCRIPT, "run", str(tmp), *cmd, *argv],
             )
             if r.returncode != 0:
                 _rmtree(tmp)
@@ -580,8 +642,14 @@ class DockerfileBuilder:
     def _do_copy(self, ins: Instruction, key: str, current: Path | None):
         opts, rest = _split_options(ins.args)
         for k in opts:
-            if k != "chmod":
+            if k not in ("chmod", "from"):
                 raise BuildError(f"COPY option --{k} is not supported")
+        stage = None
+        if "from" in opts:
+            stage = self.stages.get(opts["from"].lower())
+            if stage is None:
+                raise BuildError(f"COPY --from={opts['from']}: no earlier stage has that name "
+                                 "(images are not pulled: name a stage)")
         words, exec_form = _json_or_shell(rest)
         if not exec_form:
             words = shlex.split(rest)
@@ -599,8 +667,14 @@ class DockerfileBuilder:
             for src in srcs:
                 _inside(self.context, src)
             return self._chain(key, "COPY", ins.args), self._cached(key, "")
-        sets = [_context_files(self.context, s, self.ignore) for s in srcs]
-        digest = _hash_files([f for s in sets for f in s])
+        if stage is not None:
+            # A stage's files are determined by its key: no need to hash them.
+            assert stage.root is not None
+            sets = [_stage_files(stage.root, s) for s in srcs]
+            digest = stage.key
+        else:
+            sets = [_context_files(self.context, s, self.ignore) for s in srcs]
+            digest = _hash_files([f for s in sets for f in s])
         key = self._chain(key, "COPY", ins.args, digest)
         d = self._cached(key, f"COPY {rest}")
         if d is None:
@@ -612,6 +686,7 @@ class DockerfileBuilder:
                     t = _inside(tmp, copy_destination(dest, top, rel))
                     if path.is_dir() and not path.is_symlink():
                         t.mkdir(parents=True, exist_ok=True)
+                        shutil.copystat(path, t)  # modes such as /tmp's 1777 stay
                         continue
                     t.parent.mkdir(parents=True, exist_ok=True)
                     if t.exists() or t.is_symlink():
@@ -620,7 +695,8 @@ class DockerfileBuilder:
                         os.symlink(os.readlink(path), t)
                     else:
                         shutil.copy2(path, t)
-                        os.chown(t, 0, 0)
+                        if stage is None:
+                            os.chown(t, 0, 0)
                         if mode is not None:
                             os.chmod(t, mode)
                 del src
@@ -769,7 +845,7 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("dockerfile", help="build from a Dockerfile")
     d.add_argument("--file", type=Path, default=Path("Dockerfile"))
     d.add_argument("--context", type=Path, default=Path("."))
-    d.add_argument("--name")
+    d.add_argument("--name", action="append", help="image reference (repeat: several tags)")
     d.add_argument("--out", type=Path)
     d.add_argument("--cache", type=Path, help="directory for cached steps (required to build)")
     d.add_argument("--check", action="store_true",

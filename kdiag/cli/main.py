@@ -30,6 +30,7 @@ examples:
   kdiag run runbooks/demo.yaml --set pid=1234 --report junit=report.xml
   kdiag run runbooks/redirect-api.yaml --step
   kdiag schema > runbook.schema.json
+  kdiag doctor -n shop -f runbooks/redirect-api.yaml   # RBAC, Pod Security, image, ...
   kdiag shell -n shop -l app=api                 # a shell in a pod, even a distroless one
   kdiag redirect -n shop --pod api-0 8080:9000   # the pod's port 8080 to localhost:9000
   kdiag logs -n shop -l app=shop -c all -- curl -s localhost:8080/order
@@ -170,6 +171,35 @@ def _logs(logs: argparse.ArgumentParser) -> None:
     logs.set_defaults(handler="kdiag.cli.adhoc.logs")
 
 
+def _doctor(doctor: argparse.ArgumentParser) -> None:
+    from kdiag.cli.adhoc.targeting import add_target_flags
+
+    doctor.description = ("Check, before anything is changed, everything a run will need: the "
+                          "cluster and its version, each RBAC verb (SelfSubjectAccessReview), "
+                          "ephemeral containers, the namespace's Pod Security level, the manager "
+                          "image; in node mode root, iptables and the kernel. Exit 0: nothing "
+                          "stops a run; 3: something does (the FAIL lines say what to do).")
+    doctor.epilog = ("examples:\n  kdiag doctor -n shop                      # what kdiag may "
+                     "use in namespace shop\n  kdiag doctor -f runbooks/redirect-api.yaml "
+                     "--set namespace=shop\n  kdiag doctor -n shop -l app=api --json   # for CI")
+    add_target_flags(doctor)
+    doctor.add_argument("-f", "--file", metavar="RUNBOOK",
+                        help="check what this runbook's steps need, for its target")
+    _runbook_inputs(doctor)
+    doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
+    doctor.set_defaults(handler="kdiag.cli.doctor")
+
+
+def _completion(completion: argparse.ArgumentParser) -> None:
+    completion.description = ("Print a shell completion script: commands, flags, runbook files, "
+                              "pod names, namespaces and contexts.")
+    completion.epilog = ("install:\n  bash: source <(kdiag completion bash)\n"
+                         "  zsh:  kdiag completion zsh > \"${fpath[1]}/_kdiag\"\n"
+                         "  fish: kdiag completion fish > ~/.config/fish/completions/kdiag.fish")
+    completion.add_argument("shell", choices=["bash", "zsh", "fish"])
+    completion.set_defaults(handler="kdiag.cli.completion")
+
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "run": ("run a runbook", _run),
     "validate": ("check runbooks without running them", _validate),
@@ -179,6 +209,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "redirect": ("send the target's connections to this machine", _redirect),
     "forward": ("pod ports on local ports (kubectl port-forward)", _forward),
     "logs": ("follow many pods' and containers' logs", _logs),
+    "doctor": ("check that a run can work here, before changing anything", _doctor),
+    "completion": ("print a shell completion script (bash, zsh, fish)", _completion),
 }
 """Every command: its one-line help and the function that adds its arguments."""
 
@@ -211,6 +243,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     prog = "kubectl kdiag" if os.path.basename(sys.argv[0]).startswith("kubectl-") else "kdiag"
     words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["__complete"]:  # the completion scripts ask here (not in --help)
+        from kdiag.cli.completion import complete_main
+
+        return complete_main(words[1:], build_parser(prog))
     parser = build_parser(prog, only=_command_in(words))
     args = parser.parse_args(words)
     if not getattr(args, "handler", None):
@@ -237,6 +273,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             # on a busy machine, while a user or CI waits for the exit code)
             gc.disable()
             gc.freeze()
+
+
+def kubectl_complete() -> int:
+    """``kubectl_complete-kdiag``: kubectl asks it to complete ``kubectl kdiag ...``."""
+    from kdiag.cli.completion import cobra_main
+
+    return cobra_main(sys.argv[1:], build_parser("kubectl kdiag"))
 
 
 if __name__ == "__main__":

@@ -100,7 +100,9 @@ def command(args: argparse.Namespace) -> int:
     options = RunOptions(start_at=args.start_at, default_timeout=timeout,
                          artifacts_dir=Path(args.artifacts) if args.artifacts else None,
                          max_output=max_output)
-    run = Run(bus, loader, options, interaction, _open_target)
+    from kdiag.preflight.gate import gated  # doctor's checks before the target is opened
+
+    run = Run(bus, loader, options, interaction, gated(_open_target, runbook, loader))
     interrupt_on_sigterm()
     try:
         return run.execute(runbook, values.values)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -21,12 +20,12 @@ from typing import Any
 
 from kdiag import __version__
 from kdiag.errors import TargetError
+from kdiag.kube import imageref
 from kdiag.kube.errors import Call, PodGone, api_call
 from kdiag.kube.pods import PodRef
 from kdiag.kube.tokens import TokenCache, new_token, token_sha256
 
-DEFAULT_IMAGE = "kdiag.local/manager:dev"
-DEFAULT_PULL_POLICY = "IfNotPresent"
+DEFAULT_IMAGE = imageref.default_image()
 DEFAULT_TIMEOUT = 60.0
 CAPABILITIES = ("NET_ADMIN", "NET_RAW", "SYS_PTRACE", "SYS_ADMIN", "SYS_CHROOT")
 """What the features need: iptables (NET_ADMIN), capture and probes (NET_RAW), reading the
@@ -59,11 +58,10 @@ class ManagerImage:
     timeout: float = DEFAULT_TIMEOUT
 
     def resolved(self) -> ManagerImage:
-        """With defaults from ``KDIAG_MANAGER_IMAGE`` / ``KDIAG_MANAGER_PULL_POLICY``."""
+        """With the defaults of :mod:`kdiag.kube.imageref` (environment, settings file)."""
         return ManagerImage(
-            image=self.image or os.environ.get("KDIAG_MANAGER_IMAGE") or DEFAULT_IMAGE,
-            pull_policy=(self.pull_policy or os.environ.get("KDIAG_MANAGER_PULL_POLICY")
-                         or DEFAULT_PULL_POLICY),
+            image=imageref.manager_image(self.image).value,
+            pull_policy=imageref.pull_policy(self.pull_policy).value,
             privileged=self.privileged, timeout=self.timeout)
 
 

@@ -101,10 +101,12 @@ KUBERNETES_TARGET: Schema = {
         "context": {"type": "string", "description": "The kubeconfig context."},
         "kubeconfig": {"type": "string", "description": "A kubeconfig file (default: "
                        "$KUBECONFIG, ~/.kube/config, else in-cluster)."},
-        "image": {"type": "string", "description": "The manager image (default: "
-                  "$KDIAG_MANAGER_IMAGE, else kdiag.local/manager:dev)."},
+        "image": {"type": "string", "description": "The manager image; a repository gets "
+                  "kdiag's version as tag (default: $KDIAG_MANAGER_IMAGE, manager_image in "
+                  "~/.config/kdiag/config.yaml, else kdiag.local/manager:VERSION)."},
         "image_pull_policy": {"enum": ["Always", "IfNotPresent", "Never"],
-                              "description": "Default: $KDIAG_MANAGER_PULL_POLICY, else "
+                              "description": "Default: $KDIAG_MANAGER_PULL_POLICY, "
+                                             "manager_pull_policy in the settings file, else "
                                              "IfNotPresent."},
         "privileged": {"type": "boolean", "description": "Run the manager privileged "
                        "(default: only the capabilities it needs)."},

@@ -16,6 +16,7 @@
   (the Kubernetes path's own share of the session figure); and the same comparison with an
   HTTP request to busybox httpd on both sides.
 - time from `kdiag run` to the end of its first manager step, with the manager already injected.
+- the manager image's size and its start (injection request → manager ready): manager_image.py.
 
 Skips (records nothing) when the cluster is not up. Bounded: about a minute.
 """
@@ -49,6 +50,7 @@ SETUP_SAMPLES = 100
 SETUP_WARMUP = 5
 START_RUNS = 3
 SOURCE_PORT, REDIRECT_PORT = 9000, 9100
+MANAGER_IMAGE = os.environ.get("KDIAG_E2E_MANAGER_IMAGE", "kdiag.local/manager:dev")
 
 
 def _cluster_up() -> str:
@@ -181,9 +183,9 @@ def _setup(cluster_ns: str) -> tuple[Any, str]:
                     "name": "bb", "image": "kdiag.local/busybox:dev", "imagePullPolicy": "Never",
                     "command": ["sh", "-c", script]}, {
                     # The echo server of the setup figure, same program as on this side.
-                    "name": "echo", "image": "kdiag.local/manager:dev",
+                    "name": "echo", "image": MANAGER_IMAGE,
                     "imagePullPolicy": "Never",
-                    "command": ["/opt/kdiag/venv/bin/python", "-c", ECHO_SERVER,
+                    "command": ["python3", "-c", ECHO_SERVER,
                                 str(ECHO_PORT)]}]}})
             break
         except Exception:
@@ -207,11 +209,16 @@ def run(record: Record) -> None:
     cache = tempfile.mkdtemp(prefix="kdiag-bench-cache-")
     os.environ["XDG_CACHE_HOME"] = cache
     os.environ.setdefault("KDIAG_MANAGER_PULL_POLICY", "Never")
+    os.environ["KDIAG_MANAGER_IMAGE"] = MANAGER_IMAGE
     kube, pod = _setup(namespace)
     try:
         _throughput(record, kube, namespace, pod)
         _connection_setup(record, kube, namespace, pod)
         _time_to_first_step(record, namespace, pod, cache)
+        from tests.bench import manager_image
+
+        node = kube.core().read_namespaced_pod(pod, namespace).spec.node_name
+        manager_image.run(record, kube, namespace, pod, "bb", MANAGER_IMAGE, node)
     finally:
         kube.core().delete_namespace(namespace, grace_period_seconds=0)
 

@@ -22,6 +22,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 STATE = Path(os.environ.get("KDIAG_CLUSTER_STATE", REPO / ".cluster"))
 MANIFESTS = REPO / "cluster" / "testapps" / "manifests"
+# The manager image the tests inject: the local cluster's, or another one imported beside it
+# (e.g. KDIAG_E2E_MANAGER_IMAGE=kdiag.local/manager:slim to try a new image without replacing it).
+MANAGER_IMAGE = os.environ.get("KDIAG_E2E_MANAGER_IMAGE", "kdiag.local/manager:dev")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -128,6 +131,8 @@ def cluster() -> Cluster:
             "; see .cluster/logs/kubelet.log",
             pytrace=False,
         )
+    # Tests that open targets in this process inject the cluster's manager image too.
+    os.environ["KDIAG_MANAGER_IMAGE"] = MANAGER_IMAGE
     return Cluster(kubeconfig=kubeconfig, info=info, api_client=api_client, core=core)
 
 

@@ -19,9 +19,18 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import REPO, Cluster, make_namespace
+from .conftest import MANAGER_IMAGE, REPO, Cluster, make_namespace
 
-__all__ = ["Kdiag", "Pods", "example_pods", "kdiag_cli", "make_namespace", "restricted_kubeconfig"]
+__all__ = ["APP_TARGET", "Kdiag", "Pods", "example_pods", "kdiag_cli", "make_namespace",
+           "restricted_kubeconfig"]
+
+APP_TARGET = """\
+params:
+  namespace: {type: string}
+target:
+  kubernetes: {namespace: "{{ params.namespace }}", pod: testapp}
+"""
+"""The head of a runbook against the test app (``kdiag_cli.run`` sets the namespace)."""
 
 
 @dataclass
@@ -52,8 +61,8 @@ class Kdiag:
 
     def __init__(self, kubeconfig: Path, cache: Path) -> None:
         self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "XDG_CACHE_HOME": str(cache),
+                    "XDG_CONFIG_HOME": str(cache / "config"), "KDIAG_MANAGER_IMAGE": MANAGER_IMAGE,
                     "KDIAG_MANAGER_PULL_POLICY": "Never", "NO_COLOR": "1"}
-        self.env.pop("KDIAG_MANAGER_IMAGE", None)
 
     def __call__(self, *args: str, timeout: float = 180, env: dict[str, str] | None = None,
                  stdin: str | None = None) -> Result:

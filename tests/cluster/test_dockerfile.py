@@ -8,6 +8,7 @@ import hashlib
 import importlib.util
 import io
 import json
+import os
 import sys
 import tarfile
 from pathlib import Path
@@ -44,13 +45,15 @@ def test_repository_dockerfile_is_supported_by_the_local_builder() -> None:
     "line",
     [
         "ADD manager /opt/manager",
-        "COPY --from=build /x /y",
+        "COPY --from=nosuchstage /x /y",
         "RUN --network=none true",
         "RUN --mount=type=bind,source=.,target=/src true",
+        "RUN --mount=type=cache,target=/root/.cache/pip true",
         "HEALTHCHECK CMD true",
         "ONBUILD RUN true",
         "SHELL [\"/bin/bash\", \"-c\"]",
-        "FROM debian:bookworm-slim AS second",
+        "FROM --platform=linux/arm64 debian:bookworm-slim",
+        "ARG TARGETARCH",
     ],
 )
 def test_unsupported_instructions_fail_loudly(tmp_path: Path, line: str) -> None:
@@ -58,6 +61,51 @@ def test_unsupported_instructions_fail_loudly(tmp_path: Path, line: str) -> None
     dockerfile.write_text(f"FROM debian:bookworm-slim\nRUN true\n{line}\n")
     with pytest.raises(ocibuild.BuildError, match=r"Dockerfile:3"):
         check(dockerfile, tmp_path)
+
+
+def test_buildkit_only_syntax_is_refused(tmp_path: Path) -> None:
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text("FROM debian:bookworm-slim\nRUN --mount=type=cache,target=/x true\n")
+    with pytest.raises(ocibuild.BuildError, match="BuildKit-only"):
+        check(dockerfile, tmp_path)
+
+
+def test_multi_stage_check(tmp_path: Path) -> None:
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text("FROM debian:bookworm-slim AS build\nENV A=1\nENTRYPOINT [\"/a\"]\n"
+                          "FROM scratch\nCOPY --from=build /rootfs/ /\nENTRYPOINT [\"/b\"]\n")
+    config = check(dockerfile, tmp_path)
+    assert config.entrypoint == ["/b"] and "A" not in config.env  # the last stage's own
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="COPY gives files to root")
+def test_multi_stage_build_from_scratch(tmp_path: Path) -> None:
+    """Stages from scratch, COPY --from an earlier stage (modes and symlinks kept), and only the
+    last stage in the image."""
+    context = tmp_path / "context"
+    (context / "root" / "tmp").mkdir(parents=True)
+    (context / "root" / "tmp").chmod(0o1777)
+    (context / "root" / "usr" / "bin").mkdir(parents=True)
+    (context / "root" / "usr" / "bin" / "tool").write_bytes(b"#!/bin/true\n")
+    (context / "root" / "bin").symlink_to("usr/bin")
+    (context / "other").write_text("not copied")
+    (context / "Dockerfile").write_text(
+        "FROM scratch AS build\nCOPY root /rootfs\nCOPY other /other\n"
+        "FROM scratch\nCOPY --from=build /rootfs/ /\nENTRYPOINT [\"/bin/tool\"]\n")
+    builder = ocibuild.DockerfileBuilder(context / "Dockerfile", context, tmp_path / "cache")
+    out = tmp_path / "image.tar"
+    builder.build("kdiag.local/multi:test", out)
+    with tarfile.open(out) as tar:
+        index = json.loads(tar.extractfile("index.json").read())  # type: ignore[union-attr]
+        manifest = json.loads(tar.extractfile(  # type: ignore[union-attr]
+            f"blobs/sha256/{index['manifests'][0]['digest'][7:]}").read())
+        layer = tar.extractfile(f"blobs/sha256/{manifest['layers'][0]['digest'][7:]}")
+        with tarfile.open(fileobj=io.BytesIO(layer.read())) as files:  # type: ignore[union-attr]
+            members = {m.name: m for m in files.getmembers()}
+    assert "./usr/bin/tool" in members and members["./bin"].issym()
+    assert members["./bin"].linkname == "usr/bin"
+    assert members["./tmp"].mode & 0o7777 == 0o1777
+    assert not any("other" in name or "rootfs" in name for name in members), sorted(members)
 
 
 def test_unknown_base_image_fails(tmp_path: Path) -> None:

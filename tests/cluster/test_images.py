@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from .conftest import Cluster
+from .conftest import MANAGER_IMAGE, Cluster
 from .test_smoke import exec_in
 
 pytestmark = pytest.mark.cluster
@@ -28,7 +28,7 @@ def test_manager_image_runs_as_ephemeral_container(cluster: Cluster, namespace: 
                 "ephemeralContainers": [
                     {
                         "name": "kdiag",
-                        "image": "kdiag.local/manager:dev",
+                        "image": MANAGER_IMAGE,
                         "imagePullPolicy": "Never",
                         "targetContainerName": "app",
                         "env": [{"name": "KDIAG_TOKEN", "value": "e2e-image-test"}],

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import Cluster
+from .conftest import MANAGER_IMAGE, Cluster
 from .kube_fixtures import *  # noqa: F403
 from .kube_fixtures import Pods, restricted_kubeconfig
 
@@ -73,6 +73,7 @@ def test_runbook_with_the_pods_service_account(cluster: Cluster, example_pods: P
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "KDIAG_MANAGER_IMAGE")}
     env.update(HOME=str(home), XDG_CACHE_HOME=str(tmp_path / "cache"), NO_COLOR="1",
+               KDIAG_MANAGER_IMAGE=MANAGER_IMAGE, XDG_CONFIG_HOME=str(tmp_path / "config"),
                KDIAG_MANAGER_PULL_POLICY="Never", KUBERNETES_SERVICE_HOST=host,
                KUBERNETES_SERVICE_PORT=port)
     # /run only in this private mount namespace: the pod's files appear where kdiag (and the

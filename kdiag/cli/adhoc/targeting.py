@@ -21,9 +21,11 @@ def add_target_flags(parser: argparse.ArgumentParser, *, container_help: str = "
     group.add_argument("--kubeconfig", help="a kubeconfig file (default: $KUBECONFIG, "
                        "~/.kube/config, else in-cluster)")
     group.add_argument("--context", help="the kubeconfig context")
-    group.add_argument("--image", help="the manager image (default: $KDIAG_MANAGER_IMAGE)")
+    group.add_argument("--image", help="the manager image (default: $KDIAG_MANAGER_IMAGE, "
+                       "~/.config/kdiag/config.yaml, else kdiag.local/manager:VERSION)")
     group.add_argument("--image-pull-policy", choices=["Always", "IfNotPresent", "Never"],
-                       help="the manager's pull policy (default: $KDIAG_MANAGER_PULL_POLICY)")
+                       help="the manager's pull policy (default: $KDIAG_MANAGER_PULL_POLICY, "
+                            "the settings file, else IfNotPresent)")
     group.add_argument("--privileged", action="store_true",
                        help="run the manager privileged (default: only the capabilities it needs)")
     group.add_argument("--start-timeout", metavar="DURATION", default=None,
