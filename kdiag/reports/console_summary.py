@@ -11,16 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kdiag.reports.console_view import STYLE, Segment
 from kdiag.reports.record import RunRecord
 from kdiag.reports.steprecord import StepRecord
 from kdiag.reports.text import first_line, format_duration
 from kdiag.reports.timeline import build
 from kdiag.reports.timeline_render import console_bar
 
-Segment = tuple[str, str]
-STATUS_STYLE = {"passed": "green", "failed": "bold red", "skipped": "yellow",
-                "ignored": "yellow", "error": "bold magenta", "incomplete": "magenta",
-                "running": "magenta"}
 BAR_STYLE = {"passed": "green", "failed": "red", "error": "magenta", "ignored": "yellow",
              "incomplete": "magenta", "running": "magenta"}
 MAX_NAME = 44
@@ -60,21 +57,21 @@ def table(run: RunRecord, layout: Layout) -> list[list[Segment]]:
     terminal = layout.width is not None
     names = [s.qualified_name for s in steps]
     name_w = max([len("STEP"), *map(len, names)])
-    if terminal:
-        name_w = min(name_w, MAX_NAME)
     status_w = max([len("STATUS"), *(len(s.status) for s in steps)])
     durations = [_duration(s) for s in steps]
     dur_w = max([len("DURATION"), *map(len, durations)])
-    fixed = 2 + name_w + 2 + status_w + 2 + dur_w + 2
+    others = 2 + 2 + status_w + 2 + dur_w + 2
+    if layout.width is not None:  # names first, then a bar, then some details
+        name_w = min(name_w, MAX_NAME, max(16, layout.width - others - MIN_BAR - 2 - 16))
+    fixed = others + name_w
     bars: list[str] = []
     bar_w = 0
     if terminal and layout.unicode and layout.width is not None:
-        bar_w = max(MIN_BAR, min(MAX_BAR, layout.width - fixed - 2 - 24))
         timeline = build(run)
+        head = f"TIMELINE {format_duration(timeline.duration)}"
+        bar_w = max(MIN_BAR, len(head), min(MAX_BAR, layout.width - fixed - 2 - 24))
         by_number = {b.number: b for b in timeline.bars}
         bars = [console_bar(by_number[s.number], timeline, bar_w) for s in steps]
-        head = f"TIMELINE {format_duration(timeline.duration)}"
-        bar_w = max(bar_w, len(head))
     header: list[Segment] = [(f"  {'STEP':<{name_w}}  {'STATUS':<{status_w}}  "
                               f"{'DURATION':>{dur_w}}  ", "bold")]
     if bars:
@@ -85,7 +82,7 @@ def table(run: RunRecord, layout: Layout) -> list[list[Segment]]:
         details = not_run_details(step, run)
         row: list[Segment] = [
             (f"  {_cut(names[index], name_w, layout.unicode):<{name_w}}  ", ""),
-            (f"{step.status:<{status_w}}", STATUS_STYLE.get(step.status, "")),
+            (f"{step.status:<{status_w}}", STYLE.get(step.status, "")),
             (f"  {durations[index]:>{dur_w}}  ", ""),
         ]
         if bars:

@@ -52,6 +52,8 @@ def test_rejected_ones_go_to_the_app_whatever_the_order() -> None:
     rejected = Info("rejected", 7, error="operator side 127.0.0.1:9: refused")
     to_app = Info("closed", 7, route="original")
     for order in ([offered, rejected, to_app], [rejected, offered, to_app]):
+        stats, _ = track(*order[:2])
+        assert counts(stats) == {"rejected": 1}, order  # never open, never to the operator
         stats, _ = track(*order)
         assert counts(stats) == {"rejected": 1, "to_app": 1, "closed": 1}, order
 
