@@ -242,6 +242,7 @@ class ConsoleReporter:
 
     def _background_failed(self, event: BackgroundFailed) -> None:
         """One line: which background work died, when, why (and whether it was ignored)."""
+        self._said.add(event.line)  # the steps it stops from running point up to it
         status = "ignored" if event.ignored else ("error" if event.environmental else "failed")
         when = time.strftime("%H:%M:%S", time.localtime(event.at))
         if event.step.kind == "target":
