@@ -155,10 +155,13 @@ def _step(step: StepRecord, base: str, output_lines: int) -> str:
     if files:
         parts.append("<h4>Artifacts</h4><ul>" + "".join(
             f'<li><a href="{_href(a, base)}">{escape(a)}</a></li>' for a in files) + "</ul>")
+    if step.progress:
+        counts = ", ".join(f"{k} {v}" for k, v in step.progress[-1][1].items())
+        parts.append(f"<h4>Counters when its work ended</h4><p>{escape(counts)}</p>")
     result = _result(step)
     if result:
-        parts.append(f"<details class=\"result\"><summary>result</summary><pre>{_text(result)}"
-                     "</pre></details>")
+        parts.append("<details class=\"result\"><summary>result (as the step ended)</summary>"
+                     f"<pre>{_text(result)}</pre></details>")
     lines, cut = tail_lines(readable(step.output), output_lines)
     if lines:
         note = f" (last {len(lines)} of {len(lines) + cut} lines)" if cut else ""
