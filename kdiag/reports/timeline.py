@@ -184,7 +184,8 @@ def _background(step: StepRecord, start: float, t0: float, end: float) -> Span |
 
 def _markers(step: StepRecord, bar: Bar, t0: float, end: float) -> list[Marker]:
     found: list[Marker] = []
-    if bar.span is not None and step.status in ("failed", "error", "ignored"):
+    if bar.span is not None and step.status in ("failed", "error", "ignored") \
+            and not step.background_failure:  # (its work died later: marked where it did)
         label = f"{step.qualified_name}: {first_line(step.summary_message(), 160)}"
         found.append(Marker(bar.span.end, "failure", label, step.number, step.status))
     if bar.background is not None and bar.background.status != "up" and step.background_failure:
@@ -201,7 +202,7 @@ def _markers(step: StepRecord, bar: Bar, t0: float, end: float) -> list[Marker]:
 def _intervals(step: StepRecord, t0: float, end: float, length: float) -> list[Interval]:
     if not step.progress:
         return []
-    samples = sorted((at - t0, counts) for at, counts in step.progress)
+    samples = sorted(((at - t0, counts) for at, counts in step.progress), key=lambda s: s[0])
     keys = [k for k in INTERVAL_KEYS if any(k in c for _a, c in samples)]
     keys += sorted({k for _a, c in samples for k in c} - set(keys) - LEVEL_KEYS)
     found = []
