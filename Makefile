@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint test unit demo bench generate system-deps clean fuzz
+.PHONY: install lint test unit demo docs bench generate system-deps clean fuzz
 
 install: $(STAMP)
 
@@ -39,6 +39,11 @@ test: install system-deps
 demo: install system-deps
 	$(MAKE) --no-print-directory scratch-shell
 	$(PY) -m demo
+
+# The README's picture of a report (docs/report.png): make demo's HTML report in headless Chromium.
+docs: install system-deps
+	$(MAKE) --no-print-directory scratch-shell
+	$(PY) -m demo.picture
 
 bench: install system-deps
 	$(MAKE) --no-print-directory scratch-shell

@@ -59,7 +59,9 @@ def _run(run: argparse.ArgumentParser) -> None:
     run.add_argument("file", help="the runbook (YAML)")
     _runbook_inputs(run)
     run.add_argument("--report", action="append", default=[], metavar="KIND=PATH",
-                     help="also write a report: json=PATH, junit=PATH or md=PATH (repeatable)")
+                     help="also write a report: json=PATH, junit=PATH, md=PATH (Markdown, a "
+                          "Mermaid timeline), md-text=PATH (a text timeline) or html=PATH "
+                          "(repeatable)")
     run.add_argument("--artifacts", metavar="DIR",
                      help="keep every step's output (and captures, copies) in DIR")
     run.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")

@@ -252,11 +252,11 @@ def _stop_problem(name: str, earlier: dict[str, StepSpec], level: set[str],
 
 
 def _check_param_defaults(checker: Checker, runbook: Runbook) -> None:
-    from kdiag.language.params import _matches
+    from kdiag.language.params import _matches, a_type
 
     for spec in runbook.params.values():
         if spec.has_default and spec.default is not None and not _matches(spec.type, spec.default):
-            checker.add(f"the default of param {spec.name!r} is not a {spec.type}: "
+            checker.add(f"the default of param {spec.name!r} is not {a_type(spec.type)}: "
                         f"{schemacheck.describe(spec.default)}", ("params", spec.name, "default"))
 
 

@@ -53,11 +53,27 @@ def parse_address(text: str | None) -> tuple[str, int | None]:
     return host or "127.0.0.1", int(port)
 
 
+STAT_NAMES = ("to_operator", "to_app", "rejected", "dropped", "open", "closed",
+              "bytes_in", "bytes_out")
+"""The result's ``stats``: where the target's connections went (see :func:`_tracker`)."""
+
+
+def stats_line(stats: dict[str, int]) -> str:
+    """``3 to the operator (1 open), 1020 to the app, 2 rejected`` (what went where)."""
+    parts = [f"{stats['to_operator']} to the operator"
+             + (f" ({stats['open']} open)" if stats["open"] else ""),
+             f"{stats['to_app']} to the app"]
+    parts += [f"{stats[k]} {k}" for k in ("rejected", "dropped") if stats[k]]
+    return ", ".join(parts)
+
+
 @dataclass
 class _Running:
     """A redirect kept up in the background; stopping it removes the manager's rules."""
 
     handle: RedirectHandle
+    ctx: StepContext
+    stats: dict[str, int]
 
     @property
     def lifeline(self) -> Lifeline:
@@ -66,28 +82,55 @@ class _Running:
 
     def stop(self) -> None:
         self.handle.close()
+        self.ctx.output(f"stopped: {stats_line(self.stats)}\n", "redirect")
 
 
 def _tracker(ctx: StepContext, stats: dict[str, int]) -> Any:
+    """Counts what went where from the redirect's connection events, into ``stats``:
+    ``to_operator`` (with a header filter, each matching request is one), ``to_app`` (not
+    matching the filter, or failed open: the manager reports these when they close),
+    ``rejected`` (the operator side could not take them: each then went to the app, or was
+    ``dropped`` without fail_open), ``open`` (to the operator now), ``closed`` (all routes)."""
     lock = threading.Lock()
+    taken: set[int] = set()  # to the operator and still open
+    refused: set[int] = set()  # rejected before the connection's own event came
 
     def on_event(info: RedirectEventInfo) -> None:
+        cid = info.connection_id
         with lock:
             if info.kind == "connection":
-                stats["connections"] += 1
+                if cid in refused:
+                    refused.discard(cid)
+                else:
+                    taken.add(cid)
+                    stats["to_operator"] += 1
                 peer = f"{info.peer[0]}:{info.peer[1]}" if info.peer else "?"
                 original = f"{info.original[0]}:{info.original[1]}" if info.original else "?"
-                ctx.output(f"connection {info.connection_id}: {peer} -> {original}\n", "redirect")
+                ctx.output(f"connection {cid}: {peer} -> {original}\n", "redirect")
             elif info.kind == "rejected":
                 stats["rejected"] += 1
-                ctx.output(f"connection {info.connection_id} failed open: {info.error}\n",
-                           "redirect")
+                if cid in taken:
+                    taken.discard(cid)
+                    stats["to_operator"] -= 1
+                else:
+                    refused.add(cid)
+                ctx.output(f"connection {cid} failed open: {info.error}\n", "redirect")
             elif info.kind == "closed":
                 stats["closed"] += 1
                 stats["bytes_in"] += info.bytes_in
                 stats["bytes_out"] += info.bytes_out
-                if info.route and info.route != "operator":
-                    stats["to_original"] += 1
+                if info.route == "operator":
+                    taken.discard(cid)
+                else:  # offered to the operator side maybe, but it went elsewhere
+                    if cid in taken:
+                        taken.discard(cid)
+                        stats["to_operator"] -= 1
+                    refused.discard(cid)
+                    stats["dropped" if info.route == "dropped" else "to_app"] += 1
+            else:
+                return
+            stats["open"] = len(taken)
+            ctx.progress(stats)
 
     return on_event
 
@@ -140,8 +183,7 @@ class RedirectStep(StepType):
             destination=body.get("destination"), fail_open=body.get("fail_open", True),
             fail_open_timeout=parse_duration(body.get("fail_open_timeout", 3)),
             header=(header["name"], header["value"]) if header else None)
-        stats = {"connections": 0, "rejected": 0, "closed": 0, "to_original": 0,
-                 "bytes_in": 0, "bytes_out": 0}
+        stats = dict.fromkeys(STAT_NAMES, 0)
         handle = ctx.target().manager.redirect(spec, mapping, on_event=_tracker(ctx, stats))
         ctx.output(f"{spec.direction} redirect of {', '.join(map(str, mapping))} -> "
                    f"{', '.join(f'{h}:{p}' for h, p in mapping.values())} "
@@ -152,7 +194,7 @@ class RedirectStep(StepType):
                   "listen_port": handle.listen_port, "rules": handle.rules,
                   "warnings": handle.warnings,
                   "session": handle.session, "stats": stats}
-        return keep_up(_Running(handle), body, ctx, result)
+        return keep_up(_Running(handle, ctx, stats), body, ctx, result)
 
     def describe(self, body: Any) -> str:
         if not isinstance(body, dict):

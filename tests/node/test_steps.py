@@ -83,7 +83,7 @@ def test_outgoing_redirect_step_sends_target_connections_here(app: Lab, tmp_path
             shell: {{script: "wget -qO- http://{app.client_ip}:9999/rb.yaml"}}
             register: call
             assert: ["'capture outgoing' in call.stdout"]
-          - {{name: counted, assert: ["out.stats.connections >= 1"]}}
+          - {{name: counted, assert: ["out.stats.to_operator >= 1"]}}
     """, tmp_path)
     assert code == 0, output
     assert not app.tagged_rules()

@@ -49,7 +49,7 @@ CASES = {
                       "unknown param 'prot' (did you mean 'port'?)"),
     "bad param type": ("params:\n  port: {type: int}\nsteps: []\n", "2:16", "expected one of"),
     "bad default": ("params:\n  port: {type: integer, default: x}\nsteps: []\n", "2:34",
-                    "default of param 'port' is not a integer"),
+                    "default of param 'port' is not an integer"),
     "reserved register": ("steps:\n  - {note: x, register: params}\n", "2:25", "reserved name"),
     "background not allowed": ("steps:\n  - {note: x, background: true}\n", "2:15",
                                "cannot run in the background"),
@@ -114,7 +114,7 @@ def test_valid_runbook_passes(write, capsys) -> None:
           - run: {script: "echo {{ run.id }}"}
     """)
     assert main(["validate", str(path)]) == 0
-    assert "ok (2 steps, 1 finally)" in capsys.readouterr().out
+    assert "ok (2 steps, 1 finally step)" in capsys.readouterr().out
 
 
 def test_missing_required_param_is_an_error_with_set(write, capsys) -> None:
