@@ -145,6 +145,20 @@ class ManagerClient:
                             [Listening(s.protocol, s.address, s.port) for s in p.listening],
                             p.is_target) for p in r.processes]
 
+    def environ(self) -> list[tuple[str, str]]:
+        """The environment the target process was started with, in order (names and values
+        decoded with ``surrogateescape``: ``os.fsencode`` gives back the exact bytes)."""
+        try:
+            r = self._stub.Environ(pb.EnvironRequest(), metadata=self._metadata,
+                                   timeout=self.timeout)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                raise ManagerError("this manager cannot read the target's environment (it "
+                                   "predates that call): use a manager image of this kdiag's "
+                                   "version") from None
+            raise convert(exc, "read the target's environment") from None
+        return [(os.fsdecode(v.name), os.fsdecode(v.value)) for v in r.vars]
+
     def net(self) -> NetInfo:
         """Interfaces, addresses, routes, neighbours, resolv.conf and hosts of the target."""
         try:

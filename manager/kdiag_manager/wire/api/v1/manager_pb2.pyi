@@ -567,3 +567,23 @@ class ProbeResponse(_message.Message):
     reason: str
     truncated: bool
     def __init__(self, ok: _Optional[bool] = ..., status: _Optional[int] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., body: _Optional[bytes] = ..., elapsed_ms: _Optional[float] = ..., error: _Optional[str] = ..., addresses: _Optional[_Iterable[str]] = ..., reason: _Optional[str] = ..., truncated: _Optional[bool] = ...) -> None: ...
+
+class EnvironRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class EnvVar(_message.Message):
+    __slots__ = ("name", "value")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    name: bytes
+    value: bytes
+    def __init__(self, name: _Optional[bytes] = ..., value: _Optional[bytes] = ...) -> None: ...
+
+class EnvironResponse(_message.Message):
+    __slots__ = ("vars", "pid")
+    VARS_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    vars: _containers.RepeatedCompositeFieldContainer[EnvVar]
+    pid: int
+    def __init__(self, vars: _Optional[_Iterable[_Union[EnvVar, _Mapping]]] = ..., pid: _Optional[int] = ...) -> None: ...

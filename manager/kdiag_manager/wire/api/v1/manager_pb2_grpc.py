@@ -89,6 +89,11 @@ class ManagerStub:
                 request_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ProbeRequest.SerializeToString,
                 response_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ProbeResponse.FromString,
                 _registered_method=True)
+        self.Environ = channel.unary_unary(
+                '/kdiag.manager.v1.Manager/Environ',
+                request_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.EnvironRequest.SerializeToString,
+                response_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.EnvironResponse.FromString,
+                _registered_method=True)
 
 
 class ManagerServicer:
@@ -183,6 +188,14 @@ class ManagerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Environ(self, request, context):
+        """The environment the target process was started with (/proc/PID/environ): everything its
+        runtime gave it (a pod's env and envFrom, Secrets, the downward API), byte for byte.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ManagerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -240,6 +253,11 @@ def add_ManagerServicer_to_server(servicer, server):
                     servicer.Probe,
                     request_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ProbeRequest.FromString,
                     response_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ProbeResponse.SerializeToString,
+            ),
+            'Environ': grpc.unary_unary_rpc_method_handler(
+                    servicer.Environ,
+                    request_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.EnvironRequest.FromString,
+                    response_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.EnvironResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -539,6 +557,33 @@ class Manager:
             '/kdiag.manager.v1.Manager/Probe',
             kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ProbeRequest.SerializeToString,
             kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ProbeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Environ(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kdiag.manager.v1.Manager/Environ',
+            kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.EnvironRequest.SerializeToString,
+            kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.EnvironResponse.FromString,
             options,
             channel_credentials,
             insecure,
