@@ -52,15 +52,25 @@ def _base64_cores(data: bytes) -> list[str]:
     return cores
 
 
+def _utf8(text: str) -> bytes:
+    """The bytes ``text`` stands for: bytes that are not UTF-8 come back as they were read
+    (``surrogateescape``, as output and environments are decoded); other lone surrogates as
+    UTF-8 would write them."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
 def forms(secret: str) -> set[str]:
     """``secret`` and what it becomes through common transformations (see the module's
     docstring); forms shorter than :data:`MIN_LENGTH` are left out."""
     found = {secret, secret.strip()}
     for text in list(found):
-        data = text.encode("utf-8", "surrogatepass")
+        data = _utf8(text)
         found.update({
             text.upper(), text.lower(), text.title(), text.capitalize(), text[::-1],
-            quote(text, safe=""), quote(text), quote_plus(text),
+            quote(data, safe=""), quote(data), quote_plus(data),
             json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1],
             html.escape(text), text.replace("'", "'\"'\"'"), shlex.quote(text),
             data.hex(), data.hex().upper(), repr(text)[1:-1],
