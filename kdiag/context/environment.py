@@ -36,8 +36,10 @@ def point_at(env: dict[str, str], addresses: dict[str, str]) -> dict[str, str]:
     return changed
 
 
-def secret_values(env: dict[str, str], public: tuple[str, ...]) -> list[str]:
-    """The values to mask: all but the public ones and those carrying no secret."""
+def secret_values(env: dict[str, str], public: tuple[str, ...],
+                  shown: frozenset[str] = frozenset()) -> list[str]:
+    """The values to mask: all but the public ones, those carrying no secret and those equal
+    to something kdiag shows anyway (``shown``: the pod's name, namespace...)."""
     return [value for name, value in env.items()
-            if not public_variable(name, value, public)
+            if not public_variable(name, value, public) and value not in shown
             and value.strip().lower() not in NO_SECRET_WORDS]

@@ -101,7 +101,7 @@ def _read(spec: FromTarget, session: TargetSession, base_env: dict[str, str],
     if spec.env:
         target_env = select(session.manager.environ(), spec.include, spec.exclude)
         seconds["env"] = round(time.monotonic() - started, 3)
-        prepared.secrets += secret_values(target_env, spec.public)
+        prepared.secrets += secret_values(target_env, spec.public, _shown(session))
         short = sorted(n for n, v in target_env.items() if v in prepared.secrets
                        and len(v.strip()) < MIN_LENGTH)
         if short:
@@ -134,6 +134,13 @@ def _read(spec: FromTarget, session: TargetSession, base_env: dict[str, str],
     if prepared.view is not None and prepared.view.kind == "remap" and files is not None:
         prepared.notes.append(f"files are in ${ROOT_VARIABLE} (no private mount namespace: "
                               f"{prepared.view.reason})")
+
+
+def _shown(session: TargetSession) -> frozenset[str]:
+    """What kdiag shows of the target anyway (its pod's name, namespace, node, IP): a value
+    equal to one of them (the downward API's) is no secret."""
+    return frozenset(str(session.info[k]) for k in ("namespace", "pod", "node", "ip",
+                                                     "container") if session.info.get(k))
 
 
 def _file_secrets(files: FileCopy, folder: PrivateFolder, public: tuple[str, ...],

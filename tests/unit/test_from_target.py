@@ -305,3 +305,24 @@ def test_a_thousand_secrets_are_added_at_once() -> None:
     assert masker.text(text) == "log line with *** and *** in it"
     head, tail = masker.split("start " + values[3][:9])
     assert (head, tail) == ("start ", values[3][:9])
+
+
+def test_a_run_with_the_targets_context_needs_the_manager_and_names_need_services() -> None:
+    from types import SimpleNamespace
+
+    from kdiag.preflight.demand import Demand, step_uses
+    from kdiag.preflight.needs import needs
+
+    def spec(name: str, body: object) -> object:
+        return SimpleNamespace(name=name, kind="run", body=body, children=())
+
+    uses = step_uses([spec("plain", {"argv": ["x"]}),  # type: ignore[list-item]
+                      spec("env", {"argv": ["x"], "from_target": {"env": True}}),
+                      spec("names", {"argv": ["x"], "from_target": {"names": ["db"]}})])
+    assert [u.key for u in uses] == ["run", "run:from_target", "run:names"]
+    target = {"kubernetes": {"namespace": "shop", "pod": "api"}}
+    found = {str(n.access): n.reasons for n in needs(Demand(target, uses[:1]))}
+    assert found == {}  # a plain local command needs nothing of the cluster
+    found = {str(n.access): n.reasons for n in needs(Demand(target, uses))}
+    assert found["patch pods/ephemeralcontainers"] == ["run 'env'", "run 'names'"]
+    assert found["list services"] == ["run 'names'"] and "get services" in found
