@@ -129,32 +129,85 @@ def _inside(base: Path, relative: str) -> Path:
 
 
 def _copy_folder(manager: ManagerClient, path: str, local: Path, budget: _Budget) -> CopiedPath:
-    entries, truncated = manager.list_dir(path, max_entries=MAX_ENTRIES)
-    if truncated:
-        raise ManagerError(f"{path} holds more than {MAX_ENTRIES} entries")
-    budget.take(sum(e.file.size for e in entries if e.kind == "file"), path)
+    """The folder in one stream (ReadTree); from a manager without that call, listed and then
+    read file by file."""
     local.mkdir(exist_ok=True, mode=0o700)
     copied = CopiedPath(path, "dir", local)
     links: list[tuple[Path, str]] = []
-    for entry in entries:  # each folder comes before what it holds
-        dest = _inside(local, entry.path)
-        if entry.kind == "dir":
-            dest.mkdir(exist_ok=True, mode=0o700)
-        elif entry.kind == "file":
-            budget.take(0, posixpath.join(path, entry.path))  # (cancelled?)
-            got = manager.copy_from(posixpath.join(path, entry.path), dest,
-                                    max_bytes=budget.max_bytes)
-            copied.files.append(posixpath.join(path, entry.path))
-            copied.size += got.size
-        elif entry.kind == "symlink":
-            _symlink(manager, path, entry, dest, copied, links, budget)
-        else:
-            copied.not_copied.append({"path": entry.path, "kind": entry.kind,
-                                      "why": "not a file, folder or symlink"})
+    try:
+        _streamed(manager, path, budget, copied, links)
+    except ManagerError as exc:
+        if exc.code != "UNIMPLEMENTED":
+            raise
+        _file_by_file(manager, path, budget, copied, links)
     for dest, link in links:  # last: no file is ever written through a link we made
         os.symlink(link, dest)
         copied.links += 1
     return copied
+
+
+def _streamed(manager: ManagerClient, path: str, budget: _Budget, copied: CopiedPath,
+              links: list[tuple[Path, str]]) -> None:
+    from kdiag.session.treeread import read_tree
+
+    out: int | None = None
+    limit = budget.left()  # (the manager holds to it too)
+    try:
+        for item in read_tree(manager, path, max_entries=MAX_ENTRIES, max_bytes=limit):
+            if isinstance(item, bytes):
+                if out is None:
+                    raise ManagerError(f"read {path}: data without a file")
+                copied.size += len(item)
+                if copied.size > limit:
+                    raise ManagerError(f"{path}: copying it goes over max_bytes "
+                                       f"({budget.max_bytes} bytes for all files)")
+                os.write(out, item)
+                continue
+            if out is not None:
+                os.close(out)
+                out = None
+            budget.take(0, posixpath.join(path, item.path))  # (cancelled?)
+            if item.kind == "file":
+                out = os.open(_inside(copied.local, item.path),
+                              os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                              stat.S_IMODE(item.file.mode) | 0o600)
+                copied.files.append(posixpath.join(path, item.path))
+            else:
+                _other(manager, path, item, copied, links, budget)
+    finally:
+        if out is not None:
+            os.close(out)
+    budget.used += copied.size
+
+
+def _file_by_file(manager: ManagerClient, path: str, budget: _Budget, copied: CopiedPath,
+                  links: list[tuple[Path, str]]) -> None:
+    entries, truncated = manager.list_dir(path, max_entries=MAX_ENTRIES)
+    if truncated:
+        raise ManagerError(f"{path} holds more than {MAX_ENTRIES} entries")
+    budget.take(sum(e.file.size for e in entries if e.kind == "file"), path)
+    for entry in entries:  # each folder comes before what it holds
+        if entry.kind != "file":
+            _other(manager, path, entry, copied, links, budget)
+            continue
+        budget.take(0, posixpath.join(path, entry.path))  # (cancelled?)
+        got = manager.copy_from(posixpath.join(path, entry.path),
+                                _inside(copied.local, entry.path), max_bytes=budget.max_bytes)
+        copied.files.append(posixpath.join(path, entry.path))
+        copied.size += got.size
+
+
+def _other(manager: ManagerClient, path: str, entry: RemoteEntry, copied: CopiedPath,
+           links: list[tuple[Path, str]], budget: _Budget) -> None:
+    """An entry that is not a regular file: a folder, a symlink, or what is not copied."""
+    dest = _inside(copied.local, entry.path)
+    if entry.kind == "dir":
+        dest.mkdir(exist_ok=True, mode=0o700)
+    elif entry.kind == "symlink":
+        _symlink(manager, path, entry, dest, copied, links, budget)
+    else:
+        copied.not_copied.append({"path": entry.path, "kind": entry.kind,
+                                  "why": "not a file, folder or symlink"})
 
 
 def _symlink(manager: ManagerClient, top: str, entry: RemoteEntry, dest: Path,

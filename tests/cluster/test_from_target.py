@@ -12,12 +12,13 @@ import base64
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from kdiag.context.folder import base
 
 from .conftest import Cluster, make_namespace
 from .kube_fixtures import Kdiag, client_manifest, kdiag_cli  # noqa: F401
@@ -92,7 +93,7 @@ def _leaks(values: list[str], places: list[Path], console: str) -> list[str]:
 def test_redirect_to_a_local_server_running_with_the_pods_env_and_files(
         secret_app: SecretApp, kdiag_cli: Kdiag, tmp_path: Path) -> None:  # noqa: F811
     report, artifacts = tmp_path / "r.json", tmp_path / "art"
-    before = set(Path(tempfile.gettempdir()).glob("kdiag-target-*"))
+    before = set(Path(base()).glob("kdiag-target-*"))
     result, data = kdiag_cli.run(
         "runbooks/redirect-api.yaml", secret_app.namespace, f"pod={secret_app.pod}",
         "local_port=18190", "files=[/etc/app/]",
@@ -117,7 +118,7 @@ def test_redirect_to_a_local_server_running_with_the_pods_env_and_files(
                       [report, artifacts, tmp_path / "r.xml", tmp_path / "r.md"],
                       result.output)
     assert not Path(context["root"]).exists()  # the private folder is gone
-    assert set(Path(tempfile.gettempdir()).glob("kdiag-target-*")) <= before
+    assert set(Path(base()).glob("kdiag-target-*")) <= before
     print("context read:", json.dumps(context["seconds"]))
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from demo.lab import Lab
-from kdiag.context.folder import PREFIX
+from kdiag.context.folder import PREFIX, base
 from kdiag.ownedfolders import OWNERS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -195,13 +195,13 @@ def test_remap_view_names_the_folder_and_an_unknown_path_fails_clearly(
 
 
 def _folders() -> set[str]:
-    return {p.name for p in Path(tempfile.gettempdir()).glob(PREFIX + "*")}
+    return {p.name for p in Path(base()).glob(PREFIX + "*")}
 
 
 def test_ctrl_c_removes_the_private_folder_and_a_stale_one_goes_next_time(
         lab: Lab, app_binary: Path, tmp_path: Path) -> None:
     secret_target(lab, app_binary)
-    stale = Path(tempfile.mkdtemp(prefix=PREFIX))
+    stale = Path(tempfile.mkdtemp(prefix=PREFIX, dir=base()))
     (stale / OWNERS).write_text(json.dumps([[2**22 + 7, "1"]]))  # a dead owner
     before = _folders() - {stale.name}
     (tmp_path / "rb.yaml").write_text(textwrap.dedent(f"""

@@ -209,12 +209,43 @@ def _configmap(root: Path) -> None:
     (root / "etc" / "single.conf").write_text("single\n")
 
 
-def test_folder_copy_keeps_links_inside_and_reads_through_the_others(tmp_path: Path) -> None:
+def _stream_of(manager: _Manager, path: str, *, max_entries: int = 0,
+               max_bytes: int = 0) -> Any:
+    """ReadTree's stream, from the stand-in (entries, a file's bytes after it)."""
+    entries, _ = manager.list_dir(path)
+    for entry in entries:
+        yield entry
+        if entry.kind == "file":
+            data = (manager._path(path) / entry.path).read_bytes()
+            yield data[:3]
+            yield data[3:]
+
+
+@pytest.fixture(params=["stream", "file by file"])
+def tree_reading(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Folders in one ReadTree stream, or (a manager without it) listed and read per file."""
+    from kdiag.session import treeread
+
+    def unimplemented(*args: Any, **kwargs: Any) -> Any:
+        raise ManagerError("read: unimplemented", "UNIMPLEMENTED")
+        yield
+
+    monkeypatch.setattr(treeread, "read_tree", _stream_of if request.param == "stream"
+                        else unimplemented)
+    return str(request.param)
+
+
+def test_folder_copy_keeps_links_inside_and_reads_through_the_others(
+        tmp_path: Path, tree_reading: str) -> None:
     _configmap(tmp_path / "target")
     folder = PrivateFolder(tmp_path / "private")
     folder.root.mkdir(parents=True)
-    done = copy_paths(_Manager(tmp_path / "target"), ("/etc/cm", "/etc/cm/app.yaml",
-                                                      "/etc/single.conf"), folder, 1 << 20)
+    manager = _Manager(tmp_path / "target")
+    done = copy_paths(manager, ("/etc/cm", "/etc/cm/app.yaml", "/etc/single.conf"), folder,
+                      1 << 20)
+    # One ReadFile for the single file, one through the link that leaves the folder (and,
+    # file by file, one per file): the folder itself came in one stream.
+    assert manager.reads == (2 if tree_reading == "stream" else 3)
     cm, single = done.paths
     assert (cm.path, cm.kind, single.path, single.kind) == ("/etc/cm", "dir", "/etc/single.conf",
                                                             "file")
@@ -232,7 +263,7 @@ def test_folder_copy_keeps_links_inside_and_reads_through_the_others(tmp_path: P
     assert not folder.path.exists()
 
 
-def test_folder_copy_limits_and_cancel(tmp_path: Path) -> None:
+def test_folder_copy_limits_and_cancel(tmp_path: Path, tree_reading: str) -> None:
     _configmap(tmp_path / "target")
     folder = PrivateFolder(tmp_path / "private")
     folder.root.mkdir(parents=True)
@@ -246,10 +277,9 @@ def test_folder_copy_limits_and_cancel(tmp_path: Path) -> None:
 
 def test_private_folder_is_private_and_stale_ones_go(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-    import tempfile
+    from kdiag.context import folder as module
 
-    monkeypatch.setattr(tempfile, "tempdir", None)
+    monkeypatch.setattr(module, "base", lambda: str(tmp_path))
     dead = tmp_path / "kdiag-target-dead"
     dead.mkdir()
     (dead / OWNERS).write_text("[[4194311, \"1\"]]")
@@ -258,6 +288,8 @@ def test_private_folder_is_private_and_stale_ones_go(tmp_path: Path,
     assert not dead.exists() and folder.path.parent == tmp_path
     assert oct(folder.path.stat().st_mode & 0o777) == "0o700" and not is_stale(folder.path)
     folder.remove()
+    monkeypatch.undo()
+    assert module.base() in ("/dev/shm", os.environ.get("XDG_RUNTIME_DIR"))  # memory, here
 
 
 @dataclass
