@@ -245,8 +245,17 @@ class RunStep(StepType):
         if not isinstance(body, dict):
             return ""
         if "argv" in body:
-            return " ".join(str(a) for a in body["argv"]) if isinstance(body["argv"], list) else ""
-        return str(body.get("script", "")).strip().splitlines()[0] if body.get("script") else ""
+            line = " ".join(str(a) for a in body["argv"]) if isinstance(body["argv"], list) \
+                else ""
+        else:
+            line = str(body.get("script", "")).strip().splitlines()[0] if body.get("script") \
+                else ""
+        wanted = body.get("from_target")
+        if isinstance(wanted, dict):
+            parts = [part for part in ("env", "files", "names") if wanted.get(part)]
+            if parts:
+                line += f" (with the target's {', '.join(parts)})"
+        return line
 
 
 STEP = RunStep()
