@@ -25,7 +25,7 @@ from kdiag_manager.wire.api.v1 import manager_pb2 as pb
 from kdiag_manager.wire.api.v1 import manager_pb2_grpc as pb_grpc
 from kdiag_manager.wire.channel import TRANSPORT_OPTIONS
 
-from kdiag.errors import ManagerError, ManagerUnavailable
+from kdiag.errors import EnvironmentProblem, ManagerError, ManagerUnavailable
 
 from .grpcerrors import convert
 from .lane import LaneClient, connect_socket
@@ -152,10 +152,10 @@ class ManagerClient:
             r = self._stub.Environ(pb.EnvironRequest(), metadata=self._metadata,
                                    timeout=self.timeout)
         except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
-                raise ManagerError("this manager cannot read the target's environment (it "
-                                   "predates that call): use a manager image of this kdiag's "
-                                   "version") from None
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:  # the image is the environment's
+                raise EnvironmentProblem("this manager cannot read the target's environment "
+                                         "(it predates that call): use a manager image of "
+                                         "this kdiag's version") from None
             raise convert(exc, "read the target's environment") from None
         return [(os.fsdecode(v.name), os.fsdecode(v.value)) for v in r.vars]
 
