@@ -58,8 +58,9 @@ class Lab:
     app_ip6: str = ""
     client_ip6: str = ""
 
-    def start_app(self, binary: Path, port: int = 8080) -> int:
-        """Start the app chrooted into a folder holding only itself (and /proc); its PID."""
+    def start_app(self, binary: Path, port: int = 8080, env: dict[str, str] | None = None) -> int:
+        """Start the app chrooted into a folder holding only itself (and /proc), and what was
+        put in ``root`` before; with exactly ``env`` as its environment if given; its PID."""
         (self.root / "proc").mkdir(exist_ok=True)
         shutil.copy(binary, self.root / "app")
         # nsenter, unshare, sh and chroot all exec, so the PID is the app's own, and it lives
@@ -67,7 +68,8 @@ class Lab:
         process = subprocess.Popen([
             "nsenter", f"--net=/run/netns/{self.app_ns}", "unshare", "-m", "--propagation",
             "private", "sh", "-c",
-            f"mount -t proc proc {self.root}/proc && exec chroot {self.root} /app {port}"])
+            f"mount -t proc proc {self.root}/proc && exec chroot {self.root} /app {port}"],
+            env=None if env is None else {"PATH": os.environ.get("PATH", os.defpath), **env})
         self.processes.append(process)
         wait_listening(self.app_ns, port)
         self.app_pid = process.pid

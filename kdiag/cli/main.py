@@ -32,6 +32,7 @@ examples:
   kdiag schema > runbook.schema.json
   kdiag doctor -n shop -f runbooks/redirect-api.yaml   # RBAC, Pod Security, image, ...
   kdiag shell -n shop -l app=api                 # a shell in a pod, even a distroless one
+  kdiag exec -n shop --pod api-0 --env --file /etc/api/ -- ./api   # run as the pod would
   kdiag redirect -n shop --pod api-0 8080:9000   # the pod's port 8080 to localhost:9000
   kdiag logs -n shop -l app=shop -c all -- curl -s localhost:8080/order
 """
@@ -108,6 +109,46 @@ def _shell(shell: argparse.ArgumentParser) -> None:
     shell.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND",
                        help="a command to run instead of the shell")
     shell.set_defaults(handler="kdiag.cli.adhoc.shell")
+
+
+def _exec(exec_: argparse.ArgumentParser) -> None:
+    from kdiag.cli.adhoc.targeting import add_target_flags
+    from kdiag.context.spec import DEFAULT_EXCLUDE
+
+    exec_.description = ("Run a command on this machine with the target's context: the "
+                         "environment of its main process (--env), files and folders of its "
+                         "root, read-only at their paths (--file), cluster Service names "
+                         "(--names). What is read is secret: the command's output is masked.")
+    exec_.epilog = ("examples:\n  kdiag exec -n shop --pod api-0 --env --file /etc/api/ "
+                    "-- ./api\n  kdiag exec -l app=api --env --names -- python3 -m app\n"
+                    "  kdiag exec --pid 1234 --env --exclude 'AWS_*' -- env")
+    add_target_flags(exec_)
+    group = exec_.add_argument_group("context")
+    group.add_argument("--env", action="store_true",
+                       help="the environment of the target's main process")
+    group.add_argument("--include", action="append", default=[], metavar="PATTERN",
+                       help="only variables matching (repeatable; implies --env)")
+    group.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                       help="leave these variables out (repeatable; implies --env; default "
+                            + " ".join(DEFAULT_EXCLUDE) + ")")
+    group.add_argument("--set-env", action="append", default=[], metavar="NAME=VALUE",
+                       help="a local value that wins over the target's (repeatable)")
+    group.add_argument("--file", action="append", default=[], metavar="PATH",
+                       help="a file or folder of the target's root (repeatable)")
+    group.add_argument("--names", action="store_true",
+                       help="every Service of the target's namespace by name")
+    group.add_argument("--name", action="append", default=[], metavar="SERVICE",
+                       help="this Service by name: NAME or NAME.NAMESPACE (repeatable)")
+    group.add_argument("--public", action="append", default=[], metavar="NAME|PATH",
+                       help="a variable (pattern) or file whose value is not secret")
+    group.add_argument("--view", choices=["auto", "namespace", "remap"], default="auto",
+                       help="files at their paths in a private mount namespace, or in "
+                            "$KDIAG_TARGET_ROOT (remap); default auto")
+    group.add_argument("--no-mask", action="store_true",
+                       help="give the command the terminal (its output is not masked)")
+    exec_.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND",
+                       help="the command to run")
+    exec_.set_defaults(handler="kdiag.cli.adhoc.exec")
 
 
 def _ps(ps: argparse.ArgumentParser) -> None:
@@ -207,6 +248,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "validate": ("check runbooks without running them", _validate),
     "schema": ("print the runbook JSON Schema", _schema),
     "shell": ("a shell (or one command) inside the target", _shell),
+    "exec": ("a local command with the target's environment, files and names", _exec),
     "ps": ("the target's processes and listening ports", _ps),
     "redirect": ("send the target's connections to this machine", _redirect),
     "forward": ("pod ports on local ports (kubectl port-forward)", _forward),

@@ -156,6 +156,9 @@ class StepRuntime:
     def note(self, message: str) -> None:
         self.run.bus.emit(StepNote(self.ref, message))
 
+    def add_secrets(self, values: list[str]) -> None:
+        self.run.bus.masker.add_all(values)
+
     def artifact_path(self, name: str) -> Path:
         folder = self.run.artifacts_root() / step_folder_name(self.ref.seq, self.ref.qualified_name)
         folder.mkdir(parents=True, exist_ok=True)

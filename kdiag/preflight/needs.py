@@ -33,8 +33,12 @@ STEPS: dict[str, tuple[str, ...]] = {
     "logs": ("get pods/log", *READ_PODS),
     "forward": ("get pods", *PORT_FORWARD),
     "redirect:expose": ("create services", "delete services"),
+    "run:names": ("get services", "list services", "list pods", *PORT_FORWARD),
 }
 """What a step type (``kind``, or ``kind:mode``) needs beyond the manager."""
+MANAGER_MODES = frozenset({"run:from_target", "run:names"})
+"""Steps of a type that does not talk to the manager, but does in this mode (a local command
+reading the target's context)."""
 
 WORKLOADS: dict[str, str] = {
     "deployment": "get deployments.apps", "deploy": "get deployments.apps",
@@ -119,7 +123,7 @@ def needs(demand: Demand, server: tuple[int, int] | None = None) -> list[Need]:
     else:
         managed = manager_kinds()
         for step in demand.steps:
-            if step.kind in managed:
+            if step.kind in managed or step.key in MANAGER_MODES:
                 add(way, step.label())
             for key in dict.fromkeys((step.kind, step.key)):
                 if key in STEPS:

@@ -148,6 +148,10 @@ class StepContext(Protocol):
         """The step's counters now (cumulative; a redirect's connections): reports show
         them over time. Call on every change: the engine sends a few a second."""
 
+    def add_secrets(self, values: list[str]) -> None:
+        """Mask these values from now on, in everything the run shows and writes (what the
+        step read that is secret, before anything of it can be shown)."""
+
     def artifact_path(self, name: str) -> Path:
         """A path for a file the step writes into the run's artifacts (the folder exists)."""
 

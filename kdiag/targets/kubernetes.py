@@ -110,7 +110,7 @@ def _diagnosing(method: F) -> F:
 
 
 _WRAPPED = ("version", "ps", "net", "exec", "shell_tty", "redirect", "capture", "copy_from",
-            "copy_to", "_probe")
+            "copy_to", "_probe", "environ", "list_dir")
 
 
 def _client_class() -> type:

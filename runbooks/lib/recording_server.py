@@ -1,12 +1,18 @@
-"""A local HTTP server for example runbooks: answers every request with a fixed text and
-records it; ``GET /_seen`` returns what it recorded as JSON (for assertions).
+"""A local HTTP server for example runbooks: answers every request with a text and records
+it; ``GET /_seen`` returns what it recorded as JSON (for assertions).
 
     python3 recording_server.py PORT [TEXT]
+
+In TEXT, ``{env:NAME}`` is the value of the environment variable NAME and ``{file:PATH}`` the
+contents of the file PATH, read at each request (what the server got from the pod it stands in
+for, with ``run: {from_target: ...}``).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,12 +46,28 @@ class Handler(BaseHTTPRequestHandler):
                          "headers": dict(self.headers), "body": body.decode(errors="replace"),
                          "peer": self.client_address[0]})
         print(f"{self.command} {self.path}", flush=True)
-        self._reply(self.text.encode())
+        self._reply(fill(self.text).encode())
 
     do_GET = do_POST = do_PUT = do_DELETE = _handle
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # one line per request is printed above
+
+
+def _value(match: re.Match[str]) -> str:
+    kind, name = match.group(1), match.group(2)
+    if kind == "env":
+        return os.environ.get(name, "")
+    try:
+        with open(name) as f:
+            return f.read().strip()
+    except OSError as exc:
+        return f"(no file {name}: {exc.strerror})"
+
+
+def fill(text: str) -> str:
+    """TEXT with ``{env:NAME}`` and ``{file:PATH}`` filled in."""
+    return re.sub(r"\{(env|file):([^}]+)\}", _value, text)
 
 
 def main() -> None:

@@ -423,6 +423,40 @@ class ListDirResponse(_message.Message):
     truncated: bool
     def __init__(self, entries: _Optional[_Iterable[_Union[DirEntry, _Mapping]]] = ..., truncated: _Optional[bool] = ...) -> None: ...
 
+class ReadTreeRequest(_message.Message):
+    __slots__ = ("path", "max_entries", "max_bytes")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    MAX_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    max_entries: int
+    max_bytes: int
+    def __init__(self, path: _Optional[str] = ..., max_entries: _Optional[int] = ..., max_bytes: _Optional[int] = ...) -> None: ...
+
+class TreeDone(_message.Message):
+    __slots__ = ("entries", "bytes")
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    entries: int
+    bytes: int
+    def __init__(self, entries: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
+
+class TreeChunk(_message.Message):
+    __slots__ = ("entry", "data", "done")
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    entry: DirEntry
+    data: bytes
+    done: TreeDone
+    def __init__(self, entry: _Optional[_Union[DirEntry, _Mapping]] = ..., data: _Optional[bytes] = ..., done: _Optional[_Union[TreeDone, _Mapping]] = ...) -> None: ...
+
+class TreeChunks(_message.Message):
+    __slots__ = ("chunks",)
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    chunks: _containers.RepeatedCompositeFieldContainer[TreeChunk]
+    def __init__(self, chunks: _Optional[_Iterable[_Union[TreeChunk, _Mapping]]] = ...) -> None: ...
+
 class NetRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -567,3 +601,23 @@ class ProbeResponse(_message.Message):
     reason: str
     truncated: bool
     def __init__(self, ok: _Optional[bool] = ..., status: _Optional[int] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., body: _Optional[bytes] = ..., elapsed_ms: _Optional[float] = ..., error: _Optional[str] = ..., addresses: _Optional[_Iterable[str]] = ..., reason: _Optional[str] = ..., truncated: _Optional[bool] = ...) -> None: ...
+
+class EnvironRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class EnvVar(_message.Message):
+    __slots__ = ("name", "value")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    name: bytes
+    value: bytes
+    def __init__(self, name: _Optional[bytes] = ..., value: _Optional[bytes] = ...) -> None: ...
+
+class EnvironResponse(_message.Message):
+    __slots__ = ("vars", "pid")
+    VARS_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    vars: _containers.RepeatedCompositeFieldContainer[EnvVar]
+    pid: int
+    def __init__(self, vars: _Optional[_Iterable[_Union[EnvVar, _Mapping]]] = ..., pid: _Optional[int] = ...) -> None: ...
