@@ -50,6 +50,9 @@ CONTROLS: dict[str, Schema] = {
     "delay": {"$ref": "#/$defs/duration", "description": "Wait between retries (default 1s)."},
     "continue_on_error": {"type": "boolean",
                           "description": "A failure of this step does not fail the run."},
+    "parallel": {"anyOf": [{"type": "integer", "minimum": 1}, {"$ref": "#/$defs/template"}],
+                 "description": "With a pick: all target, on how many pods at once a manager "
+                                "step runs (default 10)."},
     "background": {"type": "boolean",
                    "description": "Keep what the step starts running until the run ends."},
     "assert": {"anyOf": [EXPRESSION, {"type": "array", "items": EXPRESSION, "minItems": 1}],
