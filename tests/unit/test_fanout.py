@@ -197,7 +197,7 @@ def test_parallel_bounds_the_pods_at_work_at_once(run_runbook) -> None:
     fleet.most = 0
     outcome = _run(run_runbook, fleet, "steps:\n  - {name: a, shell: {script: x}, parallel: 2}\n")
     assert outcome.exit_code == 0 and fleet.most == 2
-    with pytest.raises(RunbookError, match="runbook.yaml:3:45: must be at least 1, got 0"):
+    with pytest.raises(RunbookError, match=r"runbook\.yaml:3:45: must be at least 1, got 0"):
         _run(run_runbook, fleet, "steps:\n  - {name: a, shell: {script: x}, parallel: 0}\n")
     outcome = _run(run_runbook, fleet, "params: {n: {type: integer, default: 0}}\nsteps:\n"
                    "  - {name: a, shell: {script: x}, parallel: '{{ params.n }}'}\n")
