@@ -24,8 +24,8 @@ from kdiag.engine.context import StepRuntime
 from kdiag.engine.execution import execute_guarded
 from kdiag.engine.podcontext import PodContext
 from kdiag.errors import EnvironmentProblem
-from kdiag.lifeline import Lifeline, Loss
-from kdiag.steps.base import Background, StepContext, StepFailed, StepOutcome, StepType, lifeline_of
+from kdiag.steps.base import Background, StepContext, StepFailed, StepOutcome, StepType
+from kdiag.targets.following import Following
 
 if TYPE_CHECKING:
     from kdiag.targets.base import Fleet, Replica
@@ -33,9 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_PARALLEL = 10
-SETTLE_WAIT = 3.0
-"""Seconds a pod's broken work waits for the cluster to say the pod went away (then it is
-dropped, not failed)."""
 MAX_NAMED = 5
 """Pods a failure message names (then how many more)."""
 
@@ -137,110 +134,56 @@ class Fanned(StepType):
 def _stop_quietly(work: Background) -> None:
     try:
         work.stop()
-    except Exception as exc:  # the step failed, or the pod went: the cause is said already
+    except Exception as exc:  # the step failed already; its message says why
         log.info("stopping a pod's work: %s", exc)
 
 
 class FannedWork:
-    """One step's background work on every pod of the fleet, following it."""
+    """One step's background work on every pod of the fleet, following it (see
+    :class:`~kdiag.targets.following.Following`); joining pods get an entry in the result."""
 
     def __init__(self, inner: StepType, body: Any, runtime: StepRuntime, fleet: Fleet,
                  result: dict[str, Any]) -> None:
         self.inner = inner
         self.body = body
         self.runtime = runtime
-        self.fleet = fleet
         self.result = result
-        self.lifeline = Lifeline()
         self._lock = threading.Lock()
-        self._works: dict[str, Background] = {}
-        self._stopped = False
-        self._forget_join: Any = None
+        self._following = Following(fleet, inner.kind, self._start, runtime.note, self._gone)
+        self.lifeline = self._following.lifeline
 
     def add(self, replica: Replica, work: Background) -> None:
-        """Keep ``work`` (on ``replica``) up and watch it."""
-        with self._lock:
-            self._works[replica.name] = work
-        lifeline = lifeline_of(work)
-        if lifeline is not None:
-            lifeline.listen(lambda loss: threading.Thread(
-                target=self._lost, args=(replica, loss), daemon=True,
-                name=f"fanned-lost-{replica.name}").start())
+        """Keep ``work`` (the step's, on ``replica``) up and watch it."""
+        self._following.add(replica, work)
 
     def follow(self) -> None:
-        """Start the work on each pod that joins the fleet from now on."""
-        self._forget_join = self.fleet.on_join(self._joined)
+        """Run the step on each pod that joins the fleet from now on."""
+        self._following.follow()
 
-    def _joined(self, replica: Replica) -> None:
-        if self._stopped:
-            return
-        pod = PodContext(self.runtime, replica, self.fleet, joined=True)
+    def _start(self, replica: Replica) -> Background | None:
+        pod = PodContext(self.runtime, replica, self._following.fleet, joined=True)
         try:
             outcome = execute_guarded(self.inner, self.body, pod)
         finally:
             pod.flush()
-        found = entry(replica.name, outcome)
         with self._lock:
-            self.result["pods"][replica.name] = found
+            self.result["pods"][replica.name] = entry(replica.name, outcome)
             recount(self.result)
-        if isinstance(outcome, StepOutcome) and outcome.ok:
-            if outcome.background is not None:
-                if self._stopped:
-                    _stop_quietly(outcome.background)
-                    return
-                self.add(replica, outcome.background)
-            self.runtime.note(f"{replica.name} joined {self.fleet.label}: its "
-                              f"{self.inner.kind} is up")
-            return
-        message = found["message"]
-        gone = self.fleet.settle(replica, message, SETTLE_WAIT)
-        if gone:
-            self._drop(replica, gone)
-        elif not self._stopped:
-            self.lifeline.fail(f"{replica.name} joined {self.fleet.label} but its "
-                               f"{self.inner.kind} failed: {message}",
-                               environmental=bool(found.get("error")))
+        if isinstance(outcome, EnvironmentProblem):
+            raise outcome
+        if not outcome.ok:
+            raise StepFailed(outcome.message)
+        return outcome.background
 
-    def _lost(self, replica: Replica, loss: Loss) -> None:
-        if self._stopped:
-            return
-        gone = self.fleet.settle(replica, loss.cause, SETTLE_WAIT)
-        if gone:
-            self._drop(replica, gone)
-        elif not self._stopped:
-            self.lifeline.fail(f"{replica.name}: {loss.cause}", environmental=loss.environmental)
-
-    def _drop(self, replica: Replica, cause: str) -> None:
-        """The pod went away: its work is noted and dropped, the run goes on."""
+    def _gone(self, replica: Replica, cause: str) -> None:
         with self._lock:
-            work = self._works.pop(replica.name, None)
             found = self.result["pods"].get(replica.name)
             if found is not None:
                 found.update(gone=True, gone_reason=cause)
             recount(self.result)
-        if work is not None:
-            _stop_quietly(work)
-        self.runtime.note(f"{cause}: its {self.inner.kind} is dropped")
 
     def stop(self) -> None:
-        """Stop following and stop every pod's work (concurrently); the first failure to
-        stop is raised, naming its pod."""
-        with self._lock:
-            self._stopped = True
-            works = dict(self._works)
-            self._works.clear()
-        if self._forget_join is not None:
-            self._forget_join()
-        errors: list[str] = []
-
-        def stop_one(item: tuple[str, Background]) -> None:
-            try:
-                item[1].stop()
-            except Exception as exc:
-                errors.append(f"{item[0]}: {exc}")
-
-        if works:
-            with ThreadPoolExecutor(min(len(works), DEFAULT_PARALLEL)) as pool:
-                list(pool.map(stop_one, works.items()))
+        """Stop following and every pod's work; a failure to stop names its pod."""
+        errors = self._following.stop()
         if errors:
-            raise StepFailed("; ".join(sorted(errors)))
+            raise StepFailed("; ".join(errors))

@@ -272,3 +272,43 @@ def test_a_pod_that_keeps_running_but_loses_its_work_fails_the_run(run_runbook) 
     assert outcome.status == {"redirect": "passed", "wait": "error"}
     assert "api-b: the redirect's stream to the manager ended" in \
         outcome.recorder.finished()["wait"].message
+
+
+def test_every_reporter_shows_a_line_per_pod(tmp_path) -> None:
+    import io
+    import json
+
+    from kdiag.engine.events import RunFinished, RunStarted, StepFinished, StepRef, StepStarted
+    from kdiag.reports.console import ConsoleReporter
+    from kdiag.reports.json_report import JsonReporter
+    from kdiag.reports.junit import JunitReporter
+    from kdiag.reports.markdown import MarkdownReporter
+
+    ok_ref, bad_ref = StepRef(0, "hello", "shell", seq=1), StepRef(1, "look", "probe", seq=2)
+    ok = {"pods": {"api-a": {"pod": "api-a", "ok": True, "rc": 0},
+                   "api-b": {"pod": "api-b", "ok": True, "rc": 0, "gone": True,
+                             "gone_reason": "pod shop/api-b deleted"}},
+          "all_ok": True, "count": 1}
+    bad = {"pods": {"api-a": {"pod": "api-a", "ok": True, "status": 200},
+                    "api-c": {"pod": "api-c", "ok": False, "error": True,
+                              "message": "manager unreachable"}},
+           "all_ok": False, "count": 2}
+    events = [RunStarted("rb", "rb.yaml", {}, "deployment/api", 2, 0.0),
+              StepStarted(ok_ref, 1, 0.0), StepFinished(ok_ref, "passed", 0.1, 1, result=ok),
+              StepStarted(bad_ref, 1, 0.0),
+              StepFinished(bad_ref, "failed", 0.1, 1, message="1 of 2 pods failed", result=bad),
+              RunFinished("failed", 1, 0.2, {"passed": 1, "failed": 1})]
+    lines = ["api-a: passed (exit code 0)", "api-b: gone (pod shop/api-b deleted)",
+             "api-a: passed (HTTP 200)", "api-c: error: manager unreachable"]
+    console = io.StringIO()
+    reporters = [ConsoleReporter(console, env={}), JunitReporter(str(tmp_path / "j.xml")),
+                 MarkdownReporter(str(tmp_path / "r.md")), JsonReporter(str(tmp_path / "r.json"))]
+    for reporter in reporters:
+        for event in events:
+            reporter.handle(event)  # type: ignore[attr-defined]
+        reporter.close()  # type: ignore[attr-defined]
+    for text in (console.getvalue(), (tmp_path / "j.xml").read_text(),
+                 (tmp_path / "r.md").read_text()):
+        assert all(line in text for line in lines), text
+    steps = json.loads((tmp_path / "r.json").read_text())["runs"][0]["steps"]
+    assert steps[1]["result"]["pods"]["api-c"]["message"] == "manager unreachable"
