@@ -24,4 +24,4 @@ PORT_SCHEMA = {"type": "integer", "minimum": 1, "maximum": 65535}
 PORT_MAPPING_SCHEMA = {"type": "string", "pattern": r"^[0-9]{1,5}(:[0-9]{1,5})?$",
                        "title": "PORT or PORT:LOCALPORT"}
 NAMED_PORT_SCHEMA = {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(:[0-9]{1,5})?$",
-                     "title": "NAME or NAME:LOCALPORT (a named port of the pod or Service)"}
+                     "title": "NAME or NAME:LOCALPORT (a named port)"}

@@ -21,7 +21,7 @@ from kdiag.errors import ManagerError, ManagerUnavailable, TargetError
 from kdiag.kube.config import KubeConfig, KubeOptions, load
 from kdiag.kube.errors import Call, PodGone, api_call, translate
 from kdiag.kube.inject import DEFAULT_TIMEOUT, Injector, ManagerImage
-from kdiag.kube.pods import PodRef, PodSelector, Selection, resolve, select
+from kdiag.kube.pods import PodRef, PodSelector, Selection, select
 from kdiag.language.durations import parse_duration
 from kdiag.lifeline import Lifeline
 
@@ -345,11 +345,12 @@ def _ready_channel(relay: Any, timeout: float) -> Any:
 
 
 def pods_for_step(target: dict[str, Any], body: dict[str, Any], *, pick: str | None = None
-                  ) -> tuple[KubeConfig, list[PodRef]]:
-    """The cluster and pods a ``logs``/``forward`` step means: its own ``pod``/``selector``/
-    ``namespace``/``container`` first, else the runbook's kubernetes target's."""
+                  ) -> tuple[KubeConfig, Selection]:
+    """The cluster and pods (running, ready or not) a ``logs``/``forward`` step means: its own
+    ``pod``/``selector``/``namespace``/``container`` first, else the runbook's kubernetes
+    target's."""
     kube, want = selection_for_step(target, body, pick=pick)
-    return kube, resolve(kube.core(), want, kube.server)
+    return kube, select(kube.core(), want, kube.server, ready=False)
 
 
 def selection_for_step(target: dict[str, Any], body: dict[str, Any], *,
