@@ -99,3 +99,21 @@ def test_target_spec_of_the_flags() -> None:
         target_spec(_args("redirect", "8080"))
     with pytest.raises(UsageError, match="--all needs a pod target"):
         target_spec(_args("ps", "--pid", "1", "--all"))
+
+
+@pytest.mark.parametrize(("pod", "access"), [
+    ("deploy/api", "get deployments.apps"), ("statefulsets/db", "get statefulsets.apps"),
+    ("ds/agent", "get daemonsets.apps"), ("rs/api-7d9", "get replicasets.apps"),
+    ("job/migrate", "get jobs.batch"), ("svc/api", "get services"),
+    ("service/api", "get services")])
+def test_preflight_asks_to_read_the_workload(pod: str, access: str) -> None:
+    from kdiag.preflight.demand import Demand, StepUse
+    from kdiag.preflight.needs import needs
+
+    found = {str(n.access): n.reasons for n in
+             needs(Demand({"kubernetes": {"pod": pod}}, [StepUse("s", "shell")]))}
+    assert found[access] == ["the target"]
+    assert {"list pods", "watch pods"} <= set(found)  # pick: all follows its pods
+    plain = {str(n.access) for n in needs(Demand({"kubernetes": {"pod": "pod/api-0"}},
+                                                 [StepUse("s", "shell")]))}
+    assert not plain & {"get deployments.apps", "get services"}
