@@ -41,13 +41,14 @@ Outcome = StepOutcome | EnvironmentProblem
 
 def entry(name: str, outcome: Outcome) -> dict[str, Any]:
     """One pod's entry in a fanned-out result: its step result (the same dict: background
-    work updates it) with ``pod``, ``ok``, ``failed``, ``message``, ``error``."""
+    work updates it) with ``pod``, ``ok``, ``failed``, ``message``, ``error`` (an environment
+    cause) and ``gone`` (the pod left the target since)."""
     if isinstance(outcome, EnvironmentProblem):
         return {"pod": name, "ok": False, "failed": True, "message": str(outcome),
-                "error": True}
+                "error": True, "gone": False}
     result = outcome.result
     result.update(pod=name, ok=outcome.ok, failed=not outcome.ok, message=outcome.message,
-                  error=False)
+                  error=False, gone=False)
     if outcome.artifacts:
         result["artifacts"] = list(outcome.artifacts)
     return result
