@@ -84,13 +84,15 @@ class Lab:
         return kdiag_rules(self.app_ns)
 
 
-def kdiag_rules(namespace: str) -> list[str]:
-    """Every kdiag rule in network namespace ``namespace``, whatever the mechanism: the rules of
-    nftables tables named ``kdiag-*`` (``nft: <table> <rule>``) and the iptables/ip6tables
-    rules tagged ``kdiag:`` (as iptables-save prints them; ip6tables ones end in ``(ip6)``)."""
+def kdiag_rules(namespace: str = "", *, pid: int = 0) -> list[str]:
+    """Every kdiag rule in network namespace ``namespace`` (or that of process ``pid``, e.g. a
+    pod's app seen from its node), whatever the mechanism: the rules of nftables tables named
+    ``kdiag-*`` (``nft: <table> <rule>``) and the iptables/ip6tables rules tagged ``kdiag:``
+    (as iptables-save prints them; ip6tables ones end in ``(ip6)``)."""
+    enter = ["nsenter", "-t", str(pid), "-n"] if pid else ["ip", "netns", "exec", namespace]
     rules: list[str] = []
     table, block = "", ""  # the kdiag table we are in; the block in it (chain or object)
-    listing = sh("ip", "netns", "exec", namespace, "nft", "list", "ruleset")  # fails loudly
+    listing = sh(*enter, "nft", "list", "ruleset")  # fails loudly
     for line in listing.splitlines():
         words = line.split()
         if words[:1] == ["table"] and len(words) >= 3:
@@ -102,7 +104,7 @@ def kdiag_rules(namespace: str) -> list[str]:
         elif table and block == "chain" and words[0] not in ("type", "policy"):
             rules.append(f"nft: {table} {line.strip()}")  # a rule, with or without comment
     for tool, suffix in (("iptables-save", ""), ("ip6tables-save", " (ip6)")):
-        save = sh("ip", "netns", "exec", namespace, tool, check=False)
+        save = sh(*enter, tool, check=False)
         rules += [line + suffix for line in save.splitlines() if "kdiag:" in line]
     return rules
 

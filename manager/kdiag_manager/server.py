@@ -49,7 +49,7 @@ _PRE_AUTH_OPTIONS = {
 SERVER_OPTIONS = [
     *((name, value) for name, value in TRANSPORT_OPTIONS if name not in _PRE_AUTH_OPTIONS),
     *_PRE_AUTH_OPTIONS.items(),
-    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 100),  # the CLI pings every 0.3 s
     ("grpc.so_reuseport", 0),
 ]
 
