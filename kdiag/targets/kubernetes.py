@@ -158,14 +158,12 @@ class KubernetesSession(TargetSession):
         self._node_sources: tuple[str, ...] | None = None
 
     def summary(self) -> str:
-        """``pod ns/name (container c), manager NAME (reused)``, and how many pods matched."""
+        """``pod ns/name (container c), manager NAME (reused)``, and the workload it is of."""
         ref = self.ref
-        line = (f"pod {ref.namespace}/{ref.name} (container {ref.container}), manager "
-                f"{self.container}{' (reused)' if self.reused else ' (injected)'}")
-        if len(self.pods) > 1:
-            line += (f"; {len(self.pods)} pods selected: manager steps act on this one "
-                     "(logs follows all)")
-        return line
+        workload = self.selection.workload
+        return (f"pod {ref.namespace}/{ref.name} (container {ref.container})"
+                + (f" of {workload.label}" if workload is not None else "")
+                + f", manager {self.container}{' (reused)' if self.reused else ' (injected)'}")
 
     def map_port(self, port: str | int) -> int:
         """A Service's port (number or name) → the pod's targetPort; a name → the pod's

@@ -70,26 +70,17 @@ def _tcp_dport(port: int) -> _Match:
                    nft.cmp(nft.CMP_EQ, struct.pack(">H", port))), f"tcp dport {port}")
 
 
-def _daddr(network: Network) -> _Match:
-    offset, length = _DADDR[network.version]
+def _address(network: Network, field: str, equal: bool = True) -> _Match:
+    """``ip daddr N`` / ``ip saddr != N`` (``field``: daddr or saddr; a network with its mask)."""
+    offset, length = (_DADDR if field == "daddr" else _SADDR)[network.version]
     exprs = [nft.payload(nft.PAYLOAD_NETWORK, offset, length)]
     if network.prefixlen < network.max_prefixlen:
         exprs.append(nft.bitwise_and(network.netmask.packed))
-    exprs.append(nft.cmp(nft.CMP_EQ, network.network_address.packed))
+    exprs.append(nft.cmp(nft.CMP_EQ if equal else nft.CMP_NEQ, network.network_address.packed))
     shown = (network.network_address if network.prefixlen == network.max_prefixlen
              else network)
-    return _Match(tuple(exprs), f"{_NAMES[network.version]} daddr {shown}")
-
-
-def _saddr_not(network: Network) -> _Match:
-    offset, length = _SADDR[network.version]
-    exprs = [nft.payload(nft.PAYLOAD_NETWORK, offset, length)]
-    if network.prefixlen < network.max_prefixlen:
-        exprs.append(nft.bitwise_and(network.netmask.packed))
-    exprs.append(nft.cmp(nft.CMP_NEQ, network.network_address.packed))
-    shown = (network.network_address if network.prefixlen == network.max_prefixlen
-             else network)
-    return _Match(tuple(exprs), f"{_NAMES[network.version]} saddr != {shown}")
+    return _Match(tuple(exprs), f"{_NAMES[network.version]} {field} {'' if equal else '!= '}"
+                                f"{shown}")
 
 
 def _not_marked() -> _Match:
@@ -139,7 +130,7 @@ def incoming(tag: str, port: int, listen_port: int, skip: Sequence[Network] = ()
     to a local address (output, except the manager's own); direct connections to the
     listener are dropped."""
     return [
-        _rule("prerouting", tag, *(_saddr_not(n) for n in skip), _tcp_dport(port),
+        _rule("prerouting", tag, *(_address(n, "saddr", equal=False) for n in skip), _tcp_dport(port),
               _redirect(listen_port)),
         _rule("output", tag, _tcp_dport(port), _local_destination(), _not_marked(),
               _redirect(listen_port)),
@@ -151,7 +142,7 @@ def outgoing(tag: str, port: int, listen_port: int, family: int,
              networks: Sequence[Network] = ()) -> list[nft.Rule]:
     """The namespace's own connections to ``port`` (towards one of ``networks``, or anywhere)
     go to the manager on loopback:``listen_port``; direct connections to it are dropped."""
-    targets: list[tuple[_Match, ...]] = [(_daddr(n),) for n in networks] or [()]
+    targets: list[tuple[_Match, ...]] = [(_address(n, "daddr"),) for n in networks] or [()]
     return [*(_rule("output", tag, *t, _tcp_dport(port), _not_marked(),
                     _dnat_loopback(family, listen_port)) for t in targets),
             refuse_direct(tag, listen_port)]

@@ -19,44 +19,27 @@ import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import MANAGER_IMAGE, REPO, Cluster, make_namespace
-from .kube_fixtures import Kdiag, kdiag_cli  # noqa: F401 - a fixture
-from .test_services import api_pods, ready_endpoints
+from .conftest import MANAGER_IMAGE, REPO, Cluster
+from .kube_fixtures import Kdiag, kdiag_cli, manager_pids  # noqa: F401 - a fixture
+from .test_services import (  # noqa: F401 - apps: a fixture
+    Apps,
+    _apps_v1,
+    api_pods,
+    apps,
+    ready_endpoints,
+    run_client,
+)
 
 pytestmark = pytest.mark.cluster
 
 JOIN_WITHIN = 10.0
 """A replica that becomes ready is under the redirect within this many seconds."""
-
-
-def _manager_pids(pod: Any) -> list[int]:
-    """The host PIDs of every manager in ``pod`` (the node is this machine; each test of this
-    module may have injected its own)."""
-    uid = pod.metadata.uid
-    found = []
-    for name in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
-            cgroup = Path(f"/proc/{name}/cgroup").read_text()
-        except OSError:
-            continue
-        if b"kdiag_manager" in cmdline and (uid in cgroup or uid.replace("-", "_") in cgroup):
-            found.append(int(name))
-    assert found, f"no manager process of pod {pod.metadata.name} on this node"
-    return found
-
-
-def _apps_v1(cluster: Cluster) -> Any:
-    from kubernetes import client
-
-    return client.AppsV1Api(cluster.api_client)
 
 
 def _ready(pod: Any) -> bool:
@@ -74,54 +57,21 @@ def _scale(cluster: Cluster, namespace: str, replicas: int) -> None:
     cluster.wait_for(settled, 90, desc=f"deployment api to have {replicas} ready replicas")
 
 
-@pytest.fixture(scope="module")
-def api(cluster: Cluster) -> Iterator[str]:
-    """A namespace with the `api` Deployment (3 ready replicas), its Service and `toolbox`."""
-    namespace = make_namespace(cluster)
-    _apps_v1(cluster).create_namespaced_deployment(namespace, cluster.manifest("api"))
-    cluster.core.create_namespaced_service(namespace, cluster.manifest("api-service"))
-    cluster.core.create_namespaced_pod(namespace, cluster.manifest("toolbox"))
-    _scale(cluster, namespace, 3)
-    cluster.wait_pod_running(namespace, "toolbox")
-    yield namespace
-    cluster.core.delete_namespace(namespace, grace_period_seconds=0)
-
-
 @pytest.fixture
-def three(cluster: Cluster, api: str) -> str:
-    """The namespace, with the Deployment back at 3 ready replicas."""
-    _scale(cluster, api, 3)
-    cluster.wait_for(lambda: list(ready_endpoints(cluster, api, "api").values()) == [True] * 3,
-                     30, desc="the api EndpointSlice to list 3 ready replicas")
-    return api
+def three(cluster: Cluster, apps: Apps) -> str:  # noqa: F811 - the fixture
+    """The namespace of the `api` Deployment (test_services.py's, made for this module), its
+    Service and `toolbox`, with the Deployment back at 3 ready replicas."""
+    namespace = apps.namespace
+    _scale(cluster, namespace, 3)
+    cluster.wait_for(lambda: list(ready_endpoints(cluster, namespace, "api").values())
+                     == [True] * 3, 30, desc="the api EndpointSlice to list 3 ready replicas")
+    return namespace
 
 
 def call_api(cluster: Cluster, namespace: str, requests: int) -> list[tuple[str, str]]:
-    """The api-client Job (a pod calling `api` and its full name ``requests`` times each) under
-    a name of its own; its (URL, answer) lines."""
-    from kubernetes import client
-
-    name = f"api-client-{uuid.uuid4().hex[:6]}"
-    job = cluster.manifest("api-client")
-    job["metadata"]["name"] = name
-    job["spec"]["template"]["metadata"]["labels"] = {"app": name}
-    (env,) = [e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
-              if e["name"] == "REQUESTS"]
-    env["value"] = str(requests)
-    batch: Any = client.BatchV1Api(cluster.api_client)
-    batch.create_namespaced_job(namespace, job)
-
-    def finished() -> Any:
-        status = batch.read_namespaced_job(name, namespace).status
-        return status if (status.succeeded or status.failed) else None
-
-    status = cluster.wait_for(finished, 120, desc=f"the {name} Job to finish")
-    (pod,) = cluster.core.list_namespaced_pod(namespace, label_selector=f"app={name}").items
-    log = cluster.core.read_namespaced_pod_log(pod.metadata.name, namespace)
-    batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
-    assert status.succeeded, f"{name} failed:\n{log}"
-    return [(url, answer) for url, _, answer in
-            (line.partition(" ") for line in log.splitlines() if line.startswith("http://"))]
+    """The api-client Job (calling `api` and its full name ``requests`` times each) under a
+    name of its own; its (URL, answer) lines."""
+    return run_client(cluster, namespace, requests, f"api-client-{uuid.uuid4().hex[:6]}")
 
 
 @dataclass
@@ -303,7 +253,7 @@ def test_a_replica_manager_killed_fails_the_run(cluster: Cluster, three: str,
         time.sleep(0.5)
         victim = api_pods(cluster, three)[0]
         at = time.monotonic()
-        for pid in _manager_pids(victim):
+        for pid in manager_pids(victim):
             os.kill(pid, signal.SIGKILL)
         code = run.finish()
     finally:
@@ -314,3 +264,49 @@ def test_a_replica_manager_killed_fails_the_run(cluster: Cluster, three: str,
         run.output
     print(f"manager killed -> run ended in {ended:.2f}s")
     assert ended < 10, run.output
+
+
+def test_every_manager_step_fans_out(cluster: Cluster, three: str, tmp_path: Path) -> None:
+    """net, probe, copy, capture and shell on every replica: one result per pod, files per
+    pod, and one failing pod failing the step by name."""
+    replicas = sorted(p.metadata.name for p in api_pods(cluster, three))
+    victim = replicas[1]
+    out, art = tmp_path / "out", tmp_path / "art"
+    runbook = tmp_path / "rb.yaml"
+    runbook.write_text(textwrap.dedent(f"""
+        target: {{kubernetes: {{namespace: {three}, pod: deploy/api, pick: all}}}}
+        steps:
+          - name: net
+            net: {{}}
+            register: n
+            assert: ["n.count == 3 and n.pods.values() | rejectattr('addresses') | list == []"]
+          - name: probe
+            probe: {{tcp: "127.0.0.1:8080"}}
+            assert: ["result.all_ok and result.ok_count == 3"]
+          - name: copy
+            copy: {{download: /etc/hostname, to: "{out}/hostname"}}
+          - name: capture
+            capture: {{filter: tcp port 8080, duration: 1s}}
+            parallel: 1
+          - name: one fails
+            shell: {{script: 'test "$(cat /etc/hostname)" != {victim}'}}
+            register: f
+            continue_on_error: true
+          - name: look
+            assert:
+              - "f.failed_pods == ['{victim}'] and f.ok_count == 2"
+              - "f.pods['{victim}'].rc == 1"
+    """))
+    run = Run(cluster, tmp_path, "run", str(runbook), "--artifacts", str(art), "--report",
+              f"json={tmp_path / 'r.json'}")
+    code = run.finish(180)
+    assert code == 0, run.output
+    assert {p.name: (p / "hostname").read_text().strip() for p in out.iterdir()} == \
+        {name: name for name in replicas}
+    captures = sorted(p.parent.name for p in art.rglob("capture.pcap"))
+    assert captures == replicas, captures
+    steps = {s["name"]: s for s in json.loads((tmp_path / "r.json").read_text())["runs"][0]
+             ["steps"]}
+    assert steps["one fails"]["status"] == "ignored"
+    assert steps["one fails"]["message"] == f"1 of 3 pods failed: {victim}: exit code 1"
+    assert "[ ok ] probe" in run.output and f"    {victim}: passed" in run.output
