@@ -120,9 +120,9 @@ class FleetSession(TargetSession):
         """The pod's session, injecting or reusing its manager on first use."""
         member = self._member(replica)
         with member.lock:
+            if member.gone:
+                raise PodGone(member.gone)
             if member.session is None:
-                if member.gone:
-                    raise PodGone(member.gone)
                 session = self._open_pod(member.ref)
                 member.session = session
                 session.relay.lifeline.listen(
