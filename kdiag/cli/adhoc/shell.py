@@ -46,6 +46,9 @@ def _on_each(fleet: Any, argv: list[str]) -> int:
         raise UsageError("--all runs a command on every pod: kdiag shell TARGET --all -- "
                          "COMMAND (or a script on standard input)")
     data = sys.stdin.buffer.read() if not os.isatty(sys.stdin.fileno()) else b""
+    if not argv and not data.strip():
+        raise UsageError("nothing to run: give a command after -- (or a script on standard "
+                         "input)")
     out = Prefixed()
 
     def run(replica: Any, session: Any) -> int:

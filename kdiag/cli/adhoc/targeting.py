@@ -77,6 +77,14 @@ def target_spec(args: argparse.Namespace) -> dict[str, Any]:
                          "-l SELECTOR (or --pid N)")
     if args.pod and args.selector:
         raise UsageError("name the target once: a pod (or TYPE/NAME) or --selector")
+    if args.pod:
+        from kdiag.errors import TargetError
+        from kdiag.kube.workloads import parse_name
+
+        try:
+            parse_name(args.pod)
+        except TargetError as exc:
+            raise UsageError(str(exc)) from None
     options = {"namespace": args.namespace, "pod": args.pod, "selector": args.selector,
                "container": args.container, "kubeconfig": args.kubeconfig,
                "context": args.context, "image": args.image,
