@@ -14,6 +14,10 @@ leaves it, with a notice. The fleet's lifeline fails only when the run must stop
   port-forward lost for good while the pod lives): its work is gone and nothing replaces it;
 - no pod is left, and none joins within :data:`ALL_GONE_GRACE` seconds (a named pod: at once).
 
+While background work follows the fleet, a pod that runs but is not ready yet has its manager
+reached (injected) at once, so the work starts there the moment the pod is ready, rather than a
+second or two later while the Service already sends it traffic.
+
 A pod's container restarting is not a loss here (the pod, its network namespace and its
 manager stay; the redirect goes on).
 """
@@ -23,14 +27,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kdiag.errors import TargetError
 from kdiag.kube.errors import PodGone
 from kdiag.kube.podguard import pod_loss
-from kdiag.kube.pods import PodRef, Selection, is_ready, to_ref
+from kdiag.kube.pods import PodRef, Selection, is_ready, is_running, to_ref
 from kdiag.lifeline import Lifeline
 
 from .base import Replica, TargetSession
@@ -96,6 +100,7 @@ class FleetSession(TargetSession):
         self._gone_event = threading.Condition(self._lock)
         self._empty_since: threading.Timer | None = None
         self._closed = False
+        self._warming: dict[str, Future[Any]] = {}
         self._watch: PodWatch | None = None
         first = selection.pods[0]
         self.info = {"kind": "kubernetes", **first.to_dict(), "server": kube.server,
@@ -123,7 +128,7 @@ class FleetSession(TargetSession):
             if member.gone:
                 raise PodGone(member.gone)
             if member.session is None:
-                session = self._open_pod(member.ref)
+                session = self._warmed(member.ref) or self._open_pod(member.ref)
                 member.session = session
                 session.relay.lifeline.listen(
                     lambda loss: self._unreachable(member, loss.cause))
@@ -212,7 +217,10 @@ class FleetSession(TargetSession):
     def _changed(self, event: str, pod: Any, uid: str) -> None:
         with self._lock:
             member = self._members.get(uid)
-        if member is None or member.gone:
+        if member is None:
+            self._warm(event, pod, uid)
+            return
+        if member.gone:
             return
         where = f"pod {member.ref.namespace}/{member.name}"
         if event == "MISSING" or (event == "DELETED" and pod.metadata.deletion_timestamp):
@@ -229,6 +237,47 @@ class FleetSession(TargetSession):
         died = pod_loss(pod, member.ref, None, session.container) if session else None
         if died is not None:
             self._lifeline.fail(f"pod {member.name}: {died}")
+
+    def _warm(self, event: str, pod: Any, uid: str) -> None:
+        """A pod that runs but is not ready yet, while background work follows the fleet:
+        reach its manager now (injecting it takes a second or two), so that the work starts
+        there as soon as the pod is ready — before the Service sends it much traffic."""
+        if event in ("DELETED", "MISSING"):
+            with self._lock:
+                warming = self._warming.pop(uid, None)
+            if warming is not None:
+                warming.add_done_callback(_close_warmed)
+            return
+        with self._lock:
+            if (self._closed or not self._joins or uid in self._warming or is_ready(pod)
+                    or not is_running(pod)):
+                return
+            warming = self._warming[uid] = Future()
+        try:
+            ref = to_ref(pod, self.container)
+        except TargetError as exc:
+            warming.set_exception(exc)
+            return
+
+        def reach() -> None:
+            try:
+                warming.set_result(self._open_pod(ref))
+            except Exception as exc:  # joining tries again, and says why if it fails
+                warming.set_exception(exc)
+
+        threading.Thread(target=reach, daemon=True, name=f"warm-{ref.name}").start()
+
+    def _warmed(self, ref: PodRef) -> Any:
+        """The session reached while the pod was not ready yet (None: none, or it failed)."""
+        with self._lock:
+            warming = self._warming.pop(ref.uid, None)
+        if warming is None:
+            return None
+        try:
+            return warming.result()
+        except Exception as exc:
+            log.info("reaching %s before it was ready: %s", ref.name, exc)
+            return None
 
     def _unreachable(self, member: Member, cause: str) -> None:
         """The pod's port-forward is lost for good: gone with its pod, or a failure."""
@@ -290,11 +339,19 @@ class FleetSession(TargetSession):
             self._closed = True
             self._cancel_empty()
             sessions = [m.session for m in self._members.values() if m.session is not None]
+            warming, self._warming = list(self._warming.values()), {}
+        for future in warming:
+            future.add_done_callback(_close_warmed)
         if self._watch is not None:
             self._watch.stop()
         if sessions:
             with ThreadPoolExecutor(min(len(sessions), CLOSE_WORKERS)) as pool:
                 list(pool.map(_close_quietly, sessions))
+
+
+def _close_warmed(future: Future[Any]) -> None:
+    if future.exception() is None:
+        _close_quietly(future.result())
 
 
 def _close_quietly(session: TargetSession) -> None:

@@ -79,12 +79,19 @@ def make(monkeypatch: pytest.MonkeyPatch):
         kube = NS(core=lambda: None, server="https://api", context="c", in_cluster=False,
                   user="u")
         sessions: dict[str, Session] = {}
-        fleet = FleetSession(lambda ref: sessions.setdefault(ref.name, Session()),
+        opened: list[str] = []
+
+        def open_pod(ref: PodRef) -> Session:
+            opened.append(ref.name)
+            return sessions.setdefault(ref.name, Session())
+
+        fleet = FleetSession(open_pod,
                              lambda ref, container: None, kube,  # type: ignore[arg-type]
                              Selection([_ref(n) for n in names], selector))
         notes: list[str] = []
         fleet.on_notice(notes.append)
         fleet.sessions = sessions  # type: ignore[attr-defined]
+        fleet.opened = opened  # type: ignore[attr-defined]
         return fleet, notes
 
     return _make
@@ -154,3 +161,26 @@ def test_a_named_pod_gone_fails_at_once(make) -> None:
     assert loss is not None and loss.cause == "no pod of pod/api-a is left"
     fleet.close()
     assert watch.stopped
+
+
+def test_a_starting_pod_is_reached_before_it_is_ready(make) -> None:
+    fleet, _ = make(["api-a"])
+    (watch,) = WATCHES
+    watch.on_change("ADDED", _pod("api-b", ready=False), "uid-api-b")
+    assert "api-b" not in fleet.sessions  # nothing follows the fleet: nothing to prepare
+    fleet.on_join(lambda replica: None)
+    watch.on_change("MODIFIED", _pod("api-b", ready=False), "uid-api-b")
+    watch.on_change("ADDED", _pod("api-c", ready=False), "uid-api-c")
+    deadline = time.monotonic() + 2
+    while len(fleet.sessions) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert set(fleet.sessions) == {"api-b", "api-c"}  # injected while not ready
+    warm = fleet.sessions["api-b"]
+    watch.on_running(_pod("api-b"))
+    member = fleet._member(NS(name="api-b"))  # type: ignore[arg-type]
+    assert fleet.open(member) is warm and fleet.opened.count("api-b") == 1  # the join uses it
+    watch.on_change("DELETED", _pod("api-c", deleting=True, ready=False), "uid-api-c")
+    deadline = time.monotonic() + 2
+    while not fleet.sessions["api-c"].closed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert fleet.sessions["api-c"].closed  # a pod gone before it was ready: closed
