@@ -80,6 +80,8 @@ class StepRuntime:
     progress_due: StepProgress | None = None
     """Counters not sent yet (see :meth:`progress`)."""
     progress_sent: float = 0.0
+    pod_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Each pod's last counters, when the step runs on several (their sum is the step's)."""
 
     @property
     def runbook_dir(self) -> Path:
@@ -121,6 +123,16 @@ class StepRuntime:
                 timer.start()
                 return
         self._send_progress()
+
+    def pod_progress(self, pod: str, counts: dict[str, int]) -> None:
+        """One pod's counters changed: the step's are the sum over its pods."""
+        with self.lock:
+            self.pod_counts[pod] = dict(counts)
+            total: dict[str, int] = {}
+            for each in self.pod_counts.values():
+                for key, value in each.items():
+                    total[key] = total.get(key, 0) + value
+        self.progress(total)
 
     def _send_progress(self) -> None:
         with self.lock:

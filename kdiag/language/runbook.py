@@ -186,6 +186,7 @@ def _step_spec(step: dict[str, Any], index: int, phase: Phase, path: DocPath,
         delay=step.get("delay"),
         continue_on_error=bool(step.get("continue_on_error", False)),
         background=bool(step.get("background", False)),
+        parallel=step.get("parallel"),
         asserts=tuple([asserts] if isinstance(asserts, str) else asserts),
         secret=tuple(step["secret"]) if isinstance(step.get("secret"), list)
         else bool(step.get("secret", False)),

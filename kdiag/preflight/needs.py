@@ -41,13 +41,13 @@ MANAGER_MODES = frozenset({"run:from_target", "run:names"})
 reading the target's context)."""
 
 WORKLOADS: dict[str, str] = {
-    "deployment": "get deployments.apps", "deploy": "get deployments.apps",
-    "statefulset": "get statefulsets.apps", "sts": "get statefulsets.apps",
-    "daemonset": "get daemonsets.apps", "ds": "get daemonsets.apps",
-    "replicaset": "get replicasets.apps", "rs": "get replicasets.apps",
-    "job": "get jobs.batch", "service": "get services", "svc": "get services",
+    "deployment": "get deployments.apps", "statefulset": "get statefulsets.apps",
+    "daemonset": "get daemonsets.apps", "replicaset": "get replicasets.apps",
+    "job": "get jobs.batch", "service": "get services",
 }
-"""A target named in kubectl's ``TYPE/NAME`` form: reading the workload (then its pods)."""
+"""A target named in kubectl's ``TYPE/NAME`` form (any of its names for the type, see
+:mod:`kdiag.kube.workloads`): reading the workload for its selector (then its pods, which
+``pick: all`` also watches)."""
 
 
 @dataclass(frozen=True, order=True)
@@ -148,7 +148,14 @@ def known_way(demand: Demand) -> bool:
 
 
 def workload_kind(demand: Demand) -> str:
-    """``deployment`` for a target ``pod: deployment/api`` ('' for a plain pod name)."""
+    """``deployment`` for a target ``pod: deploy/api`` ('' for a pod, or a form kdiag does not
+    know: opening the target says so)."""
+    from kdiag.errors import TargetError
+    from kdiag.kube.workloads import parse_name
+
     pod = str(demand.options.get("pod") or "")
-    kind = pod.split("/", 1)[0].lower() if "/" in pod else ""
+    try:
+        kind = parse_name(pod)[0] if "/" in pod else ""
+    except TargetError:
+        return ""
     return kind if kind in WORKLOADS else ""

@@ -289,6 +289,8 @@ class ConsoleReporter:
         if timing:
             segments.append((f" ({', '.join(timing)})", "dim"))
         self._line(segments)
+        for line in step.pod_lines:  # a step that ran on every pod: one line each
+            self._line([("    " + line, "dim" if ": passed" in line else "")])
         if step.has_problem:
             self._problem_details(step)
         for path in step.artifacts:

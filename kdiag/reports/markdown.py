@@ -118,6 +118,14 @@ def render_run(run: RunRecord, output_lines: int = 200, timeline: str = "mermaid
     else:
         out.append("_no steps ran_\n")
 
+    fanned = [s for s in run.steps if s.pod_lines]
+    if fanned:
+        out.append("## Pods\n")
+        for step in fanned:
+            out.append(f"- **{step.number}. {inline(step.qualified_name)}**")
+            out.extend(f"  - {inline(line)}" for line in step.pod_lines)
+        out.append("")
+
     problems = run.problem_steps
     if problems:
         out.append("## Failures\n")

@@ -18,6 +18,7 @@ from kdiag.engine.events import (
     StepRef,
     StepStarted,
 )
+from kdiag.reports.pods import pod_lines
 from kdiag.reports.text import indent_rest, jsonable
 
 MAX_RECORD_OUTPUT = 4 * 1024 * 1024
@@ -158,6 +159,11 @@ class StepRecord:
             self.output_dropped += cut
 
     @property
+    def pod_lines(self) -> list[str]:
+        """One line per pod for a step that ran on every pod of the target (else none)."""
+        return pod_lines(self.result)
+
+    @property
     def failed_assertions(self) -> list[AssertionRecord]:
         """The assertions that did not hold."""
         return [a for a in self.assertions if not a.passed]
@@ -195,6 +201,8 @@ class StepRecord:
         message = self.summary_message()
         if message:
             parts.append(message)
+        if self.pod_lines:
+            parts.append("\n".join(["Pods:", *(f"  {line}" for line in self.pod_lines)]))
         if self.assertions:
             lines = ["Assertions:"]
             for a in self.assertions:

@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kdiag.language.durations import parse_duration
-from kdiag.language.ports import PORT_MAPPING_SCHEMA, PORT_SCHEMA, parse_port_mapping
+from kdiag.language.ports import (
+    NAMED_PORT_SCHEMA,
+    PORT_MAPPING_SCHEMA,
+    PORT_SCHEMA,
+    parse_port_mapping,
+)
 from kdiag.steps.base import (
     StepContext,
     StepFailed,
@@ -27,6 +32,7 @@ if TYPE_CHECKING:
     from kdiag.lifeline import Lifeline
     from kdiag.session.redirect import RedirectHandle
     from kdiag.session.results import RedirectEventInfo
+    from kdiag.targets.base import TargetSession
 
 
 
@@ -41,6 +47,19 @@ def parse_ports(items: list[Any], host: str, default_port: int | None
             raise StepFailed(str(exc)) from None
         mapping[target_port] = (host, local_port or default_port or target_port)
     return mapping
+
+
+def target_ports(items: list[Any], session: TargetSession) -> list[str]:
+    """``PORT[:LOCALPORT]`` with PORT as the target knows it (a Service's port or a port's
+    name becomes the pod's port number)."""
+    mapped = []
+    for item in items:
+        remote, sep, local = str(item).partition(":")
+        try:
+            mapped.append(f"{session.map_port(remote)}{sep}{local}")
+        except ValueError as exc:
+            raise StepFailed(str(exc)) from None
+    return mapped
 
 
 def parse_address(text: str | None) -> tuple[str, int | None]:
@@ -148,8 +167,14 @@ class RedirectStep(StepType):
                           "description": "incoming (default): connections to the target's "
                                          "ports; outgoing: the target's connections to them."},
             "ports": {"type": "array", "minItems": 1,
-                      "items": {"anyOf": [PORT_SCHEMA, PORT_MAPPING_SCHEMA]},
-                      "description": "Target ports, or PORT:LOCALPORT."},
+                      "items": {"anyOf": [PORT_SCHEMA, PORT_MAPPING_SCHEMA, NAMED_PORT_SCHEMA]},
+                      "description": "Target ports, or PORT:LOCALPORT; a port of a Service "
+                                     "target (number or name) means the pods' targetPort, a "
+                                     "name a named container port."},
+            "probes": {"enum": ["app", "redirect"],
+                       "description": "Incoming: the node's connections (the kubelet's "
+                                      "readiness and liveness probes) reach the app (app, "
+                                      "default: the pod stays Ready) or are redirected too."},
             "to": {"type": ["string", "integer"], "description": "Operator-side address: "
                    "HOST:PORT, PORT or HOST (default 127.0.0.1 and the same port)."},
             "destination": {"type": "string", "description": "Outgoing only: only connections "
@@ -175,24 +200,29 @@ class RedirectStep(StepType):
         from kdiag.session.results import RedirectSpec
 
         require_background_or_duration(self.kind, body, ctx)
+        session = ctx.target()
         host, port = parse_address(body.get("to"))
-        mapping = parse_ports(body["ports"], host, port)
+        mapping = parse_ports(target_ports(body["ports"], session), host, port)
         header = body.get("header")
+        direction = body.get("direction", "incoming")
+        skip = session.node_sources() if direction == "incoming" and \
+            body.get("probes", "app") == "app" else ()
         spec = RedirectSpec(
-            direction=body.get("direction", "incoming"), ports=list(mapping),
+            direction=direction, ports=list(mapping),
             destination=body.get("destination"), fail_open=body.get("fail_open", True),
             fail_open_timeout=parse_duration(body.get("fail_open_timeout", 3)),
-            header=(header["name"], header["value"]) if header else None)
+            header=(header["name"], header["value"]) if header else None, skip_sources=skip)
         stats = dict.fromkeys(STAT_NAMES, 0)
-        handle = ctx.target().manager.redirect(spec, mapping, on_event=_tracker(ctx, stats))
+        handle = session.manager.redirect(spec, mapping, on_event=_tracker(ctx, stats))
+        kept = f"; from {', '.join(skip)} (the node: probes) to the app" if skip else ""
         ctx.output(f"{spec.direction} redirect of {', '.join(map(str, mapping))} -> "
                    f"{', '.join(f'{h}:{p}' for h, p in mapping.values())} "
-                   f"(manager port {handle.listen_port})\n", "redirect")
+                   f"(manager port {handle.listen_port}{kept})\n", "redirect")
         for warning in handle.warnings:
             ctx.output(f"warning: {warning}\n", "redirect")
         result = {"ports": list(mapping), "to": [f"{h}:{p}" for h, p in mapping.values()],
                   "listen_port": handle.listen_port, "rules": handle.rules,
-                  "warnings": handle.warnings,
+                  "warnings": handle.warnings, "skip_sources": list(skip),
                   "session": handle.session, "stats": stats}
         return keep_up(_Running(handle, ctx, stats), body, ctx, result)
 

@@ -17,6 +17,8 @@
   HTTP request to busybox httpd on both sides.
 - time from `kdiag run` to the end of its first manager step, with the manager already injected.
 - the manager image's size and its start (injection request → manager ready): manager_image.py.
+- a shell step over every replica of a 10-replica Deployment against one replica, and the
+  time to redirect every replica (a workload intercept): fanout.py.
 
 Skips (records nothing) when the cluster is not up. Bounded: about a minute.
 """
@@ -219,6 +221,9 @@ def run(record: Record) -> None:
 
         node = kube.core().read_namespaced_pod(pod, namespace).spec.node_name
         manager_image.run(record, kube, namespace, pod, "bb", MANAGER_IMAGE, node)
+        from tests.bench import fanout
+
+        fanout.run(record, kube, namespace, str(KUBECONFIG), cache)
     finally:
         kube.core().delete_namespace(namespace, grace_period_seconds=0)
 

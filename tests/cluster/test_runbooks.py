@@ -1,5 +1,6 @@
 """Every example runbook in runbooks/ that targets a pod, run with the CLI against the local
-cluster (the pods they expect are made by the `example_pods` fixture)."""
+cluster (the pods they expect are made by the `example_pods` fixture). `redirect-api.yaml`,
+which targets the `api` Deployment, runs in test_workloads.py."""
 
 from __future__ import annotations
 
@@ -11,16 +12,6 @@ from .kube_fixtures import *  # noqa: F403
 from .kube_fixtures import Kdiag, Pods
 
 pytestmark = pytest.mark.cluster
-
-
-def test_redirect_api(example_pods: Pods, kdiag_cli: Kdiag, tmp_path: Path) -> None:
-    result, report = kdiag_cli.run("runbooks/redirect-api.yaml", example_pods.namespace,
-                                   "local_port=18180", report=tmp_path / "r.json")
-    assert result.returncode == 0, result.output
-    run = report["runs"][0]
-    assert run["status"] == "passed" and run["totals"]["failed"] == 0
-    assert "GET /from-client" in result.stdout  # the local server's own log line
-    assert "connection 1:" in result.stdout
 
 
 def test_diagnose_distroless(example_pods: Pods, kdiag_cli: Kdiag, tmp_path: Path) -> None:

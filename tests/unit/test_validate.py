@@ -61,8 +61,9 @@ CASES = {
                                      "needs one of: script, argv"),
     "ps bad field": ("steps:\n  - ps: {every: true}\n", "2:10", "unknown field 'every'"),
     "net takes no fields": ("steps:\n  - net: {iface: eth0}\n", "2:11", "unknown field 'iface'"),
-    "redirect bad port": ("steps:\n  - redirect: {ports: [http]}\n", "2:24",
-                          "'http' is not PORT or PORT:LOCALPORT"),
+    "redirect bad port": ("steps:\n  - redirect: {ports: [web_port]}\n", "2:24",
+                          "PORT or PORT:LOCALPORT or NAME or NAME:LOCALPORT (a named port), "
+                          "got a string 'web_port'"),
     "redirect bad direction": ("steps:\n  - redirect: {ports: [80], direction: sideways}\n",
                                "2:40", "expected one of 'incoming', 'outgoing'"),
     "capture negative limit": ("steps:\n  - capture: {max_packets: -1}\n", "2:28",
