@@ -1,0 +1,27 @@
+# How much the tests check: `make coverage` (branch coverage of `make test`, every Python
+# subprocess measured too), `make coverage-e2e` (the same for the cluster tests; needs the
+# cluster, see cluster/README.md) and `make mutation` (mutmut over the core packages; slow, see
+# tests/quality/mutation.py and tests/MUTATION-SURVIVORS.md). Included by the root Makefile.
+
+COVERAGE_DIR := $(CURDIR)/.coverage-data
+COVERAGE := COVERAGE_FILE=$(COVERAGE_DIR)/coverage $(VENV)/bin/coverage
+MUTATION_ARGS ?=
+
+.PHONY: coverage coverage-e2e mutation
+
+# The tests' own verdict decides the exit code; the table is printed either way.
+coverage: install system-deps
+	$(MAKE) --no-print-directory scratch-shell
+	@rm -rf $(COVERAGE_DIR) && mkdir -p $(COVERAGE_DIR)
+	@status=0; $(COVERAGE) run -m pytest -q -m "not cluster and not dist" || status=$$?; \
+	  $(COVERAGE) combine -q $(COVERAGE_DIR) && \
+	  COVERAGE_FILE=$(COVERAGE_DIR)/coverage $(PY) -m tests.quality.coverage_table \
+	    --json $(COVERAGE_DIR)/table.json $(COVERAGE_ARGS); exit $$status
+
+coverage-e2e: install cluster-up
+	@rm -rf $(COVERAGE_DIR)-e2e && mkdir -p $(COVERAGE_DIR)-e2e
+	@status=0; COVERAGE_FILE=$(COVERAGE_DIR)-e2e/coverage $(VENV)/bin/coverage run \
+	    -m pytest -q -m cluster tests/cluster || status=$$?; \
+	  COVERAGE_FILE=$(COVERAGE_DIR)-e2e/coverage $(VENV)/bin/coverage combine -q $(COVERAGE_DIR)-e2e && \
+	  COVERAGE_FILE=$(COVERAGE_DIR)-e2e/coverage $(PY) -m tests.quality.coverage_table \
+	    --json $(COVERAGE_DIR)-e2e/table.json; exit $$status
