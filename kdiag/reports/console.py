@@ -44,6 +44,7 @@ from kdiag.engine.events import (
 )
 from kdiag.reports.console_view import (
     INFO,
+    LOST_TAG,
     PLAIN_STREAMS,
     PLAIN_TAG,
     STYLE,
@@ -245,8 +246,10 @@ class ConsoleReporter:
                    f"{event.cause}"
         if event.ignored:
             what += " (continue_on_error: the run goes on)"
+        # Its own tag: this line announces an event; the verdict (and its one [ERR ]/[FAIL]
+        # line) belongs to the step it stopped, or to the background step in the summary.
         if self.mode == "plain":
-            self._line([(f"{PLAIN_TAG[status]} {what}", "")])
+            self._line([(f"{LOST_TAG} {what}", "")])
         else:
             self._line([(f"{SYMBOL[status]} ", STYLE[status]), (what, STYLE[status])])
 

@@ -31,6 +31,8 @@ PLAIN_TAG = {
     "incomplete": "[INCO]",
     "running": "[INCO]",
 }
+LOST_TAG = "[LOST]"
+"""Plain-mode tag of a line announcing that background work or the target was lost."""
 SYMBOL = {
     "passed": "✔",
     "failed": "✘",
