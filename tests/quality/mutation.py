@@ -171,12 +171,19 @@ def main(argv: list[str]) -> int:
               f"{score.count('timeout'):>8} {len(score.results):>5} {generated:>10}")
     survivors = sorted(n for s in scores.values() for n, r in s.results.items()
                        if r not in ("killed", "timeout", "segfault"))
+    excluded_file = WORK / "mutants" / "mutation-excluded.txt"
+    excluded = sorted(set(excluded_file.read_text().splitlines())) if excluded_file.exists() else []
+    if excluded:
+        print(f"\n{len(excluded)} test(s) failed on the unmutated code (timing-bound under load) "
+              "and were left out of this run:")
+        for test in excluded:
+            print(f"  {test}")
     print(f"\n{len(survivors)} not killed (see `cd .mutation && mutmut show NAME`):")
     for name in survivors:
         print(f"  {name}: {scores[names[name]].results[name]}")
     if args.report:
         args.report.write_text(json.dumps(
-            {"sample_per_package": args.sample,
+            {"sample_per_package": args.sample, "excluded_tests": excluded,
              "packages": {p: {"score": round(s.score, 3), "results": s.results}
                           for p, s in scores.items()}}, indent=2) + "\n")
     return 0 if all(s.score >= TARGET for s in scores.values()) else 1
