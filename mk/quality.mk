@@ -5,7 +5,9 @@
 
 COVERAGE_DIR := $(CURDIR)/.coverage-data
 COVERAGE := COVERAGE_FILE=$(COVERAGE_DIR)/coverage $(VENV)/bin/coverage
-MUTATION_ARGS ?=
+# A sample of mutants per package by default (a full run takes hours on two cores):
+# MUTATION_ARGS="" tests every mutant.
+MUTATION_ARGS ?= --sample 40
 
 .PHONY: coverage coverage-e2e mutation
 
@@ -25,3 +27,9 @@ coverage-e2e: install cluster-up
 	  COVERAGE_FILE=$(COVERAGE_DIR)-e2e/coverage $(VENV)/bin/coverage combine -q $(COVERAGE_DIR)-e2e && \
 	  COVERAGE_FILE=$(COVERAGE_DIR)-e2e/coverage $(PY) -m tests.quality.coverage_table \
 	    --json $(COVERAGE_DIR)-e2e/table.json; exit $$status
+
+# mutmut is installed here only (the `mutation` extra): CI does not need it.
+mutation: install
+	@$(PY) -c 'import mutmut' 2>/dev/null || \
+	  $(PY) -m pip install -q --disable-pip-version-check 'mutmut>=3.3,<4'
+	$(PY) -m tests.quality.mutation $(MUTATION_ARGS) --report $(CURDIR)/.mutation/report.json
