@@ -12,13 +12,20 @@ MUTATION_ARGS ?= --sample 40
 .PHONY: coverage coverage-e2e mutation
 
 # The tests' own verdict decides the exit code; the table is printed either way.
+# COVERAGE_VERDICT=report (CI, after `make test` gave the verdict) exits 0 whatever the tests
+# did under coverage: tracing every line slows Python 2-3x, so tests bounding CPU time or
+# latency (test_hostile_input, completion) can miss their bounds there and only there.
+COVERAGE_VERDICT ?= tests
 coverage: install system-deps
 	$(MAKE) --no-print-directory scratch-shell
 	@rm -rf $(COVERAGE_DIR) && mkdir -p $(COVERAGE_DIR)
 	@status=0; $(COVERAGE) run -m pytest -q -m "not cluster and not dist" || status=$$?; \
 	  $(COVERAGE) combine -q $(COVERAGE_DIR) && \
 	  COVERAGE_FILE=$(COVERAGE_DIR)/coverage $(PY) -m tests.quality.coverage_table \
-	    --json $(COVERAGE_DIR)/table.json $(COVERAGE_ARGS); exit $$status
+	    --json $(COVERAGE_DIR)/table.json $(COVERAGE_ARGS); \
+	  if [ "$(COVERAGE_VERDICT)" = report ] && [ $$status -ne 0 ]; then \
+	    echo "coverage: pytest exited $$status under coverage (the verdict is make test's)"; \
+	    status=0; fi; exit $$status
 
 coverage-e2e: install cluster-up
 	@rm -rf $(COVERAGE_DIR)-e2e && mkdir -p $(COVERAGE_DIR)-e2e
