@@ -55,7 +55,7 @@ fuzz: install
 	@cat .fuzz/results.json
 
 clean:
-	rm -rf $(VENV) .bench .fuzz .pytest_cache .mypy_cache .ruff_cache build dist
+	rm -rf $(VENV) .bench .fuzz .coverage-data .coverage-data-e2e .mutation .pytest_cache .mypy_cache .ruff_cache build dist
 
 -include mk/*.mk
 

@@ -65,8 +65,11 @@ def step_result(outcome: StepOutcome, duration: float, attempts: int) -> dict[st
     # The step's own dict, not a copy: a background step (a capture, a redirect) keeps
     # updating it, and later steps see the current values.
     result = outcome.result
+    # A step whose own result is a message (note, pause) keeps it when the outcome has none.
+    own = result.get("message")
     result.update(ok=outcome.ok, failed=not outcome.ok, skipped=False,
-                  message=outcome.message, duration=round(duration, 4), attempts=attempts)
+                  message=outcome.message or (own if isinstance(own, str) else ""),
+                  duration=round(duration, 4), attempts=attempts)
     if outcome.artifacts:
         result["artifacts"] = list(outcome.artifacts)
     return result

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-Record = Callable[[str, float, str, str, "float | None"], None]
+Record = Callable[..., None]
 
 TRANSFER_BYTES = 256 << 20
 # Throughput: one unmeasured warm-up transfer each way, then the best of ROUNDS alternating
@@ -33,6 +33,9 @@ ROUNDS = 5
 LATENCY_SAMPLES = 400
 TUNNELS = 100
 REDIRECT_PORT = 9000
+FIGURES = ("manager.redirect_throughput", "manager.redirect_throughput_ratio",
+           "manager.connect_latency_p50", "manager.connect_latency_p99", "manager.rss_idle",
+           "manager.rss_100_tunnels")
 
 # One small program for every peer role; run as `python -c PEER ROLE ...`.
 PEER = r'''
@@ -121,8 +124,9 @@ def _pct(samples: list[float], q: float) -> float:
 def run(record: Record) -> None:
     """Measure and record every figure (skipped with a message when not root)."""
     if os.geteuid() != 0:
-        print("bench_manager: skipped (needs root for network namespaces)", file=sys.stderr)
-        return
+        from tests.bench.figures import Unmeasurable
+
+        raise Unmeasurable("needs root (network namespaces)")
     from kdiag.session.results import RedirectSpec
     from kdiag.targets.node import NodeTarget
 
@@ -162,7 +166,11 @@ def run(record: Record) -> None:
                 mb = TRANSFER_BYTES / 1e6
                 record("manager.redirect_throughput", mb / via, "MB/s", "", mb / direct)
                 record("manager.redirect_throughput_ratio", direct / via, "x", ">= 0.25",
-                       mb / direct)
+                       mb / direct, sides=(
+                           f"a process in the target's namespace sends {TRANSFER_BYTES >> 20} "
+                           "MiB to a port an outgoing redirect catches (manager → tunnel → this "
+                           "process → a sink process) ÷ the same sender to the same sink straight "
+                           f"over loopback; best of {ROUNDS} rounds each, taking turns"))
                 # Connection setup latency.
                 d = _result(_peer(None, "lat", "127.0.0.1", str(port),
                                   str(LATENCY_SAMPLES)))["samples"]
@@ -199,7 +207,8 @@ def run(record: Record) -> None:
 
 
 if __name__ == "__main__":
-    def _print(name: str, value: float, unit: str, target: str, baseline: float | None) -> None:
+    def _print(name: str, value: float, unit: str, target: str, baseline: float | None,
+               sides: str = "") -> None:
         base = "" if baseline is None else f"  (direct: {baseline:.3f})"
         print(f"{name:36s} {value:10.3f} {unit:6s} target {target}{base}")
 

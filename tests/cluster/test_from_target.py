@@ -1,6 +1,6 @@
 """A local server started with a pod's context (issue 19), against the local cluster: the pod
 gets its environment from a Secret (``envFrom``) and the downward API and a ConfigMap mounted
-as files; ``runbooks/redirect-api.yaml`` redirects its port to a local server started
+as files; ``runbooks/redirect-local-build.yaml`` redirects its port to a local server started
 ``from_target`` that answers with a value of the pod's environment and one of its config file;
 a client pod gets that answer. Nothing read from the pod is in any report, artifact or the
 console; the private folder is gone after the run. And ``kdiag exec --names``: cluster Service
@@ -90,12 +90,13 @@ def _leaks(values: list[str], places: list[Path], console: str) -> list[str]:
     return found
 
 
+@pytest.mark.runbook("runbooks/redirect-local-build.yaml", "runbooks/lib/http-health.yaml")
 def test_redirect_to_a_local_server_running_with_the_pods_env_and_files(
         secret_app: SecretApp, kdiag_cli: Kdiag, tmp_path: Path) -> None:  # noqa: F811
     report, artifacts = tmp_path / "r.json", tmp_path / "art"
     before = set(Path(base()).glob("kdiag-target-*"))
     result, data = kdiag_cli.run(
-        "runbooks/redirect-api.yaml", secret_app.namespace, f"pod={secret_app.pod}",
+        "runbooks/redirect-local-build.yaml", secret_app.namespace, f"pod={secret_app.pod}",
         "local_port=18190", "files=[/etc/app/]",
         "answer=hello from laptop, password {env:DB_PASSWORD} pod {env:POD_NAME} "
         "config {file:/etc/app/app.conf}",

@@ -14,6 +14,7 @@ from .kube_fixtures import Kdiag, Pods
 pytestmark = pytest.mark.cluster
 
 
+@pytest.mark.runbook("runbooks/diagnose-distroless.yaml")
 def test_diagnose_distroless(example_pods: Pods, kdiag_cli: Kdiag, tmp_path: Path) -> None:
     result, _ = kdiag_cli.run("runbooks/diagnose-distroless.yaml", example_pods.namespace,
                               extra=("--artifacts", str(tmp_path / "art")))
@@ -23,6 +24,7 @@ def test_diagnose_distroless(example_pods: Pods, kdiag_cli: Kdiag, tmp_path: Pat
     assert hosts and hosts[0].stat().st_size > 0
 
 
+@pytest.mark.runbook("runbooks/outgoing-sidecar.yaml", "runbooks/lib/http-health.yaml")
 def test_outgoing_sidecar(example_pods: Pods, kdiag_cli: Kdiag) -> None:
     result, _ = kdiag_cli.run("runbooks/outgoing-sidecar.yaml", example_pods.namespace,
                               "local_port=18181")
@@ -30,6 +32,7 @@ def test_outgoing_sidecar(example_pods: Pods, kdiag_cli: Kdiag) -> None:
     assert "GET /from-sidecar" in result.stdout
 
 
+@pytest.mark.runbook("runbooks/logs-around-request.yaml")
 def test_logs_around_request(example_pods: Pods, kdiag_cli: Kdiag, tmp_path: Path) -> None:
     art = tmp_path / "art"
     result, _ = kdiag_cli.run("runbooks/logs-around-request.yaml", example_pods.namespace,
@@ -43,6 +46,7 @@ def test_logs_around_request(example_pods: Pods, kdiag_cli: Kdiag, tmp_path: Pat
     assert "call http" in files["testapp-client.client.log"], files.keys()
 
 
+@pytest.mark.runbook("runbooks/capture.yaml")
 def test_capture(example_pods: Pods, kdiag_cli: Kdiag, tmp_path: Path) -> None:
     art = tmp_path / "art"
     result, _ = kdiag_cli.run("runbooks/capture.yaml", example_pods.namespace,

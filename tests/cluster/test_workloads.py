@@ -166,6 +166,7 @@ def test_shell_on_every_replica_and_ps_behind_a_service(cluster: Cluster, three:
     assert result.returncode == 0 and result.stdout.strip() in replicas, result.output
 
 
+@pytest.mark.runbook("runbooks/redirect-api.yaml", "runbooks/lib/http-health.yaml")
 def test_redirect_api_follows_the_workload_and_keeps_it_ready(cluster: Cluster, three: str,
                                                               tmp_path: Path) -> None:
     report = tmp_path / "report.json"

@@ -20,6 +20,7 @@ pytestmark = [pytest.mark.node,
               pytest.mark.skipif(os.geteuid() != 0, reason="the demo needs root")]
 
 
+@pytest.mark.runbook("runbooks/demo.yaml")
 def test_demo_runbook_passes_and_cleans_up(tmp_path: Path) -> None:
     junit, report = tmp_path / "demo.xml", tmp_path / "demo.json"
     result = subprocess.run(
