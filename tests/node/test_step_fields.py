@@ -45,7 +45,7 @@ def test_shell_inherit_env_false_starts_from_an_empty_environment(app: Lab,
                                                                  tmp_path: Path) -> None:
     # The app was started by the test (pytest names the test in its environment): a shell
     # step starts from the app's environment, unless inherit_env is false.
-    code, output, steps = kdiag_run(f"""
+    code, output, _ = kdiag_run(f"""
         target: {{node: {{pid: {app.app_pid}}}}}
         steps:
           - name: inherited
