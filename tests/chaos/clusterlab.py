@@ -2,7 +2,8 @@
 an operator-side server on this host, and real kdiag CLIs aimed at the pod.
 
 The pod's IP is reachable from this host over the cluster's bridge, so probes go straight to
-it (they arrive over the pod's interface, as other pods' connections do). A probe sends
+it (they arrive over the pod's interface, as other pods' connections do; they come from the
+node's address, so the redirects take the node's connections too: ``probes: redirect``). A probe sends
 ``GET / HTTP/1.0`` and half-closes: the app answers ``hello from <name>``, the operator-side
 server ``op:`` + the request, so every answer says where the connection went. The app's
 process (and through it the pod's network namespace, where the rules are counted) and the
@@ -43,7 +44,7 @@ target:
   kubernetes: {namespace: "{{ params.namespace }}", pod: "{{ params.pod }}"}
 steps:
   - name: redirect
-    redirect: {ports: [8080], to: "{{ params.to }}"}
+    redirect: {ports: [8080], to: "{{ params.to }}", probes: redirect}
     background: true
   - wait: 120s
 finally:
@@ -238,7 +239,7 @@ def start_cli(env: ClusterEnv, pod: str, kind: str) -> PodCli:
     runbook with a background redirect, a long wait and a finally step (kind "run")."""
     if kind == "redirect":
         args = ["redirect", "-n", env.namespace, "--pod", pod, "--to", "127.0.0.1",
-                f"{APP_PORT}:{env.operator.port}"]
+                "--probes", "redirect", f"{APP_PORT}:{env.operator.port}"]
     else:
         args = ["run", str(env.runbook), "--set", f"namespace={env.namespace}",
                 "--set", f"pod={pod}", "--set", f"to=127.0.0.1:{env.operator.port}",
