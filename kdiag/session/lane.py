@@ -22,7 +22,6 @@ from kdiag_manager.wire.lane import (
     Lane,
     LaneError,
     LaneStream,
-    read_into,
     sockaddr,
     socket_sender,
 )
@@ -49,13 +48,21 @@ class LaneRpcError(grpc.RpcError):
 
 
 class LaneCall:
-    """One Tunnel call on the lane: iterate it for the manager's decoded frames."""
+    """One Tunnel call on the lane: iterate it for the manager's decoded frames. Each request
+    message is written before the next is asked for (a pump may reuse its buffer), and
+    :meth:`max_message` sizes them."""
 
-    def __init__(self, stream: LaneStream, requests: Iterator[bytes]) -> None:
+    writes_each_message = True
+
+    def __init__(self, stream: LaneStream, requests: Iterator[bytes | memoryview]) -> None:
         self._stream = stream
         _SENDERS.submit(self._send, requests)
 
-    def _send(self, requests: Iterator[bytes]) -> None:
+    def max_message(self) -> int:
+        """The stream's share of the lane's sending budget (see ``wire.lane``)."""
+        return self._stream.max_message()
+
+    def _send(self, requests: Iterator[bytes | memoryview]) -> None:
         try:
             for message in requests:
                 self._stream.send_message(message)
@@ -97,7 +104,8 @@ class LaneClient:
         receives and close it when the transport ends."""
         lane = Lane(send_raw)
 
-        def on_hello(_payload: bytes) -> None:
+        def on_hello(payload: bytes) -> None:
+            lane.hello_answered(payload)
             with self._lock:
                 if self._lane is lane:
                     self._ready.set()
@@ -121,7 +129,7 @@ class LaneClient:
         lane = self._lane
         return self._ready.is_set() and lane is not None and not lane.closed
 
-    def method(self, requests: Iterator[bytes], metadata: Any = None) -> LaneCall:
+    def method(self, requests: Iterator[bytes | memoryview], metadata: Any = None) -> LaneCall:
         """A Tunnel call, as ``kdiag.session.tunnel.tunnel_method``'s (``metadata`` is not
         needed: the lane's HELLO carried the token)."""
         lane = self._lane
@@ -162,7 +170,7 @@ def connect_socket(address: str, token: str, timeout: float = 5.0) -> tuple[Lane
 
 def _read(sock: socket.socket, lane: Lane) -> None:
     try:
-        read_into(sock, lane.feed)
+        lane.read_from(sock)
     except (OSError, LaneError):
         pass
     finally:

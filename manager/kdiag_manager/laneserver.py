@@ -16,12 +16,12 @@ from typing import Any
 
 from .lanegate import MAX_PENDING, LaneGate
 from .wire.lane import (
+    FEATURES,
     HELLO,
     HELLO_DEADLINE,
     Lane,
     LaneError,
     LaneStream,
-    read_into,
     sockaddr,
     socket_sender,
 )
@@ -29,7 +29,7 @@ from .wire.lane import (
 log = logging.getLogger(__name__)
 
 BACKLOG = 128
-Handler = Callable[[Iterator[Any], Any], Iterator[bytes]]
+Handler = Callable[[Iterator[Any], Any], Iterator[bytes | memoryview]]
 """A stream handler as gRPC calls it: (request iterator, context) → response messages."""
 
 
@@ -38,10 +38,18 @@ class _Abort(Exception):
 
 
 class ServerContext:
-    """What a Tunnel handler uses of a gRPC ServicerContext, for a lane stream."""
+    """What a Tunnel handler uses of a gRPC ServicerContext, for a lane stream; and what the
+    lane offers beyond it: each message the handler yields is written before the next is
+    asked for (a pump may reuse its buffer), and :meth:`max_message` sizes them."""
+
+    writes_each_message = True
 
     def __init__(self, stream: LaneStream) -> None:
         self._stream = stream
+
+    def max_message(self) -> int:
+        """The stream's share of the lane's sending budget (see ``wire.lane``)."""
+        return self._stream.max_message()
 
     def add_callback(self, fn: Callable[[], None]) -> bool:
         return self._stream.add_callback(fn)
@@ -60,7 +68,7 @@ class LaneServer:
     ``handler`` on worker threads."""
 
     def __init__(self, listener: socket.socket, check_token: Callable[[str], bool],
-                 handler: Handler, decode: Callable[[bytes], Any],
+                 handler: Handler, decode: Callable[[bytes | bytearray], Any],
                  submit: Callable[..., None], *, hello_deadline: float = HELLO_DEADLINE,
                  max_pending: int = MAX_PENDING) -> None:
         self._listener = listener
@@ -99,8 +107,8 @@ class LaneServer:
                 return
             self._lanes[lane] = sock
         try:
-            lane.send(HELLO, 0)
-            read_into(sock, lane.feed)
+            lane.send(HELLO, 0, FEATURES)
+            lane.read_from(sock)
         except (OSError, LaneError) as exc:
             log.debug("lane: %s", exc)
         finally:

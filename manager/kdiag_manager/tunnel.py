@@ -28,17 +28,13 @@ from .redirect import WORKERS, RedirectSession
 from .tunnelpool import TunnelWaiter
 from .wire import frames
 from .wire.api.v1 import manager_pb2 as pb
-from .wire.sockets import abort, readable
+from .wire.sockets import MIN_CHUNK, ChunkReader, abort, readable
 
 log = logging.getLogger(__name__)
 
-# Reads start at 64 KiB and double while they come back full, up to 2 MiB: a bulk transfer
-# then moves in few large messages (the per-message cost of a gRPC stream dominates), while an
-# interactive connection keeps small reads and small buffers. (Measured on the redirect
-# benchmark, CPU per GB manager / CLI: 1 MiB 0.70 / 0.85 s, 2 MiB 0.62 / 0.73 s, 4 MiB no
-# better than 2; reads fill up: 1.9 MB per message on average at 2 MiB.)
-MIN_CHUNK = 64 * 1024
-MAX_CHUNK = 2 * 1024 * 1024
+# Reads: see wire.sockets.ChunkReader (64 KiB doubling up to 2 MiB while they come back full;
+# measured on the redirect benchmark, CPU per GB manager / CLI: 1 MiB 0.70 / 0.85 s, 2 MiB
+# 0.62 / 0.73 s, 4 MiB no better than 2; reads fill up: 1.9 MB per message on average at 2 MiB).
 # How long a pooled tunnel waits for a peer that has not written yet (when peers of this
 # redirect speak first): about the time it takes the peer's first write to arrive.
 FIRST_BYTES_WAIT = 0.001
@@ -174,16 +170,19 @@ def _wait_readable(sock: socket.socket, st: _State, deadline: float) -> bool:
     return not st.refused
 
 
-def _bulk(sock: socket.socket, st: _State, raw: bool) -> Generator[bytes, None, int]:
-    """Socket → stream until EOF or an error; returns the byte count.
+def _bulk(sock: socket.socket, st: _State, raw: bool, context: Any
+          ) -> Generator[bytes | memoryview, None, int]:
+    """Socket → stream until EOF or an error; returns the byte count. On the lane (its context
+    sizes messages and writes each before asking for the next) reads go into one buffer.
 
     (A read-ahead thread was measured not to help: the gRPC send path is the bottleneck.)
     """
     received = 0
-    chunk = MIN_CHUNK
+    reader = ChunkReader(sock, getattr(context, "max_message", None),
+                         reuse=getattr(context, "writes_each_message", False))
     while True:
         try:
-            data = sock.recv(chunk)
+            data = reader.read()
         except OSError as exc:
             if not st.reset:
                 st.reset = True
@@ -194,8 +193,6 @@ def _bulk(sock: socket.socket, st: _State, raw: bool) -> Generator[bytes, None, 
                 yield frames.EOF
             return received
         received += len(data)
-        if len(data) == chunk and chunk < MAX_CHUNK:
-            chunk *= 2
         yield frames.data(data, raw)
 
 
@@ -235,13 +232,13 @@ def _assignment(conn: Connection, early: bytes) -> bytes:
 
 
 def serve_claimed(conn: Connection, requests: Iterator[frames.Frame], context: Any,
-                  opened: pb.TunnelOpen) -> Iterator[bytes]:
+                  opened: pb.TunnelOpen) -> Iterator[bytes | memoryview]:
     """A Tunnel opened for ``conn`` (announced on the Redirect stream): pump it, then end."""
     yield from _serve(conn, requests, _Rpc(context), opened, pooled=False)
 
 
 def serve_pooled(session: RedirectSession, requests: Iterator[frames.Frame], context: Any,
-                 opened: pb.TunnelOpen) -> Iterator[bytes]:
+                 opened: pb.TunnelOpen) -> Iterator[bytes | memoryview]:
     """A pooled Tunnel: wait for a connection, pump it; park again while reusable."""
     rpc = _Rpc(context)
     waiter = TunnelWaiter()
@@ -262,7 +259,7 @@ def serve_pooled(session: RedirectSession, requests: Iterator[frames.Frame], con
 
 
 def _serve(conn: Connection, requests: Iterator[frames.Frame], rpc: _Rpc,
-           opened: pb.TunnelOpen, pooled: bool) -> Generator[bytes, None, bool]:
+           opened: pb.TunnelOpen, pooled: bool) -> Generator[bytes | memoryview, None, bool]:
     """Pump ``conn`` over a Tunnel stream; yields the encoded frames to send to the client
     (what ``opened`` says it accepts: raw data frames, early data in ``assigned``).
 
@@ -340,7 +337,7 @@ def _serve(conn: Connection, requests: Iterator[frames.Frame], rpc: _Rpc,
         elif not ended:
             replay = bytearray()
             # Phase 2: bulk, no replay copy.
-            received += yield from _bulk(sock, st, raw)
+            received += yield from _bulk(sock, st, raw, context)
         st.done_out = True
         if pooled and not failed_open and not st.reset:
             # The peer finished before the client answered: its answer still decides.

@@ -65,7 +65,7 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
-def data(payload: bytes, raw: bool = False) -> bytes:
+def data(payload: bytes | memoryview, raw: bool = False) -> bytes | memoryview:
     """A data frame carrying ``payload`` (a non-empty one, as is, with ``raw`` when its first
     byte allows it; else encoded, one copy)."""
     if raw and payload and payload[0] not in RESERVED:
@@ -92,7 +92,7 @@ def reset(reason: str) -> bytes:
     return control(pb.TunnelFrame(reset=reason))
 
 
-def decode(raw: bytes) -> Frame:
+def decode(raw: bytes | bytearray) -> Frame:
     """The payload of a data frame (a view of ``raw``), else the parsed ``TunnelFrame``.
 
     The encoded fast path applies only when ``raw`` is exactly one data field, so any other

@@ -13,7 +13,9 @@ Wire format: frames of a 9-byte header (kind, stream id, payload length; big-end
 payload.
 
 - ``HELLO`` (stream 0): the client's first frame carries the session token; the manager answers
-  with an empty one (accepted) or closes the lane. Before it, the manager reads nothing else: a
+  with one (accepted) or closes the lane. The answer's payload lists the manager's features,
+  ``name=value`` separated by spaces (older managers answer with an empty one): ``credit=N``
+  says it credits every N consumed bytes (see ``CREDIT``). Before it, the manager reads nothing else: a
   first frame of another kind, a HELLO over :data:`MAX_HELLO` bytes or one not complete within
   :data:`HELLO_DEADLINE` seconds of the connection closes it (``kdiag_manager.lanegate``).
 - ``MSG``: one message of a stream (a Tunnel frame, byte for byte what gRPC would carry). The
@@ -22,9 +24,15 @@ payload.
   status OK).
 - ``ABORT``: the stream is over, both ways; the payload is ``CODE details`` (a gRPC status code
   name).
-- ``CREDIT``: the payload (4 bytes) counts message bytes the receiver has consumed. Flow control
-  is per stream and direction: a sender keeps at most :data:`WINDOW` bytes unconsumed (or one
-  message, however large), so one slow connection never stalls the others.
+- ``CREDIT``: the payload (4 bytes) counts message bytes the receiver has consumed; it is sent
+  at a message boundary once :data:`CREDIT_STEP` bytes were consumed (older ends: a quarter of
+  :data:`WINDOW`). Flow control is per stream and direction, so one slow connection never stalls
+  the others: a sender keeps at most a window of bytes unconsumed (or one message, however
+  large). The window is :data:`WINDOW` while few streams send; with more, they share
+  :data:`SEND_BUDGET` (down to :data:`MIN_WINDOW` each), which bounds what the receiver holds
+  under many connections at once. A sender always has at least the peer's credit step in
+  flight before it waits (less would never be credited): a peer that did not announce its step
+  gets the older one.
 
 This module is both ends' common part (:class:`Lane`, :class:`LaneStream`, the framing); the
 manager's listener is ``kdiag_manager.laneserver``, the CLI's end ``kdiag.session.lane``.
@@ -47,8 +55,17 @@ HELLO, MSG, END, ABORT, CREDIT = range(5)
 HEADER = struct.Struct(">BII")
 _COUNT = struct.Struct(">I")
 WINDOW = 8 << 20
-"""Unconsumed message bytes a sender may have in flight on one stream."""
-_CREDIT_EVERY = WINDOW // 4
+"""The most unconsumed message bytes a sender may have in flight on one stream."""
+MIN_WINDOW = 64 << 10
+SEND_BUDGET = 16 << 20
+"""Unconsumed bytes a sender keeps in flight over all its streams that have any: each of n such
+streams gets ``SEND_BUDGET / n``, between MIN_WINDOW and WINDOW."""
+CREDIT_STEP = 64 << 10
+"""A receiver credits what it consumed once it is this much (at a message boundary)."""
+LEGACY_CREDIT_STEP = WINDOW // 4
+"""The credit step of a peer that does not announce one (kdiag before 2026-12)."""
+FEATURES = f"credit={CREDIT_STEP}".encode()
+"""What the manager's HELLO answer announces."""
 _SMALL = 64 * 1024  # payloads up to this size go out in one write with their header
 READ_SIZE = 256 * 1024
 HELLO_DEADLINE = 5.0
@@ -117,32 +134,48 @@ class FrameParser:
             self._need += HEADER.unpack_from(rest)[2]
 
 
+def features(payload: bytes) -> dict[str, str]:
+    """The ``name=value`` pairs of a HELLO answer (unknown or malformed words are ignored)."""
+    pairs = (word.partition("=") for word in payload.decode(errors="replace").split())
+    return {name: value for name, sep, value in pairs if sep}
+
+
 class _Window:
     """The sending side of one stream's flow control."""
 
-    def __init__(self) -> None:
+    def __init__(self, lane: Lane) -> None:
+        self._lane = lane
         self._in_flight = 0
         self._closed = False
         self._cond = threading.Condition()
 
     def acquire(self, n: int) -> bool:
         """Wait until ``n`` more bytes may go (False: the stream is over)."""
+        lane = self._lane
         with self._cond:
-            while (not self._closed and self._in_flight > 0
-                   and self._in_flight + n > WINDOW):
+            while (not self._closed and self._in_flight >= lane.peer_credit_step
+                   and self._in_flight + n > lane.window()):
                 self._cond.wait()
+            if not self._in_flight and n:
+                lane.count_busy(1)
             self._in_flight += n
             return not self._closed
 
     def release(self, n: int) -> None:
         with self._cond:
-            self._in_flight = max(self._in_flight - n, 0)
+            self._settle(max(self._in_flight - n, 0))
             self._cond.notify_all()
 
     def close(self) -> None:
         with self._cond:
             self._closed = True
+            self._settle(0)
             self._cond.notify_all()
+
+    def _settle(self, in_flight: int) -> None:
+        if self._in_flight and not in_flight:
+            self._lane.count_busy(-1)
+        self._in_flight = in_flight
 
 
 _END = object()
@@ -161,7 +194,7 @@ class LaneStream:
         self.id = stream_id
         self._client = client
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._window = _Window()
+        self._window = _Window(lane)
         self._consumed = 0
         self._lock = threading.Lock()
         self.error: LaneError | None = None  # why it ended, if abnormally
@@ -170,7 +203,7 @@ class LaneStream:
 
     # -- from the lane's reader ----------------------------------------------------------------
 
-    def deliver(self, kind: int, payload: bytes) -> None:
+    def deliver(self, kind: int, payload: bytes | bytearray) -> None:
         """A frame for this stream arrived."""
         if kind == MSG:
             self._inbox.put(payload)
@@ -186,7 +219,7 @@ class LaneStream:
 
     # -- the stream's users ----------------------------------------------------------------------
 
-    def receive(self) -> bytes | None:
+    def receive(self) -> bytes | bytearray | None:
         """The next message (None: the peer has sent END). Raises LaneError once aborted."""
         item = self._inbox.get()
         if item is _END:
@@ -196,11 +229,16 @@ class LaneStream:
             self._inbox.put(item)
             raise item
         self._consumed += len(item)
-        if self._consumed >= _CREDIT_EVERY and not self.over:
+        if self._consumed >= CREDIT_STEP and not self.over:
             with contextlib.suppress(LaneError):  # (the lane closed: the stream ends anyway)
                 self.lane.send(CREDIT, self.id, _COUNT.pack(self._consumed))
             self._consumed = 0
         return item
+
+    def max_message(self) -> int:
+        """The largest message worth sending now (the stream's share of the sending budget):
+        a pump reads at most this much at a time."""
+        return self.lane.window()
 
     def send_message(self, payload: bytes | memoryview) -> None:
         """Send one message (waits for flow-control credit; a client's first one opens the
@@ -277,6 +315,24 @@ class Lane:
         self._lock = threading.Lock()
         self.closed = False
         self.on_hello: Callable[[bytes], None] | None = None
+        self.peer_credit_step = LEGACY_CREDIT_STEP
+        self._busy = 0  # streams with bytes in flight (sending)
+        self._busy_lock = threading.Lock()
+
+    def count_busy(self, delta: int) -> None:
+        """A stream started (1) or stopped (-1) having unconsumed bytes in flight."""
+        with self._busy_lock:
+            self._busy += delta
+
+    def window(self) -> int:
+        """Each sending stream's window now (see SEND_BUDGET)."""
+        return max(MIN_WINDOW, min(WINDOW, SEND_BUDGET // max(self._busy, 1)))
+
+    def hello_answered(self, payload: bytes) -> None:
+        """(Client.) The manager's HELLO answer: take its features."""
+        step = features(payload).get("credit", "")
+        if step.isdigit() and int(step) > 0:
+            self.peer_credit_step = int(step)
 
     def send(self, kind: int, stream: int, payload: bytes | memoryview = b"") -> None:
         """Write one frame (LaneError if the lane is closed or writing fails)."""
@@ -327,17 +383,29 @@ class Lane:
         """Bytes from the peer (the reader thread of this lane). LaneError: a protocol error
         (the lane must close)."""
         for kind, stream_id, payload in self._parser.feed(data):
-            if stream_id == 0:
-                if kind == HELLO and self.on_hello is not None:
-                    self.on_hello(payload)
-                continue
-            with self._lock:
-                stream = self._streams.get(stream_id)
-                new = stream is None and stream_id > self._max_id
-            if new and kind == MSG and self._on_new_stream is not None:
-                stream = self._on_new_stream(self, stream_id)
-            if stream is not None:
-                stream.deliver(kind, payload)
+            self._dispatch(kind, stream_id, payload)
+
+    def read_from(self, sock: socket.socket) -> None:
+        """Read frames from ``sock`` until EOF (the reader thread of this lane; the transport
+        must then be only this socket). LaneError: a protocol error (the lane must close).
+
+        Small frames are cut from a buffer that reads many at once; a large payload is read
+        straight into a buffer of its own (one copy, where :meth:`feed` makes three)."""
+        for kind, stream_id, payload in _frames_from(sock):
+            self._dispatch(kind, stream_id, payload)
+
+    def _dispatch(self, kind: int, stream_id: int, payload: bytes | bytearray) -> None:
+        if stream_id == 0:
+            if kind == HELLO and self.on_hello is not None:
+                self.on_hello(bytes(payload))
+            return
+        with self._lock:
+            stream = self._streams.get(stream_id)
+            new = stream is None and stream_id > self._max_id
+        if new and kind == MSG and self._on_new_stream is not None:
+            stream = self._on_new_stream(self, stream_id)
+        if stream is not None:
+            stream.deliver(kind, payload)
 
     def close(self, reason: str = "the lane closed") -> None:
         """End every stream (UNAVAILABLE); idempotent."""
@@ -351,24 +419,63 @@ class Lane:
             stream.terminate(LaneError("UNAVAILABLE", reason))
 
 
-def read_into(sock: socket.socket, feed: Callable[[memoryview], None]) -> None:
-    """Feed what ``sock`` receives to ``feed`` until EOF. The buffer starts small and grows
-    while reads fill it (an idle lane keeps 16 KiB resident, a busy one reads 256 KiB)."""
-    buf = bytearray(16 * 1024)
+def _frames_from(sock: socket.socket) -> Iterator[tuple[int, int, bytes | bytearray]]:
+    """The frames ``sock`` receives until EOF, as (kind, stream, payload): small payloads cut
+    from a shared read buffer, large ones (over _SMALL) read into one of their own."""
+    buf = bytearray(READ_SIZE)
+    view = memoryview(buf)
+    start = end = 0
     while True:
-        n = sock.recv_into(buf)
+        while end - start >= HEADER.size:
+            kind, stream, length = HEADER.unpack_from(buf, start)
+            if length > MAX_PAYLOAD:
+                raise LaneError("INTERNAL", f"lane frame of {length} bytes")
+            body = start + HEADER.size
+            if end - body >= length:
+                start = body + length
+                yield kind, stream, bytes(view[body:start])
+                continue
+            if length <= _SMALL:
+                break  # the rest is on its way: read more into the buffer
+            payload = bytearray(length)
+            have = end - body
+            payload[:have] = view[body:end]
+            start = end = 0
+            _fill(sock, memoryview(payload)[have:])
+            yield kind, stream, payload
+        if start:  # keep the partial frame at the front
+            buf[:end - start] = view[start:end]
+            end -= start
+            start = 0
+        n = sock.recv_into(view[end:])
         if not n:
             return
-        feed(memoryview(buf)[:n])
-        if n == len(buf) and n < READ_SIZE:
-            buf = bytearray(2 * n)
+        end += n
+
+
+def _fill(sock: socket.socket, view: memoryview) -> None:
+    """Read exactly ``len(view)`` bytes into ``view`` (LaneError at EOF before that)."""
+    while len(view):
+        n = sock.recv_into(view)
+        if not n:
+            raise LaneError("UNAVAILABLE", "the lane closed in a frame")
+        view = view[n:]
 
 
 def socket_sender(sock: socket.socket) -> Callable[[list[bytes | memoryview]], None]:
-    """``send_raw`` for a lane on a connected socket."""
+    """``send_raw`` for a lane on a connected socket: a frame's pieces in one system call
+    (``sendmsg`` gathers them; a partial write is completed)."""
     def send(pieces: list[bytes | memoryview]) -> None:
+        if len(pieces) == 1:
+            sock.sendall(pieces[0])
+            return
+        sent = sock.sendmsg(pieces)
         for piece in pieces:
-            sock.sendall(piece)
+            if sent >= len(piece):
+                sent -= len(piece)
+                continue
+            sock.sendall(memoryview(piece)[sent:])
+            sent = 0
     return send
 
 
