@@ -199,7 +199,7 @@ class ManagerService(pb_grpc.ManagerServicer):
 
 
 # Lane streams run their handler on these (one per Tunnel stream, as gRPC's pool does).
-_LANE_WORKERS = Workers("lane")
+_LANE_WORKERS = Workers("lane", max_idle=32)
 
 
 class _Handlers:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 from .connections import Connection
+from .memory import LOAD
 from .redirect import WORKERS, RedirectSession
 from .tunnelpool import TunnelWaiter
 from .wire import frames
@@ -234,7 +235,8 @@ def _assignment(conn: Connection, early: bytes) -> bytes:
 def serve_claimed(conn: Connection, requests: Iterator[frames.Frame], context: Any,
                   opened: pb.TunnelOpen) -> Iterator[bytes | memoryview]:
     """A Tunnel opened for ``conn`` (announced on the Redirect stream): pump it, then end."""
-    yield from _serve(conn, requests, _Rpc(context), opened, pooled=False)
+    with LOAD.pump():
+        yield from _serve(conn, requests, _Rpc(context), opened, pooled=False)
 
 
 def serve_pooled(session: RedirectSession, requests: Iterator[frames.Frame], context: Any,
@@ -251,7 +253,8 @@ def serve_pooled(session: RedirectSession, requests: Iterator[frames.Frame], con
             if rpc.ended:  # ...just as the connection came: another tunnel takes it
                 session.reoffer(conn)
                 return
-            clean = yield from _serve(conn, requests, rpc, opened, pooled=True)
+            with LOAD.pump():
+                clean = yield from _serve(conn, requests, rpc, opened, pooled=True)
             if not clean or rpc.ended or session.idle_tunnels() >= opened.keep_idle:
                 return
     finally:

@@ -9,15 +9,16 @@ same Tunnel frames with one thread wake-up per message and end, next to the gRPC
 pod: the second port of the session's one port-forward). gRPC keeps everything else, and
 Tunnel calls when there is no lane.
 
-Wire format: frames of a 9-byte header (kind, stream id, payload length; big-endian) and a
-payload.
+Wire format (:mod:`.laneframes`): frames of a 9-byte header (kind, stream id, payload length;
+big-endian) and a payload.
 
 - ``HELLO`` (stream 0): the client's first frame carries the session token; the manager answers
   with one (accepted) or closes the lane. The answer's payload lists the manager's features,
   ``name=value`` separated by spaces (older managers answer with an empty one): ``credit=N``
-  says it credits every N consumed bytes (see ``CREDIT``). Before it, the manager reads nothing else: a
-  first frame of another kind, a HELLO over :data:`MAX_HELLO` bytes or one not complete within
-  :data:`HELLO_DEADLINE` seconds of the connection closes it (``kdiag_manager.lanegate``).
+  says it credits every N consumed bytes (see ``CREDIT``). Before the HELLO, the manager reads
+  nothing else: a first frame of another kind, a HELLO over :data:`MAX_HELLO` bytes or one not
+  complete within :data:`HELLO_DEADLINE` seconds of the connection closes it
+  (``kdiag_manager.lanegate``).
 - ``MSG``: one message of a stream (a Tunnel frame, byte for byte what gRPC would carry). The
   client's first ``MSG`` on a new stream id opens the stream.
 - ``END``: the sender has no more messages (a half-close; from the manager: the call is over,
@@ -34,8 +35,8 @@ payload.
   flight before it waits (less would never be credited): a peer that did not announce its step
   gets the older one.
 
-This module is both ends' common part (:class:`Lane`, :class:`LaneStream`, the framing); the
-manager's listener is ``kdiag_manager.laneserver``, the CLI's end ``kdiag.session.lane``.
+This module is both ends' common part (:class:`Lane`, :class:`LaneStream`; the framing is
+:mod:`.laneframes`); the manager's listener is ``kdiag_manager.laneserver``, the CLI's end ``kdiag.session.lane``.
 """
 
 from __future__ import annotations
@@ -46,18 +47,35 @@ import queue
 import socket
 import struct
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
+
+from .laneframes import (  # (the wire format; re-exported: both ends import it from here)
+    ABORT,
+    CREDIT,
+    END,
+    HEADER,
+    HELLO,
+    MAX_PAYLOAD,
+    MSG,
+    FrameParser,
+    LaneError,
+    frame,
+    frames_from,
+    sockaddr,
+    socket_sender,
+)
+
+__all__ = ["ABORT", "CREDIT", "END", "HEADER", "HELLO", "MAX_PAYLOAD", "MSG", "FrameParser",
+           "Lane", "LaneError", "LaneStream", "frame", "sockaddr", "socket_sender"]
 
 log = logging.getLogger(__name__)
 
-HELLO, MSG, END, ABORT, CREDIT = range(5)
-HEADER = struct.Struct(">BII")
 _COUNT = struct.Struct(">I")
 WINDOW = 8 << 20
 """The most unconsumed message bytes a sender may have in flight on one stream."""
 MIN_WINDOW = 64 << 10
-SEND_BUDGET = 16 << 20
+SEND_BUDGET = 8 << 20
 """Unconsumed bytes a sender keeps in flight over all its streams that have any: each of n such
 streams gets ``SEND_BUDGET / n``, between MIN_WINDOW and WINDOW."""
 CREDIT_STEP = 64 << 10
@@ -66,72 +84,10 @@ LEGACY_CREDIT_STEP = WINDOW // 4
 """The credit step of a peer that does not announce one (kdiag before 2026-12)."""
 FEATURES = f"credit={CREDIT_STEP}".encode()
 """What the manager's HELLO answer announces."""
-_SMALL = 64 * 1024  # payloads up to this size go out in one write with their header
-READ_SIZE = 256 * 1024
 HELLO_DEADLINE = 5.0
 """Seconds from the accept within which the manager must have a connection's whole HELLO."""
 MAX_HELLO = 4096
 """The largest HELLO the manager reads (the token is tens of bytes)."""
-MAX_PAYLOAD = 64 << 20
-
-
-class LaneError(Exception):
-    """A stream ended abnormally: ``code`` is a gRPC status code name."""
-
-    def __init__(self, code: str, details: str) -> None:
-        super().__init__(f"{code}: {details}")
-        self.code_name = code
-        self.details_text = details
-
-
-def frame(kind: int, stream: int, payload: bytes | memoryview = b"") -> list[bytes | memoryview]:
-    """The pieces to write for one frame: one buffer for a small payload, header + payload
-    otherwise (no copy of a large one)."""
-    header = HEADER.pack(kind, stream, len(payload))
-    if len(payload) <= _SMALL:
-        return [header + bytes(payload)]
-    return [header, payload]
-
-
-class FrameParser:
-    """Cuts a byte stream into frames, whatever sizes it arrives in. Each payload is copied
-    once out of what was fed; an incomplete frame is kept (copied) until the rest comes."""
-
-    def __init__(self) -> None:
-        self._partial = bytearray()
-        self._need = 0  # bytes the kept partial frame needs before it can be parsed
-
-    def feed(self, data: bytes | bytearray | memoryview) -> Iterator[tuple[int, int, bytes]]:
-        """Add ``data``; yield every frame completed by it as (kind, stream, payload)."""
-        if self._partial:
-            self._partial += data
-            if len(self._partial) < self._need:
-                return
-            data, self._partial = self._partial, bytearray()
-        view = memoryview(data)
-        start = 0
-        try:
-            while len(view) - start >= HEADER.size:
-                kind, stream, length = HEADER.unpack_from(view, start)
-                if length > MAX_PAYLOAD:
-                    raise LaneError("INTERNAL", f"lane frame of {length} bytes")
-                end = start + HEADER.size + length
-                if len(view) < end:
-                    break
-                payload = view[start + HEADER.size:end].tobytes()
-                start = end
-                yield kind, stream, payload
-        finally:
-            self._keep(view[start:])
-            view.release()
-
-    def _keep(self, rest: memoryview) -> None:
-        if not len(rest):
-            return
-        self._partial = bytearray(rest)
-        self._need = HEADER.size
-        if len(rest) >= HEADER.size:
-            self._need += HEADER.unpack_from(rest)[2]
 
 
 def features(payload: bytes) -> dict[str, str]:
@@ -391,7 +347,7 @@ class Lane:
 
         Small frames are cut from a buffer that reads many at once; a large payload is read
         straight into a buffer of its own (one copy, where :meth:`feed` makes three)."""
-        for kind, stream_id, payload in _frames_from(sock):
+        for kind, stream_id, payload in frames_from(sock):
             self._dispatch(kind, stream_id, payload)
 
     def _dispatch(self, kind: int, stream_id: int, payload: bytes | bytearray) -> None:
@@ -419,70 +375,3 @@ class Lane:
             stream.terminate(LaneError("UNAVAILABLE", reason))
 
 
-def _frames_from(sock: socket.socket) -> Iterator[tuple[int, int, bytes | bytearray]]:
-    """The frames ``sock`` receives until EOF, as (kind, stream, payload): small payloads cut
-    from a shared read buffer, large ones (over _SMALL) read into one of their own."""
-    buf = bytearray(READ_SIZE)
-    view = memoryview(buf)
-    start = end = 0
-    while True:
-        while end - start >= HEADER.size:
-            kind, stream, length = HEADER.unpack_from(buf, start)
-            if length > MAX_PAYLOAD:
-                raise LaneError("INTERNAL", f"lane frame of {length} bytes")
-            body = start + HEADER.size
-            if end - body >= length:
-                start = body + length
-                yield kind, stream, bytes(view[body:start])
-                continue
-            if length <= _SMALL:
-                break  # the rest is on its way: read more into the buffer
-            payload = bytearray(length)
-            have = end - body
-            payload[:have] = view[body:end]
-            start = end = 0
-            _fill(sock, memoryview(payload)[have:])
-            yield kind, stream, payload
-        if start:  # keep the partial frame at the front
-            buf[:end - start] = view[start:end]
-            end -= start
-            start = 0
-        n = sock.recv_into(view[end:])
-        if not n:
-            return
-        end += n
-
-
-def _fill(sock: socket.socket, view: memoryview) -> None:
-    """Read exactly ``len(view)`` bytes into ``view`` (LaneError at EOF before that)."""
-    while len(view):
-        n = sock.recv_into(view)
-        if not n:
-            raise LaneError("UNAVAILABLE", "the lane closed in a frame")
-        view = view[n:]
-
-
-def socket_sender(sock: socket.socket) -> Callable[[list[bytes | memoryview]], None]:
-    """``send_raw`` for a lane on a connected socket: a frame's pieces in one system call
-    (``sendmsg`` gathers them; a partial write is completed)."""
-    def send(pieces: list[bytes | memoryview]) -> None:
-        if len(pieces) == 1:
-            sock.sendall(pieces[0])
-            return
-        sent = sock.sendmsg(pieces)
-        for piece in pieces:
-            if sent >= len(piece):
-                sent -= len(piece)
-                continue
-            sock.sendall(memoryview(piece)[sent:])
-            sent = 0
-    return send
-
-
-def sockaddr(address: str) -> tuple[int, str | tuple[str, int]]:
-    """The socket family and address of a lane address, ``unix:/path`` or ``host:port`` (an
-    IPv4 host), as both ends spell it."""
-    if address.startswith("unix:"):
-        return socket.AF_UNIX, address[len("unix:"):]
-    host, _, port = address.rpartition(":")
-    return socket.AF_INET, (host, int(port))
