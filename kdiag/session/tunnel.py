@@ -19,7 +19,9 @@ from typing import Any
 import grpc
 from kdiag_manager.wire import frames
 from kdiag_manager.wire.api.v1 import manager_pb2 as pb
-from kdiag_manager.wire.sockets import MIN_CHUNK, ChunkReader, abort, readable
+from kdiag_manager.wire.lanepipes import Piped
+from kdiag_manager.wire.pumps import MIN_CHUNK, socket_frames
+from kdiag_manager.wire.sockets import abort, readable
 
 # A pooled tunnel's early data up to this size is written before ``connected`` is sent.
 EARLY_BEFORE_ANSWER = 16 * 1024
@@ -80,22 +82,10 @@ def _pump_socket(sock: socket.socket, stats: TunnelStats, raw: bool, call: Any
     """Operator side → manager: data... (raw frames if the manager accepts them), then eof or
     reset. Adaptive reads (``ChunkReader``), sized by the lane and into one reused buffer when
     ``call`` is a lane call."""
-    reader = ChunkReader(sock, getattr(call, "max_message", None),
-                         reuse=getattr(call, "writes_each_message", False))
-    while True:
-        try:
-            data = reader.read()
-        except OSError as exc:
-            if not stats.reset:
-                stats.reset = True
-                yield frames.reset(f"operator side: {exc.strerror or exc}")
-            return
-        if not data:
-            if not stats.reset:
-                yield frames.EOF
-            return
-        stats.from_operator += len(data)
-        yield frames.data(data, raw)
+    def count(n: int) -> None:
+        stats.from_operator += n
+
+    yield from socket_frames(sock, call, raw, stats, count, "operator side")
 
 
 class _CallRef:
@@ -133,10 +123,16 @@ def _pump_responses(call: Any, sock: socket.socket, stats: TunnelStats, early: b
         if early:
             sock.sendall(early)
             stats.to_operator += len(early)
+        accept_piped = getattr(call, "accept_piped", None)
+        if accept_piped is not None:  # (the lane: large data may come spliced)
+            accept_piped()
         for frame in call:
             if isinstance(frame, memoryview):  # data
                 sock.sendall(frame)
                 stats.to_operator += len(frame)
+                continue
+            if isinstance(frame, Piped):  # data, in the lane stream's pipe
+                stats.to_operator += frame.write_to(sock)
                 continue
             kind = frame.WhichOneof("msg")
             if kind == "data":  # not in the fast path's encoding
@@ -298,7 +294,7 @@ class PooledTunnel:
             first = next(self._call)
         except (StopIteration, grpc.RpcError):
             return None
-        if isinstance(first, memoryview) or first.WhichOneof("msg") != "assigned":
+        if not isinstance(first, pb.TunnelFrame) or first.WhichOneof("msg") != "assigned":
             self._call.cancel()
             return None
         self.connection_id = first.assigned.connection_id

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .lanegate import MAX_PENDING, LaneGate
+from .wire.channel import widen_send_buffer
 from .wire.lane import (
     FEATURES,
     HELLO,
@@ -25,6 +26,8 @@ from .wire.lane import (
     sockaddr,
     socket_sender,
 )
+from .wire.lanepipes import Piped
+from .wire.pumps import Splice
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,14 @@ class ServerContext:
     def max_message(self) -> int:
         """The stream's share of the lane's sending budget (see ``wire.lane``)."""
         return self._stream.max_message()
+
+    def accept_piped(self) -> None:
+        """The handler writes ``Piped`` requests to its socket (see ``wire.lanepipes``)."""
+        self._stream.accept_piped()
+
+    def splicer(self) -> Splice | None:
+        """How a pump splices its socket's bytes to the lane (None: it cannot here)."""
+        return self._stream.send_spliced if self._stream.lane.can_splice else None
 
     def add_callback(self, fn: Callable[[], None]) -> bool:
         return self._stream.add_callback(fn)
@@ -93,6 +104,8 @@ class LaneServer:
         """Answer the HELLO, then read the lane's streams until it closes."""
         if sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        else:  # (over TCP the kernel grows the buffers by itself)
+            widen_send_buffer(sock)
 
         def new_stream(lane: Lane, stream_id: int) -> LaneStream:
             stream = LaneStream(lane, stream_id, client=False)
@@ -100,7 +113,7 @@ class LaneServer:
             self._submit(self._run, stream)
             return stream
 
-        lane = Lane(socket_sender(sock), new_stream)
+        lane = Lane(socket_sender(sock), new_stream, sock=sock)
         with self._lock:
             if self._closed:
                 sock.close()
@@ -126,7 +139,7 @@ class LaneServer:
                 payload = stream.receive()
                 if payload is None:
                     return
-                yield self._decode(payload)
+                yield payload if isinstance(payload, Piped) else self._decode(payload)
 
         try:
             for message in self._handler(requests(), context):

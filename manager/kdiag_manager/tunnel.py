@@ -29,11 +29,13 @@ from .redirect import WORKERS, RedirectSession
 from .tunnelpool import TunnelWaiter
 from .wire import frames
 from .wire.api.v1 import manager_pb2 as pb
-from .wire.sockets import MIN_CHUNK, ChunkReader, abort, readable
+from .wire.lanepipes import Piped
+from .wire.pumps import MIN_CHUNK, socket_frames
+from .wire.sockets import abort, readable
 
 log = logging.getLogger(__name__)
 
-# Reads: see wire.sockets.ChunkReader (64 KiB doubling up to 2 MiB while they come back full;
+# Reads: see wire.pumps.ChunkReader (64 KiB doubling up to 2 MiB while they come back full;
 # measured on the redirect benchmark, CPU per GB manager / CLI: 1 MiB 0.70 / 0.85 s, 2 MiB
 # 0.62 / 0.73 s, 4 MiB no better than 2; reads fill up: 1.9 MB per message on average at 2 MiB).
 # How long a pooled tunnel waits for a peer that has not written yet (when peers of this
@@ -106,7 +108,7 @@ class _State:
                     self.wake_w.send(b"x")
 
 
-def _inbound(conn: Connection, requests: Iterator[frames.Frame], st: _State) -> None:
+def _inbound(conn: Connection, requests: Iterator[frames.Frame | Piped], st: _State) -> None:
     """Stream → socket: (connected or a refusal), data, then eof (shutdown) or reset (RST)."""
     sock = conn.sock
     try:
@@ -116,6 +118,9 @@ def _inbound(conn: Connection, requests: Iterator[frames.Frame], st: _State) -> 
             if isinstance(frame, memoryview):  # data
                 sock.sendall(frame)
                 st.sent_to_peer += len(frame)
+                continue
+            if isinstance(frame, Piped):  # data, in the lane stream's pipe
+                st.sent_to_peer += frame.write_to(sock)
                 continue
             kind = frame.WhichOneof("msg")
             if kind == "data":  # not in the fast path's encoding
@@ -174,27 +179,19 @@ def _wait_readable(sock: socket.socket, st: _State, deadline: float) -> bool:
 def _bulk(sock: socket.socket, st: _State, raw: bool, context: Any
           ) -> Generator[bytes | memoryview, None, int]:
     """Socket → stream until EOF or an error; returns the byte count. On the lane (its context
-    sizes messages and writes each before asking for the next) reads go into one buffer.
+    sizes messages and writes each before asking for the next) reads go into one buffer, and
+    a bulk transfer is spliced (see ``wire.pumps``).
 
     (A read-ahead thread was measured not to help: the gRPC send path is the bottleneck.)
     """
     received = 0
-    reader = ChunkReader(sock, getattr(context, "max_message", None),
-                         reuse=getattr(context, "writes_each_message", False))
-    while True:
-        try:
-            data = reader.read()
-        except OSError as exc:
-            if not st.reset:
-                st.reset = True
-                yield frames.reset(f"connection reset: {exc.strerror or exc}")
-            return received
-        if not data:
-            if not st.reset:
-                yield frames.EOF
-            return received
-        received += len(data)
-        yield frames.data(data, raw)
+
+    def count(n: int) -> None:
+        nonlocal received
+        received += n
+
+    yield from socket_frames(sock, context, raw, st, count, "connection reset")
+    return received
 
 
 def _ready_bytes(sock: socket.socket) -> tuple[bytes, OSError | None]:
@@ -232,14 +229,14 @@ def _assignment(conn: Connection, early: bytes) -> bytes:
     return frames.control(pb.TunnelFrame(assigned=c))
 
 
-def serve_claimed(conn: Connection, requests: Iterator[frames.Frame], context: Any,
+def serve_claimed(conn: Connection, requests: Iterator[frames.Frame | Piped], context: Any,
                   opened: pb.TunnelOpen) -> Iterator[bytes | memoryview]:
     """A Tunnel opened for ``conn`` (announced on the Redirect stream): pump it, then end."""
     with LOAD.pump():
         yield from _serve(conn, requests, _Rpc(context), opened, pooled=False)
 
 
-def serve_pooled(session: RedirectSession, requests: Iterator[frames.Frame], context: Any,
+def serve_pooled(session: RedirectSession, requests: Iterator[frames.Frame | Piped], context: Any,
                  opened: pb.TunnelOpen) -> Iterator[bytes | memoryview]:
     """A pooled Tunnel: wait for a connection, pump it; park again while reusable."""
     rpc = _Rpc(context)
@@ -261,7 +258,7 @@ def serve_pooled(session: RedirectSession, requests: Iterator[frames.Frame], con
         waiter.close()
 
 
-def _serve(conn: Connection, requests: Iterator[frames.Frame], rpc: _Rpc,
+def _serve(conn: Connection, requests: Iterator[frames.Frame | Piped], rpc: _Rpc,
            opened: pb.TunnelOpen, pooled: bool) -> Generator[bytes | memoryview, None, bool]:
     """Pump ``conn`` over a Tunnel stream; yields the encoded frames to send to the client
     (what ``opened`` says it accepts: raw data frames, early data in ``assigned``).
@@ -305,6 +302,9 @@ def _serve(conn: Connection, requests: Iterator[frames.Frame], rpc: _Rpc,
                 yield frames.data(conn.initial, raw)
         # Only now: the client cannot answer before it has the assignment, and starting the
         # reader first would cost the assignment a thread switch.
+        accept_piped = getattr(context, "accept_piped", None)
+        if accept_piped is not None:  # (the lane: large data may come spliced)
+            accept_piped()
         WORKERS.submit(_inbound, conn, requests, st)
         chunk = MIN_CHUNK
         ended = False

@@ -36,13 +36,15 @@ big-endian) and a payload.
   gets the older one.
 
 This module is both ends' common part (:class:`Lane`, :class:`LaneStream`; the framing is
-:mod:`.laneframes`); the manager's listener is ``kdiag_manager.laneserver``, the CLI's end ``kdiag.session.lane``.
+:mod:`.laneframes`); the manager's listener is ``kdiag_manager.laneserver``, the CLI's end
+``kdiag.session.lane``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import socket
 import struct
@@ -50,6 +52,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from . import frames
 from .laneframes import (  # (the wire format; re-exported: both ends import it from here)
     ABORT,
     CREDIT,
@@ -62,9 +65,12 @@ from .laneframes import (  # (the wire format; re-exported: both ends import it 
     LaneError,
     frame,
     frames_from,
+    read_rest,
     sockaddr,
     socket_sender,
 )
+from .lanepipes import LaneFd, Piped, PipePool, take_piped
+from .pumps import Pipe
 
 __all__ = ["ABORT", "CREDIT", "END", "HEADER", "HELLO", "MAX_PAYLOAD", "MSG", "FrameParser",
            "Lane", "LaneError", "LaneStream", "frame", "sockaddr", "socket_sender"]
@@ -72,6 +78,7 @@ __all__ = ["ABORT", "CREDIT", "END", "HEADER", "HELLO", "MAX_PAYLOAD", "MSG", "F
 log = logging.getLogger(__name__)
 
 _COUNT = struct.Struct(">I")
+_NONBLOCK = 2  # SPLICE_F_NONBLOCK
 WINDOW = 8 << 20
 """The most unconsumed message bytes a sender may have in flight on one stream."""
 MIN_WINDOW = 64 << 10
@@ -156,12 +163,13 @@ class LaneStream:
         self.error: LaneError | None = None  # why it ended, if abnormally
         self.over = False
         self._callbacks: list[Callable[[], None]] = []
+        self._takes_piped = False  # its consumer writes Piped items to a socket itself
 
     # -- from the lane's reader ----------------------------------------------------------------
 
-    def deliver(self, kind: int, payload: bytes | bytearray) -> None:
+    def deliver(self, kind: int, payload: bytes | bytearray | Piped) -> None:
         """A frame for this stream arrived."""
-        if kind == MSG:
+        if isinstance(payload, Piped) or kind == MSG:
             self._inbox.put(payload)
         elif kind == END:
             self._inbox.put(_END)
@@ -173,9 +181,19 @@ class LaneStream:
             code, _, details = payload.decode(errors="replace").partition(" ")
             self.terminate(LaneError(code or "CANCELLED", details))
 
+    def take_large(self, head: bytes, rest: int, sock: socket.socket) -> Piped | bytearray:
+        """(The lane's reader.) Take a large message's ``rest`` off ``sock``: into a pipe when
+        the consumer takes them (see :mod:`.lanepipes`), else into memory."""
+        return take_piped(self.lane.pipes if self._takes_piped else None, head, rest, sock)
+
     # -- the stream's users ----------------------------------------------------------------------
 
-    def receive(self) -> bytes | bytearray | None:
+    def accept_piped(self) -> None:
+        """The consumer handles ``Piped`` items (writes them to its socket): large data
+        messages may come that way from now on."""
+        self._takes_piped = True
+
+    def receive(self) -> bytes | bytearray | Piped | None:
         """The next message (None: the peer has sent END). Raises LaneError once aborted."""
         item = self._inbox.get()
         if item is _END:
@@ -184,7 +202,7 @@ class LaneStream:
         if isinstance(item, LaneError):
             self._inbox.put(item)
             raise item
-        self._consumed += len(item)
+        self._consumed += item.message_size if isinstance(item, Piped) else len(item)
         if self._consumed >= CREDIT_STEP and not self.over:
             with contextlib.suppress(LaneError):  # (the lane closed: the stream ends anyway)
                 self.lane.send(CREDIT, self.id, _COUNT.pack(self._consumed))
@@ -195,6 +213,22 @@ class LaneStream:
         """The largest message worth sending now (the stream's share of the sending budget):
         a pump reads at most this much at a time."""
         return self.lane.window()
+
+    def send_spliced(self, pipe: Pipe, fd: int, limit: int) -> int:
+        """Move up to ``limit`` bytes from ``fd`` through ``pipe`` to the peer as one data
+        message (an encoded ``TunnelFrame.data``), without reading them into Python; the count
+        (0 at EOF: nothing sent). OSError: reading ``fd`` failed; LaneError once over."""
+        n = os.splice(fd, pipe.w, limit)
+        if not n:
+            return 0
+        with contextlib.suppress(OSError):  # what else is there already: fewer, larger messages
+            while n < limit and (more := os.splice(fd, pipe.w, limit - n, flags=_NONBLOCK)):
+                n += more
+        prefix = frames.data_prefix(n)
+        if not self._window.acquire(len(prefix) + n) or self.over:
+            raise self.error or LaneError("CANCELLED", "the stream is over")
+        self.lane.send_from_pipe(self.id, prefix, pipe.r, n)
+        return n
 
     def send_message(self, payload: bytes | memoryview) -> None:
         """Send one message (waits for flow-control credit; a client's first one opens the
@@ -261,8 +295,12 @@ class Lane:
     """
 
     def __init__(self, send_raw: Callable[[list[bytes | memoryview]], None],
-                 on_new_stream: Callable[[Lane, int], LaneStream] | None = None) -> None:
+                 on_new_stream: Callable[[Lane, int], LaneStream] | None = None,
+                 sock: socket.socket | None = None) -> None:
         self._send_raw = send_raw
+        # The socket send_raw writes to, when there is one (for send_from_pipe).
+        self._splice_to = LaneFd(sock) if sock is not None else None
+        self.pipes = PipePool()  # for large data messages received (see .lanepipes)
         self._send_lock = threading.Lock()
         self._on_new_stream = on_new_stream
         self._parser = FrameParser()
@@ -298,6 +336,24 @@ class Lane:
         try:
             with self._send_lock:
                 self._send_raw(pieces)
+        except OSError as exc:
+            raise self._write_failed(exc) from None
+
+    @property
+    def can_splice(self) -> bool:
+        """Can messages go from a pipe straight to the lane's socket (``send_from_pipe``)?"""
+        return self._splice_to is not None
+
+    def send_from_pipe(self, stream: int, prefix: bytes, pipe: int, n: int) -> None:
+        """Write a ``MSG`` frame whose payload is ``prefix`` and the ``n`` bytes in ``pipe``
+        (spliced to the lane's socket). LaneError if the lane is closed or writing fails."""
+        if self.closed or self._splice_to is None:
+            raise LaneError("UNAVAILABLE", "the lane is closed")
+        try:
+            with self._splice_to.use() as fd, self._send_lock:
+                self._send_raw([HEADER.pack(MSG, stream, len(prefix) + n) + prefix])
+                while n:
+                    n -= os.splice(pipe, fd, n)
         except OSError as exc:
             raise self._write_failed(exc) from None
 
@@ -347,12 +403,20 @@ class Lane:
 
         Small frames are cut from a buffer that reads many at once; a large payload is read
         straight into a buffer of its own (one copy, where :meth:`feed` makes three)."""
-        for kind, stream_id, payload in frames_from(sock):
+        for kind, stream_id, head, rest in frames_from(sock):
+            payload: bytes | bytearray | Piped = head
+            if rest:
+                with self._lock:
+                    stream = self._streams.get(stream_id)
+                if stream is not None and kind == MSG:
+                    payload = stream.take_large(bytes(head), rest, sock)
+                else:
+                    payload = read_rest(sock, head, rest)
             self._dispatch(kind, stream_id, payload)
 
-    def _dispatch(self, kind: int, stream_id: int, payload: bytes | bytearray) -> None:
+    def _dispatch(self, kind: int, stream_id: int, payload: bytes | bytearray | Piped) -> None:
         if stream_id == 0:
-            if kind == HELLO and self.on_hello is not None:
+            if kind == HELLO and self.on_hello is not None and not isinstance(payload, Piped):
                 self.on_hello(bytes(payload))
             return
         with self._lock:
@@ -371,6 +435,9 @@ class Lane:
             self.closed = True
             streams = list(self._streams.values())
             self._streams.clear()
+        if self._splice_to is not None:
+            self._splice_to.close()
+        self.pipes.close()
         for stream in streams:
             stream.terminate(LaneError("UNAVAILABLE", reason))
 

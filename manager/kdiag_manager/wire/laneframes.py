@@ -16,6 +16,9 @@ SMALL = 64 * 1024
 """Payloads up to this size go out in one write with their header, and are cut from a shared
 read buffer on the way in; larger ones are written and read apart."""
 READ_SIZE = 256 * 1024
+HEAD = 16
+"""What a reader has of a large payload before it decides how to take the rest (a data
+frame's prefix is at most 11 bytes)."""
 MAX_PAYLOAD = 64 << 20
 
 
@@ -78,12 +81,17 @@ class FrameParser:
             self._need += HEADER.unpack_from(rest)[2]
 
 
-def frames_from(sock: socket.socket) -> Iterator[tuple[int, int, bytes | bytearray]]:
-    """The frames ``sock`` receives until EOF, as (kind, stream, payload): small payloads cut
-    from a shared read buffer, large ones (over SMALL) read into one of their own."""
+def frames_from(sock: socket.socket) -> Iterator[tuple[int, int, bytes | bytearray, int]]:
+    """The frames ``sock`` receives until EOF, as (kind, stream, payload, rest). Small payloads
+    are cut from a shared read buffer (``rest`` 0). A large one not yet all read comes with
+    ``rest`` > 0: ``payload`` is what arrived of it (at least :data:`HEAD` bytes), and the
+    caller takes the other ``rest`` bytes off ``sock`` (:func:`read_rest`, or a splice) before
+    asking for the next frame. After a large payload the next read is small (a bulk stream's
+    next frame would otherwise be read deep into its payload)."""
     buf = bytearray(READ_SIZE)
     view = memoryview(buf)
     start = end = 0
+    read_size = READ_SIZE
     while True:
         while end - start >= HEADER.size:
             kind, stream, length = HEADER.unpack_from(buf, start)
@@ -92,24 +100,32 @@ def frames_from(sock: socket.socket) -> Iterator[tuple[int, int, bytes | bytearr
             body = start + HEADER.size
             if end - body >= length:
                 start = body + length
-                yield kind, stream, bytes(view[body:start])
+                yield kind, stream, bytes(view[body:start]), 0
                 continue
-            if length <= SMALL:
+            if length <= SMALL or end - body < HEAD:
                 break  # the rest is on its way: read more into the buffer
-            payload = bytearray(length)
-            have = end - body
-            payload[:have] = view[body:end]
+            head = bytes(view[body:end])
             start = end = 0
-            _fill(sock, memoryview(payload)[have:])
-            yield kind, stream, payload
+            read_size = HEADER.size + HEAD
+            yield kind, stream, head, length - len(head)
         if start:  # keep the partial frame at the front
             buf[:end - start] = view[start:end]
             end -= start
             start = 0
-        n = sock.recv_into(view[end:])
+        n = sock.recv_into(view[end:end + read_size])
         if not n:
             return
         end += n
+        read_size = READ_SIZE
+
+
+def read_rest(sock: socket.socket, head: bytes | bytearray, rest: int) -> bytearray:
+    """A large payload: ``head`` and the ``rest`` bytes that follow it on ``sock``, read
+    straight into the payload's own buffer."""
+    payload = bytearray(len(head) + rest)
+    payload[:len(head)] = head
+    _fill(sock, memoryview(payload)[len(head):])
+    return payload
 
 
 def _fill(sock: socket.socket, view: memoryview) -> None:
