@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint test unit demo bench generate system-deps clean fuzz
+.PHONY: install lint test unit demo docs bench generate system-deps clean fuzz
 
 install: $(STAMP)
 
@@ -40,6 +40,11 @@ demo: install system-deps
 	$(MAKE) --no-print-directory scratch-shell
 	$(PY) -m demo
 
+# The README's picture of a report (docs/report.png): make demo's HTML report in headless Chromium.
+docs: install system-deps
+	$(MAKE) --no-print-directory scratch-shell
+	$(PY) -m demo.picture
+
 bench: install system-deps
 	$(MAKE) --no-print-directory scratch-shell
 	$(PY) -m tests.bench.run
@@ -50,7 +55,7 @@ fuzz: install
 	@cat .fuzz/results.json
 
 clean:
-	rm -rf $(VENV) .bench .fuzz .pytest_cache .mypy_cache .ruff_cache build dist
+	rm -rf $(VENV) .bench .fuzz .coverage-data .coverage-data-e2e .mutation .pytest_cache .mypy_cache .ruff_cache build dist
 
 -include mk/*.mk
 

@@ -84,6 +84,22 @@ for task in "$RUN"/containerd/state/io.containerd.runtime.v2.task/*/*; do
   hash=$(printf '%s' "$CONTAINERD_SOCK/$ns/$(basename "$task")" | sha256sum | cut -d' ' -f1)
   rm -f "/run/containerd/s/$hash"
 done
+# Shim sockets nobody listens on any more (their shim was killed, their state folder is gone:
+# a cluster whose processes died without cluster-down). A live one is never touched.
+if [[ -d /run/containerd/s ]]; then
+  find /run/containerd/s -maxdepth 1 -type s -print0 | python3 -c '
+import errno, os, socket, sys
+for path in filter(None, sys.stdin.buffer.read().split(b"\0")):
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError as exc:
+        if exc.errno == errno.ECONNREFUSED:
+            os.unlink(path)
+    finally:
+        probe.close()
+'
+fi
 
 # 5. Mounts under our folder (container rootfs, netns, shm, kubelet volumes), deepest first.
 for i in 1 2 3; do

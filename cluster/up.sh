@@ -91,7 +91,12 @@ fi
 [[ -f /proc/sys/net/bridge/bridge-nf-call-iptables ]] ||
   die "net.bridge.bridge-nf-call-iptables is missing (kernel module br_netfilter not loaded):" \
     "Services cannot work between pods on the bridge without it; run modprobe br_netfilter"
-ip link show "$BRIDGE" >/dev/null 2>&1 && die "network interface $BRIDGE exists but no cluster runs; run make cluster-down"
+# The bridge of a cluster whose processes are gone (killed, a machine whose processes were
+# stopped without cluster-down): no cluster holds the ports checked above, so it is a leftover.
+if ip link show "$BRIDGE" >/dev/null 2>&1; then
+  log "network interface $BRIDGE is left from a cluster no longer running; removing leftovers"
+  bash "$here/down.sh"
+fi
 
 mkdir -p "$RUN"/{pids,pki,etcd,containerd,kubelet,kube-proxy,coredns,cni/net.d,cni/ipam,apiserver} \
   "$LOGS" "$BIN"

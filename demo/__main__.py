@@ -2,7 +2,8 @@
 
 The app is a static binary alone in its root filesystem (no shell, no tools) in its own network
 namespace; a second namespace calls it over veth. kdiag runs ``runbooks/demo.yaml`` against the
-app's PID (node mode) and prints its report; the lab is removed afterwards, whatever happened.
+app's PID (node mode), prints its report and writes it as HTML and Markdown too
+(``build/demo-report.html``, ``.md``); the lab is removed afterwards, whatever happened.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from demo.lab import build_app, lab
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_BINARY = ROOT / "build" / "demo-app"
+REPORTS = {"html": ROOT / "build" / "demo-report.html", "md": ROOT / "build" / "demo-report.md"}
 
 
 def main(argv: list[str]) -> int:
@@ -28,15 +30,18 @@ def main(argv: list[str]) -> int:
         pid = the_lab.start_app(binary, 8080)
         print(f"demo: app {binary.name} (PID {pid}) listens on {the_lab.app_ip}:8080 in "
               f"namespace {the_lab.app_ns}; its root holds only /app\n", flush=True)
-        command = [sys.executable, "-m", "kdiag", "run", str(ROOT / "runbooks" / "demo.yaml"),
+        reports = [a for kind, path in REPORTS.items() for a in ("--report", f"{kind}={path}")]
+        command = [sys.executable, "-m", "kdiag", "run", "runbooks/demo.yaml",  # (cwd: ROOT)
                    "--set", f"pid={pid}", "--set", f"app_ip={the_lab.app_ip}",
-                   "--set", f"client_ns={the_lab.client_ns}", *argv]
+                   "--set", f"client_ns={the_lab.client_ns}", *reports, *argv]
         code = subprocess.run(command, cwd=ROOT).returncode
         leftovers = the_lab.tagged_rules()
     if leftovers:
         print(f"demo: kdiag left {len(leftovers)} rules behind", file=sys.stderr)
         return 1
     print(f"\ndemo: the lab is removed; kdiag exited with {code}")
+    print(f"demo: the report: {REPORTS['html'].relative_to(ROOT)} (open it in a browser), "
+          f"{REPORTS['md'].relative_to(ROOT)}")
     return code
 
 

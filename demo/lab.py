@@ -58,8 +58,9 @@ class Lab:
     app_ip6: str = ""
     client_ip6: str = ""
 
-    def start_app(self, binary: Path, port: int = 8080) -> int:
-        """Start the app chrooted into a folder holding only itself (and /proc); its PID."""
+    def start_app(self, binary: Path, port: int = 8080, env: dict[str, str] | None = None) -> int:
+        """Start the app chrooted into a folder holding only itself (and /proc), and what was
+        put in ``root`` before; with exactly ``env`` as its environment if given; its PID."""
         (self.root / "proc").mkdir(exist_ok=True)
         shutil.copy(binary, self.root / "app")
         # nsenter, unshare, sh and chroot all exec, so the PID is the app's own, and it lives
@@ -67,7 +68,8 @@ class Lab:
         process = subprocess.Popen([
             "nsenter", f"--net=/run/netns/{self.app_ns}", "unshare", "-m", "--propagation",
             "private", "sh", "-c",
-            f"mount -t proc proc {self.root}/proc && exec chroot {self.root} /app {port}"])
+            f"mount -t proc proc {self.root}/proc && exec chroot {self.root} /app {port}"],
+            env=None if env is None else {"PATH": os.environ.get("PATH", os.defpath), **env})
         self.processes.append(process)
         wait_listening(self.app_ns, port)
         self.app_pid = process.pid
@@ -84,13 +86,15 @@ class Lab:
         return kdiag_rules(self.app_ns)
 
 
-def kdiag_rules(namespace: str) -> list[str]:
-    """Every kdiag rule in network namespace ``namespace``, whatever the mechanism: the rules of
-    nftables tables named ``kdiag-*`` (``nft: <table> <rule>``) and the iptables/ip6tables
-    rules tagged ``kdiag:`` (as iptables-save prints them; ip6tables ones end in ``(ip6)``)."""
+def kdiag_rules(namespace: str = "", *, pid: int = 0) -> list[str]:
+    """Every kdiag rule in network namespace ``namespace`` (or that of process ``pid``, e.g. a
+    pod's app seen from its node), whatever the mechanism: the rules of nftables tables named
+    ``kdiag-*`` (``nft: <table> <rule>``) and the iptables/ip6tables rules tagged ``kdiag:``
+    (as iptables-save prints them; ip6tables ones end in ``(ip6)``)."""
+    enter = ["nsenter", "-t", str(pid), "-n"] if pid else ["ip", "netns", "exec", namespace]
     rules: list[str] = []
     table, block = "", ""  # the kdiag table we are in; the block in it (chain or object)
-    listing = sh("ip", "netns", "exec", namespace, "nft", "list", "ruleset")  # fails loudly
+    listing = sh(*enter, "nft", "list", "ruleset")  # fails loudly
     for line in listing.splitlines():
         words = line.split()
         if words[:1] == ["table"] and len(words) >= 3:
@@ -102,7 +106,7 @@ def kdiag_rules(namespace: str) -> list[str]:
         elif table and block == "chain" and words[0] not in ("type", "policy"):
             rules.append(f"nft: {table} {line.strip()}")  # a rule, with or without comment
     for tool, suffix in (("iptables-save", ""), ("ip6tables-save", " (ip6)")):
-        save = sh("ip", "netns", "exec", namespace, tool, check=False)
+        save = sh(*enter, tool, check=False)
         rules += [line + suffix for line in save.splitlines() if "kdiag:" in line]
     return rules
 

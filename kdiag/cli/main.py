@@ -31,8 +31,10 @@ examples:
   kdiag run runbooks/redirect-api.yaml --step
   kdiag schema > runbook.schema.json
   kdiag doctor -n shop -f runbooks/redirect-api.yaml   # RBAC, Pod Security, image, ...
-  kdiag shell -n shop -l app=api                 # a shell in a pod, even a distroless one
-  kdiag redirect -n shop --pod api-0 8080:9000   # the pod's port 8080 to localhost:9000
+  kdiag shell -n shop deploy/api                 # a shell in a pod, even a distroless one
+  kdiag shell -n shop deploy/api --all -- cat /etc/hostname   # on every ready pod
+  kdiag exec -n shop --pod api-0 --env --file /etc/api/ -- ./api   # run as the pod would
+  kdiag redirect -n shop deploy/api --all 8080:9000   # every replica's 8080 to localhost:9000
   kdiag logs -n shop -l app=shop -c all -- curl -s localhost:8080/order
 """
 
@@ -59,7 +61,9 @@ def _run(run: argparse.ArgumentParser) -> None:
     run.add_argument("file", help="the runbook (YAML)")
     _runbook_inputs(run)
     run.add_argument("--report", action="append", default=[], metavar="KIND=PATH",
-                     help="also write a report: json=PATH, junit=PATH or md=PATH (repeatable)")
+                     help="also write a report: json=PATH, junit=PATH, md=PATH (Markdown, a "
+                          "Mermaid timeline), md-text=PATH (a text timeline) or html=PATH "
+                          "(repeatable)")
     run.add_argument("--artifacts", metavar="DIR",
                      help="keep every step's output (and captures, copies) in DIR")
     run.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
@@ -94,28 +98,73 @@ def _schema(schema: argparse.ArgumentParser) -> None:
 
 
 def _shell(shell: argparse.ArgumentParser) -> None:
-    from kdiag.cli.adhoc.targeting import add_target_flags
+    from kdiag.cli.adhoc.targeting import TARGET_HELP, add_target_flags
 
     shell.description = ("An interactive busybox shell in the target's namespaces and root, "
                          "also when its image has no shell. With -- COMMAND, run that instead; "
                          "without a terminal, a script is read from standard input.")
-    shell.epilog = ("examples:\n  kdiag shell -n shop --pod api-0\n"
+    shell.epilog = ("examples:\n  kdiag shell -n shop api-0\n"
                     "  kdiag shell -l app=api -- cat /etc/resolv.conf\n"
+                    "  kdiag shell deploy/api --all -- cat /etc/hostname   # each ready pod\n"
                     "  kdiag shell --pid 1234                 # a process on this host")
+    shell.usage = "%(prog)s [TARGET] [options] [-- COMMAND...]"
     add_target_flags(shell)
-    shell.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND",
-                       help="a command to run instead of the shell")
+    shell.add_argument("words", nargs="*", metavar="TARGET", help=TARGET_HELP)
+    shell.set_defaults(cmd=[])
     shell.set_defaults(handler="kdiag.cli.adhoc.shell")
 
 
-def _ps(ps: argparse.ArgumentParser) -> None:
+def _exec(exec_: argparse.ArgumentParser) -> None:
     from kdiag.cli.adhoc.targeting import add_target_flags
+    from kdiag.context.spec import DEFAULT_EXCLUDE
+
+    exec_.description = ("Run a command on this machine with the target's context: the "
+                         "environment of its main process (--env), files and folders of its "
+                         "root, read-only at their paths (--file), cluster Service names "
+                         "(--names). What is read is secret: the command's output is masked.")
+    exec_.epilog = ("examples:\n  kdiag exec -n shop --pod api-0 --env --file /etc/api/ "
+                    "-- ./api\n  kdiag exec -l app=api --env --names -- python3 -m app\n"
+                    "  kdiag exec --pid 1234 --env --exclude 'AWS_*' -- env")
+    add_target_flags(exec_)
+    group = exec_.add_argument_group("context")
+    group.add_argument("--env", action="store_true",
+                       help="the environment of the target's main process")
+    group.add_argument("--include", action="append", default=[], metavar="PATTERN",
+                       help="only variables matching (repeatable; implies --env)")
+    group.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                       help="leave these variables out (repeatable; implies --env; default "
+                            + " ".join(DEFAULT_EXCLUDE) + ")")
+    group.add_argument("--set-env", action="append", default=[], metavar="NAME=VALUE",
+                       help="a local value that wins over the target's (repeatable)")
+    group.add_argument("--file", action="append", default=[], metavar="PATH",
+                       help="a file or folder of the target's root (repeatable)")
+    group.add_argument("--names", action="store_true",
+                       help="every Service of the target's namespace by name")
+    group.add_argument("--name", action="append", default=[], metavar="SERVICE",
+                       help="this Service by name: NAME or NAME.NAMESPACE (repeatable)")
+    group.add_argument("--public", action="append", default=[], metavar="NAME|PATH",
+                       help="a variable (pattern) or file whose value is not secret")
+    group.add_argument("--view", choices=["auto", "namespace", "remap"], default="auto",
+                       help="files at their paths in a private mount namespace, or in "
+                            "$KDIAG_TARGET_ROOT (remap); default auto")
+    group.add_argument("--no-mask", action="store_true",
+                       help="give the command the terminal (its output is not masked)")
+    exec_.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND",
+                       help="the command to run")
+    exec_.set_defaults(handler="kdiag.cli.adhoc.exec")
+
+
+def _ps(ps: argparse.ArgumentParser) -> None:
+    from kdiag.cli.adhoc.targeting import TARGET_HELP, add_target_flags
 
     ps.description = ("List the target's processes and their listening ports (the target "
                       "process is marked *).")
-    ps.epilog = "examples:\n  kdiag ps -n shop -l app=api\n  kdiag ps --pid 1234"
+    ps.epilog = ("examples:\n  kdiag ps -n shop deploy/api\n  kdiag ps -n shop svc/api --all"
+                 "     # each ready pod behind the Service\n  kdiag ps --pid 1234")
     add_target_flags(ps)
-    ps.add_argument("--all", action="store_true", help="every process the manager sees")
+    ps.add_argument("words", nargs="*", metavar="TARGET", help=TARGET_HELP)
+    ps.add_argument("-A", "--all-processes", action="store_true",
+                    help="every process the manager sees, not only the target's")
     ps.set_defaults(handler="kdiag.cli.adhoc.ps")
 
 
@@ -125,11 +174,20 @@ def _redirect(redirect: argparse.ArgumentParser) -> None:
     redirect.description = ("Redirect the target's incoming connections on PORT (or, with "
                             "--outgoing, its connections to PORT) to LOCALPORT on this machine "
                             "until Ctrl-C. Without ports: every port the target listens on.")
-    redirect.epilog = ("examples:\n  kdiag redirect -n shop --pod api-0 8080:9000\n"
+    redirect.epilog = ("examples:\n  kdiag redirect -n shop api-0 8080:9000\n"
+                       "  kdiag redirect -n shop deploy/api --all 8080:9000   # every replica, "
+                       "and those that come later\n"
+                       "  kdiag redirect -n shop svc/api --all http:9000      # the Service's "
+                       "port: its targetPort\n"
                        "  kdiag redirect -l app=api            # every listening port, same "
                        "numbers\n  kdiag redirect --outgoing --pod web-0 5432")
     add_target_flags(redirect)
-    redirect.add_argument("ports", nargs="*", metavar="PORT[:LOCALPORT]")
+    redirect.add_argument("ports", nargs="*", metavar="[TARGET] PORT[:LOCALPORT]",
+                          help="the target first (unless --pod/-l name it), then the ports "
+                               "(a number, or a Service's or container's port name)")
+    redirect.add_argument("--probes", choices=["app", "redirect"], default="app",
+                          help="incoming: the node's connections (the kubelet's probes) reach "
+                               "the app (default: the pod stays Ready) or are redirected too")
     redirect.add_argument("--outgoing", action="store_true",
                           help="the target's outgoing connections to PORT")
     redirect.add_argument("--to", default="127.0.0.1", metavar="HOST",
@@ -145,34 +203,38 @@ def _forward(forward: argparse.ArgumentParser) -> None:
 
     forward.description = ("Forward local ports to a pod's ports through the API server until "
                            "Ctrl-C.")
-    forward.epilog = "example:\n  kdiag forward -n shop --pod api-0 8080 9090:9000"
-    add_target_flags(forward)
-    forward.add_argument("ports", nargs="+", metavar="PORT[:LOCALPORT]")
+    forward.epilog = ("examples:\n  kdiag forward -n shop api-0 8080 9090:9000\n"
+                      "  kdiag forward -n shop svc/api 80     # a pod behind the Service, on "
+                      "its targetPort")
+    add_target_flags(forward, all_pods=False)
+    forward.add_argument("ports", nargs="*", metavar="[TARGET] PORT[:LOCALPORT]",
+                         help="the target first (unless --pod/-l name it), then the ports")
     forward.add_argument("--address", default="127.0.0.1", help="local address (default "
                          "127.0.0.1)")
     forward.set_defaults(handler="kdiag.cli.adhoc.forward")
 
 
 def _logs(logs: argparse.ArgumentParser) -> None:
-    from kdiag.cli.adhoc.targeting import add_target_flags
+    from kdiag.cli.adhoc.targeting import TARGET_HELP, add_target_flags
 
     logs.description = ("Follow the logs of every pod a selector matches (or one pod), each "
                         "line prefixed with pod/container, until Ctrl-C; or around a local "
                         "command, then exit with its exit code.")
     logs.epilog = ("examples:\n  kdiag logs -n shop -l app=shop -c all\n"
+                   "  kdiag logs -n shop deploy/api        # every pod of it, and new ones\n"
                    "  kdiag logs -l app=shop --since 5m -- curl -s localhost:8080/order")
+    logs.usage = "%(prog)s [TARGET] [options] [-- COMMAND...]"
     add_target_flags(logs, container_help="a container name, or all (default: each pod's "
-                                          "default container)")
+                                          "default container)", all_pods=False)
+    logs.add_argument("words", nargs="*", metavar="TARGET", help=TARGET_HELP)
     logs.add_argument("--since", metavar="DURATION", help="also the lines of this long before")
     logs.add_argument("--drain", metavar="DURATION", default="2s",
                       help="after the command, keep following this long (default 2s)")
-    logs.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND",
-                      help="a local command to follow the logs around")
-    logs.set_defaults(handler="kdiag.cli.adhoc.logs")
+    logs.set_defaults(handler="kdiag.cli.adhoc.logs", cmd=[])
 
 
 def _doctor(doctor: argparse.ArgumentParser) -> None:
-    from kdiag.cli.adhoc.targeting import add_target_flags
+    from kdiag.cli.adhoc.targeting import TARGET_HELP, add_target_flags
 
     doctor.description = ("Check, before anything is changed, everything a run will need: the "
                           "cluster and its version, each RBAC verb (SelfSubjectAccessReview), "
@@ -182,7 +244,8 @@ def _doctor(doctor: argparse.ArgumentParser) -> None:
     doctor.epilog = ("examples:\n  kdiag doctor -n shop                      # what kdiag may "
                      "use in namespace shop\n  kdiag doctor -f runbooks/redirect-api.yaml "
                      "--set namespace=shop\n  kdiag doctor -n shop -l app=api --json   # for CI")
-    add_target_flags(doctor)
+    add_target_flags(doctor, all_pods=False)
+    doctor.add_argument("words", nargs="*", metavar="TARGET", help=TARGET_HELP)
     doctor.add_argument("-f", "--file", metavar="RUNBOOK",
                         help="check what this runbook's steps need, for its target")
     _runbook_inputs(doctor)
@@ -205,6 +268,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "validate": ("check runbooks without running them", _validate),
     "schema": ("print the runbook JSON Schema", _schema),
     "shell": ("a shell (or one command) inside the target", _shell),
+    "exec": ("a local command with the target's environment, files and names", _exec),
     "ps": ("the target's processes and listening ports", _ps),
     "redirect": ("send the target's connections to this machine", _redirect),
     "forward": ("pod ports on local ports (kubectl port-forward)", _forward),
@@ -231,6 +295,38 @@ def build_parser(prog: str = "kdiag", only: str | None = None) -> argparse.Argum
     return parser
 
 
+POSITIONAL_TARGET: dict[str, tuple[str, str]] = {
+    "shell": ("words", "cmd"), "logs": ("words", "cmd"), "ps": ("words", ""),
+    "doctor": ("words", ""), "redirect": ("ports", ""), "forward": ("ports", "")}
+"""Commands whose first positional word may name the target (kubectl's way): the field the
+words go to, and where words after the target go (a command after ``--``)."""
+
+
+def _parse(parser: argparse.ArgumentParser, words: list[str], command: str
+           ) -> argparse.Namespace:
+    """The command line's arguments. A command taking a target: the words after ``--`` are its
+    command, the rest may mix options and positional words (``deploy/api -n shop 8080``)."""
+    if command not in POSITIONAL_TARGET:
+        return parser.parse_args(words)
+    from kdiag.cli.adhoc.targeting import take_target
+
+    field, rest = POSITIONAL_TARGET[command]
+    cut = words.index("--") if "--" in words else len(words)
+    before, after = words[:cut], words[cut + 1:]
+    at = before.index(command)
+    if any(w in ("-h", "--help", "--version") for w in before[:at]):
+        return parser.parse_args(before)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    args = sub.choices[command].parse_intermixed_args(before[at + 1:])
+    args.command = command
+    if rest:
+        args.cmd = after
+    elif after:
+        parser.error(f"{command} takes no command after --")
+    take_target(args, field, rest=rest)
+    return args
+
+
 def _command_in(argv: Sequence[str]) -> str:
     """The command named on the command line ("" when none is)."""
     for word in argv:
@@ -247,8 +343,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from kdiag.cli.completion import complete_main
 
         return complete_main(words[1:], build_parser(prog))
-    parser = build_parser(prog, only=_command_in(words))
-    args = parser.parse_args(words)
+    command = _command_in(words)
+    parser = build_parser(prog, only=command)
+    try:
+        args = _parse(parser, words, command)
+    except KdiagError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_INVALID

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -14,7 +13,7 @@ from kdiag.cli.interrupts import interrupt_on_sigterm
 from kdiag.engine.bus import EventBus
 from kdiag.engine.interaction import TerminalInteraction
 from kdiag.engine.masking import MIN_LENGTH, Masker
-from kdiag.engine.plan import plan
+from kdiag.engine.plan import render_plan
 from kdiag.engine.runner import Run, RunOptions
 from kdiag.errors import EXIT_OK, UsageError
 from kdiag.language.durations import parse_duration
@@ -41,21 +40,6 @@ def _warn_short_secrets(runbook: Runbook, params: dict[str, Any]) -> None:
                   "text", file=sys.stderr)
 
 
-def _print_plan(runbook: Runbook, params: dict[str, Any], masker: Masker) -> None:
-    print(f"plan for {runbook.name} ({runbook.file})")
-    if params:
-        print("params:")
-        for name, value in params.items():
-            print(f"  {name} = {masker.text(json.dumps(value, default=str))}")
-    for step in plan(runbook, params, dict(os.environ)):
-        number = f"{'f' if step.phase == 'finally' else ''}{step.index + 1}"
-        print(f"{number:>4}. {step.name} [{step.kind}]")
-        if step.summary:
-            print(f"       {masker.text(step.summary)}")
-        for name, value in step.controls.items():
-            print(f"       {name}: {masker.text(json.dumps(value, default=str))}")
-
-
 def _option(value: str | None, parse: Callable[[str], Any], flag: str, default: Any) -> Any:
     """A flag's value parsed (UsageError naming the flag), else ``default``."""
     if not value:
@@ -78,15 +62,19 @@ def command(args: argparse.Namespace) -> int:
         raise UsageError("--step needs a terminal on standard input")
     loader = Loader(catalog(), search_path(args.path))
     runbook = loader.load(args.file)
-    values = resolve_for_run(runbook, parse_set_args(args.set),
-                             [load_values(v, loader.limits) for v in args.values])
+    sets = parse_set_args(args.set)
+    files = [load_values(v, loader.limits) for v in args.values]
+    values = resolve_for_run(runbook, sets, files, missing_ok=args.dry_run)
     _check_start_at(runbook, args.start_at)
     if args.pid is not None:
         runbook.target = {"node": {"pid": args.pid}}
     masker = Masker(values.secrets)
     _warn_short_secrets(runbook, values.values)
     if args.dry_run:
-        _print_plan(runbook, values.values, masker)
+        print(render_plan(runbook, values.values, dict(os.environ), masker.text,
+                          values.missing), end="", flush=True)
+        if values.missing:  # shown as templates; the run itself would refuse (exit 2)
+            resolve_for_run(runbook, sets, files)
         return EXIT_OK
     timeout = _option(args.timeout, parse_duration, "--timeout", None)
     max_output = _option(args.max_output, parse_size, "--max-output", DEFAULT_MAX_OUTPUT)

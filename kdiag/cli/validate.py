@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sized
 
 from kdiag.errors import EXIT_INVALID, EXIT_OK, Problem, RunbookError
 from kdiag.language.params import load_values, parse_set_args
@@ -18,6 +19,15 @@ from kdiag.steps import catalog
 
 MAX_SHOWN = 100
 """Problems printed per run of ``validate``; the rest are counted on one more line."""
+
+
+def counted(steps: Sized, finally_steps: Sized) -> str:
+    """``1 step``, ``5 steps, 1 finally step``."""
+    def n(count: int, word: str) -> str:
+        return f"{count} {word}{'' if count == 1 else 's'}"
+
+    text = n(len(steps), "step")
+    return text + (f", {n(len(finally_steps), 'finally step')}" if len(finally_steps) else "")
 
 
 def command(args: argparse.Namespace) -> int:
@@ -35,7 +45,7 @@ def command(args: argparse.Namespace) -> int:
         except RunbookError as exc:
             problems.extend(exc.problems)
             continue
-        print(f"{file}: ok ({len(runbook.steps)} steps, {len(runbook.finally_steps)} finally)")
+        print(f"{file}: ok ({counted(runbook.steps, runbook.finally_steps)})")
     for problem in problems[:MAX_SHOWN]:
         print(f"error: {problem}", file=sys.stderr)
     if len(problems) > MAX_SHOWN:

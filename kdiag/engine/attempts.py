@@ -17,6 +17,7 @@ from kdiag.engine.events import (
     StepStatus,
 )
 from kdiag.engine.execution import Halted, execute_guarded, execute_with_timeout
+from kdiag.engine.fanout import Fanned
 from kdiag.engine.frame import Frame
 from kdiag.engine.masking import mask_step_values
 from kdiag.errors import EnvironmentProblem
@@ -64,8 +65,11 @@ def step_result(outcome: StepOutcome, duration: float, attempts: int) -> dict[st
     # The step's own dict, not a copy: a background step (a capture, a redirect) keeps
     # updating it, and later steps see the current values.
     result = outcome.result
+    # A step whose own result is a message (note, pause) keeps it when the outcome has none.
+    own = result.get("message")
     result.update(ok=outcome.ok, failed=not outcome.ok, skipped=False,
-                  message=outcome.message, duration=round(duration, 4), attempts=attempts)
+                  message=outcome.message or (own if isinstance(own, str) else ""),
+                  duration=round(duration, 4), attempts=attempts)
     if outcome.artifacts:
         result["artifacts"] = list(outcome.artifacts)
     return result
@@ -202,9 +206,14 @@ class StepAttempts:
                 return StepOutcome(ok=False, message=f"the target is lost: {lost.cause}"), \
                     "error", False
             try:
-                runtime.target()
+                fleet = runtime.target().fleet()
+                parallel = self._parallel(frame, spec)
             except EnvironmentProblem as exc:
                 return StepOutcome(ok=False, message=str(exc)), "error", False
+            except (TemplateError, ValueError, TypeError) as exc:
+                return StepOutcome(ok=False, message=f"parallel: {exc}"), "failed", False
+            if fleet is not None:  # pick: all: the step runs on every pod
+                step_type = Fanned(step_type, fleet, parallel)
         outcome: StepOutcome | EnvironmentProblem | Halted
         if step_type.inline:
             outcome = execute_guarded(step_type, body, runtime)
@@ -216,6 +225,17 @@ class StepAttempts:
         if isinstance(outcome, EnvironmentProblem):
             return StepOutcome(ok=False, message=str(outcome)), "error", False
         return outcome, "passed" if outcome.ok else "failed", False
+
+    def _parallel(self, frame: Frame, spec: StepSpec) -> int | None:
+        """The step's ``parallel`` (None: the default); ValueError unless a number >= 1."""
+        value = spec.parallel
+        if isinstance(value, str):
+            value = self.run.renderer.render(value, frame.scope())
+        if value is None:
+            return None
+        if int(value) < 1:
+            raise ValueError(f"must be 1 or more, not {value}")
+        return int(value)
 
     def _assertions(self, frame: Frame, spec: StepSpec, ref: StepRef,
                     result: dict[str, Any]) -> tuple[AssertionResult, ...]:

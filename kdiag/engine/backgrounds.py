@@ -6,10 +6,12 @@ Work with a lifeline (see :func:`kdiag.steps.base.lifeline_of`) is watched by th
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from kdiag.engine.context import StepRuntime
+from kdiag.engine.events import BackgroundStopped
 from kdiag.engine.supervision import Supervisor
 from kdiag.steps.base import Background, lifeline_of
 
@@ -50,7 +52,7 @@ class Backgrounds:
                 try:
                     entry.background.stop()
                 finally:
-                    entry.runtime.flush()
+                    _stopped(entry.runtime)
                 return True
         return False
 
@@ -64,5 +66,11 @@ class Backgrounds:
                 entry.background.stop()
             except Exception as exc:
                 failed(entry.runtime, exc)
-            entry.runtime.flush()
+            _stopped(entry.runtime)
         self._entries.clear()
+
+
+def _stopped(runtime: StepRuntime) -> None:
+    """What the work still held back goes out, then that it stopped (for the timeline)."""
+    runtime.flush()
+    runtime.run.bus.emit(BackgroundStopped(runtime.ref, time.time()))

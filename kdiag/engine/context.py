@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kdiag.engine.artifacts import MaskedFile, step_folder_name
 from kdiag.engine.bus import EventBus
-from kdiag.engine.events import StepNote, StepOutput, StepRef
+from kdiag.engine.events import StepNote, StepOutput, StepProgress, StepRef
 from kdiag.engine.frame import Frame
 from kdiag.engine.interaction import Interaction
 from kdiag.engine.supervision import Supervisor
@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 MAX_KEPT_OUTPUT = 256 * 1024
 """Characters of a step's output kept for its failure report (the tail is kept)."""
+PROGRESS_INTERVAL = 0.2
+"""Seconds between two :class:`StepProgress` events of one step: a busy redirect changes its
+counters thousands of times a second; reports need them per interval (a timeline)."""
 
 
 class RunScope(Protocol):
@@ -74,6 +77,11 @@ class StepRuntime:
     lock: threading.Lock = field(default_factory=threading.Lock)
     withheld: int = 0
     """Characters of output not shown: the step is marked ``secret``."""
+    progress_due: StepProgress | None = None
+    """Counters not sent yet (see :meth:`progress`)."""
+    progress_sent: float = 0.0
+    pod_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Each pod's last counters, when the step runs on several (their sum is the step's)."""
 
     @property
     def runbook_dir(self) -> Path:
@@ -99,8 +107,43 @@ class StepRuntime:
                 self.pending[stream] = held
             self._emit(stream, masked)
 
+    def progress(self, counts: dict[str, int]) -> None:
+        """The step's counters changed: sent now, or with the next change at most
+        :data:`PROGRESS_INTERVAL` later (a timer sends the last one; :meth:`flush` too)."""
+        event = StepProgress(self.ref, time.time(), dict(counts))
+        with self.lock:
+            waiting = self.progress_due is not None
+            self.progress_due = event
+            wait = self.progress_sent + PROGRESS_INTERVAL - time.monotonic()
+            if waiting:
+                return  # the timer started for the first of them sends this one
+            if wait > 0:
+                timer = threading.Timer(wait, self._send_progress)
+                timer.daemon = True
+                timer.start()
+                return
+        self._send_progress()
+
+    def pod_progress(self, pod: str, counts: dict[str, int]) -> None:
+        """One pod's counters changed: the step's are the sum over its pods."""
+        with self.lock:
+            self.pod_counts[pod] = dict(counts)
+            total: dict[str, int] = {}
+            for each in self.pod_counts.values():
+                for key, value in each.items():
+                    total[key] = total.get(key, 0) + value
+        self.progress(total)
+
+    def _send_progress(self) -> None:
+        with self.lock:
+            event, self.progress_due = self.progress_due, None
+            self.progress_sent = time.monotonic()
+        if event is not None:
+            self.run.bus.emit(event)
+
     def flush(self) -> None:
         """Emit output held back at the end of a chunk (the step, or its background, ended)."""
+        self._send_progress()
         with self.lock:
             pending, self.pending = self.pending, {}
             for stream, text in pending.items():
@@ -124,6 +167,9 @@ class StepRuntime:
 
     def note(self, message: str) -> None:
         self.run.bus.emit(StepNote(self.ref, message))
+
+    def add_secrets(self, values: list[str]) -> None:
+        self.run.bus.masker.add_all(values)
 
     def artifact_path(self, name: str) -> Path:
         folder = self.run.artifacts_root() / step_folder_name(self.ref.seq, self.ref.qualified_name)

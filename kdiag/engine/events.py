@@ -142,6 +142,25 @@ class BackgroundFailed:
 
 
 @dataclass(frozen=True)
+class StepProgress:
+    """Counters of a step's work at a time (a redirect's connections), cumulative: each one
+    replaces the step's previous counters. Sent at most a few times a second."""
+
+    step: StepRef
+    at: float
+    """When the counters last changed (seconds since the epoch)."""
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BackgroundStopped:
+    """A step's background work was stopped: by a ``stop`` step, or as the run ended."""
+
+    step: StepRef
+    at: float
+
+
+@dataclass(frozen=True)
 class RunFinished:
     status: RunStatus
     exit_code: int
@@ -151,4 +170,4 @@ class RunFinished:
 
 
 Event = (RunStarted | StepStarted | StepOutput | AssertionResult | StepNote | AttemptFinished
-         | StepFinished | BackgroundFailed | RunFinished)
+         | StepFinished | StepProgress | BackgroundFailed | BackgroundStopped | RunFinished)

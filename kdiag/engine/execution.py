@@ -13,7 +13,7 @@ from kdiag.engine.abort import Abort
 from kdiag.engine.context import StepRuntime
 from kdiag.errors import EXIT_ENVIRONMENT, EnvironmentProblem, KdiagError
 from kdiag.language.templating import TemplateError
-from kdiag.steps.base import StepFailed, StepOutcome, StepType
+from kdiag.steps.base import StepContext, StepFailed, StepOutcome, StepType
 
 CANCEL_GRACE = 5.0
 """Seconds a step gets to wind down after its timeout or a Ctrl-C before it is abandoned."""
@@ -30,7 +30,7 @@ class Halted:
     environmental: bool
 
 
-def execute_guarded(step_type: StepType, body: Any, runtime: StepRuntime
+def execute_guarded(step_type: StepType, body: Any, runtime: StepContext
                     ) -> StepOutcome | EnvironmentProblem:
     """Run the step type; a failure is an outcome, an environment problem is returned as is."""
     try:

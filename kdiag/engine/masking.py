@@ -17,13 +17,26 @@ import html
 import json
 import shlex
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import quote, quote_plus
 
 MASK = "***"
 MIN_LENGTH = 4
 """Secrets (and derived forms) shorter than this are not masked inside text."""
+INDEXED_TAIL_FORMS = 64
+"""With more forms than this, :meth:`Masker.split` finds a cut secret by its first characters."""
+
+
+def _by_heads_is_cheaper(forms: int, length: int) -> bool:
+    """Whether looking up a text's ``length`` runs of MIN_LENGTH characters beats searching
+    it for each of ``forms`` (measured: ≈ 400 ns a run against ≈ 60 ns + 0.27 ns a
+    character per form searched)."""
+    return length >= MIN_LENGTH and 400 * length < forms * (60 + length * 27 // 100)
+
+
+def _longest_first(form: str) -> tuple[int, str]:
+    return -len(form), form
 
 
 def _base64_cores(data: bytes) -> list[str]:
@@ -39,15 +52,25 @@ def _base64_cores(data: bytes) -> list[str]:
     return cores
 
 
+def _utf8(text: str) -> bytes:
+    """The bytes ``text`` stands for: bytes that are not UTF-8 come back as they were read
+    (``surrogateescape``, as output and environments are decoded); other lone surrogates as
+    UTF-8 would write them."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
 def forms(secret: str) -> set[str]:
     """``secret`` and what it becomes through common transformations (see the module's
     docstring); forms shorter than :data:`MIN_LENGTH` are left out."""
     found = {secret, secret.strip()}
     for text in list(found):
-        data = text.encode("utf-8", "surrogatepass")
+        data = _utf8(text)
         found.update({
             text.upper(), text.lower(), text.title(), text.capitalize(), text[::-1],
-            quote(text, safe=""), quote(text), quote_plus(text),
+            quote(data, safe=""), quote(data), quote_plus(data),
             json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1],
             html.escape(text), text.replace("'", "'\"'\"'"), shlex.quote(text),
             data.hex(), data.hex().upper(), repr(text)[1:-1],
@@ -58,16 +81,30 @@ def forms(secret: str) -> set[str]:
     return {form for form in found if len(form) >= MIN_LENGTH}
 
 
+_Index = tuple[dict[str, list[str]], frozenset[str], int]
+
+
+def _index(found: list[str]) -> _Index:
+    """For :meth:`Masker.split` with many forms: the forms by their first MIN_LENGTH
+    characters, every shorter start of a form, and the longest form's length."""
+    by_head: dict[str, list[str]] = {}
+    for form in found:
+        by_head.setdefault(form[:MIN_LENGTH], []).append(form)
+    short = frozenset(form[:k] for form in found for k in range(1, MIN_LENGTH))
+    return by_head, short, max(map(len, found), default=0)
+
+
 class Masker:
     """Replaces every known secret (and its derived forms) with ``***`` in text and in nested
     values; thread-safe."""
 
     def __init__(self, secrets: tuple[str, ...] | list[str] = ()) -> None:
         self._forms: list[str] = []  # longest first
+        self._known: frozenset[str] = frozenset()  # the same, as a set
+        self._index: _Index = ({}, frozenset(), 0)  # for split (see _index)
         self._whole: set[str] = set()  # every secret: a whole value equal to one is masked
         self._lock = threading.Lock()
-        for secret in secrets:
-            self.add(secret)
+        self.add_all(secrets)
 
     @staticmethod
     def too_short(secret: str) -> bool:
@@ -76,13 +113,24 @@ class Masker:
 
     def add(self, secret: str) -> None:
         """Mask ``secret`` (and its forms) from now on."""
-        if not secret:
+        self.add_all((secret,))
+
+    def add_all(self, secrets: Iterable[str]) -> None:
+        """Mask each of ``secrets`` (and their forms) from now on (many at once: one sort)."""
+        new: set[str] = set()
+        whole: set[str] = set()
+        for secret in secrets:
+            if secret:
+                new |= forms(secret)
+                whole.update((secret, secret.strip()) if secret.strip() else (secret,))
+        if not whole:
             return
-        new = forms(secret)
         with self._lock:
-            self._whole = {*self._whole, secret, *([secret.strip()] if secret.strip() else [])}
-            if not new.issubset(self._forms):
-                self._forms = sorted({*self._forms, *new}, key=len, reverse=True)
+            self._whole = self._whole | whole
+            if not new <= self._known:
+                self._known = self._known | new
+                self._forms = sorted(self._known, key=_longest_first)
+                self._index = _index(self._forms)
 
     @property
     def active(self) -> bool:
@@ -91,7 +139,15 @@ class Masker:
 
     def text(self, text: str) -> str:
         """``text`` with the secrets masked."""
-        for form in self._forms:
+        found = self._forms
+        if _by_heads_is_cheaper(len(found), len(text)):
+            # Many secrets (a target's environment and files): look up the forms starting
+            # with each MIN_LENGTH characters of the text instead of searching for every form.
+            by_head = self._index[0]
+            grams = {text[i:i + MIN_LENGTH] for i in range(len(text) - MIN_LENGTH + 1)}
+            found = sorted((form for gram in grams.intersection(by_head) for form in
+                            by_head[gram]), key=_longest_first)
+        for form in found:
             if form in text:
                 text = text.replace(form, MASK)
         return text
@@ -103,6 +159,9 @@ class Masker:
         first part now and prepends the tail to the next chunk (or flushes it at the end).
         """
         masked = self.text(text)
+        if len(self._forms) > INDEXED_TAIL_FORMS:
+            cut = self._tail_start(masked)
+            return masked[:cut], masked[cut:]
         cut = len(masked)
         for form in self._forms:
             # The earliest place from which the rest of the text starts this form.
@@ -113,6 +172,21 @@ class Masker:
                     break
                 start = masked.find(form[0], start + 1)
         return masked[:cut], masked[cut:]
+
+    def _tail_start(self, masked: str) -> int:
+        """Where the earliest suffix of ``masked`` that some form begins with starts (the
+        length: none), looked up by the suffix's first characters rather than form by form."""
+        by_head, short_heads, longest = self._index
+        n = len(masked)
+        for start in range(max(0, n - longest + 1), n):
+            if n - start < MIN_LENGTH:
+                if masked[start:] in short_heads:
+                    return start
+                continue
+            for form in by_head.get(masked[start:start + MIN_LENGTH], ()):
+                if len(form) > n - start and form.startswith(masked[start:]):
+                    return start
+        return n
 
     def value(self, value: Any) -> Any:
         """A copy of ``value`` (str, mapping, sequence, dataclass) with secrets masked."""

@@ -166,6 +166,7 @@ class Run:
                     self.bus.emit(StepNote(ref, f"opening the target: {self._describe_target()}"))
                 self._session = self.open_target(self._target_spec)
                 self._target_facts.update(getattr(self._session, "info", {}))
+                self._session.on_notice(lambda text: self.bus.emit(StepNote(TARGET, text)))
                 self.supervisor.watch_target(self._session.watch())
                 if ref is not None:
                     self.bus.emit(StepNote(ref, f"target: {self._session.summary()}"))

@@ -1,5 +1,6 @@
-"""Which pod(s) and container a target means: by name or label selector, ``pick``, running
-pods only, and the default container as kubectl chooses it."""
+"""Which pod(s) and container a target means: by name, kubectl's ``TYPE/NAME`` (the pods of a
+workload or Service, see :mod:`kdiag.kube.workloads`) or a label selector; ``pick``; running
+pods only (``all``: every Ready one); and the default container as kubectl chooses it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any, Literal
 
 from kdiag.errors import TargetError
 from kdiag.kube.errors import Call, PodGone, api_call
+from kdiag.kube.workloads import Workload, parse_name, read_workload
 
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 Pick = Literal["newest", "oldest", "all"]
@@ -17,7 +19,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 @dataclass(frozen=True)
 class PodSelector:
-    """What the user asked for."""
+    """What the user asked for (``pod``: a name, or ``TYPE/NAME``)."""
 
     namespace: str
     pod: str | None = None
@@ -40,6 +42,10 @@ class PodRef:
     created: datetime = _EPOCH
     labels: dict[str, str] = field(default_factory=dict, compare=False)
     container_id: str = ""  # the container's runtime ID (no ``containerd://``), if running
+    host_ips: tuple[str, ...] = ()
+    """The node's addresses (``status.hostIPs``): where the kubelet's probes come from."""
+    named_ports: dict[str, int] = field(default_factory=dict, compare=False)
+    """The pod's container ports that have a name (``http`` → 8080)."""
 
     def describe(self) -> str:
         """``pod ns/name (container app)``."""
@@ -49,7 +55,26 @@ class PodRef:
         """Plain data for templates and reports."""
         return {"namespace": self.namespace, "name": self.name, "pod": self.name,
                 "uid": self.uid, "container": self.container,
-                "containers": list(self.containers), "node": self.node, "ip": self.ip}
+                "containers": list(self.containers), "node": self.node, "ip": self.ip,
+                "host_ip": self.host_ips[0] if self.host_ips else ""}
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The pods a target means, and how to find more of them later."""
+
+    pods: list[PodRef]
+    selector: str = ""
+    """The label selector the pods were found by ('' for one named pod)."""
+    workload: Workload | None = None
+    """What a ``TYPE/NAME`` target named (None: a pod name or a selector)."""
+
+    @property
+    def label(self) -> str:
+        """``deployment/api``, ``app=api`` or ``pod/api-0``."""
+        if self.workload is not None:
+            return self.workload.label
+        return self.selector or f"pod/{self.pods[0].name}"
 
 
 def default_container(pod: Any) -> str:
@@ -67,6 +92,12 @@ def is_running(pod: Any) -> bool:
     """Running phase and not being deleted."""
     return (pod.status is not None and pod.status.phase == "Running"
             and pod.metadata.deletion_timestamp is None)
+
+
+def is_ready(pod: Any) -> bool:
+    """Running, not being deleted, and its Ready condition true (it gets Service traffic)."""
+    return is_running(pod) and any(c.type == "Ready" and c.status == "True"
+                                   for c in pod.status.conditions or [])
 
 
 def _created(pod: Any) -> datetime:
@@ -91,7 +122,19 @@ def to_ref(pod: Any, container: str | None) -> PodRef:
                   uid=pod.metadata.uid, container=chosen, containers=names,
                   node=pod.spec.node_name or "", ip=(pod.status.pod_ip or "") if pod.status else "",
                   created=_created(pod), labels=dict(pod.metadata.labels or {}),
-                  container_id=_container_id(pod, chosen))
+                  container_id=_container_id(pod, chosen), host_ips=_host_ips(pod),
+                  named_ports={p.name: int(p.container_port) for c in pod.spec.containers
+                               for p in c.ports or [] if p.name})
+
+
+def _host_ips(pod: Any) -> tuple[str, ...]:
+    status = pod.status
+    if status is None:
+        return ()
+    found = [h.ip for h in getattr(status, "host_ips", None) or [] if getattr(h, "ip", None)]
+    if status.host_ip and status.host_ip not in found:
+        found.insert(0, status.host_ip)
+    return tuple(found)
 
 
 def _container_id(pod: Any, container: str) -> str:
@@ -102,22 +145,40 @@ def _container_id(pod: Any, container: str) -> str:
 
 
 def resolve(core: Any, want: PodSelector, server: str = "") -> list[PodRef]:
-    """The running pod(s) ``want`` selects (TargetError naming why when there is none)."""
-    if want.pod:
-        with api_call(Call("get", "pods", want.namespace, want.pod, server)):
-            pod = core.read_namespaced_pod(want.pod, want.namespace, _request_timeout=30)
+    """The running pod(s) ``want`` selects, ready or not (TargetError naming why when there
+    is none)."""
+    return select(core, want, server, ready=False).pods
+
+
+def select(core: Any, want: PodSelector, server: str = "", *, ready: bool | None = None
+           ) -> Selection:
+    """The pod(s) ``want`` selects and how they were found; TargetError naming why when there
+    is none. ``ready`` (default: with ``pick: all``): only pods whose Ready condition holds
+    (a named pod need only run)."""
+    kind, name = parse_name(want.pod) if want.pod else ("", "")
+    if kind == "pod":
+        with api_call(Call("get", "pods", want.namespace, name, server)):
+            pod = core.read_namespaced_pod(name, want.namespace, _request_timeout=30)
         if not is_running(pod):
             phase = "terminating" if pod.metadata.deletion_timestamp else pod.status.phase
-            raise PodGone(f"pod {want.namespace}/{want.pod} is {phase}, not running")
-        return [to_ref(pod, want.container)]
-    if not want.selector:
-        raise TargetError("kubernetes target: name a pod or a label selector")
+            raise PodGone(f"pod {want.namespace}/{name} is {phase}, not running")
+        return Selection([to_ref(pod, want.container)])
+    workload = read_workload(core, kind, name, want.namespace, server) if kind else None
+    selector = workload.selector if workload is not None else want.selector
+    if not selector:
+        raise TargetError("kubernetes target: name a pod, TYPE/NAME or a label selector")
     with api_call(Call("list", "pods", want.namespace, "", server)):
-        pods = core.list_namespaced_pod(want.namespace, label_selector=want.selector,
+        pods = core.list_namespaced_pod(want.namespace, label_selector=selector,
                                         _request_timeout=30).items
-    running = [p for p in pods if is_running(p)]
-    if not running:
-        others = f" ({len(pods)} not running)" if pods else ""
-        raise TargetError(f"no running pod matches {want.selector} in namespace "
+    wanted = is_ready if (want.pick == "all" if ready is None else ready) else is_running
+    chosen = [p for p in pods if wanted(p)]
+    if not chosen:
+        what = workload.label if workload is not None else selector
+        state = "ready" if wanted is is_ready else "running"
+        others = f" ({len(pods)} not {state})" if pods else ""
+        raise TargetError(f"no {state} pod of {what} in namespace {want.namespace}{others}"
+                          if workload is not None else
+                          f"no {state} pod matches {selector} in namespace "
                           f"{want.namespace}{others}")
-    return [to_ref(p, want.container) for p in pick_pods(running, want.pick)]
+    return Selection([to_ref(p, want.container) for p in pick_pods(chosen, want.pick)],
+                     selector, workload)

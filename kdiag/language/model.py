@@ -47,6 +47,8 @@ class StepSpec:
     delay: float | str | None = None
     continue_on_error: bool = False
     background: bool = False
+    parallel: int | str | None = None
+    """With a ``pick: all`` target: on how many pods at once a manager step runs."""
     asserts: tuple[str, ...] = ()
     secret: bool | tuple[str, ...] = False
     """What the step reads is secret: its output is withheld, its values masked (``True``:

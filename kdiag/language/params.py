@@ -25,6 +25,13 @@ class ParamValues:
 
     values: dict[str, Any]
     secrets: tuple[str, ...]
+    missing: tuple[str, ...] = ()
+    """Required params not given (only with ``missing_ok``: a dry run's plan names them)."""
+
+
+def a_type(kind: str) -> str:
+    """``an integer``, ``a string``: a param type with its article, for messages."""
+    return f"{'an' if kind[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {kind}"
 
 
 def parse_set_args(items: list[str]) -> dict[str, str]:
@@ -75,7 +82,7 @@ def literal_problem(spec: ParamSpec, value: Any) -> str | None:
     if _has_template(value):
         return None
     if not _matches(spec.type, value):
-        return f"param {spec.name!r}: expected a {spec.type}, got {describe(value)}"
+        return f"param {spec.name!r}: expected {a_type(spec.type)}, got {describe(value)}"
     problem = _check_choice(spec, value, None, "")
     return problem.message if problem else None
 
@@ -85,10 +92,13 @@ def convert(spec: ParamSpec, text: str) -> Any:
     kind = spec.type
     if kind == "string":
         return text
-    if kind == "integer":
-        return int(text, 0)
-    if kind == "number":
-        return float(text)
+    try:
+        if kind == "integer":
+            return int(text, 0)
+        if kind == "number":
+            return float(text)
+    except ValueError:
+        raise ValueError(f"expected {a_type(kind)}, got {text!r}") from None
     if kind == "boolean":
         lowered = text.strip().lower()
         if lowered in _TRUE | _FALSE:
@@ -99,7 +109,7 @@ def convert(spec: ParamSpec, text: str) -> Any:
     except yaml.YAMLError:
         raise ValueError(f"expected a YAML {kind}") from None
     if not _matches(kind, value):
-        raise ValueError(f"expected a {kind}, got {describe(value)}")
+        raise ValueError(f"expected {a_type(kind)}, got {describe(value)}")
     return value
 
 
@@ -125,14 +135,17 @@ def resolve_params(
     sets: dict[str, str] | None = None,
     values: dict[str, Any] | None = None,
     values_files: Sequence[ValuesFile] = (),
+    missing_ok: bool = False,
 ) -> ParamValues:
     """Combine defaults, values files, ``values`` and ``--set`` flags (later ones win).
 
     ``values`` are typed values from code (an ``include`` step's params). Every problem is
-    collected and raised together as one RunbookError.
+    collected and raised together as one RunbookError. ``missing_ok``: a required param not
+    given is no problem (it is named in ``missing``).
     """
     problems: list[Problem] = []
     resolved: dict[str, Any] = {}
+    given_wrong: set[str] = set()  # given, but not usable: "required" would be misleading
     given = [*values_files, (values or {}, None)]
     for name, value, where in ((n, v, src.locate((n,)) if src else None)
                                for data, src in given for n, v in data.items()):
@@ -140,7 +153,9 @@ def resolve_params(
         if spec is None:
             problems.append(Problem(_unknown(name, runbook.params), where))
         elif not _matches(spec.type, value):
-            problems.append(Problem(f"param {name!r}: expected a {spec.type}, got {describe(value)}", where))
+            given_wrong.add(name)
+            problems.append(Problem(f"param {name!r}: expected {a_type(spec.type)}, "
+                                    f"got {describe(value)}", where))
         else:
             resolved[name] = value
     for name, text in (sets or {}).items():
@@ -151,13 +166,17 @@ def resolve_params(
         try:
             resolved[name] = convert(spec, text)
         except ValueError as exc:
+            given_wrong.add(name)
             problems.append(Problem(f"--set {name}={text}: {exc}"))
+    missing = []
     for name, spec in runbook.params.items():
         if name not in resolved:
+            if name in given_wrong:
+                continue
             if not spec.has_default:
-                problems.append(Problem(
-                    f"param {name!r} is required: pass --set {name}=VALUE or a --values file",
-                    spec.location))
+                missing.append(name)
+                if not missing_ok:
+                    problems.append(Problem(_required(spec), spec.location))
                 continue
             resolved[name] = spec.default
         problem = _check_choice(spec, resolved[name], spec.location, "")
@@ -167,4 +186,11 @@ def resolve_params(
         raise RunbookError([Problem(clip(p.message), p.location) for p in problems])
     secrets = tuple(str(resolved[n]) for n, s in runbook.params.items()
                     if s.secret and n in resolved and resolved[n] not in (None, ""))
-    return ParamValues(resolved, secrets)
+    return ParamValues(resolved, secrets, tuple(missing))
+
+
+def _required(spec: ParamSpec) -> str:
+    """``param 'pid' is required: pass --set pid=VALUE or a --values file — PID of ...``."""
+    about = " ".join(spec.description.split()).rstrip(".")
+    return (f"param {spec.name!r} is required: pass --set {spec.name}=VALUE or a --values file"
+            + (f" \N{EM DASH} {about}" if about else ""))

@@ -23,3 +23,5 @@ def parse_port_mapping(text: str, *, local_may_be_zero: bool = False) -> tuple[i
 PORT_SCHEMA = {"type": "integer", "minimum": 1, "maximum": 65535}
 PORT_MAPPING_SCHEMA = {"type": "string", "pattern": r"^[0-9]{1,5}(:[0-9]{1,5})?$",
                        "title": "PORT or PORT:LOCALPORT"}
+NAMED_PORT_SCHEMA = {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(:[0-9]{1,5})?$",
+                     "title": "NAME or NAME:LOCALPORT (a named port)"}

@@ -72,10 +72,14 @@ def _target_values(rendered: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def resolve_for_run(runbook: Runbook, sets: dict[str, str],
-                    values_files: Sequence[ValuesFile]) -> ParamValues:
+                    values_files: Sequence[ValuesFile], missing_ok: bool = False) -> ParamValues:
     """The params of a run, checked as ``run`` checks them before its first step (the target
-    rendered with them included); RunbookError lists every problem."""
-    values = resolve_params(runbook, sets, values_files=values_files)
+    rendered with them included); RunbookError lists every problem. ``missing_ok`` (a dry
+    run): required params may be missing (``missing`` names them; the target is then not
+    rendered: it may need them)."""
+    values = resolve_params(runbook, sets, values_files=values_files, missing_ok=missing_ok)
+    if values.missing:
+        return values
     problems = check_target(runbook, values.values)
     if problems:
         raise RunbookError(problems)

@@ -186,6 +186,7 @@ def _step_spec(step: dict[str, Any], index: int, phase: Phase, path: DocPath,
         delay=step.get("delay"),
         continue_on_error=bool(step.get("continue_on_error", False)),
         background=bool(step.get("background", False)),
+        parallel=step.get("parallel"),
         asserts=tuple([asserts] if isinstance(asserts, str) else asserts),
         secret=tuple(step["secret"]) if isinstance(step.get("secret"), list)
         else bool(step.get("secret", False)),
@@ -252,11 +253,11 @@ def _stop_problem(name: str, earlier: dict[str, StepSpec], level: set[str],
 
 
 def _check_param_defaults(checker: Checker, runbook: Runbook) -> None:
-    from kdiag.language.params import _matches
+    from kdiag.language.params import _matches, a_type
 
     for spec in runbook.params.values():
         if spec.has_default and spec.default is not None and not _matches(spec.type, spec.default):
-            checker.add(f"the default of param {spec.name!r} is not a {spec.type}: "
+            checker.add(f"the default of param {spec.name!r} is not {a_type(spec.type)}: "
                         f"{schemacheck.describe(spec.default)}", ("params", spec.name, "default"))
 
 

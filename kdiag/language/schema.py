@@ -15,6 +15,8 @@ SCHEMA_ID = "urn:kdiag:runbook:v1"
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 DURATION = r"^[0-9]+(\.[0-9]+)?(ms|s|m|h)$"
 TEMPLATE = r"\{\{|\{%"
+POD_TARGET = (r"^((pods?|po|(deployments?|statefulsets?|daemonsets?|replicasets?)(\.apps)?"
+              r"|deploy|sts|ds|rs|jobs?(\.batch)?|services?|svc)/)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 TEMPLATE_DEF: Schema = {
     "title": "a {{ template }}",
@@ -50,6 +52,9 @@ CONTROLS: dict[str, Schema] = {
     "delay": {"$ref": "#/$defs/duration", "description": "Wait between retries (default 1s)."},
     "continue_on_error": {"type": "boolean",
                           "description": "A failure of this step does not fail the run."},
+    "parallel": {"anyOf": [{"type": "integer", "minimum": 1}, {"$ref": "#/$defs/template"}],
+                 "description": "With a pick: all target, on how many pods at once a manager "
+                                "step runs (default 10)."},
     "background": {"type": "boolean",
                    "description": "Keep what the step starts running until the run ends."},
     "assert": {"anyOf": [EXPRESSION, {"type": "array", "items": EXPRESSION, "minItems": 1}],
@@ -92,7 +97,13 @@ KUBERNETES_TARGET: Schema = {
     "description": "A pod (or pods) in a Kubernetes cluster.",
     "properties": {
         "namespace": {"type": "string"},
-        "pod": {"type": "string", "description": "A pod name."},
+        "pod": {"anyOf": [
+            {"type": "string", "pattern": POD_TARGET, "title": "a pod name or TYPE/NAME (pod, "
+             "deployment/deploy, statefulset/sts, daemonset/ds, replicaset/rs, job, "
+             "service/svc)"},
+            {"$ref": "#/$defs/template"}],
+            "description": "A pod name, or TYPE/NAME as kubectl takes it (deploy/api, svc/api, "
+                           "...): the pods of a workload or behind a Service."},
         "selector": {"type": "string", "description": "A label selector, e.g. app=api."},
         "container": {"type": "string", "description": "Default: the default-container "
                       "annotation, else the first container."},

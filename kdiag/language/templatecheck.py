@@ -146,7 +146,7 @@ def check_step(checker: Checker, scope: Scope, step: StepSpec) -> None:
     own = frozenset({"result", *([step.register] if step.register else [])})
     if isinstance(step.when, str):
         check_text(checker, scope, (*path, "when"), step.when, expression=True)
-    for key in ("timeout", "retries", "delay"):
+    for key in ("timeout", "retries", "delay", "parallel"):
         value = getattr(step, key)
         if isinstance(value, str):
             check_text(checker, scope, (*path, key), value, expression=False)

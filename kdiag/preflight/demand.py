@@ -70,9 +70,19 @@ def step_uses(steps: list[StepSpec]) -> list[StepUse]:
     for step in steps:
         body = step.body if isinstance(step.body, dict) else {}
         mode = next((str(body[f]) for f in MODE_FIELDS if isinstance(body.get(f), str)), "")
-        found.append(StepUse(step.name, step.kind, "" if "{" in mode else mode))
+        found.append(StepUse(step.name, step.kind, _context_mode(body) or
+                             ("" if "{" in mode else mode)))
         found.extend(step_uses(list(step.children)))
     return found
+
+
+def _context_mode(body: dict[str, Any]) -> str:
+    """A local command with the target's context (``run: {from_target: ...}``) reaches the
+    manager: mode ``from_target``, or ``names`` when it also forwards cluster Services."""
+    wanted = body.get("from_target")
+    if not isinstance(wanted, dict) or not wanted:
+        return ""
+    return "names" if wanted.get("names") not in (None, False, []) else "from_target"
 
 
 def from_runbook(runbook: Runbook, params: dict[str, Any], loader: Any = None) -> Demand:

@@ -33,17 +33,21 @@ STEPS: dict[str, tuple[str, ...]] = {
     "logs": ("get pods/log", *READ_PODS),
     "forward": ("get pods", *PORT_FORWARD),
     "redirect:expose": ("create services", "delete services"),
+    "run:names": ("get services", "list services", "list pods", *PORT_FORWARD),
 }
 """What a step type (``kind``, or ``kind:mode``) needs beyond the manager."""
+MANAGER_MODES = frozenset({"run:from_target", "run:names"})
+"""Steps of a type that does not talk to the manager, but does in this mode (a local command
+reading the target's context)."""
 
 WORKLOADS: dict[str, str] = {
-    "deployment": "get deployments.apps", "deploy": "get deployments.apps",
-    "statefulset": "get statefulsets.apps", "sts": "get statefulsets.apps",
-    "daemonset": "get daemonsets.apps", "ds": "get daemonsets.apps",
-    "replicaset": "get replicasets.apps", "rs": "get replicasets.apps",
-    "job": "get jobs.batch", "service": "get services", "svc": "get services",
+    "deployment": "get deployments.apps", "statefulset": "get statefulsets.apps",
+    "daemonset": "get daemonsets.apps", "replicaset": "get replicasets.apps",
+    "job": "get jobs.batch", "service": "get services",
 }
-"""A target named in kubectl's ``TYPE/NAME`` form: reading the workload (then its pods)."""
+"""A target named in kubectl's ``TYPE/NAME`` form (any of its names for the type, see
+:mod:`kdiag.kube.workloads`): reading the workload for its selector (then its pods, which
+``pick: all`` also watches)."""
 
 
 @dataclass(frozen=True, order=True)
@@ -119,7 +123,7 @@ def needs(demand: Demand, server: tuple[int, int] | None = None) -> list[Need]:
     else:
         managed = manager_kinds()
         for step in demand.steps:
-            if step.kind in managed:
+            if step.kind in managed or step.key in MANAGER_MODES:
                 add(way, step.label())
             for key in dict.fromkeys((step.kind, step.key)):
                 if key in STEPS:
@@ -144,7 +148,14 @@ def known_way(demand: Demand) -> bool:
 
 
 def workload_kind(demand: Demand) -> str:
-    """``deployment`` for a target ``pod: deployment/api`` ('' for a plain pod name)."""
+    """``deployment`` for a target ``pod: deploy/api`` ('' for a pod, or a form kdiag does not
+    know: opening the target says so)."""
+    from kdiag.errors import TargetError
+    from kdiag.kube.workloads import parse_name
+
     pod = str(demand.options.get("pod") or "")
-    kind = pod.split("/", 1)[0].lower() if "/" in pod else ""
+    try:
+        kind = parse_name(pod)[0] if "/" in pod else ""
+    except TargetError:
+        return ""
     return kind if kind in WORKLOADS else ""

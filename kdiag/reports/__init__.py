@@ -15,8 +15,10 @@ from kdiag.errors import KdiagError, UsageError
 if TYPE_CHECKING:
     from kdiag.engine.events import Event
 
-REPORT_KINDS = ("json", "junit", "md")
-_ALIASES = {"json": "json", "junit": "junit", "xml": "junit", "md": "md", "markdown": "md"}
+REPORT_KINDS = ("json", "junit", "md", "md-text", "html")
+_ALIASES = {"json": "json", "junit": "junit", "xml": "junit", "md": "md", "markdown": "md",
+            "md-text": "md-text", "markdown-text": "md-text", "html": "html"}
+EXPECTED = "expected json=PATH, junit=PATH, md=PATH, md-text=PATH or html=PATH"
 
 
 class Reporter(Protocol):
@@ -30,13 +32,13 @@ class Reporter(Protocol):
 
 
 def parse_report_spec(spec: str) -> tuple[str, str]:
-    """Split ``KIND=PATH`` into the canonical kind (json, junit, md) and the path.
+    """Split ``KIND=PATH`` into the canonical kind (:data:`REPORT_KINDS`) and the path.
 
     Raises :class:`~kdiag.errors.UsageError` naming what is wrong.
     """
     kind, sep, path = spec.partition("=")
     kind = kind.strip().lower()
-    expected = "expected json=PATH, junit=PATH or md=PATH"
+    expected = EXPECTED
     if not sep:
         raise UsageError(f"--report {spec!r}: {expected}")
     if kind not in _ALIASES:
@@ -59,7 +61,8 @@ def make_reporters(
 
     ``console``: show the run on ``stream`` (default ``sys.stdout``; live display on a
     terminal, plain lines otherwise, line mode when ``interactive``). ``report_specs``: values
-    of ``--report`` (``json=PATH``, ``junit=PATH``, ``md=PATH``), written at close.
+    of ``--report`` (``json=PATH``, ``junit=PATH``, ``md=PATH``: a Markdown report with a
+    Mermaid timeline, ``md-text=PATH``: with a fixed-width one, ``html=PATH``), written at close.
     ``artifacts_dir``: ``--artifacts DIR`` (created now). Bad specs raise
     :class:`~kdiag.errors.UsageError` before anything runs.
     """
@@ -87,10 +90,15 @@ def make_reporters(
             from kdiag.reports.junit import JunitReporter
 
             reporters.append(JunitReporter(path))
+        elif kind == "html":
+            from kdiag.reports.html import HtmlReporter
+
+            reporters.append(HtmlReporter(path))
         else:
             from kdiag.reports.markdown import MarkdownReporter
 
-            reporters.append(MarkdownReporter(path))
+            reporters.append(MarkdownReporter(
+                path, timeline="text" if kind == "md-text" else "mermaid"))
     if artifacts_dir is not None:
         from kdiag.reports.artifacts import ArtifactsReporter
 

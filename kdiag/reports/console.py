@@ -12,8 +12,10 @@ Three modes, picked from the output stream unless forced:
 Step output is shown as it arrives, prefixed ``  │ `` (output of a step other than the one
 running in the foreground, e.g. a background log capture, also names that step and its source).
 When a step fails, its failed assertions are printed with their values, and the last lines of
-its captured output if they were not already shown. The run ends with a summary table and a
-one-line verdict.
+its captured output if they were not already shown. Steps that did not run because of what
+stopped the run are listed after one line naming the cause (said once). The run ends with a
+summary table (:mod:`.console_summary`: the same columns in every mode, plus a one-line
+timeline bar per step on a terminal) and a one-line verdict.
 """
 
 from __future__ import annotations
@@ -22,13 +24,12 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import IO, TextIO
 
 from rich.console import Console
 from rich.live import Live
 from rich.spinner import Spinner
-from rich.table import Table
 from rich.text import Text
 
 from kdiag.engine.events import (
@@ -42,8 +43,10 @@ from kdiag.engine.events import (
     StepRef,
     StepStarted,
 )
+from kdiag.reports.console_summary import Layout, table
 from kdiag.reports.console_view import (
     INFO,
+    LOST_TAG,
     PLAIN_STREAMS,
     PLAIN_TAG,
     STYLE,
@@ -58,7 +61,6 @@ from kdiag.reports.console_view import (
     sanitize,
     shorten,
     source_colour,
-    step_duration,
     verdict,
 )
 from kdiag.reports.record import RunLog, RunRecord
@@ -73,6 +75,8 @@ from kdiag.reports.text import (
     value_text,
 )
 
+EARLIER_FAILED = "an earlier step failed"
+"""The engine's reason for steps after a failure: the failure was shown just before them."""
 MAX_PARTIAL_LINE = 64 * 1024
 """Characters of a line still without its end kept back; beyond, it is shown as it is."""
 
@@ -123,6 +127,8 @@ class ConsoleReporter:
         self._partial: dict[tuple[StepRef, str], str] = {}
         self._shown_output: set[StepRef] = set()
         self._summarised: set[int] = set()  # id() of runs whose summary was printed
+        self._said: set[str] = set()  # failures shown: a skip because of one only points up
+        self._skipping: str | None = None  # the cause of the skipped steps being listed
         self._closed = False
 
     # -- Reporter protocol ----------------------------------------------------------------
@@ -236,6 +242,7 @@ class ConsoleReporter:
 
     def _background_failed(self, event: BackgroundFailed) -> None:
         """One line: which background work died, when, why (and whether it was ignored)."""
+        self._said.add(event.line)  # the steps it stops from running point up to it
         status = "ignored" if event.ignored else ("error" if event.environmental else "failed")
         when = time.strftime("%H:%M:%S", time.localtime(event.at))
         if event.step.kind == "target":
@@ -245,8 +252,10 @@ class ConsoleReporter:
                    f"{event.cause}"
         if event.ignored:
             what += " (continue_on_error: the run goes on)"
+        # Its own tag: this line announces an event; the verdict (and its one [ERR ]/[FAIL]
+        # line) belongs to the step it stopped, or to the background step in the summary.
         if self.mode == "plain":
-            self._line([(f"{PLAIN_TAG[status]} {what}", "")])
+            self._line([(f"{LOST_TAG} {what}", "")])
         else:
             self._line([(f"{SYMBOL[status]} ", STYLE[status]), (what, STYLE[status])])
 
@@ -266,7 +275,11 @@ class ConsoleReporter:
         timing = [format_duration(step.duration)] if status != "skipped" else []
         if step.attempts > 1:
             timing.append(f"{step.attempts} attempts")
-        message = step.summary_message()
+        if status == "skipped":
+            message = self._not_run(step.summary_message())
+        else:
+            message, self._skipping = step.summary_message(), None
+            self._said.add(message)
         if self.mode == "plain":
             segments: list[Segment] = [(f"{PLAIN_TAG[status]} {ref.qualified_name}", "")]
         else:
@@ -276,10 +289,27 @@ class ConsoleReporter:
         if timing:
             segments.append((f" ({', '.join(timing)})", "dim"))
         self._line(segments)
+        for line in step.pod_lines:  # a step that ran on every pod: one line each
+            self._line([("    " + line, "dim" if ": passed" in line else "")])
         if step.has_problem:
             self._problem_details(step)
         for path in step.artifacts:
             self._line([("    artifact: ", "dim"), (path, "")])
+
+    def _not_run(self, message: str) -> str:
+        """A skipped step's message; steps not run for one cause share one line naming it,
+        printed before the first of them (``so these steps did not run:`` when the cause was
+        just shown as a step's failure)."""
+        cause = message.removeprefix("not run: ")
+        if cause == message:  # skipped for its own reason (when, --start-at, the user)
+            self._skipping = None
+            return message
+        if cause != self._skipping:
+            self._skipping = cause
+            said = cause in self._said or (cause == EARLIER_FAILED and bool(self._said))
+            self._line([("       " + ("so these steps did not run:" if said
+                                      else f"these steps did not run: {cause}"), "dim")])
+        return ""
 
     def _problem_details(self, step: StepRecord) -> None:
         """Message continuation, failed assertions with values, and unseen output."""
@@ -313,52 +343,27 @@ class ConsoleReporter:
 
     def _summary(self, run: RunRecord) -> None:
         self._summarised.add(id(run))
+        self._skipping = None
         if run.steps:
-            if self.mode == "plain":
-                self._plain_table(run.steps)
-            else:
-                self._rich_table(run.steps)
+            width = None if self.mode == "plain" else self.console.width
+            self._line([("", "")])
+            for line in table(run, Layout(width, self._unicode)):
+                self._line(line, crop=width is not None)
         self._line(verdict(run))
-
-    def _plain_table(self, steps: Iterable[StepRecord]) -> None:
-        rows = [("STEP", "STATUS", "DURATION", "DETAILS")]
-        for s in steps:
-            details = "" if s.status == "passed" else first_line(s.summary_message(), 80)
-            rows.append((s.qualified_name, s.status, step_duration(s), details))
-        widths = [max(len(r[i]) for r in rows) for i in range(3)]
-        self._line([("", "")])
-        for name, status, duration, details in rows:
-            line = f"  {name:<{widths[0]}}  {status:<{widths[1]}}  {duration:>{widths[2]}}"
-            self._line([((line + "  " + details).rstrip(), "")])
-
-    def _rich_table(self, steps: Iterable[StepRecord]) -> None:
-        from rich import box
-
-        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-        table.add_column("Step", overflow="fold")
-        table.add_column("Status")
-        table.add_column("Duration", justify="right")
-        table.add_column("Details", overflow="fold")
-        for s in steps:
-            details = "" if s.status == "passed" else first_line(s.summary_message(), 80)
-            table.add_row(
-                Text(s.qualified_name),
-                Text(s.status, style=STYLE.get(s.status, "")),
-                step_duration(s),
-                Text(details, style="dim"),
-            )
-        self.console.print()
-        self.console.print(table)
 
     # -- output plumbing ------------------------------------------------------------------
 
-    def _line(self, segments: list[Segment]) -> None:
-        """Print one line (which may hold newlines) in the reporter's mode."""
+    def _line(self, segments: list[Segment], crop: bool = False) -> None:
+        """Print one line (which may hold newlines) in the reporter's mode; ``crop``: cut
+        it at the terminal's width rather than wrap it (a table's row)."""
         # Text from events may hold escape sequences or control characters: they must not
         # reach a CI log (plain mode) nor move the cursor under the live region.
         clean = [(sanitize(text), style) for text, style in segments]
         if self.mode == "plain":
             self._write("".join(text for text, _ in clean) + "\n")
+        elif crop:
+            self.console.print(Text.assemble(*clean), highlight=False, no_wrap=True,
+                               overflow="ellipsis")
         else:
             self.console.print(Text.assemble(*clean), highlight=False)
 

@@ -14,7 +14,6 @@ from rich.text import Text
 
 from kdiag.engine.events import StepRef
 from kdiag.reports.record import RunRecord
-from kdiag.reports.steprecord import StepRecord
 from kdiag.reports.text import first_line, format_duration, terminal_line
 
 Mode = Literal["auto", "live", "lines", "plain"]
@@ -31,6 +30,8 @@ PLAIN_TAG = {
     "incomplete": "[INCO]",
     "running": "[INCO]",
 }
+LOST_TAG = "[LOST]"
+"""Plain-mode tag of a line announcing that background work or the target was lost."""
 SYMBOL = {
     "passed": "✔",
     "failed": "✘",
@@ -126,10 +127,6 @@ def can_encode(stream: IO[str], sample: str) -> bool:
     except (UnicodeEncodeError, LookupError):
         return False
     return True
-
-
-def step_duration(step: StepRecord) -> str:
-    return "-" if step.status == "skipped" else format_duration(step.duration)
 
 
 def plural(count: int, word: str) -> str:

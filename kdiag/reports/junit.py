@@ -134,6 +134,8 @@ def _testcase(classname: str, step: StepRecord, counts: dict[str, int]) -> Eleme
         out = "ignored failure (continue_on_error):\n" + step.failure_text()
     elif step.notes and step.status not in ("failed", "error", "incomplete", "running"):
         out = "\n".join(f"note: {n}" for n in step.notes) + ("\n\n" + out if out else "")
+    if step.pod_lines and step.status in ("passed", "skipped"):  # else in the failure text
+        out = "\n".join(f"pod {line}" for line in step.pod_lines) + ("\n\n" + out if out else "")
     if out:
         ET.SubElement(case, "system-out").text = _x(out)
     return case

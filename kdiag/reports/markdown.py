@@ -1,9 +1,10 @@
 """``--report md=PATH``: a markdown report to paste into a bug ticket (GitHub/GitLab flavour).
 
-A title, a status line, a params table, a steps table, then a details section per step that
-failed, errored, was ignored after failing, or did not finish: message, assertions with their
-values, notes and the tail of its output in a fence. Notes (``pause``/``note`` steps) get their
-own section so a reader sees what the operator was told.
+A title, a status line, the run's timeline (a Mermaid ``gantt`` chart, which code hosts draw;
+``md-text=PATH`` draws it as fixed-width text instead), a params table, a steps table, then a
+details section per step that failed, errored, was ignored after failing, or did not finish:
+message, assertions with their values, notes and the tail of its output in a fence. Notes
+(``pause``/``note`` steps) get their own section so a reader sees what the operator was told.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from datetime import UTC, datetime
 from kdiag.reports.record import FileReporter, RunRecord
 from kdiag.reports.steprecord import StepRecord
 from kdiag.reports.text import format_duration, readable, tail_lines, value_text
+from kdiag.reports.timeline import build
+from kdiag.reports.timeline_render import mermaid, text_chart
 
 _STEP_MARK = {
     "passed": "✅",
@@ -39,21 +42,35 @@ _MD_SPECIAL_RE = re.compile(r"([\\`*_\[\]|~])")
 
 
 class MarkdownReporter(FileReporter):
-    """Writes the markdown report at close; ``output_lines`` caps each failure's output."""
+    """Writes the markdown report at close; ``output_lines`` caps each failure's output;
+    ``timeline`` is ``mermaid`` (a chart code hosts draw) or ``text`` (fixed-width)."""
 
     kind = "markdown"
 
-    def __init__(self, path: str, *, output_lines: int = 200, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: str, *, output_lines: int = 200, timeline: str = "mermaid",
+                 clock: Callable[[], float] = time.time) -> None:
         super().__init__(path, clock=clock)
         self.output_lines = output_lines
+        self.timeline = timeline
 
     def render(self) -> str:
         """The markdown document."""
         runs = self.log.runs or [RunRecord()]
-        return "\n---\n\n".join(render_run(r, self.output_lines) for r in runs)
+        return "\n---\n\n".join(render_run(r, self.output_lines, self.timeline) for r in runs)
 
 
-def render_run(run: RunRecord, output_lines: int = 200) -> str:
+def timeline_section(run: RunRecord, style: str = "mermaid") -> str:
+    """``## Timeline`` and the chart (Mermaid or fixed-width text), or "" when no step ran."""
+    timeline = build(run)
+    if not timeline.drawn:
+        return ""
+    if style == "text":
+        return "## Timeline\n\n" + fence(text_chart(timeline), "text")
+    title = f"{run.runbook or run.file or 'run'} · {run.status.upper()}"
+    return "## Timeline\n\n" + fence(mermaid(timeline, title), "mermaid")
+
+
+def render_run(run: RunRecord, output_lines: int = 200, timeline: str = "mermaid") -> str:
     """Markdown for one run."""
     out: list[str] = []
     title = run.runbook or run.file or "run"
@@ -72,6 +89,9 @@ def render_run(run: RunRecord, output_lines: int = 200) -> str:
         info.append(("Dry run", "yes"))
     out.extend(f"- **{k}:** {v}" for k, v in info if v)
     out.append("")
+    chart = timeline_section(run, timeline)
+    if chart:
+        out.append(chart)
 
     out.append("## Parameters\n")
     if run.params:
@@ -88,7 +108,7 @@ def render_run(run: RunRecord, output_lines: int = 200) -> str:
                 cell(s.qualified_name),
                 s.ref.kind + (" (finally)" if s.ref.phase == "finally" else ""),
                 f"{_STEP_MARK.get(s.status, '')} {s.status}",
-                format_duration(s.duration),
+                "-" if s.status == "skipped" else format_duration(s.duration),
                 _attempts_cell(s),
                 cell(s.summary_message()),
             ]
@@ -97,6 +117,14 @@ def render_run(run: RunRecord, output_lines: int = 200) -> str:
         out.append(_table(["#", "Step", "Kind", "Status", "Duration", "Attempts", "Message"], rows))
     else:
         out.append("_no steps ran_\n")
+
+    fanned = [s for s in run.steps if s.pod_lines]
+    if fanned:
+        out.append("## Pods\n")
+        for step in fanned:
+            out.append(f"- **{step.number}. {inline(step.qualified_name)}**")
+            out.extend(f"  - {inline(line)}" for line in step.pod_lines)
+        out.append("")
 
     problems = run.problem_steps
     if problems:

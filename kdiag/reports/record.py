@@ -19,12 +19,14 @@ from kdiag.engine.events import (
     AssertionResult,
     AttemptFinished,
     BackgroundFailed,
+    BackgroundStopped,
     Event,
     RunFinished,
     RunStarted,
     StepFinished,
     StepNote,
     StepOutput,
+    StepProgress,
     StepRef,
     StepStarted,
 )
@@ -121,6 +123,10 @@ class RunRecord:
             rec.attempt_log.append(AttemptRecord.from_event(event))
         elif isinstance(event, StepFinished):
             rec._finished(event)
+        elif isinstance(event, StepProgress):
+            rec.add_progress(event.at, event.counts)
+        elif isinstance(event, BackgroundStopped) and isinstance(event.at, int | float):
+            rec.background_stopped_at = float(event.at)
         return rec
 
     def _background_failed(self, event: BackgroundFailed) -> StepRecord | None:

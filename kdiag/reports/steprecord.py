@@ -18,10 +18,14 @@ from kdiag.engine.events import (
     StepRef,
     StepStarted,
 )
+from kdiag.reports.pods import pod_lines
 from kdiag.reports.text import indent_rest, jsonable
 
 MAX_RECORD_OUTPUT = 4 * 1024 * 1024
 """Characters of output a record keeps per step (the tail); ``--artifacts`` keeps everything."""
+MAX_PROGRESS = 1000
+"""Counter samples a record keeps per step; beyond, every other one is dropped (they are
+cumulative: a timeline loses resolution, never a count)."""
 
 RecordStepStatus = Literal["passed", "failed", "skipped", "ignored", "error", "running", "incomplete"]
 """A step's status in a record: a :data:`~kdiag.engine.events.StepStatus`, or ``running`` while
@@ -113,6 +117,12 @@ class StepRecord:
     """Characters cut from the start of :attr:`output` to bound memory (see MAX_RECORD_OUTPUT)."""
     background_failure: dict[str, Any] | None = None
     """The step's background work died (see :func:`background_failure`)."""
+    attempt_started_at: list[float] = field(default_factory=list)
+    """When each attempt started (seconds since the epoch), in order."""
+    progress: list[tuple[float, dict[str, int]]] = field(default_factory=list)
+    """The step's counters over time (``StepProgress``: when, and the counts then)."""
+    background_stopped_at: float | None = None
+    """When the step's background work was stopped (None: it had none, or it never was)."""
     _chunks: list[str] = field(default_factory=list, repr=False)
     _size: int = field(default=0, repr=False)
 
@@ -147,6 +157,11 @@ class StepRecord:
                 cut = excess
             self._size -= cut
             self.output_dropped += cut
+
+    @property
+    def pod_lines(self) -> list[str]:
+        """One line per pod for a step that ran on every pod of the target (else none)."""
+        return pod_lines(self.result)
 
     @property
     def failed_assertions(self) -> list[AssertionRecord]:
@@ -186,6 +201,8 @@ class StepRecord:
         message = self.summary_message()
         if message:
             parts.append(message)
+        if self.pod_lines:
+            parts.append("\n".join(["Pods:", *(f"  {line}" for line in self.pod_lines)]))
         if self.assertions:
             lines = ["Assertions:"]
             for a in self.assertions:
@@ -234,7 +251,20 @@ class StepRecord:
             "notes": list(self.notes),
             "artifacts": list(self.artifacts),
             "background_failure": self.background_failure,
+            "attempt_started_at": list(self.attempt_started_at),
+            "background_stopped_at": self.background_stopped_at,
+            "progress": [{"at": at, "counts": dict(counts)} for at, counts in self.progress],
         }
+
+    def add_progress(self, at: float, counts: dict[str, Any]) -> None:
+        """Keep a sample of the step's counters (bounded: see :data:`MAX_PROGRESS`)."""
+        numbers = {k: v for k, v in counts.items()
+                   if isinstance(v, int) and not isinstance(v, bool)}
+        if not isinstance(at, int | float):
+            return  # (a value masked as a secret)
+        self.progress.append((float(at), numbers))
+        if len(self.progress) > MAX_PROGRESS:
+            self.progress = [*self.progress[-2::-2][::-1], self.progress[-1]]
 
     def background_failed(self, event: BackgroundFailed, failure: dict[str, Any]) -> None:
         """The step's background work died after the step passed: the step failed after all
@@ -249,6 +279,8 @@ class StepRecord:
     def _started(self, event: StepStarted) -> None:
         if self.started_at is None:
             self.started_at = event.started_at
+        if isinstance(event.started_at, int | float):
+            self.attempt_started_at.append(float(event.started_at))
         self.attempts = max(self.attempts, event.attempt)
         if event.description:
             self.description = event.description

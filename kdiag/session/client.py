@@ -25,7 +25,7 @@ from kdiag_manager.wire.api.v1 import manager_pb2 as pb
 from kdiag_manager.wire.api.v1 import manager_pb2_grpc as pb_grpc
 from kdiag_manager.wire.channel import TRANSPORT_OPTIONS
 
-from kdiag.errors import ManagerError, ManagerUnavailable
+from kdiag.errors import EnvironmentProblem, ManagerError, ManagerUnavailable
 
 from .grpcerrors import convert
 from .lane import LaneClient, connect_socket
@@ -144,6 +144,20 @@ class ManagerClient:
         return [ProcessInfo(p.pid, p.ppid, p.uid, p.user, list(p.argv), p.comm,
                             [Listening(s.protocol, s.address, s.port) for s in p.listening],
                             p.is_target) for p in r.processes]
+
+    def environ(self) -> list[tuple[str, str]]:
+        """The environment the target process was started with, in order (names and values
+        decoded with ``surrogateescape``: ``os.fsencode`` gives back the exact bytes)."""
+        try:
+            r = self._stub.Environ(pb.EnvironRequest(), metadata=self._metadata,
+                                   timeout=self.timeout)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:  # the image is the environment's
+                raise EnvironmentProblem("this manager cannot read the target's environment "
+                                         "(it predates that call): use a manager image of "
+                                         "this kdiag's version") from None
+            raise convert(exc, "read the target's environment") from None
+        return [(os.fsdecode(v.name), os.fsdecode(v.value)) for v in r.vars]
 
     def net(self) -> NetInfo:
         """Interfaces, addresses, routes, neighbours, resolv.conf and hosts of the target."""

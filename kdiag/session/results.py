@@ -82,7 +82,9 @@ class ExecResult:
 @dataclass(frozen=True)
 class RedirectSpec:
     """What to redirect. ``header`` = (name, value) redirects only matching HTTP/1.1 requests
-    (decided per request, also on keep-alive connections); the rest reaches the app."""
+    (decided per request, also on keep-alive connections); the rest reaches the app.
+    ``skip_sources`` (incoming): connections from these IPs or CIDRs are not redirected (the
+    kubelet's probes come from the node's addresses)."""
 
     direction: Literal["incoming", "outgoing"]
     ports: tuple[int, ...] | list[int]
@@ -91,6 +93,7 @@ class RedirectSpec:
     fail_open_timeout: float = 3.0
     header: tuple[str, str] | None = None
     session: str | None = None
+    skip_sources: tuple[str, ...] = ()
 
     def to_pb(self) -> pb.RedirectSpec:
         """The protobuf message."""
@@ -98,7 +101,7 @@ class RedirectSpec:
             direction=pb.INCOMING if self.direction == "incoming" else pb.OUTGOING,
             ports=list(self.ports), destination=self.destination or "",
             fail_open=self.fail_open, fail_open_timeout_seconds=self.fail_open_timeout,
-            session=self.session or "", batch_closed=True)
+            session=self.session or "", batch_closed=True, skip_sources=list(self.skip_sources))
         if self.header:
             spec.header_filter.name, spec.header_filter.value = self.header
         return spec

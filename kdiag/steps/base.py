@@ -144,6 +144,14 @@ class StepContext(Protocol):
     def note(self, message: str) -> None:
         """Attach a message to the step in the report."""
 
+    def progress(self, counts: dict[str, int]) -> None:
+        """The step's counters now (cumulative; a redirect's connections): reports show
+        them over time. Call on every change: the engine sends a few a second."""
+
+    def add_secrets(self, values: list[str]) -> None:
+        """Mask these values from now on, in everything the run shows and writes (what the
+        step read that is secret, before anything of it can be shown)."""
+
     def artifact_path(self, name: str) -> Path:
         """A path for a file the step writes into the run's artifacts (the folder exists)."""
 

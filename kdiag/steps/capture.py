@@ -1,10 +1,15 @@
-"""``capture``: packets from the target's network namespace into a pcap file in the artifacts."""
+"""``capture``: packets from the target's network namespace into a pcap file in the artifacts.
+
+When it ends it says what the file holds, by direction, protocol and port (see
+:mod:`kdiag.steps.pcapsummary`); the packets themselves stay in the file.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kdiag.errors import EXIT_ENVIRONMENT
@@ -67,7 +72,8 @@ class CaptureStep(StepType):
             0.0 if ctx.background else DEFAULT_DURATION)
         manager = ctx.target().manager
         stop, started = threading.Event(), threading.Event()
-        result: dict[str, Any] = {"file": str(path), "packets": 0, "bytes": 0, "reason": ""}
+        result: dict[str, Any] = {"file": str(path), "packets": 0, "bytes": 0, "reason": "",
+                                  "summary": []}
 
         def capture() -> None:
             done = manager.capture(path, str(spec.get("filter", "")),
@@ -77,8 +83,7 @@ class CaptureStep(StepType):
                                    duration=seconds, snaplen=int(spec.get("snaplen", 0)),
                                    stop=stop, started=started)
             result.update(packets=done.packets, bytes=done.bytes, reason=done.reason)
-            ctx.output(f"captured {done.packets} packets ({done.reason}) to {path.name}\n",
-                       "capture")
+            ctx.output(_account(path, result), "capture")
 
         if ctx.background:
             running = _Capturing(stop, threading.Thread(target=lambda: _guard(capture, running),
@@ -103,6 +108,21 @@ class CaptureStep(StepType):
 
     def describe(self, body: Any) -> str:
         return str((body or {}).get("filter", "all packets"))
+
+
+def _account(path: Path, result: dict[str, Any]) -> str:
+    """``captured 27 packets (stopped) to capture.pcap:`` and a line per direction and port
+    (also put in ``result["summary"]``)."""
+    from kdiag.steps.pcapsummary import summarise
+
+    packets = result["packets"]
+    head = f"captured {packets} packet{'' if packets == 1 else 's'} ({result['reason']}) " \
+           f"to {path.name}"
+    account = summarise(path)
+    result["summary"] = [row.to_dict() for row in account.sorted_rows()]
+    if not account.packets and not account.error:
+        return head + "\n"
+    return head + ":\n" + "".join(f"  {line}\n" for line in account.lines())
 
 
 def _guard(work: Any, running: _Capturing) -> None:

@@ -27,7 +27,8 @@ class CopyStep(StepType):
             "upload": {"type": "string", "description": "A local file or folder to send "
                        "(relative: to the runbook)."},
             "to": {"type": "string", "description": "download: a local path (default: the "
-                   "artifacts); upload: the path in the target (required)."},
+                   "artifacts; on every pod of a pick: all target, DIR/POD/NAME for DIR/NAME); "
+                   "upload: the path in the target (required)."},
             "mode": {"type": "string", "pattern": "^0?[0-7]{3,4}$", "title": "an octal mode",
                      "description": "upload: the file mode, e.g. 0644 (default: the local one)."},
             "make_parents": {"type": "boolean", "description": "upload: create missing folders."},
@@ -52,6 +53,10 @@ class CopyStep(StepType):
                                                                                or "file")
             if not local.is_absolute() and body.get("to"):
                 local = ctx.runbook_dir / local
+            pod = getattr(ctx, "replica", "")
+            if pod and body.get("to"):  # on every pod at once: each its own, TO/../POD/NAME
+                local = local.parent / pod / local.name
+                local.parent.mkdir(parents=True, exist_ok=True)
             try:
                 info = manager.copy_from(remote, local, max_bytes=limit)
             except ManagerError as exc:

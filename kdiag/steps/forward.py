@@ -52,12 +52,14 @@ class ForwardStep(StepType):
         "additionalProperties": False,
         "required": ["port"],
         "properties": {
-            "port": {**PORT_SCHEMA, "description": "The pod's port."},
+            "port": {**PORT_SCHEMA, "description": "The pod's port (with a Service target, "
+                     "the Service's port: its targetPort)."},
             "local_port": {"type": "integer", "minimum": 0, "maximum": 65535,
                            "description": "The local port (default 0: any free port)."},
             "address": {"type": "string", "description": "Local address to listen on "
                         "(default 127.0.0.1)."},
-            "pod": {"type": "string", "description": "Default: the runbook target's pod."},
+            "pod": {"type": "string", "description": "A pod name or TYPE/NAME (its newest "
+                    "running pod); default: the runbook target's pod."},
             "selector": {"type": "string", "description": "A label selector (newest pod)."},
             "namespace": {"type": "string"},
             "duration": {"$ref": "#/$defs/duration",
@@ -75,8 +77,11 @@ class ForwardStep(StepType):
         from kdiag.targets.kubernetes import pods_for_step
 
         require_background_or_duration(self.kind, body, ctx)
-        kube, pods = pods_for_step(ctx.evaluate("target"), body)
-        pod = pods[0]
+        from kdiag.kube.workloads import map_port
+
+        kube, selection = pods_for_step(ctx.evaluate("target"), body)
+        pod = selection.pods[0]
+        port = map_port(body["port"], pod.named_ports, selection.workload)
         errors: list[str] = []
         lock = threading.Lock()
 
@@ -86,7 +91,7 @@ class ForwardStep(StepType):
             ctx.output(f"forward error: {message}\n", "forward")
 
         lifeline = Lifeline()
-        forwarder = PortForwarder(kube.stream_core, pod.namespace, pod.name, int(body["port"]),
+        forwarder = PortForwarder(kube.stream_core, pod.namespace, pod.name, port,
                                   int(body.get("local_port", 0)),
                                   str(body.get("address", "127.0.0.1")), kube.server,
                                   on_error=on_error, lifeline=lifeline)
@@ -94,11 +99,11 @@ class ForwardStep(StepType):
         guard.start()
         host = forwarder.host
         url_host = f"[{host}]" if ":" in host else host
-        result = {"pod": pod.name, "namespace": pod.namespace, "port": int(body["port"]),
+        result = {"pod": pod.name, "namespace": pod.namespace, "port": port,
                   "local_port": forwarder.local_port, "address": host,
                   "url": f"http://{url_host}:{forwarder.local_port}", "errors": errors}
         ctx.output(f"{host}:{forwarder.local_port} -> pod {pod.namespace}/{pod.name}:"
-                   f"{body['port']}\n", "forward")
+                   f"{port}\n", "forward")
         outcome = keep_up(_Forwarding(forwarder, guard), body, ctx, result)
         if not ctx.background:
             result["connections"] = forwarder.connections

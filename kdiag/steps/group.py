@@ -29,7 +29,9 @@ class GroupStep(StepType):
 
     def describe(self, body: Any) -> str:
         steps = body.get("steps") if isinstance(body, dict) else None
-        return f"{len(steps)} steps" if isinstance(steps, list) else ""
+        if not isinstance(steps, list):
+            return ""
+        return f"{len(steps)} step{'' if len(steps) == 1 else 's'}"
 
 
 STEP = GroupStep()

@@ -128,7 +128,7 @@ class LogsStep(StepType):
 
     def execute(self, body: Any, ctx: StepContext) -> StepOutcome:
         from kdiag.kube.logs import LogFollower, NewPods, sources_for
-        from kdiag.kube.pods import resolve
+        from kdiag.kube.pods import select
         from kdiag.targets.kubernetes import selection_for_step
 
         spec = body or {}
@@ -139,7 +139,8 @@ class LogsStep(StepType):
         # The container is chosen per pod below (a name, all, or each pod's default).
         where = {k: v for k, v in spec.items() if k not in ("container", "steps")}
         kube, want = selection_for_step(ctx.evaluate("target"), where, pick="all")
-        pods = resolve(kube.core(), want, kube.server)
+        selection = select(kube.core(), want, kube.server, ready=False)
+        pods = selection.pods
         sources = sources_for(pods, spec.get("container"))
         since = spec.get("since")
         since_seconds = int(parse_duration(since) + 0.999) if since is not None else None
@@ -148,8 +149,8 @@ class LogsStep(StepType):
         if modes == 0:  # the lines already there, like `kubectl logs`
             return self._snapshot(kube, sources, since_seconds, collector)
         new_pods = None
-        if want.selector and not want.pod:
-            new_pods = NewPods(want.namespace, want.selector, spec.get("container"),
+        if selection.selector:  # a selector or TYPE/NAME: pods that start later too
+            new_pods = NewPods(want.namespace, selection.selector, spec.get("container"),
                                frozenset(p.uid for p in pods), collector.started_later)
         follower = LogFollower(kube.core(), sources, collector.add, since_seconds, kube.server,
                                new_pods)

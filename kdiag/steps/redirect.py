@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kdiag.language.durations import parse_duration
-from kdiag.language.ports import PORT_MAPPING_SCHEMA, PORT_SCHEMA, parse_port_mapping
+from kdiag.language.ports import (
+    NAMED_PORT_SCHEMA,
+    PORT_MAPPING_SCHEMA,
+    PORT_SCHEMA,
+    parse_port_mapping,
+)
 from kdiag.steps.base import (
     StepContext,
     StepFailed,
@@ -27,6 +32,7 @@ if TYPE_CHECKING:
     from kdiag.lifeline import Lifeline
     from kdiag.session.redirect import RedirectHandle
     from kdiag.session.results import RedirectEventInfo
+    from kdiag.targets.base import TargetSession
 
 
 
@@ -43,6 +49,19 @@ def parse_ports(items: list[Any], host: str, default_port: int | None
     return mapping
 
 
+def target_ports(items: list[Any], session: TargetSession) -> list[str]:
+    """``PORT[:LOCALPORT]`` with PORT as the target knows it (a Service's port or a port's
+    name becomes the pod's port number)."""
+    mapped = []
+    for item in items:
+        remote, sep, local = str(item).partition(":")
+        try:
+            mapped.append(f"{session.map_port(remote)}{sep}{local}")
+        except ValueError as exc:
+            raise StepFailed(str(exc)) from None
+    return mapped
+
+
 def parse_address(text: str | None) -> tuple[str, int | None]:
     """``host:port``, ``port`` or ``host`` of the operator side (default 127.0.0.1)."""
     if not text:
@@ -53,11 +72,27 @@ def parse_address(text: str | None) -> tuple[str, int | None]:
     return host or "127.0.0.1", int(port)
 
 
+STAT_NAMES = ("to_operator", "to_app", "rejected", "dropped", "open", "closed",
+              "bytes_in", "bytes_out")
+"""The result's ``stats``: where the target's connections went (see :func:`_tracker`)."""
+
+
+def stats_line(stats: dict[str, int]) -> str:
+    """``3 to the operator (1 open), 1020 to the app, 2 rejected`` (what went where)."""
+    parts = [f"{stats['to_operator']} to the operator"
+             + (f" ({stats['open']} open)" if stats["open"] else ""),
+             f"{stats['to_app']} to the app"]
+    parts += [f"{stats[k]} {k}" for k in ("rejected", "dropped") if stats[k]]
+    return ", ".join(parts)
+
+
 @dataclass
 class _Running:
     """A redirect kept up in the background; stopping it removes the manager's rules."""
 
     handle: RedirectHandle
+    ctx: StepContext
+    stats: dict[str, int]
 
     @property
     def lifeline(self) -> Lifeline:
@@ -66,28 +101,55 @@ class _Running:
 
     def stop(self) -> None:
         self.handle.close()
+        self.ctx.output(f"stopped: {stats_line(self.stats)}\n", "redirect")
 
 
 def _tracker(ctx: StepContext, stats: dict[str, int]) -> Any:
+    """Counts what went where from the redirect's connection events, into ``stats``:
+    ``to_operator`` (with a header filter, each matching request is one), ``to_app`` (not
+    matching the filter, or failed open: the manager reports these when they close),
+    ``rejected`` (the operator side could not take them: each then went to the app, or was
+    ``dropped`` without fail_open), ``open`` (to the operator now), ``closed`` (all routes)."""
     lock = threading.Lock()
+    taken: set[int] = set()  # to the operator and still open
+    refused: set[int] = set()  # rejected before the connection's own event came
 
     def on_event(info: RedirectEventInfo) -> None:
+        cid = info.connection_id
         with lock:
             if info.kind == "connection":
-                stats["connections"] += 1
+                if cid in refused:
+                    refused.discard(cid)
+                else:
+                    taken.add(cid)
+                    stats["to_operator"] += 1
                 peer = f"{info.peer[0]}:{info.peer[1]}" if info.peer else "?"
                 original = f"{info.original[0]}:{info.original[1]}" if info.original else "?"
-                ctx.output(f"connection {info.connection_id}: {peer} -> {original}\n", "redirect")
+                ctx.output(f"connection {cid}: {peer} -> {original}\n", "redirect")
             elif info.kind == "rejected":
                 stats["rejected"] += 1
-                ctx.output(f"connection {info.connection_id} failed open: {info.error}\n",
-                           "redirect")
+                if cid in taken:
+                    taken.discard(cid)
+                    stats["to_operator"] -= 1
+                else:
+                    refused.add(cid)
+                ctx.output(f"connection {cid} failed open: {info.error}\n", "redirect")
             elif info.kind == "closed":
                 stats["closed"] += 1
                 stats["bytes_in"] += info.bytes_in
                 stats["bytes_out"] += info.bytes_out
-                if info.route and info.route != "operator":
-                    stats["to_original"] += 1
+                if info.route == "operator":
+                    taken.discard(cid)
+                else:  # offered to the operator side maybe, but it went elsewhere
+                    if cid in taken:
+                        taken.discard(cid)
+                        stats["to_operator"] -= 1
+                    refused.discard(cid)
+                    stats["dropped" if info.route == "dropped" else "to_app"] += 1
+            else:
+                return
+            stats["open"] = len(taken)
+            ctx.progress(stats)
 
     return on_event
 
@@ -105,8 +167,14 @@ class RedirectStep(StepType):
                           "description": "incoming (default): connections to the target's "
                                          "ports; outgoing: the target's connections to them."},
             "ports": {"type": "array", "minItems": 1,
-                      "items": {"anyOf": [PORT_SCHEMA, PORT_MAPPING_SCHEMA]},
-                      "description": "Target ports, or PORT:LOCALPORT."},
+                      "items": {"anyOf": [PORT_SCHEMA, PORT_MAPPING_SCHEMA, NAMED_PORT_SCHEMA]},
+                      "description": "Target ports, or PORT:LOCALPORT; a port of a Service "
+                                     "target (number or name) means the pods' targetPort, a "
+                                     "name a named container port."},
+            "probes": {"enum": ["app", "redirect"],
+                       "description": "Incoming: the node's connections (the kubelet's "
+                                      "readiness and liveness probes) reach the app (app, "
+                                      "default: the pod stays Ready) or are redirected too."},
             "to": {"type": ["string", "integer"], "description": "Operator-side address: "
                    "HOST:PORT, PORT or HOST (default 127.0.0.1 and the same port)."},
             "destination": {"type": "string", "description": "Outgoing only: only connections "
@@ -132,27 +200,31 @@ class RedirectStep(StepType):
         from kdiag.session.results import RedirectSpec
 
         require_background_or_duration(self.kind, body, ctx)
+        session = ctx.target()
         host, port = parse_address(body.get("to"))
-        mapping = parse_ports(body["ports"], host, port)
+        mapping = parse_ports(target_ports(body["ports"], session), host, port)
         header = body.get("header")
+        direction = body.get("direction", "incoming")
+        skip = session.node_sources() if direction == "incoming" and \
+            body.get("probes", "app") == "app" else ()
         spec = RedirectSpec(
-            direction=body.get("direction", "incoming"), ports=list(mapping),
+            direction=direction, ports=list(mapping),
             destination=body.get("destination"), fail_open=body.get("fail_open", True),
             fail_open_timeout=parse_duration(body.get("fail_open_timeout", 3)),
-            header=(header["name"], header["value"]) if header else None)
-        stats = {"connections": 0, "rejected": 0, "closed": 0, "to_original": 0,
-                 "bytes_in": 0, "bytes_out": 0}
-        handle = ctx.target().manager.redirect(spec, mapping, on_event=_tracker(ctx, stats))
+            header=(header["name"], header["value"]) if header else None, skip_sources=skip)
+        stats = dict.fromkeys(STAT_NAMES, 0)
+        handle = session.manager.redirect(spec, mapping, on_event=_tracker(ctx, stats))
+        kept = f"; from {', '.join(skip)} (the node: probes) to the app" if skip else ""
         ctx.output(f"{spec.direction} redirect of {', '.join(map(str, mapping))} -> "
                    f"{', '.join(f'{h}:{p}' for h, p in mapping.values())} "
-                   f"(manager port {handle.listen_port})\n", "redirect")
+                   f"(manager port {handle.listen_port}{kept})\n", "redirect")
         for warning in handle.warnings:
             ctx.output(f"warning: {warning}\n", "redirect")
         result = {"ports": list(mapping), "to": [f"{h}:{p}" for h, p in mapping.values()],
                   "listen_port": handle.listen_port, "rules": handle.rules,
-                  "warnings": handle.warnings,
+                  "warnings": handle.warnings, "skip_sources": list(skip),
                   "session": handle.session, "stats": stats}
-        return keep_up(_Running(handle), body, ctx, result)
+        return keep_up(_Running(handle, ctx, stats), body, ctx, result)
 
     def describe(self, body: Any) -> str:
         if not isinstance(body, dict):

@@ -9,12 +9,14 @@ import time
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
-from kdiag.lifeline import Lifeline, exit_status
+from kdiag.context.spec import SCHEMA as FROM_TARGET_SCHEMA
+from kdiag.lifeline import Lifeline, Loss, exit_status
 from kdiag.steps.base import MAX_OUTPUT_SCHEMA, StepContext, StepFailed, StepOutcome, StepType
 
 if TYPE_CHECKING:  # subprocess is imported when a command runs: it slows start-up
     import subprocess
 
+    from kdiag.context.prepare import Prepared
     from kdiag.steps.streams import CommandOutput
 
 STOP_GRACE = 3.0
@@ -66,22 +68,31 @@ class _BackgroundProcess:
     (with an error status), or is noted (exit code 0)."""
 
     def __init__(self, process: subprocess.Popen[bytes], pumps: list[_Pump],
-                 output: CommandOutput, ctx: StepContext, result: dict[str, Any]) -> None:
+                 output: CommandOutput, ctx: StepContext, result: dict[str, Any],
+                 context: Prepared | None = None) -> None:
         self.process = process
         self.pumps = pumps
         self.output = output
         self.result = result
+        self.context = context
         self.lifeline = Lifeline()
         self._stopping = threading.Event()
         self._ended = threading.Event()
+        if context is not None and context.lifeline is not None:  # a cluster name's forward
+            context.lifeline.listen(self._names_lost)
         threading.Thread(target=self._watch, args=(ctx,), daemon=True,
                          name=f"run-watch-{process.pid}").start()
+
+    def _names_lost(self, loss: Loss) -> None:
+        self.lifeline.fail(f"from_target names: {loss.cause}", environmental=loss.environmental)
 
     def _watch(self, ctx: StepContext) -> None:
         code = self.process.wait()
         for pump in self.pumps:
             pump.join()
         self.output.close()
+        if self.context is not None:  # the step's process ended: its context goes with it
+            self.context.close()
         self.result.update(rc=code, **self.output.fields())
         self._ended.set()
         if self._stopping.is_set():
@@ -104,35 +115,47 @@ def _command(body: dict[str, Any]) -> list[str]:
     return [str(body.get("shell", "/bin/sh")), "-c", str(body["script"])]
 
 
+def _base_environment(body: dict[str, Any]) -> dict[str, str]:
+    return dict(os.environ) if body.get("inherit_env", True) else {"PATH": os.defpath}
+
+
 def _environment(body: dict[str, Any]) -> dict[str, str]:
-    env = dict(os.environ) if body.get("inherit_env", True) else {"PATH": os.defpath}
+    env = _base_environment(body)
     env.update({str(k): "" if v is None else str(v) for k, v in (body.get("env") or {}).items()})
     return env
 
 
-def _start(body: dict[str, Any], ctx: StepContext) -> subprocess.Popen[bytes]:
-    import subprocess
+def _start(body: dict[str, Any], ctx: StepContext, context: Prepared | None
+           ) -> subprocess.Popen[bytes]:
+    from kdiag.launch.launcher import Launch, LaunchError, start
 
     argv = _command(body)
     cwd = body.get("cwd")
     if cwd is not None and not os.path.isabs(str(cwd)):
         cwd = str(ctx.runbook_dir / str(cwd))
+    launch = context.launch(argv, cwd) if context is not None \
+        else Launch(argv, _environment(body), cwd)
+    import subprocess
+
     try:
-        return subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=_environment(body),
-            stdin=subprocess.PIPE if "stdin" in body else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,  # its own process group, so a timeout kills all of it
-        )
-    except FileNotFoundError:
-        raise StepFailed(f"command not found: {argv[0]}") from None
-    except NotADirectoryError:
-        raise StepFailed(f"cwd is not a directory: {cwd}") from None
-    except PermissionError as exc:
-        raise StepFailed(f"cannot run {argv[0]}: {exc.strerror}") from None
+        return start(launch, stdin=subprocess.PIPE if "stdin" in body else subprocess.DEVNULL,
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except LaunchError as exc:
+        raise StepFailed(str(exc)) from None
+
+
+def _wait(process: subprocess.Popen[bytes], ctx: StepContext, context: Prepared | None) -> str:
+    """Wait for the process; stop it when the step is cancelled or a cluster name's forward
+    is lost (then say so)."""
+    lifeline = context.lifeline if context is not None else None
+    while process.poll() is None:
+        if ctx.cancelled.wait(0.05):
+            _stop(process)
+            break
+        if lifeline is not None and lifeline.loss is not None:
+            _stop(process)
+            return f"from_target names: {lifeline.loss.cause}"
+    return ""
 
 
 def _feed(process: subprocess.Popen[bytes], text: Any) -> None:
@@ -164,6 +187,7 @@ class RunStep(StepType):
             "check": {"type": "boolean", "description": "Fail the step on a non-zero exit code "
                       "(default true)."},
             "max_output": MAX_OUTPUT_SCHEMA,
+            "from_target": FROM_TARGET_SCHEMA,
         },
         "oneOf": [{"required": ["argv"]}, {"required": ["script"]}],
     }
@@ -172,14 +196,22 @@ class RunStep(StepType):
 
     def execute(self, body: Any, ctx: StepContext) -> StepOutcome:
         started = time.monotonic()
+        from kdiag.steps.fromtarget import read_context
         from kdiag.steps.streams import CommandOutput, output_limit
 
-        output = CommandOutput(ctx, output_limit(body, ctx))
+        context = read_context(body, ctx, _base_environment(body))
         try:
-            process = _start(body, ctx)
-        except StepFailed:
-            output.close()
+            output = CommandOutput(ctx, output_limit(body, ctx))
+            try:
+                process = _start(body, ctx, context)
+            except StepFailed:
+                output.close()
+                raise
+        except BaseException:
+            if context is not None:
+                context.close()
             raise
+        extra = {"from_target": context.result} if context is not None else {}
         assert process.stdout is not None and process.stderr is not None
         pumps = [_Pump("stdout", process.stdout, output), _Pump("stderr", process.stderr, output)]
         for pump in pumps:
@@ -187,18 +219,22 @@ class RunStep(StepType):
         if "stdin" in body:
             threading.Thread(target=_feed, args=(process, body["stdin"]), daemon=True).start()
         if ctx.background:
-            result: dict[str, Any] = {"pid": process.pid}
-            return StepOutcome(result=result,
-                               background=_BackgroundProcess(process, pumps, output, ctx, result))
-        while process.poll() is None:
-            if ctx.cancelled.wait(0.05):
-                _stop(process)
-                break
+            result: dict[str, Any] = {"pid": process.pid, **extra}
+            return StepOutcome(result=result, background=_BackgroundProcess(
+                process, pumps, output, ctx, result, context))
+        try:
+            lost = _wait(process, ctx, context)
+        finally:
+            if context is not None:
+                context.close()
         for pump in pumps:
             pump.join()
         output.close()
         rc = process.wait()
-        result = {"rc": rc, **output.fields(), "duration": round(time.monotonic() - started, 3)}
+        result = {"rc": rc, **output.fields(), "duration": round(time.monotonic() - started, 3),
+                  **extra}
+        if lost:
+            return StepOutcome(ok=False, result=result, message=lost)
         if ctx.cancelled.is_set():
             return StepOutcome(ok=False, result=result, message="the command was stopped")
         if rc != 0 and body.get("check", True):
@@ -209,8 +245,17 @@ class RunStep(StepType):
         if not isinstance(body, dict):
             return ""
         if "argv" in body:
-            return " ".join(str(a) for a in body["argv"]) if isinstance(body["argv"], list) else ""
-        return str(body.get("script", "")).strip().splitlines()[0] if body.get("script") else ""
+            line = " ".join(str(a) for a in body["argv"]) if isinstance(body["argv"], list) \
+                else ""
+        else:
+            line = str(body.get("script", "")).strip().splitlines()[0] if body.get("script") \
+                else ""
+        wanted = body.get("from_target")
+        if isinstance(wanted, dict):
+            parts = [part for part in ("env", "files", "names") if wanted.get(part)]
+            if parts:
+                line += f" (with the target's {', '.join(parts)})"
+        return line
 
 
 STEP = RunStep()

@@ -3,12 +3,48 @@
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kdiag.lifeline import Lifeline
 
 if TYPE_CHECKING:
     from kdiag.session.client import ManagerClient
+
+
+class Replica(Protocol):
+    """One pod of a fleet (see :class:`Fleet`)."""
+
+    @property
+    def name(self) -> str:
+        """The pod's name."""
+
+    @property
+    def gone(self) -> str:
+        """Why it left the fleet ('' while it is in it)."""
+
+
+class Fleet(Protocol):
+    """The pods a ``pick: all`` target means; manager steps fan out over them, and work kept
+    up in the background follows them (pods that join get it, pods that go are dropped)."""
+
+    label: str
+    """``deployment/api``, ``app=api`` or ``pod/api-0``."""
+
+    def replicas(self) -> list[Replica]:
+        """The pods in the fleet now (joined ones included, those gone left out)."""
+
+    def open(self, replica: Replica) -> TargetSession:
+        """The session to ``replica``'s manager, opened (injected) on first use; TargetError
+        (PodGone once it left) when it cannot be had."""
+
+    def on_join(self, listener: Callable[[Replica], None]) -> Callable[[], None]:
+        """Call ``listener(replica)`` (from a thread of its own) for each pod that joins;
+        returns a function that stops it."""
+
+    def settle(self, replica: Replica, cause: str, timeout: float) -> str:
+        """After work on ``replica`` broke with ``cause``: why the pod left ('' when it did
+        not: then the work itself failed), waiting up to ``timeout`` for the cluster to say."""
 
 
 class TargetSession(abc.ABC):
@@ -25,6 +61,26 @@ class TargetSession(abc.ABC):
     def summary(self) -> str:
         """One line for the report: what was reached and how (e.g. which pod, which manager)."""
         return str(self.info.get("kind", "target"))
+
+    def fleet(self) -> Fleet | None:
+        """The pods to fan out over (a ``pick: all`` target), or None for one target."""
+        return None
+
+    def map_port(self, port: str | int) -> int:
+        """The target's port for ``port`` as a user wrote it (a Service's port or name becomes
+        the pod's targetPort; a name, a container port). ValueError when it cannot."""
+        if not str(port).isdigit():
+            raise ValueError(f"port {port!r}: a named port needs a pod target")
+        return int(str(port))
+
+    def node_sources(self) -> tuple[str, ...]:
+        """Where the node's own connections to the target come from (the kubelet's probes):
+        incoming redirects leave them alone unless asked otherwise."""
+        return ()
+
+    def on_notice(self, listener: Callable[[str], None]) -> None:  # noqa: B027 - optional
+        """Call ``listener(message)`` for what the run should note about the target (a pod
+        joined, a pod went away). The default has nothing to say."""
 
     def watch(self) -> Lifeline:
         """Start watching the target and the manager (once; later calls return the same

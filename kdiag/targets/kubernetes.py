@@ -1,7 +1,8 @@
 """Kubernetes target: a pod, debugged through a manager in an ephemeral container.
 
-Opening it resolves the pod (name or selector, ``pick``, running only, kubectl's default
-container), reuses a running manager of this kdiag version whose token this machine holds or
+Opening it resolves the pod (name, ``TYPE/NAME`` or selector, ``pick``, running only, kubectl's
+default container; ``pick: all`` opens a :class:`~kdiag.targets.fleet.FleetSession` over every
+ready pod instead), reuses a running manager of this kdiag version whose token this machine holds or
 injects a new one, reads the manager's address from its log, and connects gRPC to it over one
 port-forward through the API server. Ephemeral containers cannot be removed: the manager stays
 (idle) after the session; everything it changed (iptables rules) is removed when the session's
@@ -20,7 +21,7 @@ from kdiag.errors import ManagerError, ManagerUnavailable, TargetError
 from kdiag.kube.config import KubeConfig, KubeOptions, load
 from kdiag.kube.errors import Call, PodGone, api_call, translate
 from kdiag.kube.inject import DEFAULT_TIMEOUT, Injector, ManagerImage
-from kdiag.kube.pods import PodRef, PodSelector, resolve
+from kdiag.kube.pods import PodRef, PodSelector, Selection, select
 from kdiag.language.durations import parse_duration
 from kdiag.lifeline import Lifeline
 
@@ -28,6 +29,7 @@ from .base import Target, TargetSession
 
 if TYPE_CHECKING:
     from kdiag.kube.podguard import PodGuard
+    from kdiag.targets.fleet import FleetSession
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +89,15 @@ class KubernetesSpec:
                             privileged=self.privileged, timeout=self.timeout)
 
     def describe(self) -> str:
-        """``pod ns/name`` or ``pods app=x in ns``."""
+        """``pod ns/name``, ``deployment ns/api`` or ``pods app=x in ns`` (``, every ready
+        pod`` with ``pick: all``)."""
         ns = self.namespace or "(default namespace)"
-        return f"pod {ns}/{self.pod}" if self.pod else f"pods {self.selector} in {ns}"
+        if self.pod:
+            kind, _, name = self.pod.rpartition("/")
+            text = f"{kind or 'pod'} {ns}/{name}"
+        else:
+            text = f"pods {self.selector} in {ns}"
+        return text + (", every ready pod" if self.pick == "all" else "")
 
 
 def _diagnosing(method: F) -> F:
@@ -110,7 +118,7 @@ def _diagnosing(method: F) -> F:
 
 
 _WRAPPED = ("version", "ps", "net", "exec", "shell_tty", "redirect", "capture", "copy_from",
-            "copy_to", "_probe")
+            "copy_to", "_probe", "environ", "list_dir")
 
 
 def _client_class() -> type:
@@ -128,11 +136,12 @@ def _client_class() -> type:
 class KubernetesSession(TargetSession):
     """A manager in a pod and a gRPC client connected to it over one port-forward."""
 
-    def __init__(self, kube: KubeConfig, ref: PodRef, pods: list[PodRef], manager: Any,
+    def __init__(self, kube: KubeConfig, ref: PodRef, selection: Selection, manager: Any,
                  relay: Any, container: str, reused: bool, first: dict[str, Any]) -> None:
         self.kube = kube
         self.ref = ref
-        self.pods = pods
+        self.selection = selection
+        self.pods = pods = selection.pods
         self.manager = manager
         self.relay = relay
         self.container = container
@@ -142,19 +151,45 @@ class KubernetesSession(TargetSession):
                      "target_pid": first.get("target_pid"),
                      "session": first.get("session", ""), "server": kube.server,
                      "context": kube.context, "in_cluster": kube.in_cluster, "user": kube.user,
-                     "pods": [p.to_dict() for p in pods]}
+                     "pods": [p.to_dict() for p in pods],
+                     "workload": selection.workload.label if selection.workload else ""}
         self._closed = False
         self._guard: PodGuard | None = None
+        self._node_sources: tuple[str, ...] | None = None
 
     def summary(self) -> str:
-        """``pod ns/name (container c), manager NAME (reused)``, and how many pods matched."""
+        """``pod ns/name (container c), manager NAME (reused)``, and the workload it is of."""
         ref = self.ref
-        line = (f"pod {ref.namespace}/{ref.name} (container {ref.container}), manager "
-                f"{self.container}{' (reused)' if self.reused else ' (injected)'}")
-        if len(self.pods) > 1:
-            line += (f"; {len(self.pods)} pods selected: manager steps act on this one "
-                     "(logs follows all)")
-        return line
+        workload = self.selection.workload
+        return (f"pod {ref.namespace}/{ref.name} (container {ref.container})"
+                + (f" of {workload.label}" if workload is not None else "")
+                + f", manager {self.container}{' (reused)' if self.reused else ' (injected)'}")
+
+    def map_port(self, port: str | int) -> int:
+        """A Service's port (number or name) → the pod's targetPort; a name → the pod's
+        container port of that name (ValueError naming what is missing)."""
+        from kdiag.kube.workloads import map_port
+
+        try:
+            return map_port(port, self.ref.named_ports, self.selection.workload)
+        except TargetError as exc:
+            raise ValueError(f"pod {self.ref.name}: {exc}") from None
+
+    def node_sources(self) -> tuple[str, ...]:
+        """The node's addresses (``status.hostIPs``) and the pod's default gateways (on
+        bridge CNIs the node reaches its pods from its bridge address): where the kubelet's
+        probes come from."""
+        if self._node_sources is None:
+            found = list(self.ref.host_ips)
+            try:
+                routes = self.manager.net().routes
+            except (ManagerError, TargetError) as exc:
+                log.info("no routes of %s: %s", self.ref.describe(), exc)
+                routes = []
+            found += [str(r["gateway"]) for r in routes
+                      if r.get("gateway") and not r.get("destination")]
+            self._node_sources = tuple(dict.fromkeys(found))
+        return self._node_sources
 
     def diagnose(self) -> TargetError | None:
         """Why the manager stopped answering, if the cluster can tell."""
@@ -219,23 +254,34 @@ class KubernetesTarget(Target):
         """E.g. ``pod shop/api-0``."""
         return self.spec.describe()
 
-    def open(self) -> KubernetesSession:
-        """Resolve the pod, reuse or inject the manager, connect (TargetError if it cannot)."""
+    def open(self) -> KubernetesSession | FleetSession:
+        """Resolve the pod(s); for one, reuse or inject the manager and connect (TargetError
+        if it cannot); with ``pick: all``, a fleet whose pods are reached as steps need them."""
         kube = load(self.spec.kube_options())
-        core = kube.core()
-        pods = resolve(core, self.spec.selector_for(kube.namespace), kube.server)
-        ref = pods[0]  # newest/oldest; with pick: all the manager goes to the first one
-        injector = Injector(core, kube.server, self.spec.manager_image())
+        selection = select(kube.core(), self.spec.selector_for(kube.namespace), kube.server)
+        if self.spec.pick == "all":
+            from kdiag.targets.fleet import FleetSession
+
+            return FleetSession(lambda ref: self.open_pod(kube, ref, selection),
+                                lambda ref, container: diagnose(kube, ref, container),
+                                kube, selection, self.spec.container)
+        return self.open_pod(kube, selection.pods[0], selection)
+
+    def open_pod(self, kube: KubeConfig, ref: PodRef, selection: Selection
+                 ) -> KubernetesSession:
+        """Reuse or inject the manager in pod ``ref`` and connect to it (TargetError if it
+        cannot)."""
+        injector = Injector(kube.core(), kube.server, self.spec.manager_image())
         for name, token in injector.candidates(ref):
             try:
-                return self._connect(kube, ref, pods, injector, name, token, reused=True)
+                return self._connect(kube, ref, selection, injector, name, token, reused=True)
             except TargetError as exc:
                 log.info("not reusing manager %s: %s", name, exc)
                 injector.forget(ref, name)
         name, token = injector.inject(ref)
-        return self._connect(kube, ref, pods, injector, name, token, reused=False)
+        return self._connect(kube, ref, selection, injector, name, token, reused=False)
 
-    def _connect(self, kube: KubeConfig, ref: PodRef, pods: list[PodRef], injector: Injector,
+    def _connect(self, kube: KubeConfig, ref: PodRef, selection: Selection, injector: Injector,
                  name: str, token: str, reused: bool) -> KubernetesSession:
         from kdiag.kube.portforward import ManagerRelay
         from kdiag.session.lane import LaneClient
@@ -260,7 +306,7 @@ class KubernetesTarget(Target):
             detail = relay.errors[-1] if relay.errors else str(exc)
             raise TargetError(f"manager {name} in {ref.describe()} unreachable: "
                               f"{detail}") from None
-        return KubernetesSession(kube, ref, pods, manager, relay, name, reused, first)
+        return KubernetesSession(kube, ref, selection, manager, relay, name, reused, first)
 
 
 def _port_of(address: object) -> int:
@@ -297,11 +343,12 @@ def _ready_channel(relay: Any, timeout: float) -> Any:
 
 
 def pods_for_step(target: dict[str, Any], body: dict[str, Any], *, pick: str | None = None
-                  ) -> tuple[KubeConfig, list[PodRef]]:
-    """The cluster and pods a ``logs``/``forward`` step means: its own ``pod``/``selector``/
-    ``namespace``/``container`` first, else the runbook's kubernetes target's."""
+                  ) -> tuple[KubeConfig, Selection]:
+    """The cluster and pods (running, ready or not) a ``logs``/``forward`` step means: its own
+    ``pod``/``selector``/``namespace``/``container`` first, else the runbook's kubernetes
+    target's."""
     kube, want = selection_for_step(target, body, pick=pick)
-    return kube, resolve(kube.core(), want, kube.server)
+    return kube, select(kube.core(), want, kube.server, ready=False)
 
 
 def selection_for_step(target: dict[str, Any], body: dict[str, Any], *,

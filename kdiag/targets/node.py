@@ -27,6 +27,7 @@ from typing import Any
 
 from kdiag.errors import ManagerError, TargetError
 from kdiag.lifeline import Lifeline
+from kdiag.ownedfolders import remove_stale, write_owners
 
 from .base import Target, TargetSession
 
@@ -34,10 +35,6 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT = 20.0
 WORKDIR_PREFIX = "kdiag-node-"
-OWNERS = "owners"
-# A folder without an owners file is stale once this old (its CLI died between creating the
-# folder and writing the file, or an older kdiag made it): nothing live takes that long.
-UNMARKED_STALE_AFTER = 3600.0
 
 
 def _comm(pid: int) -> str:
@@ -109,51 +106,10 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def _start_time(pid: int) -> str | None:
-    """The start time (clock ticks after boot) of ``pid`` if it runs (a zombie does not):
-    tells a process apart from a later one given the same PID."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if fields[0] in ("Z", "X") else fields[19]
-
-
-def _write_owners(workdir: str, pids: list[int]) -> None:
-    """Record the processes that own ``workdir`` (atomically: a reader never sees half)."""
-    owners = [[pid, _start_time(pid)] for pid in pids]
-    tmp = os.path.join(workdir, OWNERS + ".tmp")
-    Path(tmp).write_text(json.dumps(owners))
-    os.replace(tmp, os.path.join(workdir, OWNERS))
-
-
-def _is_stale(workdir: Path) -> bool:
-    """No process that owned ``workdir`` is alive (a folder without owners: only when old)."""
-    try:
-        owners = json.loads((workdir / OWNERS).read_text())
-    except (OSError, ValueError):
-        try:
-            return time.time() - workdir.stat().st_mtime > UNMARKED_STALE_AFTER
-        except OSError:
-            return False
-    return not any(isinstance(o, list) and len(o) == 2 and isinstance(o[0], int)
-                   and o[1] is not None and _start_time(o[0]) == o[1] for o in owners)
-
-
 def remove_stale_workdirs(folder: str | None = None) -> list[str]:
     """Remove the node session folders in ``folder`` (default: the temp folder) that no live
     process owns any more — left when the CLI and its manager were both killed; return them."""
-    removed = []
-    for path in Path(folder or tempfile.gettempdir()).glob(WORKDIR_PREFIX + "*"):
-        try:
-            if path.is_symlink() or not path.is_dir() or path.stat().st_uid != os.geteuid():
-                continue
-        except OSError:
-            continue
-        if _is_stale(path):
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(str(path))
-    return removed
+    return remove_stale(WORKDIR_PREFIX, folder)
 
 
 def _manager_command(pid: int, extra: list[str]) -> list[str]:
@@ -204,7 +160,7 @@ class NodeTarget(Target):
         for stale in remove_stale_workdirs():
             log.info("removed %s, left by a node session whose processes are gone", stale)
         workdir = tempfile.mkdtemp(prefix=WORKDIR_PREFIX)  # mode 0700
-        _write_owners(workdir, [os.getpid()])
+        write_owners(workdir, [os.getpid()])
         sock = os.path.join(workdir, "manager.sock")
         token = secrets.token_urlsafe(32)
         session = "node-" + secrets.token_hex(5)
@@ -217,7 +173,7 @@ class NodeTarget(Target):
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=log_file, env=env, start_new_session=True)
         try:
-            _write_owners(workdir, [os.getpid(), proc.pid])
+            write_owners(workdir, [os.getpid(), proc.pid])
             first = _read_first_line(proc, log_path)
             manager = ManagerClient.connect(f"unix:{sock}", token)
             if first.get("lane"):

@@ -52,7 +52,7 @@ def _info(path: str, st: os.stat_result) -> pb.FileInfo:
                        gid=st.st_gid, mtime=st.st_mtime)
 
 
-def _open_in_target(config: Config, path: str, flags: int) -> int:
+def open_in_target(config: Config, path: str, flags: int) -> int:
     """``path`` opened inside the target's root (CopyError naming the path if it cannot be)."""
     root = _root_fd(config)
     try:
@@ -66,7 +66,7 @@ def _open_in_target(config: Config, path: str, flags: int) -> int:
 def read_file(req: pb.ReadFileRequest, config: Config) -> Iterator[pb.FileChunk]:
     """Stream ``req.path``: its info, then its bytes. Refuses non-regular and too-large files."""
     limit = req.max_bytes or config.max_file_bytes
-    fd = _open_in_target(config, req.path, os.O_RDONLY | os.O_NOCTTY)
+    fd = open_in_target(config, req.path, os.O_RDONLY | os.O_NOCTTY)
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):  # (before fdopen, which refuses folders itself)
         os.close(fd)
@@ -89,7 +89,7 @@ def read_file(req: pb.ReadFileRequest, config: Config) -> Iterator[pb.FileChunk]
 def list_dir(req: pb.ListDirRequest, config: Config) -> pb.ListDirResponse:
     """Everything under ``req.path`` (lstat of each entry), each folder before its contents."""
     limit = req.max_entries or MAX_ENTRIES
-    top = _open_in_target(config, req.path, os.O_RDONLY | os.O_DIRECTORY)
+    top = open_in_target(config, req.path, os.O_RDONLY | os.O_DIRECTORY)
     resp = pb.ListDirResponse()
     pending = [(top, "")]
     try:

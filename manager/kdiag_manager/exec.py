@@ -42,17 +42,14 @@ class Command:
 
 def target_environ(pid: int) -> dict[str, str]:
     """The environment the target process started with (/proc/PID/environ)."""
+    from .environ import read_environ
+
     try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            raw = f.read()
+        found = read_environ(pid)
     except OSError:
         return {}
-    env = {}
-    for item in raw.split(b"\0"):
-        key, sep, value = item.partition(b"=")
-        if sep and key:
-            env[key.decode(errors="replace")] = value.decode(errors="replace")
-    return env
+    return {name.decode(errors="replace"): value.decode(errors="replace")
+            for name, value in found}
 
 
 def build_command(start: pb.ExecStart, config: Config) -> Command:

@@ -95,10 +95,22 @@ def _refuse_direct(session: str, listen_port: int, family: int) -> Rule:
                 family)
 
 
-def incoming_rules(session: str, port: int, listen_port: int, family: int = 4) -> list[Rule]:
+def _skip_sources(networks: Iterable[str]) -> list[str]:
+    # One iprange match per source (iptables refuses ``! -s`` with several addresses).
+    args: list[str] = []
+    for text in networks:
+        network = ipaddress.ip_network(text, strict=False)
+        args += ["-m", "iprange", "!", "--src-range",
+                 f"{network.network_address}-{network.broadcast_address}"]
+    return args
+
+
+def incoming_rules(session: str, port: int, listen_port: int, family: int = 4,
+                   skip: Iterable[str] = ()) -> list[Rule]:
     """Rules sending connections that arrive at ``port`` to the manager's ``listen_port``.
 
-    - nat PREROUTING REDIRECT: connections from other hosts (over an interface);
+    - nat PREROUTING REDIRECT: connections from other hosts (over an interface), except from
+      the ``skip`` sources (e.g. the node's addresses: the kubelet's probes);
     - nat OUTPUT REDIRECT for local destinations: connections from inside the namespace (e.g.
       a sidecar calling localhost:port), except the manager's own (marked) ones;
     - filter INPUT DROP: the listener binds all addresses (REDIRECT goes to the interface's
@@ -106,8 +118,9 @@ def incoming_rules(session: str, port: int, listen_port: int, family: int = 4) -
     """
     p, lp = str(port), str(listen_port)
     return [
-        Rule("nat", "PREROUTING", ("-p", "tcp", "--dport", p, *_common(session),
-                                    "-j", "REDIRECT", "--to-ports", lp), family),
+        Rule("nat", "PREROUTING", ("-p", "tcp", "--dport", p, *_skip_sources(skip),
+                                    *_common(session), "-j", "REDIRECT", "--to-ports", lp),
+             family),
         Rule("nat", "OUTPUT", ("-p", "tcp", "--dport", p, "-m", "addrtype", "--dst-type", "LOCAL",
                                 *_skip_marked(), *_common(session), "-j", "REDIRECT",
                                 "--to-ports", lp), family),

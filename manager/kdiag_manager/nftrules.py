@@ -3,7 +3,9 @@
 The same semantics as the iptables rules of :mod:`kdiag_manager.iptables`, in one table per
 redirect and family (``M``: the manager's socket mark, ``L``: its listener's port):
 
-- chain ``prerouting`` (nat, dstnat - 10), incoming port P: ``tcp dport P redirect to :L``;
+- chain ``prerouting`` (nat, dstnat - 10), incoming port P: ``[ip saddr != S ...] tcp dport P
+  redirect to :L`` (``S``: the sources not to redirect, e.g. the node's addresses, where the
+  kubelet's probes come from);
 - chain ``output`` (nat, -110), incoming: ``tcp dport P fib daddr type local meta mark != M
   redirect to :L``; outgoing port P [to D]: ``[ip daddr D] tcp dport P meta mark != M dnat to
   127.0.0.1:L`` (``[::1]:L`` in the ip6 table);
@@ -45,6 +47,7 @@ CHAINS = {
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _NAMES = {4: "ip", 6: "ip6"}
 _DADDR = {4: (16, 4), 6: (24, 16)}  # offset and length of the destination in the IP header
+_SADDR = {4: (12, 4), 6: (8, 16)}  # ... and of the source
 _LOOPBACK = {4: ("127.0.0.1", "127.0.0.1"), 6: ("::1", "[::1]")}
 
 
@@ -67,15 +70,17 @@ def _tcp_dport(port: int) -> _Match:
                    nft.cmp(nft.CMP_EQ, struct.pack(">H", port))), f"tcp dport {port}")
 
 
-def _daddr(network: Network) -> _Match:
-    offset, length = _DADDR[network.version]
+def _address(network: Network, field: str, equal: bool = True) -> _Match:
+    """``ip daddr N`` / ``ip saddr != N`` (``field``: daddr or saddr; a network with its mask)."""
+    offset, length = (_DADDR if field == "daddr" else _SADDR)[network.version]
     exprs = [nft.payload(nft.PAYLOAD_NETWORK, offset, length)]
     if network.prefixlen < network.max_prefixlen:
         exprs.append(nft.bitwise_and(network.netmask.packed))
-    exprs.append(nft.cmp(nft.CMP_EQ, network.network_address.packed))
+    exprs.append(nft.cmp(nft.CMP_EQ if equal else nft.CMP_NEQ, network.network_address.packed))
     shown = (network.network_address if network.prefixlen == network.max_prefixlen
              else network)
-    return _Match(tuple(exprs), f"{_NAMES[network.version]} daddr {shown}")
+    return _Match(tuple(exprs), f"{_NAMES[network.version]} {field} {'' if equal else '!= '}"
+                                f"{shown}")
 
 
 def _not_marked() -> _Match:
@@ -118,12 +123,15 @@ def refuse_direct(tag: str, listen_port: int) -> nft.Rule:
     return _rule("input", tag, _tcp_dport(listen_port), _not_redirected(), _drop())
 
 
-def incoming(tag: str, port: int, listen_port: int) -> list[nft.Rule]:
+def incoming(tag: str, port: int, listen_port: int, skip: Sequence[Network] = ()
+             ) -> list[nft.Rule]:
     """Connections arriving at ``port`` go to the manager's ``listen_port``: from other hosts
-    (prerouting) and from inside the namespace to a local address (output, except the
-    manager's own); direct connections to the listener are dropped."""
+    (prerouting; not from the ``skip`` sources of this family) and from inside the namespace
+    to a local address (output, except the manager's own); direct connections to the
+    listener are dropped."""
     return [
-        _rule("prerouting", tag, _tcp_dport(port), _redirect(listen_port)),
+        _rule("prerouting", tag, *(_address(n, "saddr", equal=False) for n in skip), _tcp_dport(port),
+              _redirect(listen_port)),
         _rule("output", tag, _tcp_dport(port), _local_destination(), _not_marked(),
               _redirect(listen_port)),
         refuse_direct(tag, listen_port),
@@ -134,7 +142,7 @@ def outgoing(tag: str, port: int, listen_port: int, family: int,
              networks: Sequence[Network] = ()) -> list[nft.Rule]:
     """The namespace's own connections to ``port`` (towards one of ``networks``, or anywhere)
     go to the manager on loopback:``listen_port``; direct connections to it are dropped."""
-    targets: list[tuple[_Match, ...]] = [(_daddr(n),) for n in networks] or [()]
+    targets: list[tuple[_Match, ...]] = [(_address(n, "daddr"),) for n in networks] or [()]
     return [*(_rule("output", tag, *t, _tcp_dport(port), _not_marked(),
                     _dnat_loopback(family, listen_port)) for t in targets),
             refuse_direct(tag, listen_port)]

@@ -153,7 +153,8 @@ def _nft_rules(options: RedirectOptions, listen_port: int, family: int,
     rules: list[nft.Rule] = []
     for port in options.ports:
         if options.incoming:
-            rules += nftrules.incoming(tag, port, listen_port)
+            skip = [n for n in options.skip_sources if n.version == family]
+            rules += nftrules.incoming(tag, port, listen_port, skip)
         else:
             rules += nftrules.outgoing(tag, port, listen_port, family, networks)
     return list(dict.fromkeys(rules))  # one DROP rule per listener
@@ -230,7 +231,9 @@ def _install_iptables(options: RedirectOptions, listen_port: int, dual: bool,
             family_rules: list[Rule] = []
             for port in options.ports:
                 if options.incoming:
-                    family_rules += incoming_rules(options.session, port, listen_port, family)
+                    skip = [str(n) for n in options.skip_sources if n.version == family]
+                    family_rules += incoming_rules(options.session, port, listen_port, family,
+                                                   skip)
                 else:
                     family_rules += outgoing_rules(options.session, port, listen_port,
                                                    options.destination, family)

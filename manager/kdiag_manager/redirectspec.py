@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from .iptables import SESSION_RE
@@ -25,6 +26,8 @@ class RedirectOptions:
     fail_open: bool = False
     fail_open_timeout: float = DEFAULT_FAIL_OPEN_TIMEOUT
     header: tuple[str, str] | None = None
+    skip_sources: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    """Incoming: connections from these sources are not redirected (the kubelet's probes)."""
 
     @classmethod
     def from_spec(cls, spec: pb.RedirectSpec, default_session: str) -> RedirectOptions:
@@ -43,5 +46,25 @@ class RedirectOptions:
         if spec.HasField("header_filter") and spec.header_filter.name:
             header = (spec.header_filter.name, spec.header_filter.value)
         timeout = spec.fail_open_timeout_seconds or DEFAULT_FAIL_OPEN_TIMEOUT
+        if spec.skip_sources and spec.direction != pb.INCOMING:
+            raise SpecError("skip_sources applies to incoming redirects only")
         return cls(spec.direction == pb.INCOMING, ports, session, spec.destination or None,
-                   spec.fail_open, timeout, header)
+                   spec.fail_open, timeout, header, _networks(spec.skip_sources))
+
+
+MAX_SKIP_SOURCES = 16
+
+
+def _networks(texts: list[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """``skip_sources`` as networks (an address is a /32 or /128); SpecError if one is not."""
+    if len(texts) > MAX_SKIP_SOURCES:
+        raise SpecError(f"skip_sources: at most {MAX_SKIP_SOURCES} sources")
+    found: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for text in texts:
+        try:
+            network = ipaddress.ip_network(text.strip(), strict=False)
+        except ValueError:
+            raise SpecError(f"skip_sources: {text!r} is not an IP address or network") from None
+        if network not in found:
+            found.append(network)
+    return tuple(found)

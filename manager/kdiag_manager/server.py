@@ -27,7 +27,7 @@ from .wire.workers import Workers
 log = logging.getLogger(__name__)
 
 FEATURES = ["exec", "tty", "redirect", "fail-open", "header-filter", "ps", "capture", "copy",
-            "net", "probe"]
+            "net", "probe", "environ", "read-tree"]
 
 # Each tunnel holds one worker thread for its lifetime (plus the control streams and calls).
 MAX_WORKERS = 1024
@@ -49,7 +49,7 @@ _PRE_AUTH_OPTIONS = {
 SERVER_OPTIONS = [
     *((name, value) for name, value in TRANSPORT_OPTIONS if name not in _PRE_AUTH_OPTIONS),
     *_PRE_AUTH_OPTIONS.items(),
-    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 100),  # the CLI pings every 0.3 s
     ("grpc.so_reuseport", 0),
 ]
 
@@ -187,6 +187,14 @@ class ManagerService(pb_grpc.ManagerServicer):
             context.abort(exc.code, str(exc))
             raise  # unreachable: abort raises
 
+    def ReadTree(self, request: pb.ReadTreeRequest, context: Any) -> Iterator[pb.TreeChunks]:
+        from . import copy, readtree
+
+        try:
+            yield from readtree.read_tree(request, self.config)
+        except copy.CopyError as exc:
+            context.abort(exc.code, str(exc))
+
     def Net(self, request: pb.NetRequest, context: Any) -> pb.NetResponse:
         from . import net
 
@@ -196,6 +204,15 @@ class ManagerService(pb_grpc.ManagerServicer):
         from . import probe
 
         return probe.run(request, self.config)
+
+    def Environ(self, request: pb.EnvironRequest, context: Any) -> pb.EnvironResponse:
+        from . import environ
+
+        try:
+            return environ.environ(self.config)
+        except environ.EnvironError as exc:
+            context.abort(exc.code, str(exc))
+            raise  # unreachable: abort raises
 
 
 # Lane streams run their handler on these (one per Tunnel stream, as gRPC's pool does).

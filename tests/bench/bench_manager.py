@@ -23,14 +23,13 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 from tests.bench.manager_peers import pct, peer, result, rss_mb
 
-Record = Callable[[str, float, str, str, "float | None"], None]
+Record = Callable[..., None]
 
 TRANSFER_BYTES = 256 << 20
 # Throughput: one unmeasured warm-up transfer each way, then the best of ROUNDS alternating
@@ -52,6 +51,11 @@ LOAD_BYTES = 4 << 20
 SETTLE_SECONDS = 1.0  # after the load, before "after" is read
 # The busy figure: a CPU hog on every core beside the transfers.
 STRESS = ["stress-ng", "--cpu", "2", "--quiet", "--timeout", "600"]  # (ended after use)
+FIGURES = ("manager.rss_idle", "manager.redirect_throughput", "manager.redirect_throughput_ratio",
+           "manager.connect_latency_p50", "manager.connect_latency_p99",
+           "manager.rss_100_tunnels", "manager.header_filter_keepalive_rps",
+           "manager.header_filter_keepalive_ratio", "manager.rss_peak_load_mb",
+           "manager.rss_after_load_mb", "manager.redirect_throughput_ratio_busy")
 
 
 def _sh(*args: str) -> None:
@@ -61,8 +65,9 @@ def _sh(*args: str) -> None:
 def run(record: Record) -> None:
     """Measure and record every figure (skipped with a message when not root)."""
     if os.geteuid() != 0:
-        print("bench_manager: skipped (needs root for network namespaces)", file=sys.stderr)
-        return
+        from tests.bench.figures import Unmeasurable
+
+        raise Unmeasurable("needs root (network namespaces)")
     from kdiag.targets.node import NodeTarget
 
     ns = f"kdb-{secrets.token_hex(3)}"
@@ -100,6 +105,13 @@ def run(record: Record) -> None:
         subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
+_THROUGHPUT_SIDES = (
+    f"a process in the target's namespace sends {TRANSFER_BYTES >> 20} MiB to a port an "
+    "outgoing redirect catches (manager → tunnel on the lane → this process → a sink process) ÷ "
+    f"the same sender to the same sink straight over loopback; best of {ROUNDS} rounds each, "
+    "taking turns")
+
+
 def _transfers(ns: str, port: int) -> tuple[float, float]:
     """Seconds of the best direct and the best redirected transfer (alternating rounds)."""
     directs, vias = [], []
@@ -125,7 +137,8 @@ def _through_redirect(record: Record, session: Any, ns: str, port: int, manager_
         direct, via = _transfers(ns, port)
         mb = TRANSFER_BYTES / 1e6
         record("manager.redirect_throughput", mb / via, "MB/s", "", mb / direct)
-        record("manager.redirect_throughput_ratio", direct / via, "x", ">= 0.4", mb / direct)
+        record("manager.redirect_throughput_ratio", direct / via, "x", ">= 0.4", mb / direct,
+               sides=_THROUGHPUT_SIDES)
         d = result(peer(None, "lat", "127.0.0.1", str(port), str(LATENCY_SAMPLES)))["samples"]
         r = result(peer(ns, "lat", "127.0.0.1", str(REDIRECT_PORT),
                         str(LATENCY_SAMPLES)))["samples"]
@@ -162,7 +175,12 @@ def _keepalive(record: Record, session: Any, ns: str, port: int) -> None:
         handle.close()
     direct, via = max(directs), max(vias)
     record("manager.header_filter_keepalive_rps", via, "req/s", "", direct)
-    record("manager.header_filter_keepalive_ratio", via / direct, "x", ">= 0.5", direct)
+    record("manager.header_filter_keepalive_ratio", via / direct, "x", ">= 0.5", direct,
+           sides=(f"requests/s of {KEEPALIVE_REQUESTS} GETs over one keep-alive connection "
+                  "(http.client) from another namespace to an app port under a header-filtered "
+                  "incoming redirect, without the header (the manager's router sends them to "
+                  "the app) ÷ the same to a port of the same app without a redirect; best of "
+                  f"{KEEPALIVE_ROUNDS} rounds each, taking turns"))
 
 
 def _load(record: Record, session: Any, ns: str, port: int, manager_pid: int) -> None:
@@ -211,11 +229,13 @@ def _busy_throughput(record: Record, session: Any, ns: str, port: int) -> None:
         stress.wait(10)
         handle.close()
     mb = TRANSFER_BYTES / 1e6
-    record("manager.redirect_throughput_ratio_busy", direct / via, "x", ">= 0.4", mb / direct)
+    record("manager.redirect_throughput_ratio_busy", direct / via, "x", ">= 0.4", mb / direct,
+           sides=_THROUGHPUT_SIDES + f", with `{' '.join(STRESS[:3])}` beside both")
 
 
 if __name__ == "__main__":
-    def _print(name: str, value: float, unit: str, target: str, baseline: float | None) -> None:
+    def _print(name: str, value: float, unit: str, target: str, baseline: float | None,
+               sides: str = "") -> None:
         base = "" if baseline is None else f"  (baseline: {baseline:.3f})"
         print(f"{name:40s} {value:10.3f} {unit:6s} target {target}{base}")
 

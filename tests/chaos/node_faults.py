@@ -174,3 +174,33 @@ def connections_during_kill(env: NodeEnv, index: int) -> RoundResult:
         return RoundResult(recovery, left, problems[:5])
     finally:
         cli.end()
+
+
+@register("CLI frozen (SIGSTOP)", "node", 10, lambda: node_env("f"),
+          note="a laptop asleep: nothing is closed")
+def cli_frozen(env: NodeEnv, index: int) -> RoundResult:
+    """The CLI stops answering without closing anything (SIGSTOP, as a laptop put to sleep):
+    the manager must notice its silent client by itself (gRPC keepalive) and fail open; once
+    the CLI runs again it must end with exit 3 naming the lost connection."""
+    cli = start_cli(env, "redirect" if index % 2 == 0 else "run")
+    problems: list[str] = []
+    try:
+        if not wait_ready(env, cli):
+            return RoundResult(None, 0, [f"the redirect did not come up: {cli.tail()}"])
+        cli.proc.send_signal(signal.SIGSTOP)
+        t0 = time.monotonic()
+        try:
+            recovery = env.wait_for(b"app:x", t0, t0 + RULES_DEADLINE)
+            left = env.rules_left(t0 + RULES_DEADLINE)
+        finally:
+            cli.proc.send_signal(signal.SIGCONT)
+        try:
+            code = cli.proc.wait(10)
+        except Exception:
+            code = None
+        if code != 3:
+            problems.append(f"the CLI did not end with exit 3 once it ran again (exit {code}): "
+                            f"{cli.tail()}")
+        return RoundResult(recovery, left, problems)
+    finally:
+        cli.end()

@@ -22,7 +22,7 @@ import yaml
 from .conftest import MANAGER_IMAGE, REPO, Cluster, make_namespace
 
 __all__ = ["APP_TARGET", "Kdiag", "Pods", "example_pods", "kdiag_cli", "make_namespace",
-           "restricted_kubeconfig"]
+           "manager_pids", "restricted_kubeconfig"]
 
 APP_TARGET = """\
 params:
@@ -145,3 +145,20 @@ def restricted_kubeconfig(cluster: Cluster, namespace: str, path: Path,
                                                 "namespace": namespace}}]}))
     path.chmod(0o600)
     return path
+
+
+def manager_pids(pod: Any) -> list[int]:
+    """The host PIDs of the managers in ``pod`` (the node is this machine): kdiag_manager
+    processes in one of the pod's cgroups (an AssertionError when there is none)."""
+    uid = pod.metadata.uid
+    found = []
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
+            cgroup = Path(f"/proc/{name}/cgroup").read_text()
+        except OSError:
+            continue
+        if b"kdiag_manager" in cmdline and (uid in cgroup or uid.replace("-", "_") in cgroup):
+            found.append(int(name))
+    assert found, f"no manager process of pod {pod.metadata.name} on this node"
+    return found

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from .conftest import REPO, Cluster
+from .kube_fixtures import manager_pids
 
 pytestmark = pytest.mark.cluster
 
@@ -51,20 +52,8 @@ def _wait_for(path: Path, process: subprocess.Popen[str], timeout: float = 120) 
 
 
 def _manager_pid(pod: Any) -> int:
-    """The host PID of the manager in ``pod`` (the node is this machine): a kdiag_manager
-    process in one of the pod's cgroups."""
-    uid = pod.metadata.uid
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
-            cgroup = Path(f"/proc/{name}/cgroup").read_text()
-        except OSError:
-            continue
-        if b"kdiag_manager" in cmdline and (uid in cgroup or uid.replace("-", "_") in cgroup):
-            return int(name)
-    raise AssertionError(f"no manager process of pod {pod.metadata.name} on this node")
+    """The host PID of the manager in ``pod`` (the node is this machine)."""
+    return manager_pids(pod)[0]
 
 
 def _run_until(cluster: Cluster, pod: Any, tmp_path: Path, fault: str

@@ -173,11 +173,15 @@ def test_outside_names_fail_fast(apps: Apps) -> None:
     assert result.seconds < 5, f"took {result.seconds:.1f} s: {result.output}"
 
 
-def run_client(cluster: Cluster, namespace: str, requests: int = 20) -> list[tuple[str, str]]:
-    """Run the api-client Job; return its (URL, answer) lines."""
+def run_client(cluster: Cluster, namespace: str, requests: int = 20,
+               name: str = "api-client") -> list[tuple[str, str]]:
+    """Run the api-client Job (as ``name``: a Job and pod label of its own); return its
+    (URL, answer) lines."""
     from kubernetes import client
 
     job = cluster.manifest("api-client")
+    job["metadata"]["name"] = name
+    job["spec"]["template"]["metadata"]["labels"] = {"app": name}
     (env,) = [e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
               if e["name"] == "REQUESTS"]
     env["value"] = str(requests)
@@ -185,14 +189,14 @@ def run_client(cluster: Cluster, namespace: str, requests: int = 20) -> list[tup
     batch.create_namespaced_job(namespace, job)
 
     def finished() -> Any:
-        status = batch.read_namespaced_job("api-client", namespace).status
+        status = batch.read_namespaced_job(name, namespace).status
         return status if (status.succeeded or status.failed) else None
 
-    status = cluster.wait_for(finished, 90, desc="the api-client Job to finish")
-    (pod,) = cluster.core.list_namespaced_pod(namespace, label_selector="app=api-client").items
+    status = cluster.wait_for(finished, 90, desc=f"the {name} Job to finish")
+    (pod,) = cluster.core.list_namespaced_pod(namespace, label_selector=f"app={name}").items
     log = cluster.core.read_namespaced_pod_log(pod.metadata.name, namespace)
-    batch.delete_namespaced_job("api-client", namespace, propagation_policy="Background")
-    assert status.succeeded, f"api-client failed:\n{log}"
+    batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+    assert status.succeeded, f"{name} failed:\n{log}"
     calls = [line.split(" ", 1) for line in log.splitlines() if line.startswith("http://")]
     return [(url, answer) for url, answer in calls]
 

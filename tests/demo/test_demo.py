@@ -20,6 +20,7 @@ pytestmark = [pytest.mark.node,
               pytest.mark.skipif(os.geteuid() != 0, reason="the demo needs root")]
 
 
+@pytest.mark.runbook("runbooks/demo.yaml")
 def test_demo_runbook_passes_and_cleans_up(tmp_path: Path) -> None:
     junit, report = tmp_path / "demo.xml", tmp_path / "demo.json"
     result = subprocess.run(
@@ -34,7 +35,10 @@ def test_demo_runbook_passes_and_cleans_up(tmp_path: Path) -> None:
     assert suite is not None and suite.get("failures") == "0"
     assert int(suite.get("tests", "0")) >= 14
     steps = {s["name"]: s for s in json.loads(report.read_text())["runs"][0]["steps"]}
-    assert steps["read the capture back"]["status"] == "passed"
+    assert steps["decode the capture"]["status"] == "passed"
+    assert steps["what the capture saw"]["status"] == "passed"  # its summary: in on 8080
+    told = steps["packet capture"]["output"]  # its packets by direction and port, when it ended
+    assert "\n  in       tcp/8080 " in told and "\n  out      tcp/8080 " in told, told
     assert list((tmp_path / "artifacts").rglob("capture.pcap"))
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert "kd-demo-" not in namespaces

@@ -18,6 +18,7 @@ import secrets
 import shutil
 import socket
 import socketserver
+import stat
 import subprocess
 import sys
 import threading
@@ -140,6 +141,27 @@ def iptables_session(app: Lab) -> Iterator[object]:
         yield session
     finally:
         session.close()
+
+
+def processes_in_root(root: Path, word: str) -> list[str]:
+    """``PID: command line`` of each process whose root folder is ``root`` (a lab's target and
+    what runs inside it) and whose command line holds ``word``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and os.readlink(proc / "root") == str(root):
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                if word in cmdline:
+                    found.append(f"{proc.name}: {cmdline.strip()}")
+        except OSError:
+            continue  # gone meanwhile
+    return found
+
+
+def make_dev_null(root: Path) -> None:
+    """Give a lab's root a ``/dev/null`` (busybox ash starts background jobs on it)."""
+    (root / "dev").mkdir(exist_ok=True)
+    os.mknod(root / "dev" / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
 
 
 def ipv6_rule_lines(rules: list[str]) -> list[str]:

@@ -14,7 +14,7 @@ import pytest
 
 from kdiag.errors import ManagerError
 
-from .conftest import Lab, exchange, in_netns
+from .conftest import Lab, exchange, in_netns, make_dev_null, processes_in_root
 
 
 def test_exec_script_in_target_without_shell(app: Lab, node_session) -> None:
@@ -48,13 +48,32 @@ def test_exec_sees_target_network_and_streams(app: Lab, node_session) -> None:
 
 
 def test_exec_timeout_kills_the_process_group(app: Lab, node_session) -> None:
+    # Without /dev/null in the target, ash cannot start a background job at all (and only the
+    # last sleep, exec'd in its place, would run): give it one, so the group has three members.
+    make_dev_null(app.root)
+    seen: list[list[str]] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            seen.append(processes_in_root(app.root, "sleep 30"))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
     t0 = time.monotonic()
-    r = node_session.manager.exec(script="sleep 300 & sleep 301 & sleep 302", timeout=1)
+    try:
+        r = node_session.manager.exec(script="sleep 300 & sleep 301 & sleep 302", timeout=2)
+    finally:
+        done.set()
+        watcher.join()
     assert r.timed_out and r.exit_code == 137
     assert time.monotonic() - t0 < 5
-    time.sleep(0.2)
-    left = subprocess.run(["pgrep", "-f", "sleep 30[012]"], capture_output=True, text=True)
-    assert left.stdout.strip() == ""
+    assert max(len(found) for found in seen) == 3, seen  # all three ran ...
+    deadline = time.monotonic() + 2
+    while processes_in_root(app.root, "sleep 30") and time.monotonic() < deadline:
+        time.sleep(0.05)  # ... and are gone (SIGKILL to the group; reaped by init)
+    assert processes_in_root(app.root, "sleep 30") == []
 
 
 def test_tty_shell(app: Lab, node_session) -> None:

@@ -22,9 +22,10 @@ from kdiag_manager.wire.api.v1 import manager_pb2_grpc as pb_grpc
 
 from demo.lab import sh
 from kdiag.errors import ManagerUnavailable, TargetError
+from kdiag.ownedfolders import start_time
 from kdiag.session.client import ManagerClient
 from kdiag.session.results import RedirectSpec
-from kdiag.targets.node import NodeTarget, _start_time
+from kdiag.targets.node import NodeTarget
 
 from .conftest import ENTER, Lab, exchange, in_netns, recv_all, tcp_server
 
@@ -278,7 +279,7 @@ def test_folders_of_killed_sessions_are_removed_by_the_next_one(app: Lab,
         time.sleep(0.02)
     assert os.path.isdir(workdir)
     live = tempfile.mkdtemp(prefix="kdiag-node-")  # owned by this (live) process
-    (Path(live) / "owners").write_text(json.dumps([[os.getpid(), _start_time(os.getpid())]]))
+    (Path(live) / "owners").write_text(json.dumps([[os.getpid(), start_time(os.getpid())]]))
     unmarked = tempfile.mkdtemp(prefix="kdiag-node-")  # its CLI may be about to write owners
     try:
         session = NodeTarget(app.app_pid, env={"KDIAG_ENTER": str(ENTER)}).open()

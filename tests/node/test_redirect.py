@@ -360,7 +360,8 @@ def test_connections_still_carried_after_the_lane_closes(app: Lab, node_session)
         handle = manager.redirect(RedirectSpec("incoming", [8080], fail_open=False), operator)
         try:
             with in_netns(app.client_ns):
-                assert checksum_roundtrip((app.app_ip, 8080), 1000)[0] is not None
+                sent, received = checksum_roundtrip((app.app_ip, 8080), 1000)
+                assert sent == received  # carried by the lane, byte for byte
             manager._lane_socket.shutdown(socket.SHUT_RDWR)
             deadline = time.monotonic() + 5
             while manager.lane.ready and time.monotonic() < deadline:

@@ -8,9 +8,12 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from demo.lab import Lab
+
+from .conftest import processes_in_root
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,7 +86,7 @@ def test_outgoing_redirect_step_sends_target_connections_here(app: Lab, tmp_path
             shell: {{script: "wget -qO- http://{app.client_ip}:9999/rb.yaml"}}
             register: call
             assert: ["'capture outgoing' in call.stdout"]
-          - {{name: counted, assert: ["out.stats.connections >= 1"]}}
+          - {{name: counted, assert: ["out.stats.to_operator >= 1"]}}
     """, tmp_path)
     assert code == 0, output
     assert not app.tagged_rules()
@@ -140,15 +143,26 @@ def test_manager_step_without_a_target_is_an_environment_error(tmp_path: Path) -
 
 
 def test_shell_timeout_kills_the_command_in_the_target(app: Lab, tmp_path: Path) -> None:
+    started = time.monotonic()
     code, output, steps = kdiag_run(f"""
         target: {{node: {{pid: {app.app_pid}}}}}
         steps:
           - name: slow
-            shell: {{script: "sleep 30"}}
+            shell: {{script: "sleep 30; echo not reached"}}
             timeout: 1s
     """, tmp_path)
+    took = time.monotonic() - started
     assert code == 1, output
-    assert steps["slow"]["status"] == "failed"
+    slow = steps["slow"]
+    assert slow["status"] == "failed" and "timed out" in slow["message"], slow
+    assert slow["result"]["timed_out"] is True
+    # The step ends at its timeout, not when the command would have: well before 30 s, even
+    # on a busy machine (the whole run, with the manager's start, included).
+    assert 1.0 <= slow["duration"] < 10, slow["duration"]
+    assert took < 20, took
+    # ... and nothing of the command is left in the target: the shell and its child alike.
+    assert processes_in_root(app.root, "/app"), "the search must see the target's processes"
+    assert processes_in_root(app.root, "sleep") == []
 
 
 def test_tcp_probe_step_sends_and_expects(app: Lab, tmp_path: Path) -> None:

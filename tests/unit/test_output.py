@@ -166,8 +166,8 @@ def test_every_report_says_which_background_work_failed_when_and_why(tmp_path: P
     markdown = (tmp_path / "r.md").read_text()
     assert "OOMKilled" in markdown and "pod shop/api deleted" in markdown
     console = console_out.getvalue()
-    assert "[ERR ] api: background redirect failed at " in console
-    assert "[ERR ] target lost at " in console and "pod shop/api deleted" in console
+    assert "[LOST] api: background redirect failed at " in console
+    assert "[LOST] target lost at " in console and "pod shop/api deleted" in console
 
 
 def test_console_block_of_plain_lines_looks_as_line_by_line() -> None:

@@ -68,5 +68,5 @@ def test_set_needs_an_equals_sign() -> None:
 
 def test_wrong_type_in_values_file_names_its_location(runbook, write) -> None:
     path = write("port: eighty\n", "v.yaml")
-    with pytest.raises(RunbookError, match=f"{path}:1:7: param 'port': expected a integer"):
+    with pytest.raises(RunbookError, match=f"{path}:1:7: param 'port': expected an integer"):
         resolve_params(runbook, values_files=[load_values(str(path))])

@@ -49,7 +49,7 @@ CASES = {
                       "unknown param 'prot' (did you mean 'port'?)"),
     "bad param type": ("params:\n  port: {type: int}\nsteps: []\n", "2:16", "expected one of"),
     "bad default": ("params:\n  port: {type: integer, default: x}\nsteps: []\n", "2:34",
-                    "default of param 'port' is not a integer"),
+                    "default of param 'port' is not an integer"),
     "reserved register": ("steps:\n  - {note: x, register: params}\n", "2:25", "reserved name"),
     "background not allowed": ("steps:\n  - {note: x, background: true}\n", "2:15",
                                "cannot run in the background"),
@@ -61,8 +61,9 @@ CASES = {
                                      "needs one of: script, argv"),
     "ps bad field": ("steps:\n  - ps: {every: true}\n", "2:10", "unknown field 'every'"),
     "net takes no fields": ("steps:\n  - net: {iface: eth0}\n", "2:11", "unknown field 'iface'"),
-    "redirect bad port": ("steps:\n  - redirect: {ports: [http]}\n", "2:24",
-                          "'http' is not PORT or PORT:LOCALPORT"),
+    "redirect bad port": ("steps:\n  - redirect: {ports: [web_port]}\n", "2:24",
+                          "PORT or PORT:LOCALPORT or NAME or NAME:LOCALPORT (a named port), "
+                          "got a string 'web_port'"),
     "redirect bad direction": ("steps:\n  - redirect: {ports: [80], direction: sideways}\n",
                                "2:40", "expected one of 'incoming', 'outgoing'"),
     "capture negative limit": ("steps:\n  - capture: {max_packets: -1}\n", "2:28",
@@ -114,7 +115,7 @@ def test_valid_runbook_passes(write, capsys) -> None:
           - run: {script: "echo {{ run.id }}"}
     """)
     assert main(["validate", str(path)]) == 0
-    assert "ok (2 steps, 1 finally)" in capsys.readouterr().out
+    assert "ok (2 steps, 1 finally step)" in capsys.readouterr().out
 
 
 def test_missing_required_param_is_an_error_with_set(write, capsys) -> None:

@@ -47,7 +47,7 @@ CASES = {
                                "note: x}\n", "2:11", "steps['later']: no step of that name"),
     "include param of the wrong type": (
         "steps:\n  - include: {file: lib.yaml, params: {port: eighty}}\n", "2:46",
-        "lib.yaml: param 'port': expected a integer, got a string 'eighty'"),
+        "lib.yaml: param 'port': expected an integer, got a string 'eighty'"),
     "include param not a choice": (
         "steps:\n  - include: {file: lib.yaml, params: {port: 1, mode: slow}}\n", "2:55",
         "param 'mode': 'slow' is not one of 'fast'"),

@@ -5,11 +5,22 @@ from __future__ import annotations
 
 import argparse
 import threading
+from typing import Any
 
 from kdiag.cli.adhoc.lost import lost, wait_until_lost
 from kdiag.cli.adhoc.targeting import parse_port_mappings
 from kdiag.cli.interrupts import interrupt_on_sigterm
-from kdiag.errors import EXIT_INTERRUPTED, UsageError
+from kdiag.errors import EXIT_INTERRUPTED, TargetError, UsageError
+
+
+def _pod_port(port: str | int, pod: Any, selection: Any) -> int:
+    """A Service's port (number or name) is its targetPort; a name, a container port."""
+    from kdiag.kube.workloads import map_port
+
+    try:
+        return map_port(port, pod.named_ports, selection.workload)
+    except TargetError as exc:
+        raise UsageError(f"pod {pod.name}: {exc}") from None
 
 
 def command(args: argparse.Namespace) -> int:
@@ -21,13 +32,14 @@ def command(args: argparse.Namespace) -> int:
 
     if args.pid is not None:
         raise UsageError("forward works on pods only (no --pid)")
-    mappings = parse_port_mappings(args.ports)
+    mappings = parse_port_mappings(args.ports, named=True)
     if not mappings:
         raise UsageError("name at least one PORT[:LOCALPORT]")
-    kube, pods = pods_for_step({}, {"namespace": args.namespace, "pod": args.pod,
-                                    "selector": args.selector, "container": args.container,
-                                    "kubeconfig": args.kubeconfig, "context": args.context})
-    pod = pods[0]
+    kube, selection = pods_for_step({}, {"namespace": args.namespace, "pod": args.pod,
+                                         "selector": args.selector, "container": args.container,
+                                         "kubeconfig": args.kubeconfig, "context": args.context})
+    pod = selection.pods[0]
+    ports = [(_pod_port(remote, pod, selection), local) for remote, local in mappings]
     lock = threading.Lock()
 
     def on_error(message: str) -> None:
@@ -38,8 +50,9 @@ def command(args: argparse.Namespace) -> int:
     forwarders = []
     guard = PodGuard(kube.core(), pod, Lifeline(), server=kube.server, watch_container=False)
     try:
-        for remote, local in mappings:
-            fwd = PortForwarder(kube.stream_core, pod.namespace, pod.name, remote, local,
+        for remote, local in ports:
+            fwd = PortForwarder(kube.stream_core, pod.namespace, pod.name, remote,
+                                remote if local is None else local,
                                 args.address, kube.server, on_error=on_error)
             forwarders.append(fwd)
             print(f"Forwarding from {fwd.host}:{fwd.local_port} -> {pod.namespace}/{pod.name}:"

@@ -37,13 +37,13 @@ def command(args: argparse.Namespace) -> int:
     """Follow the logs; with a command, around it."""
     from kdiag.kube.logs import LogFollower, LogLine, LogSource, NewPods, sources_for
     from kdiag.kube.podguard import PodGuard
-    from kdiag.kube.pods import resolve
+    from kdiag.kube.pods import select
     from kdiag.lifeline import Lifeline
     from kdiag.targets.kubernetes import selection_for_step
 
     if args.pid is not None:
         raise UsageError("logs works on pods only (no --pid)")
-    argv = [a for a in args.cmd if a != "--"] if args.cmd else []
+    argv = list(args.cmd or [])
     try:
         since = int(parse_duration(args.since) + 0.999) if args.since else None
         drain = parse_duration(args.drain)
@@ -54,7 +54,8 @@ def command(args: argparse.Namespace) -> int:
                                          "selector": args.selector, "container": container,
                                          "kubeconfig": args.kubeconfig,
                                          "context": args.context}, pick="all")
-    pods = resolve(kube.core(), want, kube.server)
+    selection = select(kube.core(), want, kube.server, ready=False)
+    pods = selection.pods
     sources = sources_for(pods, args.container)
     use_colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     prefix = _prefixer(use_colour)
@@ -69,13 +70,13 @@ def command(args: argparse.Namespace) -> int:
         print(f"following {source.label} (started later)", file=sys.stderr, flush=True)
 
     new_pods = None
-    if want.selector and not want.pod:
-        new_pods = NewPods(want.namespace, want.selector, args.container,
+    if selection.selector:  # a selector or TYPE/NAME: pods come and go
+        new_pods = NewPods(want.namespace, selection.selector, args.container,
                            frozenset(p.uid for p in pods), started_later)
     follower = LogFollower(kube.core(), sources, on_line, since, kube.server, new_pods)
     # One named pod: its deletion ends the command (with a selector, pods come and go).
     guard = PodGuard(kube.core(), pods[0], Lifeline(), server=kube.server,
-                     watch_container=False) if want.pod else None
+                     watch_container=False) if not selection.selector else None
     interrupt_on_sigterm()
     follower.start()
     print(f"following {', '.join(s.label for s in sources)}", file=sys.stderr, flush=True)

@@ -1,11 +1,18 @@
 """``kdiag redirect``: the target's incoming (or outgoing) connections on some ports — or on
-every port it listens on — go to this machine, until Ctrl-C. Each connection is printed."""
+every port it listens on — go to this machine, until Ctrl-C. Each connection is printed.
+
+With ``--all``, every ready pod of the target is redirected, and so is each pod that becomes
+ready later (a scale-up, a rollout); a pod that goes away is dropped with a line saying so.
+Each pod has its own manager session; every pod's connections reach the same local ports.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import threading
+from collections.abc import Callable
+from typing import Any, Literal
 
 from kdiag.cli.adhoc.lost import lost, wait_until_lost
 from kdiag.cli.adhoc.targeting import open_session, parse_port_mappings
@@ -13,47 +20,113 @@ from kdiag.cli.interrupts import interrupt_on_sigterm
 from kdiag.errors import EXIT_INTERRUPTED, EnvironmentProblem, UsageError
 
 
+def _printer(prefix: str) -> Callable[[Any], None]:
+    lock = threading.Lock()
+
+    def on_event(info: Any) -> None:
+        with lock:
+            if info.kind == "connection" and info.peer and info.original:
+                print(f"{prefix}connection {info.connection_id}: {info.peer[0]}:{info.peer[1]} "
+                      f"-> {info.original[0]}:{info.original[1]}", flush=True)
+            elif info.kind == "rejected":
+                print(f"{prefix}connection {info.connection_id} failed open: {info.error}",
+                      flush=True)
+            elif info.kind == "closed":
+                print(f"{prefix}connection {info.connection_id} closed: {info.bytes_in} bytes "
+                      f"in, {info.bytes_out} out", flush=True)
+
+    return on_event
+
+
+class _Redirecting:
+    """One pod's redirect, as :class:`~kdiag.targets.following.Following` keeps it."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.lifeline = handle.lifeline
+
+    def stop(self) -> None:
+        self.handle.close()
+
+
 def command(args: argparse.Namespace) -> int:
     """Set up the redirect, print connections as they come, end cleanly on Ctrl-C."""
-    from kdiag.session.results import RedirectEventInfo, RedirectSpec
-
-    mappings = parse_port_mappings(args.ports)
+    if args.outgoing and not args.ports:
+        raise UsageError("--outgoing needs PORT[:LOCALPORT] arguments")
+    wanted = parse_port_mappings(args.ports, named=True)
     interrupt_on_sigterm()
     with open_session(args) as session:
-        if not mappings:
-            if args.outgoing:
-                raise UsageError("--outgoing needs PORT[:LOCALPORT] arguments")
-            ports = sorted({s.port for p in session.manager.ps() if p.is_target
-                            for s in p.listening if s.protocol.startswith("tcp")})
-            if not ports:
-                raise EnvironmentProblem("the target listens on no TCP port; name the ports")
-            mappings = [(port, port) for port in ports]
-        forward_to = {remote: (args.to, local) for remote, local in mappings}
-        lock = threading.Lock()
-
-        def on_event(info: RedirectEventInfo) -> None:
-            with lock:
-                if info.kind == "connection" and info.peer and info.original:
-                    print(f"connection {info.connection_id}: {info.peer[0]}:{info.peer[1]} -> "
-                          f"{info.original[0]}:{info.original[1]}", flush=True)
-                elif info.kind == "rejected":
-                    print(f"connection {info.connection_id} failed open: {info.error}",
-                          flush=True)
-                elif info.kind == "closed":
-                    print(f"connection {info.connection_id} closed: {info.bytes_in} bytes in, "
-                          f"{info.bytes_out} out", flush=True)
-
-        spec = RedirectSpec(direction="outgoing" if args.outgoing else "incoming",
-                            ports=[m[0] for m in mappings], fail_open=not args.no_fail_open)
-        handle = session.manager.redirect(spec, forward_to, on_event=on_event)
-        arrows = ", ".join(f"{r} -> {args.to}:{loc}" for r, loc in mappings)
-        print(f"redirecting {spec.direction} {arrows}; Ctrl-C to stop", flush=True)
-        for warning in handle.warnings:
-            print(f"warning: {warning}", file=sys.stderr, flush=True)
+        fleet = session.fleet()
+        if fleet is None:
+            handle = _start(args, session, wanted, "")
+            work = _Redirecting(handle)
+        else:
+            work = _start_all(args, fleet, wanted)
+        print("Ctrl-C to stop", flush=True)
         try:
-            loss = wait_until_lost(handle.lifeline, target=session.watch())
+            loss = wait_until_lost(work.lifeline, target=session.watch())
         except KeyboardInterrupt:
-            handle.close()
+            work.stop()
             print("stopped; the redirect rules are removed", flush=True)
             return EXIT_INTERRUPTED
         raise lost("redirect", loss)
+
+
+def _start(args: argparse.Namespace, session: Any, wanted: list[tuple[int | str, int | None]],
+           prefix: str) -> Any:
+    """The redirect on one pod (its ports mapped as the pod knows them)."""
+    from kdiag.session.results import RedirectSpec
+
+    try:
+        mappings = [(session.map_port(remote), local) for remote, local in wanted]
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if not mappings:
+        ports = sorted({s.port for p in session.manager.ps() if p.is_target
+                        for s in p.listening if s.protocol.startswith("tcp")})
+        if not ports:
+            raise EnvironmentProblem("the target listens on no TCP port; name the ports")
+        mappings = [(port, None) for port in ports]
+    forward_to = {remote: (args.to, remote if local is None else local)
+                  for remote, local in mappings}
+    direction: Literal["incoming", "outgoing"] = "outgoing" if args.outgoing else "incoming"
+    skip = session.node_sources() if direction == "incoming" and args.probes == "app" else ()
+    spec = RedirectSpec(direction=direction, ports=list(forward_to),
+                        fail_open=not args.no_fail_open, skip_sources=skip)
+    handle = session.manager.redirect(spec, forward_to, on_event=_printer(prefix))
+    arrows = ", ".join(f"{r} -> {h}:{p}" for r, (h, p) in forward_to.items())
+    kept = f" (the node's connections, from {', '.join(skip)}, reach the app)" if skip else ""
+    print(f"{prefix}redirecting {direction} {arrows}{kept}", flush=True)
+    for warning in handle.warnings:
+        print(f"{prefix}warning: {warning}", file=sys.stderr, flush=True)
+    return handle
+
+
+def _start_all(args: argparse.Namespace, fleet: Any,
+               wanted: list[tuple[int | str, int | None]]) -> Any:
+    """The redirect on every pod of ``fleet``, following it (pods that join get it too)."""
+    from kdiag.cli.adhoc.fanout import each
+    from kdiag.targets.following import Following
+
+    def start(replica: Any, session: Any) -> _Redirecting:
+        return _Redirecting(_start(args, session, wanted, f"[{replica.name}] "))
+
+    def note(text: str) -> None:
+        print(f"kdiag: {text}", file=sys.stderr, flush=True)
+
+    following = Following(fleet, "redirect", lambda r: start(r, fleet.open(r)), note)
+    started = each(fleet, start)
+    failed = [(r, w) for r, w in started if isinstance(w, Exception)]
+    for replica, work in started:
+        if not isinstance(work, Exception):
+            following.add(replica, work)
+    if failed:
+        following.stop()
+        replica, exc = failed[0]
+        raise EnvironmentProblem(f"redirect on {replica.name}: {exc}"
+                                 + (f" (and {len(failed) - 1} more pods)"
+                                    if len(failed) > 1 else ""))
+    following.follow()
+    note(f"redirecting {len(started)} pods of {fleet.label}; pods that become ready later "
+         "are redirected too")
+    return following

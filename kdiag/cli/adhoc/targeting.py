@@ -1,21 +1,32 @@
-"""The target flags every ad-hoc command shares, and opening the target they name."""
+"""The target every ad-hoc command names — kubectl's way, ``TYPE/NAME`` or a pod name as the
+first argument (``kdiag ps deploy/api -n shop``), or ``--pod``/``-l``/``--pid`` — its flags,
+and opening it. ``--all`` means every ready pod of it."""
 
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 from kdiag.errors import UsageError
 from kdiag.language.ports import parse_port_mapping
 
+TARGET_HELP = ("the target: POD, or TYPE/NAME with TYPE pod, deployment (deploy), statefulset "
+               "(sts), daemonset (ds), replicaset (rs), job or service (svc): its newest "
+               "running pod, or with --all every ready pod")
 
-def add_target_flags(parser: argparse.ArgumentParser, *, container_help: str = "") -> None:
-    """-n/--namespace, -l/--selector, --pod, -c/--container, --kubeconfig, --context,
+
+def add_target_flags(parser: argparse.ArgumentParser, *, container_help: str = "",
+                     all_pods: bool = True) -> None:
+    """-n/--namespace, -l/--selector, --pod, --all, -c/--container, --kubeconfig, --context,
     --image, --image-pull-policy, --privileged, --timeout; --pid for node mode."""
     group = parser.add_argument_group("target")
     group.add_argument("-n", "--namespace", help="the namespace (default: the context's)")
     group.add_argument("-l", "--selector", help="a label selector, e.g. app=api (newest pod)")
-    group.add_argument("--pod", help="a pod name")
+    group.add_argument("--pod", help="a pod name (or TYPE/NAME)")
+    if all_pods:
+        group.add_argument("--all", dest="all_pods", action="store_true",
+                           help="every ready pod of the target (each line prefixed [pod])")
     group.add_argument("-c", "--container", help=container_help or
                        "the container (default: kubectl's default container)")
     group.add_argument("--kubeconfig", help="a kubeconfig file (default: $KUBECONFIG, "
@@ -33,31 +44,65 @@ def add_target_flags(parser: argparse.ArgumentParser, *, container_help: str = "
     group.add_argument("--pid", type=int, help="target this host process instead (node mode)")
 
 
+def take_target(args: argparse.Namespace, field: str, *, rest: str = "") -> None:
+    """kubectl's positional target: unless ``--pod``, ``-l`` or ``--pid`` names it, the first
+    of ``args.<field>`` (the positional words) does, and goes to ``args.pod``. The other words
+    stay in ``field``; with ``rest``, they go in front of ``args.<rest>`` (a command)."""
+    words = list(getattr(args, field, None) or [])
+    named = args.pod or args.selector or args.pid is not None
+    if words and not named and not (field == "ports" and _port_like(words[0])):
+        args.pod = words.pop(0)
+    if rest:
+        setattr(args, rest, [*words, *(getattr(args, rest, None) or [])])
+        words = []
+    elif field != "ports" and words:
+        raise UsageError(f"unexpected argument(s): {' '.join(words)}")
+    setattr(args, field, words)
+
+
+def _port_like(word: str) -> bool:
+    return word.replace(":", "").isdigit()
+
+
 def target_spec(args: argparse.Namespace) -> dict[str, Any]:
     """The ``target:`` mapping the flags mean (UsageError when they name nothing)."""
     if args.pid is not None:
         if args.pod or args.selector:
-            raise UsageError("--pid cannot be combined with --pod or --selector")
+            raise UsageError("--pid cannot be combined with a pod target or --selector")
+        if getattr(args, "all_pods", False):
+            raise UsageError("--all needs a pod target (a node process is one)")
         return {"node": {"pid": args.pid}}
     if not args.pod and not args.selector:
-        raise UsageError("name the target: --pod NAME or -l SELECTOR (or --pid N)")
+        raise UsageError("name the target: POD or TYPE/NAME (e.g. deploy/api), --pod NAME or "
+                         "-l SELECTOR (or --pid N)")
     if args.pod and args.selector:
-        raise UsageError("--pod and --selector cannot be combined")
+        raise UsageError("name the target once: a pod (or TYPE/NAME) or --selector")
+    if args.pod:
+        from kdiag.errors import TargetError
+        from kdiag.kube.workloads import parse_name
+
+        try:
+            parse_name(args.pod)
+        except TargetError as exc:
+            raise UsageError(str(exc)) from None
     options = {"namespace": args.namespace, "pod": args.pod, "selector": args.selector,
                "container": args.container, "kubeconfig": args.kubeconfig,
                "context": args.context, "image": args.image,
                "image_pull_policy": args.image_pull_policy, "privileged": args.privileged,
-               "timeout": args.start_timeout}
+               "timeout": args.start_timeout,
+               "pick": "all" if getattr(args, "all_pods", False) else None}
     return {"kubernetes": {k: v for k, v in options.items() if v not in (None, False)}}
 
 
 def describe(spec: dict[str, Any]) -> str:
-    """``pod ns/name`` / ``pods app=x`` / ``node process 123`` for messages."""
+    """``pod ns/name`` / ``deploy/api`` / ``pods app=x`` / ``node process 123`` for
+    messages."""
     kind, options = next(iter(spec.items()))
     if kind == "node":
         return f"node process {options['pid']}"
-    where = options.get("pod") or options.get("selector")
-    return f"pod {options['namespace']}/{where}" if options.get("namespace") else f"pod {where}"
+    pod = str(options.get("pod") or "")
+    where = pod if "/" in pod else (f"pod {pod}" if pod else f"pods {options.get('selector')}")
+    return f"{where} in {options['namespace']}" if options.get("namespace") else where
 
 
 def open_session(args: argparse.Namespace) -> Any:
@@ -67,13 +112,25 @@ def open_session(args: argparse.Namespace) -> Any:
     return open_target(target_spec(args))
 
 
-def parse_port_mappings(items: list[str]) -> list[tuple[int, int]]:
-    """``8080`` or ``8080:9000`` → (remote, local); UsageError on anything else."""
-    mappings = []
+def parse_port_mappings(items: list[str], *, named: bool = False
+                        ) -> list[tuple[int | str, int | None]]:
+    """``8080`` or ``8080:9000`` → (remote, local; by default the remote one); ``named``: the
+    remote port may be a name too (``http:9000``: a Service's or container's port; ``http``:
+    local None, the number it stands for). UsageError on anything else."""
+    mappings: list[tuple[int | str, int | None]] = []
     for item in items:
+        remote, sep, local = item.partition(":")
+        if named and remote and not remote.isdigit():
+            if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", remote):
+                raise UsageError(f"bad port {item!r}: use PORT, NAME, PORT:LOCALPORT or "
+                                 "NAME:LOCALPORT")
+            item = f"1{sep}{local}"  # check the local part alone
         try:
-            remote, local = parse_port_mapping(item, local_may_be_zero=True)
+            number, local_port = parse_port_mapping(item, local_may_be_zero=True)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        mappings.append((remote, remote if local is None else local))
+        if remote.isdigit():
+            mappings.append((number, number if local_port is None else local_port))
+        else:
+            mappings.append((remote, local_port))
     return mappings

@@ -26,8 +26,15 @@ TRANSPORT_OPTIONS = [
     ("grpc.http2.lookahead_bytes", 4 << 20),
     ("grpc.http2.bdp_probe", 0),
     ("grpc.optimization_target", "latency"),
-    ("grpc.keepalive_time_ms", 10_000),
-    ("grpc.keepalive_timeout_ms", 5_000),
+    # Both ends ping every 0.3 s when idle and give up after 1 s without an answer: a path that hangs
+    # without closing (a laptop asleep or off the network, a frozen API server in between) ends
+    # the connection within ~1.3 s, and with it the manager's redirects (fail-open) and the
+    # CLI's calls (the run fails with the cause). A ping is 17 bytes each way.
+    ("grpc.keepalive_time_ms", 300),
+    ("grpc.keepalive_timeout_ms", 1_000),
+    # gRPC core waits for a ping's answer this long (default: a minute), keepalive or not:
+    # without it the timeout above is not applied (measured: a frozen peer went unnoticed).
+    ("grpc.http2.ping_timeout_ms", 1_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.max_receive_message_length", 16 << 20),

@@ -166,7 +166,7 @@ class HeaderFilter(_message.Message):
     def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class RedirectSpec(_message.Message):
-    __slots__ = ("direction", "ports", "destination", "fail_open", "fail_open_timeout_seconds", "header_filter", "session", "batch_closed")
+    __slots__ = ("direction", "ports", "destination", "fail_open", "fail_open_timeout_seconds", "header_filter", "session", "batch_closed", "skip_sources")
     DIRECTION_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_FIELD_NUMBER: _ClassVar[int]
@@ -175,6 +175,7 @@ class RedirectSpec(_message.Message):
     HEADER_FILTER_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
     BATCH_CLOSED_FIELD_NUMBER: _ClassVar[int]
+    SKIP_SOURCES_FIELD_NUMBER: _ClassVar[int]
     direction: Direction
     ports: _containers.RepeatedScalarFieldContainer[int]
     destination: str
@@ -183,7 +184,8 @@ class RedirectSpec(_message.Message):
     header_filter: HeaderFilter
     session: str
     batch_closed: bool
-    def __init__(self, direction: _Optional[_Union[Direction, str]] = ..., ports: _Optional[_Iterable[int]] = ..., destination: _Optional[str] = ..., fail_open: _Optional[bool] = ..., fail_open_timeout_seconds: _Optional[float] = ..., header_filter: _Optional[_Union[HeaderFilter, _Mapping]] = ..., session: _Optional[str] = ..., batch_closed: _Optional[bool] = ...) -> None: ...
+    skip_sources: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, direction: _Optional[_Union[Direction, str]] = ..., ports: _Optional[_Iterable[int]] = ..., destination: _Optional[str] = ..., fail_open: _Optional[bool] = ..., fail_open_timeout_seconds: _Optional[float] = ..., header_filter: _Optional[_Union[HeaderFilter, _Mapping]] = ..., session: _Optional[str] = ..., batch_closed: _Optional[bool] = ..., skip_sources: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RejectConnection(_message.Message):
     __slots__ = ("connection_id", "reason")
@@ -423,6 +425,40 @@ class ListDirResponse(_message.Message):
     truncated: bool
     def __init__(self, entries: _Optional[_Iterable[_Union[DirEntry, _Mapping]]] = ..., truncated: _Optional[bool] = ...) -> None: ...
 
+class ReadTreeRequest(_message.Message):
+    __slots__ = ("path", "max_entries", "max_bytes")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    MAX_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    max_entries: int
+    max_bytes: int
+    def __init__(self, path: _Optional[str] = ..., max_entries: _Optional[int] = ..., max_bytes: _Optional[int] = ...) -> None: ...
+
+class TreeDone(_message.Message):
+    __slots__ = ("entries", "bytes")
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    entries: int
+    bytes: int
+    def __init__(self, entries: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
+
+class TreeChunk(_message.Message):
+    __slots__ = ("entry", "data", "done")
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    entry: DirEntry
+    data: bytes
+    done: TreeDone
+    def __init__(self, entry: _Optional[_Union[DirEntry, _Mapping]] = ..., data: _Optional[bytes] = ..., done: _Optional[_Union[TreeDone, _Mapping]] = ...) -> None: ...
+
+class TreeChunks(_message.Message):
+    __slots__ = ("chunks",)
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    chunks: _containers.RepeatedCompositeFieldContainer[TreeChunk]
+    def __init__(self, chunks: _Optional[_Iterable[_Union[TreeChunk, _Mapping]]] = ...) -> None: ...
+
 class NetRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -567,3 +603,23 @@ class ProbeResponse(_message.Message):
     reason: str
     truncated: bool
     def __init__(self, ok: _Optional[bool] = ..., status: _Optional[int] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., body: _Optional[bytes] = ..., elapsed_ms: _Optional[float] = ..., error: _Optional[str] = ..., addresses: _Optional[_Iterable[str]] = ..., reason: _Optional[str] = ..., truncated: _Optional[bool] = ...) -> None: ...
+
+class EnvironRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class EnvVar(_message.Message):
+    __slots__ = ("name", "value")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    name: bytes
+    value: bytes
+    def __init__(self, name: _Optional[bytes] = ..., value: _Optional[bytes] = ...) -> None: ...
+
+class EnvironResponse(_message.Message):
+    __slots__ = ("vars", "pid")
+    VARS_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    vars: _containers.RepeatedCompositeFieldContainer[EnvVar]
+    pid: int
+    def __init__(self, vars: _Optional[_Iterable[_Union[EnvVar, _Mapping]]] = ..., pid: _Optional[int] = ...) -> None: ...

@@ -79,6 +79,11 @@ class ManagerStub:
                 request_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ListDirRequest.SerializeToString,
                 response_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ListDirResponse.FromString,
                 _registered_method=True)
+        self.ReadTree = channel.unary_stream(
+                '/kdiag.manager.v1.Manager/ReadTree',
+                request_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ReadTreeRequest.SerializeToString,
+                response_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.TreeChunks.FromString,
+                _registered_method=True)
         self.Net = channel.unary_unary(
                 '/kdiag.manager.v1.Manager/Net',
                 request_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.NetRequest.SerializeToString,
@@ -88,6 +93,11 @@ class ManagerStub:
                 '/kdiag.manager.v1.Manager/Probe',
                 request_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ProbeRequest.SerializeToString,
                 response_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ProbeResponse.FromString,
+                _registered_method=True)
+        self.Environ = channel.unary_unary(
+                '/kdiag.manager.v1.Manager/Environ',
+                request_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.EnvironRequest.SerializeToString,
+                response_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.EnvironResponse.FromString,
                 _registered_method=True)
 
 
@@ -169,6 +179,16 @@ class ManagerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReadTree(self, request, context):
+        """A directory of the target's root filesystem and what its files hold, in one stream: each
+        entry as ListDir lists it (each directory before what it holds), a regular file's bytes in
+        `data` chunks right after its entry; symlinks listed, never followed; `done` last. Chunks
+        travel several to a message (a message costs about a millisecond through a port-forward).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Net(self, request, context):
         """Interfaces, addresses, routes and neighbours of the target's network namespace.
         """
@@ -178,6 +198,14 @@ class ManagerServicer:
 
     def Probe(self, request, context):
         """An HTTP request, a TCP connect or a DNS lookup made from the target's network namespace.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Environ(self, request, context):
+        """The environment the target process was started with (/proc/PID/environ): everything its
+        runtime gave it (a pod's env and envFrom, Secrets, the downward API), byte for byte.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -231,6 +259,11 @@ def add_ManagerServicer_to_server(servicer, server):
                     request_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ListDirRequest.FromString,
                     response_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ListDirResponse.SerializeToString,
             ),
+            'ReadTree': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReadTree,
+                    request_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ReadTreeRequest.FromString,
+                    response_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.TreeChunks.SerializeToString,
+            ),
             'Net': grpc.unary_unary_rpc_method_handler(
                     servicer.Net,
                     request_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.NetRequest.FromString,
@@ -240,6 +273,11 @@ def add_ManagerServicer_to_server(servicer, server):
                     servicer.Probe,
                     request_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ProbeRequest.FromString,
                     response_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ProbeResponse.SerializeToString,
+            ),
+            'Environ': grpc.unary_unary_rpc_method_handler(
+                    servicer.Environ,
+                    request_deserializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.EnvironRequest.FromString,
+                    response_serializer=kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.EnvironResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -496,6 +534,33 @@ class Manager:
             _registered_method=True)
 
     @staticmethod
+    def ReadTree(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/kdiag.manager.v1.Manager/ReadTree',
+            kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ReadTreeRequest.SerializeToString,
+            kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.TreeChunks.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def Net(request,
             target,
             options=(),
@@ -539,6 +604,33 @@ class Manager:
             '/kdiag.manager.v1.Manager/Probe',
             kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ProbeRequest.SerializeToString,
             kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.ProbeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Environ(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kdiag.manager.v1.Manager/Environ',
+            kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.EnvironRequest.SerializeToString,
+            kdiag__manager_dot_wire_dot_api_dot_v1_dot_manager__pb2.EnvironResponse.FromString,
             options,
             channel_credentials,
             insecure,

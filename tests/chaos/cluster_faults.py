@@ -1,0 +1,138 @@
+"""Cluster faults (``--suite cluster``): the same kills as in node mode, against a pod on the
+local cluster, plus what only a cluster has — the pod deleted under a background redirect,
+the API server frozen under a redirect (a vanished path: nothing is closed, everything hangs).
+
+Recovery is measured from the fault until a fresh connection from this host to the pod's IP
+reaches the app; rules are counted in the pod's network namespace (nftables and iptables)
+5 s after the fault at the latest. The manager lives on in the pod after its CLI dies (an
+ephemeral container is never removed) and the next round's CLI reuses it; after a killed
+manager the next round injects a new one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from .clusterlab import ClusterEnv, api_server_paused, cluster_env, start_cli, wait_ready
+from .nodelab import kill, wait_gone
+from .registry import RULES_DEADLINE, RoundResult, register
+
+KILL_ROUNDS = 20
+POD = "app"
+EXIT_DEADLINE = 2.0  # a lost pod ends the run within this (issue: exit 3 within 2 s)
+
+
+def _kill_round(env: ClusterEnv, index: int, victims: str) -> RoundResult:
+    """Start a CLI on the pod (``kdiag redirect`` or ``kdiag run``, in turns), kill
+    ``victims`` (cli, manager, or both in a random order a random moment apart)."""
+    cli = start_cli(env, POD, "redirect" if index % 2 == 0 else "run")
+    problems: list[str] = []
+    try:
+        if not wait_ready(env, POD, cli):
+            return RoundResult(None, 0, [f"the redirect did not come up: {cli.tail(3)}"])
+        managers = env.manager_pids(POD)
+        if len(managers) != 1:
+            return RoundResult(None, 0, [f"{len(managers)} manager processes in the pod"])
+        pids = {"cli": [cli.proc.pid], "manager": managers,
+                "both": env.random.sample([cli.proc.pid, *managers], 2)}[victims]
+        time.sleep(env.random.uniform(0, 0.3))
+        t0 = time.monotonic()
+        for n, pid in enumerate(pids):
+            if n:
+                time.sleep(env.random.uniform(0, 0.05))
+            kill(pid)
+        recovery = env.wait_route(env.pods[POD], "app", t0 + RULES_DEADLINE, since=t0)
+        left = env.rules_left(POD, t0 + RULES_DEADLINE)
+        if victims == "manager":  # its CLI must see it and end with exit 3 by itself
+            try:
+                code = cli.proc.wait(max(t0 + RULES_DEADLINE - time.monotonic(), 0.1))
+            except Exception:
+                code = None
+            if code != 3:
+                problems.append(f"the CLI did not end with exit 3 after its manager died "
+                                f"(exit {code}): {cli.tail()}")
+        return RoundResult(recovery, left, problems)
+    finally:
+        cli.end()
+        for pid in env.manager_pids(POD) if victims != "cli" else []:
+            wait_gone(pid, time.monotonic() + 1)
+
+
+@register("pod: kill -9 CLI", "cluster", KILL_ROUNDS, lambda: cluster_env("c"))
+def kill_cli(env: ClusterEnv, index: int) -> RoundResult:
+    """kill -9 of the CLI: the port-forward closes, the manager's streams end, it removes the
+    redirect's table."""
+    return _kill_round(env, index, "cli")
+
+
+@register("pod: kill -9 manager", "cluster", KILL_ROUNDS, lambda: cluster_env("m"))
+def kill_manager(env: ClusterEnv, index: int) -> RoundResult:
+    """kill -9 of the manager in the pod: the kernel drops its owned tables."""
+    return _kill_round(env, index, "manager")
+
+
+@register("pod: kill -9 CLI + manager", "cluster", KILL_ROUNDS, lambda: cluster_env("b"))
+def kill_both(env: ClusterEnv, index: int) -> RoundResult:
+    """kill -9 of both, in a random order."""
+    return _kill_round(env, index, "both")
+
+
+@register("pod: deleted under a background redirect", "cluster", 5,
+          lambda: cluster_env("d", pods=()), note="recovery: deletion → exit 3")
+def pod_deleted(env: ClusterEnv, index: int) -> RoundResult:
+    """A runbook keeps a redirect up in the background and waits; the pod is deleted: the run
+    must end within 2 s with exit 3, its finally step run and the cause in the report."""
+    name = f"victim{index}"
+    env.start_pod(name)
+    cli = start_cli(env, name, "run")
+    try:
+        if not wait_ready(env, name, cli):
+            return RoundResult(None, 0, [f"the redirect did not come up: {cli.tail(3)}"])
+        t0 = time.monotonic()
+        env.delete_pod(name)
+        try:
+            code = cli.proc.wait(10)
+        except Exception:
+            return RoundResult(None, 0, ["the run went on 10 s after its pod was deleted"])
+        took = time.monotonic() - t0
+        problems = []
+        if code != 3:
+            problems.append(f"exit {code}, not 3: {cli.tail()}")
+        report = json.loads((env.tmpdir / "report.json").read_text())
+        steps = {s["name"]: s["status"] for run in report["runs"] for s in run["steps"]}
+        if steps.get("note #1 (finally)") != "passed":
+            problems.append(f"the finally step did not run: {steps}")
+        if f"pod {env.namespace}/{name}" not in json.dumps(report):
+            problems.append("the report does not name the deleted pod")
+        return RoundResult(took if took <= EXIT_DEADLINE else None, 0,
+                           problems + ([] if took <= EXIT_DEADLINE else
+                                       [f"the run ended {took:.2f} s after the deletion"]))
+    finally:
+        cli.end()
+
+
+@register("pod: API server frozen under a redirect", "cluster", 5, lambda: cluster_env("a"),
+          note="SIGSTOP 5 s; the path hangs")
+def api_server_frozen(env: ClusterEnv, index: int) -> RoundResult:
+    """The API server stops answering (SIGSTOP: the port-forward hangs, nothing is closed).
+    The manager must notice its silent client and fail open within 2 s; the CLI must end
+    with exit 3 naming the lost connection."""
+    cli = start_cli(env, POD, "redirect" if index % 2 == 0 else "run")
+    problems: list[str] = []
+    try:
+        if not wait_ready(env, POD, cli):
+            return RoundResult(None, 0, [f"the redirect did not come up: {cli.tail(3)}"])
+        with api_server_paused():
+            t0 = time.monotonic()
+            recovery = env.wait_route(env.pods[POD], "app", t0 + RULES_DEADLINE, since=t0)
+            left = env.rules_left(POD, t0 + RULES_DEADLINE)
+        try:
+            code = cli.proc.wait(30)
+        except Exception:
+            code = None
+        if code != 3:
+            problems.append(f"the CLI did not end with exit 3 (exit {code}): {cli.tail()}")
+        return RoundResult(recovery, left, problems)
+    finally:
+        cli.end()
