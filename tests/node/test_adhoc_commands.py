@@ -48,7 +48,7 @@ def test_ps_lists_the_targets_processes_and_all_of_them_with_all(app: Lab) -> No
     rows = _ps_rows(mine.stdout)
     assert "tcp:8080" in rows[app.app_pid] and "*/app 8080" in rows[app.app_pid]
     assert os.getpid() not in rows  # the test runs in another network namespace
-    everything = kdiag("ps", "--pid", str(app.app_pid), "--all")
+    everything = kdiag("ps", "--pid", str(app.app_pid), "--all-processes")
     assert everything.returncode == 0, everything.stderr
     all_rows = _ps_rows(everything.stdout)
     assert os.getpid() in all_rows and app.app_pid in all_rows
@@ -78,7 +78,7 @@ def _redirect(*args: str) -> Iterator[subprocess.Popen[str]]:
         assert process.stdout is not None
         for line in process.stdout:
             lines.append(line)
-            if line.startswith("redirecting "):
+            if line == "Ctrl-C to stop\n":  # after the line saying what is redirected
                 ready.set()
 
     reader = threading.Thread(target=read, daemon=True)
@@ -103,8 +103,8 @@ def test_redirect_incoming_goes_to_the_to_host(app: Lab) -> None:
     with tcp_server(reply_with(b"operator:"), host="127.0.0.2") as (_, port), \
             _redirect("--pid", str(app.app_pid), "--to", "127.0.0.2",
                       f"8080:{port}") as process:
-        assert process.lines[-1] == f"redirecting incoming 8080 -> 127.0.0.2:{port}; " \
-                                    "Ctrl-C to stop\n"
+        assert process.lines[-2:] == [f"redirecting incoming 8080 -> 127.0.0.2:{port}\n",
+                                      "Ctrl-C to stop\n"]
         with in_netns(app.client_ns):
             assert exchange((app.app_ip, 8080), b"hi") == b"operator:hi"
         assert app.tagged_rules()
@@ -146,7 +146,7 @@ def test_redirect_without_ports_takes_every_port_the_target_listens_on(app: Lab)
     thread.start()
     try:
         with _redirect("--pid", str(app.app_pid), "--to", "127.0.0.3") as process:
-            assert "redirecting incoming 8080 -> 127.0.0.3:8080" in process.lines[-1]
+            assert "redirecting incoming 8080 -> 127.0.0.3:8080" in process.lines[-2]
             with in_netns(app.client_ns):
                 assert exchange((app.app_ip, 8080), b"all") == b"operator:all"
     finally:
