@@ -78,7 +78,11 @@ def forms(secret: str) -> set[str]:
         })
     lines = [line.strip() for line in secret.splitlines()]  # as written, without the rest
     found.update(lines if len(lines) > 1 else ())
-    return {form for form in found if len(form) >= MIN_LENGTH}
+    # Without the whitespace around them: a form starting with a newline (a file's contents
+    # reversed) would hold back the end of every output line as the possible start of a
+    # secret; the stripped form masks all of it that is not whitespace.
+    stripped = (form.strip() for form in found)
+    return {form for form in stripped if len(form) >= MIN_LENGTH}
 
 
 _Index = tuple[dict[str, list[str]], frozenset[str], int]

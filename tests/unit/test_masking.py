@@ -71,6 +71,19 @@ def test_a_form_cut_between_output_chunks_is_held_back() -> None:
     assert (emitted, held) == (f"{MASK} done", "")
 
 
+@pytest.mark.parametrize("count", [1, 400])  # form by form, and by the forms' heads
+def test_a_file_read_as_a_secret_does_not_hold_back_the_end_of_lines(count: int) -> None:
+    """A file's contents end with a newline, so reversed they start with one: the end of
+    every output line was held back as a possible secret's start, and a line showed only
+    when the step ended (a background redirect's connection lines)."""
+    files = [f"key = value-{n}\nother = thing-{n}\n" for n in range(count)]
+    masker = Masker(files)
+    assert masker.split("connection 1: 10.0.0.1:4242 -> 10.0.0.2:8080\n") == \
+        ("connection 1: 10.0.0.1:4242 -> 10.0.0.2:8080\n", "")
+    emitted, held = masker.split("seen: key = value-0\nother = thing-0\nend\n")
+    assert (emitted, held) == (f"seen: {MASK}\nend\n", ""), emitted
+
+
 def test_derived_secrets_never_reach_the_reports(tmp_path: Path) -> None:
     secret = "hunter2-Sesame"
     runbook = tmp_path / "rb.yaml"
