@@ -16,6 +16,9 @@ SMALL = 64 * 1024
 """Payloads up to this size go out in one write with their header, and are cut from a shared
 read buffer on the way in; larger ones are written and read apart."""
 READ_SIZE = 256 * 1024
+FIRST_READ_SIZE = 16 * 1024
+"""A reader's buffer starts this small and doubles while reads fill it, up to READ_SIZE: an
+idle lane holds 16 KiB, not 256 (a new bytearray is written through: all of it is resident)."""
 HEAD = 16
 """What a reader has of a large payload before it decides how to take the rest (a data
 frame's prefix is at most 11 bytes)."""
@@ -88,7 +91,7 @@ def frames_from(sock: socket.socket) -> Iterator[tuple[int, int, bytes | bytearr
     caller takes the other ``rest`` bytes off ``sock`` (:func:`read_rest`, or a splice) before
     asking for the next frame. After a large payload the next read is small (a bulk stream's
     next frame would otherwise be read deep into its payload)."""
-    buf = bytearray(READ_SIZE)
+    buf = bytearray(FIRST_READ_SIZE)
     view = memoryview(buf)
     start = end = 0
     read_size = READ_SIZE
@@ -112,6 +115,11 @@ def frames_from(sock: socket.socket) -> Iterator[tuple[int, int, bytes | bytearr
             buf[:end - start] = view[start:end]
             end -= start
             start = 0
+        if end == len(buf):  # full (never at READ_SIZE: a small frame fits whole)
+            bigger = bytearray(min(2 * len(buf), READ_SIZE))
+            bigger[:end] = view[:end]
+            view.release()
+            buf, view = bigger, memoryview(bigger)
         n = sock.recv_into(view[end:end + read_size])
         if not n:
             return
