@@ -12,6 +12,7 @@ command -v nsenter >/dev/null || need+=(util-linux)
 command -v gcc >/dev/null || need+=(gcc libc6-dev)
 command -v zsh >/dev/null || need+=(zsh)    # the completion scripts' tests
 command -v fish >/dev/null || need+=(fish)
+command -v stress-ng >/dev/null || need+=(stress-ng)  # make bench: the busy throughput figure
 command -v chromium >/dev/null || need+=(chromium)  # the HTML report's test, make docs
 if [ ${#need[@]} -gt 0 ]; then
   echo "system-deps: installing ${need[*]}" >&2

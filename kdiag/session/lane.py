@@ -17,15 +17,17 @@ from typing import Any
 
 import grpc
 from kdiag_manager.wire import frames
+from kdiag_manager.wire.channel import widen_send_buffer
 from kdiag_manager.wire.lane import (
     HELLO,
     Lane,
     LaneError,
     LaneStream,
-    read_into,
     sockaddr,
     socket_sender,
 )
+from kdiag_manager.wire.lanepipes import Piped
+from kdiag_manager.wire.pumps import Splice
 from kdiag_manager.wire.workers import Workers
 
 # Each call's request iterator runs on one of these (as gRPC runs it on a thread of its own).
@@ -49,13 +51,25 @@ class LaneRpcError(grpc.RpcError):
 
 
 class LaneCall:
-    """One Tunnel call on the lane: iterate it for the manager's decoded frames."""
+    """One Tunnel call on the lane: iterate it for the manager's decoded frames. Each request
+    message is written before the next is asked for (a pump may reuse its buffer), and
+    :meth:`max_message` sizes them."""
 
-    def __init__(self, stream: LaneStream, requests: Iterator[bytes]) -> None:
+    writes_each_message = True
+
+    def __init__(self, stream: LaneStream, requests: Iterator[bytes | memoryview]) -> None:
         self._stream = stream
         _SENDERS.submit(self._send, requests)
 
-    def _send(self, requests: Iterator[bytes]) -> None:
+    def max_message(self) -> int:
+        """The stream's share of the lane's sending budget (see ``wire.lane``)."""
+        return self._stream.max_message()
+
+    def splicer(self) -> Splice | None:
+        """How a pump splices its socket's bytes to the lane (None: not on this transport)."""
+        return self._stream.send_spliced if self._stream.lane.can_splice else None
+
+    def _send(self, requests: Iterator[bytes | memoryview]) -> None:
         try:
             for message in requests:
                 self._stream.send_message(message)
@@ -68,14 +82,18 @@ class LaneCall:
     def __iter__(self) -> LaneCall:
         return self
 
-    def __next__(self) -> frames.Frame:
+    def __next__(self) -> frames.Frame | Piped:
         try:
             payload = self._stream.receive()
         except LaneError as exc:
             raise LaneRpcError(exc) from None
         if payload is None:
             raise StopIteration
-        return frames.decode(payload)
+        return payload if isinstance(payload, Piped) else frames.decode(payload)
+
+    def accept_piped(self) -> None:
+        """The caller writes ``Piped`` frames to its socket (see ``wire.lanepipes``)."""
+        self._stream.accept_piped()
 
     def cancel(self) -> None:
         """End the call (the manager's handler sees it end, as with gRPC)."""
@@ -92,12 +110,15 @@ class LaneClient:
         self._ready = threading.Event()
         self._lock = threading.Lock()
 
-    def attach(self, send_raw: Callable[[list[bytes | memoryview]], None]) -> Lane:
-        """A new lane connection over ``send_raw``: say HELLO; feed it what the transport
-        receives and close it when the transport ends."""
-        lane = Lane(send_raw)
+    def attach(self, send_raw: Callable[[list[bytes | memoryview]], None],
+               sock: socket.socket | None = None) -> Lane:
+        """A new lane connection over ``send_raw`` (writing to ``sock``, when it is a socket of
+        its own): say HELLO; feed it what the transport receives and close it when the
+        transport ends."""
+        lane = Lane(send_raw, sock=sock)
 
-        def on_hello(_payload: bytes) -> None:
+        def on_hello(payload: bytes) -> None:
+            lane.hello_answered(payload)
             with self._lock:
                 if self._lane is lane:
                     self._ready.set()
@@ -121,7 +142,7 @@ class LaneClient:
         lane = self._lane
         return self._ready.is_set() and lane is not None and not lane.closed
 
-    def method(self, requests: Iterator[bytes], metadata: Any = None) -> LaneCall:
+    def method(self, requests: Iterator[bytes | memoryview], metadata: Any = None) -> LaneCall:
         """A Tunnel call, as ``kdiag.session.tunnel.tunnel_method``'s (``metadata`` is not
         needed: the lane's HELLO carried the token)."""
         lane = self._lane
@@ -147,6 +168,8 @@ def connect_socket(address: str, token: str, timeout: float = 5.0) -> tuple[Lane
     sock = socket.socket(family, socket.SOCK_STREAM)
     if family != socket.AF_UNIX:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    else:  # (over TCP the kernel grows the buffers by itself)
+        widen_send_buffer(sock)
     sock.settimeout(timeout)
     try:
         sock.connect(target)
@@ -155,14 +178,14 @@ def connect_socket(address: str, token: str, timeout: float = 5.0) -> tuple[Lane
         raise
     sock.settimeout(None)
     client = LaneClient(token)
-    lane = client.attach(socket_sender(sock))
+    lane = client.attach(socket_sender(sock), sock)
     threading.Thread(target=_read, args=(sock, lane), daemon=True, name="lane-read").start()
     return client, sock
 
 
 def _read(sock: socket.socket, lane: Lane) -> None:
     try:
-        read_into(sock, lane.feed)
+        lane.read_from(sock)
     except (OSError, LaneError):
         pass
     finally:

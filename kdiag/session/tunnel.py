@@ -19,11 +19,10 @@ from typing import Any
 import grpc
 from kdiag_manager.wire import frames
 from kdiag_manager.wire.api.v1 import manager_pb2 as pb
+from kdiag_manager.wire.lanepipes import Piped
+from kdiag_manager.wire.pumps import MIN_CHUNK, socket_frames
 from kdiag_manager.wire.sockets import abort, readable
 
-# Adaptive reads, as on the manager's side: 64 KiB doubling up to 2 MiB while reads fill up.
-MIN_CHUNK = 64 * 1024
-MAX_CHUNK = 2 * 1024 * 1024
 # A pooled tunnel's early data up to this size is written before ``connected`` is sent.
 EARLY_BEFORE_ANSWER = 16 * 1024
 # How long ``connected`` waits for the operator side's first reply to travel with it. Nothing
@@ -78,33 +77,38 @@ def tunnel_method(channel: grpc.Channel) -> Any:
                                  _registered_method=True)
 
 
-def _pump_socket(sock: socket.socket, stats: TunnelStats, raw: bool) -> Iterator[bytes]:
+def _pump_socket(sock: socket.socket, stats: TunnelStats, raw: bool, call: Any
+                 ) -> Iterator[bytes | memoryview]:
     """Operator side → manager: data... (raw frames if the manager accepts them), then eof or
-    reset."""
-    chunk = MIN_CHUNK
-    while True:
-        try:
-            data = sock.recv(chunk)
-        except OSError as exc:
-            if not stats.reset:
-                stats.reset = True
-                yield frames.reset(f"operator side: {exc.strerror or exc}")
-            return
-        if not data:
-            if not stats.reset:
-                yield frames.EOF
-            return
-        stats.from_operator += len(data)
-        if len(data) == chunk and chunk < MAX_CHUNK:
-            chunk *= 2
-        yield frames.data(data, raw)
+    reset. Adaptive reads (``ChunkReader``), sized by the lane and into one reused buffer when
+    ``call`` is a lane call."""
+    def count(n: int) -> None:
+        stats.from_operator += n
+
+    yield from socket_frames(sock, call, raw, stats, count, "operator side")
 
 
-def _outgoing(conn_id: int, sock: socket.socket, stats: TunnelStats, raw: bool
-              ) -> Iterator[bytes]:
+class _CallRef:
+    """The call a request generator belongs to, once the method has returned it."""
+
+    def __init__(self) -> None:
+        self._call: Any = None
+        self._set = threading.Event()
+
+    def set(self, call: Any) -> None:
+        self._call = call
+        self._set.set()
+
+    def get(self) -> Any:
+        self._set.wait()
+        return self._call
+
+
+def _outgoing(conn_id: int, sock: socket.socket, stats: TunnelStats, raw: bool,
+              call: _CallRef) -> Iterator[bytes | memoryview]:
     yield frames.control(pb.TunnelFrame(open=pb.TunnelOpen(connection_id=conn_id,
                                                            raw_data=True)))
-    yield from _pump_socket(sock, stats, raw)
+    yield from _pump_socket(sock, stats, raw, call.get())
 
 
 def _pump_responses(call: Any, sock: socket.socket, stats: TunnelStats, early: bytes = b"",
@@ -119,10 +123,16 @@ def _pump_responses(call: Any, sock: socket.socket, stats: TunnelStats, early: b
         if early:
             sock.sendall(early)
             stats.to_operator += len(early)
+        accept_piped = getattr(call, "accept_piped", None)
+        if accept_piped is not None:  # (the lane: large data may come spliced)
+            accept_piped()
         for frame in call:
             if isinstance(frame, memoryview):  # data
                 sock.sendall(frame)
                 stats.to_operator += len(frame)
+                continue
+            if isinstance(frame, Piped):  # data, in the lane stream's pipe
+                stats.to_operator += frame.write_to(sock)
                 continue
             kind = frame.WhichOneof("msg")
             if kind == "data":  # not in the fast path's encoding
@@ -162,7 +172,9 @@ def run_tunnel(method: Any, metadata: list[tuple[str, str]], conn_id: int,
     Blocks; closes ``sock``. gRPC consumes the request generator in its own thread.
     """
     stats = TunnelStats(conn_id)
-    call = method(_outgoing(conn_id, sock, stats, raw), metadata=metadata)
+    ref = _CallRef()
+    call = method(_outgoing(conn_id, sock, stats, raw, ref), metadata=metadata)
+    ref.set(call)
     _pump_responses(call, sock, stats)
     return stats
 
@@ -252,7 +264,7 @@ class PooledTunnel:
         self._raw = raw  # the manager accepts raw data frames
         self._call = method(self._requests(redirect_id, keep_idle), metadata=metadata)
 
-    def _requests(self, redirect_id: int, keep_idle: int) -> Iterator[bytes]:
+    def _requests(self, redirect_id: int, keep_idle: int) -> Iterator[bytes | memoryview]:
         yield frames.control(pb.TunnelFrame(open=pb.TunnelOpen(
             redirect_id=redirect_id, keep_idle=keep_idle, raw_data=True, early_data=True)))
         hooks = self._to_requests.get()
@@ -268,7 +280,8 @@ class PooledTunnel:
                     return
                 try:
                     if not carried.stats.reset:
-                        yield from _pump_socket(carried.sock, carried.stats, self._raw)
+                        yield from _pump_socket(carried.sock, carried.stats, self._raw,
+                                                self._call)
                 finally:
                     carried.finish()
                 if carried.stats.reset or not self._to_requests.get():
@@ -281,14 +294,14 @@ class PooledTunnel:
             first = next(self._call)
         except (StopIteration, grpc.RpcError):
             return None
-        if isinstance(first, memoryview) or first.WhichOneof("msg") != "assigned":
+        if not isinstance(first, pb.TunnelFrame) or first.WhichOneof("msg") != "assigned":
             self._call.cancel()
             return None
         self.connection_id = first.assigned.connection_id
         return first.assigned
 
     def _answer(self, assigned: pb.NewConnection, hooks: _Hooks
-                ) -> Generator[bytes, None, _Carried | None]:
+                ) -> Generator[bytes | memoryview, None, _Carried | None]:
         """Connect the operator side, write the early bytes, answer; hand the connection to
         run(). None: the stream carries nothing more."""
         try:

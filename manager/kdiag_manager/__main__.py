@@ -79,6 +79,9 @@ def _fail(code: int, message: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the manager; returns the process exit status."""
     args = parse_args(argv)
+    from . import memory
+
+    memory.tune()  # before any thread allocates
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="kdiag_manager %(levelname)s %(name)s: %(message)s")
     from .config import Config, default_target_pid, find_busybox, find_enter

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from . import httpfilter, splice, sysutil
+from .memory import LOAD
 from .redirectspec import RedirectOptions
 from .wire.sockets import abort
 
@@ -162,5 +163,6 @@ def route_local(conn: Connection, route: str, reason: str) -> None:
         abort(conn.sock)
         conn.session.closed(conn, "dropped", 0, 0, f"{reason}; original destination: {exc}".lstrip("; "))
         return
-    result = splice.splice(conn.sock, upstream, conn.initial)
+    with LOAD.pump():
+        result = splice.splice(conn.sock, upstream, conn.initial)
     conn.session.closed(conn, route, result.a_to_b, result.b_to_a, reason)

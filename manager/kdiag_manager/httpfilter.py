@@ -13,6 +13,14 @@ _METHODS = {b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"CONNECT", b"OPTIONS",
             b"PATCH"}
 
 
+def index_headers(headers: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """Header values by lowercased name, in order (what ``header()`` looks up)."""
+    index: dict[str, list[str]] = {}
+    for name, value in headers:
+        index.setdefault(name.lower(), []).append(value)
+    return index
+
+
 @dataclass(frozen=True)
 class RequestHead:
     """The request line and headers of one HTTP/1.x request."""
@@ -21,19 +29,23 @@ class RequestHead:
     target: str
     version: str
     headers: list[tuple[str, str]] = field(default_factory=list)
+    _index: dict[str, list[str]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_index", index_headers(self.headers))
 
     def header(self, name: str) -> list[str]:
         """All values of header ``name`` (case-insensitive)."""
-        lname = name.lower()
-        return [v for n, v in self.headers if n.lower() == lname]
+        return self._index.get(name.lower(), [])
 
 
-def head_end(buf: bytes) -> int:
+def head_end(buf: bytes | bytearray) -> int:
     """Index just past the blank line ending the request head, or -1 if not there yet."""
-    ends = [i + n for i, n in ((buf.find(b"\r\n\r\n"), 4),
-                               (buf.find(b"\n\n"), 2))  # tolerate bare LF, as many servers do
-            if i >= 0]
-    return min(ends) if ends else -1
+    crlf = buf.find(b"\r\n\r\n")
+    lf = buf.find(b"\n\n")  # tolerate bare LF, as many servers do
+    if lf < 0:
+        return crlf + 4 if crlf >= 0 else -1
+    return lf + 2 if crlf < 0 else min(crlf + 4, lf + 2)
 
 
 def looks_like_http(buf: bytes) -> bool:
@@ -49,11 +61,7 @@ def parse_head(buf: bytes) -> RequestHead | None:
     end = head_end(buf)
     if end < 0:
         return None
-    try:
-        text = buf[:end].decode("latin-1")
-    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes everything
-        return None
-    lines = text.replace("\r\n", "\n").split("\n")
+    lines = buf[:end].decode("latin-1").replace("\r\n", "\n").split("\n")
     parts = lines[0].split(" ")
     if len(parts) != 3 or parts[0].encode() not in _METHODS or not parts[2].startswith("HTTP/1."):
         return None

@@ -15,16 +15,19 @@ the upstream closes) end the client connection too. After
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from . import httpfilter, splice
-from .wire.sockets import abort, readable
+from .wire.sockets import abort, nodelay, readable
 
 MAX_LINE = 8 * 1024
 CHUNK = 64 * 1024
+# Gathered output is written once it reaches this size, and whenever the router is about to wait.
+FLUSH_AT = 64 * 1024
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # After forwarding an upstream's ``Connection: close``, how long a next request may take to
 # arrive before the client connection is closed as announced.
@@ -39,15 +42,43 @@ class Recv(Protocol):
     def recv(self, bufsize: int, /) -> bytes: ...
 
 
-class Reader:
-    """Buffered reads from a socket (or anything with ``recv``)."""
+class Writer:
+    """Output to one socket, gathered until :meth:`flush` (or ``FLUSH_AT`` bytes)."""
 
-    def __init__(self, sock: Recv, initial: bytes = b"") -> None:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._pieces: list[bytes] = []
+        self._size = 0
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data``; write what is queued once it is large."""
+        self._pieces.append(data)
+        self._size += len(data)
+        if self._size >= FLUSH_AT:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write everything queued, in one write."""
+        if not self._pieces:
+            return
+        pieces, self._pieces, self._size = self._pieces, [], 0
+        self.sock.sendall(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+
+
+class Reader:
+    """Buffered reads from a socket (or anything with ``recv``). ``before_wait`` runs before
+    every read (which may block): the router writes out what it gathered."""
+
+    def __init__(self, sock: Recv, initial: bytes = b"",
+                 before_wait: Callable[[], None] | None = None) -> None:
         self.sock = sock
         self.buf = bytearray(initial)
+        self.before_wait = before_wait
 
     def fill(self) -> bool:
         """Read more into the buffer; False at EOF."""
+        if self.before_wait is not None:
+            self.before_wait()
         data = self.sock.recv(CHUNK)
         self.buf += data
         return bool(data)
@@ -55,8 +86,8 @@ class Reader:
     def head(self, limit: int = httpfilter.MAX_HEAD) -> bytes | None:
         """The next message head (through the blank line); None at EOF before any byte."""
         while True:
-            end = httpfilter.head_end(bytes(self.buf[:limit + 4]))
-            if end >= 0:
+            end = httpfilter.head_end(self.buf)
+            if 0 <= end <= limit + 4:
                 return self.take(end)
             if len(self.buf) > limit:
                 raise HttpError("message head too large")
@@ -131,10 +162,14 @@ class ResponseHead:
     version: str
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
+    _index: dict[str, list[str]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_index", httpfilter.index_headers(self.headers))
 
     def header(self, name: str) -> list[str]:
-        lname = name.lower()
-        return [v for n, v in self.headers if n.lower() == lname]
+        """All values of header ``name`` (case-insensitive)."""
+        return self._index.get(name.lower(), [])
 
 
 def parse_response_head(buf: bytes) -> ResponseHead | None:
@@ -154,6 +189,8 @@ def parse_response_head(buf: bytes) -> ResponseHead | None:
 
 
 def _tokens(values: list[str]) -> list[str]:
+    if not values:
+        return []
     return [t.strip().lower() for v in values for t in v.split(",") if t.strip()]
 
 
@@ -204,6 +241,8 @@ def keeps_alive(version: str, connection: list[str]) -> bool:
 
 
 def _copy_body(reader: Reader, framing: Framing, out: Callable[[bytes], None]) -> None:
+    if framing == 0:
+        return
     if framing == "chunked":
         reader.copy_chunked(out)
     elif framing == "eof":
@@ -213,19 +252,23 @@ def _copy_body(reader: Reader, framing: Framing, out: Callable[[bytes], None]) -
 
 
 class _Upstream:
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, before_wait: Callable[[], None]) -> None:
+        nodelay(sock)
         self.sock = sock
-        self.reader = Reader(sock)
+        self._poll = select.poll()  # (one for the upstream's life: checked per request)
+        self._poll.register(sock.fileno(), select.POLLIN)
+        self.reader = Reader(sock, before_wait=before_wait)
+        self.out = Writer(sock)
         self.sent = 0
         self.received = 0
 
     def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
+        self.out.write(data)
         self.sent += len(data)
 
     def stale(self) -> bool:
         """Has the upstream closed (or sent something unasked) while idle?"""
-        return bool(readable([self.sock], 0)) or bool(self.reader.buf)
+        return bool(self.reader.buf) or bool(self._poll.poll(0))
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -250,8 +293,16 @@ def route(client: socket.socket, initial: bytes, to_operator: Callable[[httpfilt
     ``connect("app" | "operator")`` opens an upstream (raises OSError). Closes every socket.
     """
     stats = Stats()
-    reader = Reader(client, initial)
     ups: dict[str, _Upstream] = {}
+    nodelay(client)
+    out = Writer(client)
+
+    def flush() -> None:
+        out.flush()
+        for up in ups.values():
+            up.out.flush()
+
+    reader = Reader(client, initial, before_wait=flush)
 
     def upstream(name: str) -> _Upstream:
         up = ups.get(name)
@@ -259,13 +310,15 @@ def route(client: socket.socket, initial: bytes, to_operator: Callable[[httpfilt
             up.close()
             up = None
         if up is None:
-            up = ups[name] = _Upstream(connect(name))
+            up = ups[name] = _Upstream(connect(name), flush)
         return up
 
     def drop(name: str) -> None:
         up = ups.pop(name, None)
         if up is not None:
             account(name, up)
+            with contextlib.suppress(OSError):
+                up.out.flush()
             up.close()
 
     def account(name: str, up: _Upstream) -> None:
@@ -273,9 +326,6 @@ def route(client: socket.socket, initial: bytes, to_operator: Callable[[httpfilt
             stats.from_peer += up.sent
             stats.to_peer += up.received
             up.sent = up.received = 0
-
-    def to_client(data: bytes) -> None:
-        client.sendall(data)
 
     clean = False
     try:
@@ -294,7 +344,7 @@ def route(client: socket.socket, initial: bytes, to_operator: Callable[[httpfilt
             up = upstream(name)
             up.send(raw)
             if "100-continue" in _tokens(head.header("Expect")):
-                client.sendall(CONTINUE)
+                out.write(CONTINUE)
             _copy_body(reader, framing, up.send)
             while True:
                 rraw = up.reader.head()
@@ -304,13 +354,14 @@ def route(client: socket.socket, initial: bytes, to_operator: Callable[[httpfilt
                 if resp is None:
                     raise HttpError(f"{name} sent something other than an HTTP/1.x response")
                 up.received += len(rraw)
-                client.sendall(rraw)
+                out.write(rraw)
                 if resp.status >= 200 or resp.status == 101:
                     break
             rframing = response_framing(resp, head.method)
             if rframing == "tunnel":
                 if up.reader.buf:
-                    client.sendall(up.reader.take(len(up.reader.buf)))
+                    out.write(up.reader.take(len(up.reader.buf)))
+                flush()
                 ups.pop(name)
                 account(name, up)
                 result = splice.splice(client, up.sock, reader.take(len(reader.buf)))
@@ -322,9 +373,10 @@ def route(client: socket.socket, initial: bytes, to_operator: Callable[[httpfilt
 
             def down(data: bytes, up: _Upstream = up) -> None:
                 up.received += len(data)
-                client.sendall(data)
+                out.write(data)
 
             _copy_body(up.reader, rframing, down)
+            out.flush()  # the whole response: one write (a small one, one segment)
             if rframing == "eof":
                 drop(name)
                 clean = True
@@ -336,12 +388,18 @@ def route(client: socket.socket, initial: bytes, to_operator: Callable[[httpfilt
                 drop(name)
                 # The client was told the connection closes: close it, unless its next
                 # request is already on its way (a client that reuses the connection anyway).
-                if not reader.buf and not readable([client], CLOSE_GRACE):
+                if not reader.buf and not readable([client], CLOSE_GRACE):  # (all flushed)
                     clean = True
                     break
     except (HttpError, OSError) as exc:
         stats.error = str(exc) or type(exc).__name__
     finally:
+        if clean:
+            try:
+                flush()
+            except OSError as exc:
+                clean = False
+                stats.error = stats.error or str(exc) or type(exc).__name__
         for name in list(ups):
             if clean:
                 drop(name)

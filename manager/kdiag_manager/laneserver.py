@@ -15,21 +15,24 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .lanegate import MAX_PENDING, LaneGate
+from .wire.channel import widen_send_buffer
 from .wire.lane import (
+    FEATURES,
     HELLO,
     HELLO_DEADLINE,
     Lane,
     LaneError,
     LaneStream,
-    read_into,
     sockaddr,
     socket_sender,
 )
+from .wire.lanepipes import Piped
+from .wire.pumps import Splice
 
 log = logging.getLogger(__name__)
 
 BACKLOG = 128
-Handler = Callable[[Iterator[Any], Any], Iterator[bytes]]
+Handler = Callable[[Iterator[Any], Any], Iterator[bytes | memoryview]]
 """A stream handler as gRPC calls it: (request iterator, context) → response messages."""
 
 
@@ -38,10 +41,26 @@ class _Abort(Exception):
 
 
 class ServerContext:
-    """What a Tunnel handler uses of a gRPC ServicerContext, for a lane stream."""
+    """What a Tunnel handler uses of a gRPC ServicerContext, for a lane stream; and what the
+    lane offers beyond it: each message the handler yields is written before the next is
+    asked for (a pump may reuse its buffer), and :meth:`max_message` sizes them."""
+
+    writes_each_message = True
 
     def __init__(self, stream: LaneStream) -> None:
         self._stream = stream
+
+    def max_message(self) -> int:
+        """The stream's share of the lane's sending budget (see ``wire.lane``)."""
+        return self._stream.max_message()
+
+    def accept_piped(self) -> None:
+        """The handler writes ``Piped`` requests to its socket (see ``wire.lanepipes``)."""
+        self._stream.accept_piped()
+
+    def splicer(self) -> Splice | None:
+        """How a pump splices its socket's bytes to the lane (None: it cannot here)."""
+        return self._stream.send_spliced if self._stream.lane.can_splice else None
 
     def add_callback(self, fn: Callable[[], None]) -> bool:
         return self._stream.add_callback(fn)
@@ -60,7 +79,7 @@ class LaneServer:
     ``handler`` on worker threads."""
 
     def __init__(self, listener: socket.socket, check_token: Callable[[str], bool],
-                 handler: Handler, decode: Callable[[bytes], Any],
+                 handler: Handler, decode: Callable[[bytes | bytearray], Any],
                  submit: Callable[..., None], *, hello_deadline: float = HELLO_DEADLINE,
                  max_pending: int = MAX_PENDING) -> None:
         self._listener = listener
@@ -85,6 +104,8 @@ class LaneServer:
         """Answer the HELLO, then read the lane's streams until it closes."""
         if sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        else:  # (over TCP the kernel grows the buffers by itself)
+            widen_send_buffer(sock)
 
         def new_stream(lane: Lane, stream_id: int) -> LaneStream:
             stream = LaneStream(lane, stream_id, client=False)
@@ -92,15 +113,15 @@ class LaneServer:
             self._submit(self._run, stream)
             return stream
 
-        lane = Lane(socket_sender(sock), new_stream)
+        lane = Lane(socket_sender(sock), new_stream, sock=sock)
         with self._lock:
             if self._closed:
                 sock.close()
                 return
             self._lanes[lane] = sock
         try:
-            lane.send(HELLO, 0)
-            read_into(sock, lane.feed)
+            lane.send(HELLO, 0, FEATURES)
+            lane.read_from(sock)
         except (OSError, LaneError) as exc:
             log.debug("lane: %s", exc)
         finally:
@@ -118,7 +139,7 @@ class LaneServer:
                 payload = stream.receive()
                 if payload is None:
                     return
-                yield self._decode(payload)
+                yield payload if isinstance(payload, Piped) else self._decode(payload)
 
         try:
             for message in self._handler(requests(), context):

@@ -31,6 +31,7 @@ from .connections import (
     route_local,
 )
 from .iptables import Iptables
+from .memory import LOAD
 from .redirectevents import outgoing
 from .redirectrules import RuleSet
 from .redirectspec import RedirectOptions
@@ -261,8 +262,9 @@ class RedirectSession:
                                               conn.peer, self))
             return mine
 
-        stats = httprouter.route(conn.sock, conn.initial,
-                                 lambda head: httpfilter.matches(head, *header), connect)
+        with LOAD.pump():
+            stats = httprouter.route(conn.sock, conn.initial,
+                                     lambda head: httpfilter.matches(head, *header), connect)
         if stats.app_requests:
             self.closed(conn, "original", stats.from_peer, stats.to_peer, stats.error)
 
@@ -355,7 +357,7 @@ def _listen() -> tuple[socket.socket, bool]:
 
 
 # Per-connection work (waiting for a tunnel, fail-open splices, tunnel pumps).
-WORKERS = Workers("conn")
+WORKERS = Workers("conn", max_idle=32)
 
 # Sessions by redirect id, for pooled tunnels.
 _session_ids = itertools.count(1)

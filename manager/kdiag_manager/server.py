@@ -128,7 +128,7 @@ class ManagerService(pb_grpc.ManagerServicer):
             session.stop()
 
     def Tunnel(self, request_iterator: Iterator[frames.Frame], context: Any
-               ) -> Iterator[bytes]:
+               ) -> Iterator[bytes | memoryview]:
         """Registered with the raw frame codec (see :func:`_add_service`), not protobuf."""
         first = next(request_iterator, None)
         if first is None or isinstance(first, memoryview) or first.WhichOneof("msg") != "open":
@@ -216,7 +216,7 @@ class ManagerService(pb_grpc.ManagerServicer):
 
 
 # Lane streams run their handler on these (one per Tunnel stream, as gRPC's pool does).
-_LANE_WORKERS = Workers("lane")
+_LANE_WORKERS = Workers("lane", max_idle=32)
 
 
 class _Handlers:

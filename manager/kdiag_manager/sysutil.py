@@ -84,6 +84,15 @@ def release_free_memory() -> None:
         _libc.malloc_trim(0)
 
 
+M_ARENA_MAX = -8
+
+
+def limit_malloc_arenas(arenas: int) -> None:
+    """mallopt(M_ARENA_MAX): at most ``arenas`` glibc malloc arenas (no-op without glibc)."""
+    with contextlib.suppress(AttributeError):
+        _libc.mallopt(M_ARENA_MAX, arenas)
+
+
 def mark_socket(sock: socket.socket) -> None:
     """Put kdiag's fwmark on ``sock`` so kdiag's redirect rules ignore its packets."""
     sock.setsockopt(socket.SOL_SOCKET, SO_MARK, KDIAG_MARK)

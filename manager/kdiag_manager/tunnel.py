@@ -24,21 +24,20 @@ from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 from .connections import Connection
+from .memory import LOAD
 from .redirect import WORKERS, RedirectSession
 from .tunnelpool import TunnelWaiter
 from .wire import frames
 from .wire.api.v1 import manager_pb2 as pb
+from .wire.lanepipes import Piped
+from .wire.pumps import MIN_CHUNK, socket_frames
 from .wire.sockets import abort, readable
 
 log = logging.getLogger(__name__)
 
-# Reads start at 64 KiB and double while they come back full, up to 2 MiB: a bulk transfer
-# then moves in few large messages (the per-message cost of a gRPC stream dominates), while an
-# interactive connection keeps small reads and small buffers. (Measured on the redirect
-# benchmark, CPU per GB manager / CLI: 1 MiB 0.70 / 0.85 s, 2 MiB 0.62 / 0.73 s, 4 MiB no
-# better than 2; reads fill up: 1.9 MB per message on average at 2 MiB.)
-MIN_CHUNK = 64 * 1024
-MAX_CHUNK = 2 * 1024 * 1024
+# Reads: see wire.pumps.ChunkReader (64 KiB doubling up to 2 MiB while they come back full;
+# measured on the redirect benchmark, CPU per GB manager / CLI: 1 MiB 0.70 / 0.85 s, 2 MiB
+# 0.62 / 0.73 s, 4 MiB no better than 2; reads fill up: 1.9 MB per message on average at 2 MiB).
 # How long a pooled tunnel waits for a peer that has not written yet (when peers of this
 # redirect speak first): about the time it takes the peer's first write to arrive.
 FIRST_BYTES_WAIT = 0.001
@@ -109,7 +108,7 @@ class _State:
                     self.wake_w.send(b"x")
 
 
-def _inbound(conn: Connection, requests: Iterator[frames.Frame], st: _State) -> None:
+def _inbound(conn: Connection, requests: Iterator[frames.Frame | Piped], st: _State) -> None:
     """Stream → socket: (connected or a refusal), data, then eof (shutdown) or reset (RST)."""
     sock = conn.sock
     try:
@@ -119,6 +118,9 @@ def _inbound(conn: Connection, requests: Iterator[frames.Frame], st: _State) -> 
             if isinstance(frame, memoryview):  # data
                 sock.sendall(frame)
                 st.sent_to_peer += len(frame)
+                continue
+            if isinstance(frame, Piped):  # data, in the lane stream's pipe
+                st.sent_to_peer += frame.write_to(sock)
                 continue
             kind = frame.WhichOneof("msg")
             if kind == "data":  # not in the fast path's encoding
@@ -174,29 +176,22 @@ def _wait_readable(sock: socket.socket, st: _State, deadline: float) -> bool:
     return not st.refused
 
 
-def _bulk(sock: socket.socket, st: _State, raw: bool) -> Generator[bytes, None, int]:
-    """Socket → stream until EOF or an error; returns the byte count.
+def _bulk(sock: socket.socket, st: _State, raw: bool, context: Any
+          ) -> Generator[bytes | memoryview, None, int]:
+    """Socket → stream until EOF or an error; returns the byte count. On the lane (its context
+    sizes messages and writes each before asking for the next) reads go into one buffer, and
+    a bulk transfer is spliced (see ``wire.pumps``).
 
     (A read-ahead thread was measured not to help: the gRPC send path is the bottleneck.)
     """
     received = 0
-    chunk = MIN_CHUNK
-    while True:
-        try:
-            data = sock.recv(chunk)
-        except OSError as exc:
-            if not st.reset:
-                st.reset = True
-                yield frames.reset(f"connection reset: {exc.strerror or exc}")
-            return received
-        if not data:
-            if not st.reset:
-                yield frames.EOF
-            return received
-        received += len(data)
-        if len(data) == chunk and chunk < MAX_CHUNK:
-            chunk *= 2
-        yield frames.data(data, raw)
+
+    def count(n: int) -> None:
+        nonlocal received
+        received += n
+
+    yield from socket_frames(sock, context, raw, st, count, "connection reset")
+    return received
 
 
 def _ready_bytes(sock: socket.socket) -> tuple[bytes, OSError | None]:
@@ -234,14 +229,15 @@ def _assignment(conn: Connection, early: bytes) -> bytes:
     return frames.control(pb.TunnelFrame(assigned=c))
 
 
-def serve_claimed(conn: Connection, requests: Iterator[frames.Frame], context: Any,
-                  opened: pb.TunnelOpen) -> Iterator[bytes]:
+def serve_claimed(conn: Connection, requests: Iterator[frames.Frame | Piped], context: Any,
+                  opened: pb.TunnelOpen) -> Iterator[bytes | memoryview]:
     """A Tunnel opened for ``conn`` (announced on the Redirect stream): pump it, then end."""
-    yield from _serve(conn, requests, _Rpc(context), opened, pooled=False)
+    with LOAD.pump():
+        yield from _serve(conn, requests, _Rpc(context), opened, pooled=False)
 
 
-def serve_pooled(session: RedirectSession, requests: Iterator[frames.Frame], context: Any,
-                 opened: pb.TunnelOpen) -> Iterator[bytes]:
+def serve_pooled(session: RedirectSession, requests: Iterator[frames.Frame | Piped], context: Any,
+                 opened: pb.TunnelOpen) -> Iterator[bytes | memoryview]:
     """A pooled Tunnel: wait for a connection, pump it; park again while reusable."""
     rpc = _Rpc(context)
     waiter = TunnelWaiter()
@@ -254,15 +250,16 @@ def serve_pooled(session: RedirectSession, requests: Iterator[frames.Frame], con
             if rpc.ended:  # ...just as the connection came: another tunnel takes it
                 session.reoffer(conn)
                 return
-            clean = yield from _serve(conn, requests, rpc, opened, pooled=True)
+            with LOAD.pump():
+                clean = yield from _serve(conn, requests, rpc, opened, pooled=True)
             if not clean or rpc.ended or session.idle_tunnels() >= opened.keep_idle:
                 return
     finally:
         waiter.close()
 
 
-def _serve(conn: Connection, requests: Iterator[frames.Frame], rpc: _Rpc,
-           opened: pb.TunnelOpen, pooled: bool) -> Generator[bytes, None, bool]:
+def _serve(conn: Connection, requests: Iterator[frames.Frame | Piped], rpc: _Rpc,
+           opened: pb.TunnelOpen, pooled: bool) -> Generator[bytes | memoryview, None, bool]:
     """Pump ``conn`` over a Tunnel stream; yields the encoded frames to send to the client
     (what ``opened`` says it accepts: raw data frames, early data in ``assigned``).
 
@@ -305,6 +302,9 @@ def _serve(conn: Connection, requests: Iterator[frames.Frame], rpc: _Rpc,
                 yield frames.data(conn.initial, raw)
         # Only now: the client cannot answer before it has the assignment, and starting the
         # reader first would cost the assignment a thread switch.
+        accept_piped = getattr(context, "accept_piped", None)
+        if accept_piped is not None:  # (the lane: large data may come spliced)
+            accept_piped()
         WORKERS.submit(_inbound, conn, requests, st)
         chunk = MIN_CHUNK
         ended = False
@@ -340,7 +340,7 @@ def _serve(conn: Connection, requests: Iterator[frames.Frame], rpc: _Rpc,
         elif not ended:
             replay = bytearray()
             # Phase 2: bulk, no replay copy.
-            received += yield from _bulk(sock, st, raw)
+            received += yield from _bulk(sock, st, raw, context)
         st.done_out = True
         if pooled and not failed_open and not st.reset:
             # The peer finished before the client answered: its answer still decides.

@@ -1,124 +1,65 @@
-"""Manager benchmarks, measured side by side in one run (node mode, needs root).
+"""Manager benchmarks in node mode, measured side by side in one run (needs root).
 
 - redirect throughput: one connection through an outgoing redirect (target netns → manager →
-  gRPC tunnel → this process → a sink), against the same transfer straight over loopback;
+  tunnel on the lane → this process → a sink), against the same transfer straight over
+  loopback; once as the machine is, once with ``stress-ng --cpu 2`` beside it (``_busy``);
 - connection setup latency through an established redirect (connect, 1-byte round trip), p50
   and p99, against a direct connect;
-- the manager's RSS idle and with 100 open tunnels.
+- the manager's RSS idle and with 100 open tunnels;
+- keep-alive through a header-filtered redirect: requests/s over one keep-alive connection
+  (``http.client``) to an HTTP/1.1 app in the target, for requests without the header (they
+  go to the app through the manager's router), against the same app on a port without a
+  redirect;
+- memory under load: the manager's peak RSS while 200 connections each move 4 MiB through a
+  redirect at once (half each way), and its RSS once they have ended.
 
-The sender, the sink and the echo server are separate processes so that only the tunnel pumps
-share this process (as they do in the CLI). ``run(record)`` follows tests/bench/run.py.
+The peers are separate processes (``manager_peers``) so that only the tunnel pumps share this
+process (as they do in the CLI). ``run(record)`` follows tests/bench/run.py.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
+import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
+
+from tests.bench.manager_peers import pct, peer, result, rss_mb
 
 Record = Callable[..., None]
 
 TRANSFER_BYTES = 256 << 20
 # Throughput: one unmeasured warm-up transfer each way, then the best of ROUNDS alternating
 # transfers each way. The machine is shared (2 cores, a cluster in the background): the
-# redirected transfer takes 4-5x longer than the direct one, so it is the likelier to be hit by
-# a burst of other work; more rounds let both reach their undisturbed value.
+# redirected transfer takes longer than the direct one, so it is the likelier to be hit by a
+# burst of other work; more rounds let both reach their undisturbed value.
 ROUNDS = 5
 LATENCY_SAMPLES = 400
 TUNNELS = 100
 REDIRECT_PORT = 9000
-FIGURES = ("manager.redirect_throughput", "manager.redirect_throughput_ratio",
-           "manager.connect_latency_p50", "manager.connect_latency_p99", "manager.rss_idle",
-           "manager.rss_100_tunnels")
-
-# One small program for every peer role; run as `python -c PEER ROLE ...`.
-PEER = r'''
-import json, os, socket, sys, threading, time
-role = sys.argv[1]
-if role == "serve":   # 'S': sink (read to EOF, reply with the count); 'E': echo
-    srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("127.0.0.1", 0)); srv.listen(1024)
-    print(srv.getsockname()[1], flush=True)
-    def handle(c):
-        kind = c.recv(1)
-        if kind == b"S":
-            n = 0
-            while True:
-                d = c.recv(1 << 20)
-                if not d: break
-                n += len(d)
-            c.sendall(str(n).encode())
-        else:
-            while True:
-                d = c.recv(65536)
-                if not d: break
-                c.sendall(d)
-        c.close()
-    while True:
-        c, _ = srv.accept()
-        threading.Thread(target=handle, args=(c,), daemon=True).start()
-host, port = sys.argv[2], int(sys.argv[3])
-if role == "send":
-    n = int(sys.argv[4]); buf = b"x" * (1 << 20)
-    t0 = time.perf_counter()
-    s = socket.create_connection((host, port)); s.sendall(b"S")
-    left = n
-    while left > 0:
-        k = min(left, len(buf)); s.sendall(buf[:k] if k < len(buf) else buf); left -= k
-    s.shutdown(socket.SHUT_WR)
-    got = int(s.recv(64)); dt = time.perf_counter() - t0
-    assert got == n, (got, n)
-    print(json.dumps({"seconds": dt}))
-elif role == "lat":
-    out = []
-    for _ in range(int(sys.argv[4])):
-        t0 = time.perf_counter()
-        s = socket.create_connection((host, port)); s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        s.sendall(b"E!"); assert s.recv(1) == b"!"
-        out.append(time.perf_counter() - t0); s.close()
-    print(json.dumps({"samples": out}))
-elif role == "hold":
-    socks = []
-    for _ in range(int(sys.argv[4])):
-        s = socket.create_connection((host, port)); s.sendall(b"E!"); assert s.recv(1) == b"!"
-        socks.append(s)
-    print("READY", flush=True); sys.stdin.read()
-'''
+# Keep-alive: the app listens on both ports, only the first is redirected (header filter).
+APP_PORT, APP_PLAIN_PORT = 8080, 8081
+KEEPALIVE_REQUESTS = 400
+KEEPALIVE_ROUNDS = 5
+HEADER = ("X-Kdiag-Session", "bench")
+# Memory under load.
+LOAD_CONNECTIONS = 200
+LOAD_BYTES = 4 << 20
+SETTLE_SECONDS = 1.0  # after the load, before "after" is read
+# The busy figure: a CPU hog on every core beside the transfers.
+STRESS = ["stress-ng", "--cpu", "2", "--quiet", "--timeout", "600"]  # (ended after use)
+FIGURES = ("manager.rss_idle", "manager.redirect_throughput", "manager.redirect_throughput_ratio",
+           "manager.connect_latency_p50", "manager.connect_latency_p99",
+           "manager.rss_100_tunnels", "manager.header_filter_keepalive_rps",
+           "manager.header_filter_keepalive_ratio", "manager.rss_peak_load_mb",
+           "manager.rss_after_load_mb", "manager.redirect_throughput_ratio_busy")
 
 
 def _sh(*args: str) -> None:
     subprocess.run(args, check=True, capture_output=True)
-
-
-def _peer(netns: str | None, *args: str, **kw: object) -> subprocess.Popen[str]:
-    prefix = ["nsenter", f"--net=/run/netns/{netns}"] if netns else []
-    return subprocess.Popen([*prefix, sys.executable, "-c", PEER, *args], text=True,
-                            stdout=subprocess.PIPE, **kw)  # type: ignore[call-overload]
-
-
-def _result(proc: subprocess.Popen[str], timeout: float = 60) -> dict[str, Any]:
-    out, _ = proc.communicate(timeout=timeout)
-    if proc.returncode != 0:
-        raise RuntimeError(f"bench peer failed ({proc.returncode})")
-    return dict(json.loads(out.strip().splitlines()[-1]))
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def _pct(samples: list[float], q: float) -> float:
-    s = sorted(samples)
-    return s[min(len(s) - 1, int(q * len(s)))] * 1000
 
 
 def run(record: Record) -> None:
@@ -127,7 +68,6 @@ def run(record: Record) -> None:
         from tests.bench.figures import Unmeasurable
 
         raise Unmeasurable("needs root (network namespaces)")
-    from kdiag.session.results import RedirectSpec
     from kdiag.targets.node import NodeTarget
 
     ns = f"kdb-{secrets.token_hex(3)}"
@@ -135,9 +75,13 @@ def run(record: Record) -> None:
     procs: list[subprocess.Popen[str]] = []
     try:
         _sh("ip", "-n", ns, "link", "set", "lo", "up")
-        target = subprocess.Popen(["nsenter", f"--net=/run/netns/{ns}", "sleep", "600"])
-        procs.append(target)  # type: ignore[arg-type]
-        server = _peer(None, "serve")
+        # The target: the keep-alive app, in its own network namespace.
+        target = peer(ns, "httpapp", str(APP_PORT), str(APP_PLAIN_PORT), stdin=subprocess.PIPE)
+        procs.append(target)
+        assert target.stdout is not None
+        if target.stdout.readline().strip() != "READY":
+            raise RuntimeError("the bench app did not start")
+        server = peer(None, "serve")
         procs.append(server)
         assert server.stdout is not None
         port = int(server.stdout.readline())
@@ -146,56 +90,11 @@ def run(record: Record) -> None:
             manager_pid = int(session.info["manager_pid"])
             session.manager.version()
             time.sleep(0.5)
-            rss_idle = _rss_mb(manager_pid)
-            handle = session.manager.redirect(
-                RedirectSpec("outgoing", [REDIRECT_PORT], fail_open=False),
-                ("127.0.0.1", port))
-            try:
-                # Throughput, direct and redirected alternately, same programs and size; the
-                # best of each (the machine is shared: the best run is the least disturbed).
-                directs, vias = [], []
-                for i in range(ROUNDS + 1):  # round 0 warms both paths up: not counted
-                    d = float(_result(_peer(None, "send", "127.0.0.1", str(port),
-                                            str(TRANSFER_BYTES)))["seconds"])
-                    v = float(_result(_peer(ns, "send", "127.0.0.1", str(REDIRECT_PORT),
-                                            str(TRANSFER_BYTES)))["seconds"])
-                    if i:
-                        directs.append(d)
-                        vias.append(v)
-                direct, via = min(directs), min(vias)
-                mb = TRANSFER_BYTES / 1e6
-                record("manager.redirect_throughput", mb / via, "MB/s", "", mb / direct)
-                record("manager.redirect_throughput_ratio", direct / via, "x", ">= 0.25",
-                       mb / direct, sides=(
-                           f"a process in the target's namespace sends {TRANSFER_BYTES >> 20} "
-                           "MiB to a port an outgoing redirect catches (manager → tunnel → this "
-                           "process → a sink process) ÷ the same sender to the same sink straight "
-                           f"over loopback; best of {ROUNDS} rounds each, taking turns"))
-                # Connection setup latency.
-                d = _result(_peer(None, "lat", "127.0.0.1", str(port),
-                                  str(LATENCY_SAMPLES)))["samples"]
-                r = _result(_peer(ns, "lat", "127.0.0.1", str(REDIRECT_PORT),
-                                  str(LATENCY_SAMPLES)))["samples"]
-                assert isinstance(d, list) and isinstance(r, list)
-                record("manager.connect_latency_p50", _pct(r, 0.5), "ms", "<= 2",
-                       _pct(d, 0.5))
-                record("manager.connect_latency_p99", _pct(r, 0.99), "ms", "<= 10",
-                       _pct(d, 0.99))
-                # RSS with 100 open tunnels.
-                hold = _peer(ns, "hold", "127.0.0.1", str(REDIRECT_PORT), str(TUNNELS),
-                             stdin=subprocess.PIPE)
-                procs.append(hold)
-                assert hold.stdout is not None and hold.stdin is not None
-                if hold.stdout.readline().strip() != "READY":
-                    raise RuntimeError("tunnels did not open")
-                time.sleep(0.5)
-                rss_tunnels = _rss_mb(manager_pid)
-                hold.stdin.close()
-                hold.wait(30)
-            finally:
-                handle.close()
-            record("manager.rss_idle", rss_idle, "MB", "<= 40", None)
-            record("manager.rss_100_tunnels", rss_tunnels, "MB", "<= 80", None)
+            record("manager.rss_idle", rss_mb(manager_pid), "MB", "<= 40", None)
+            _through_redirect(record, session, ns, port, manager_pid, procs)
+            _keepalive(record, session, ns, port)
+            _load(record, session, ns, port, manager_pid)
+            _busy_throughput(record, session, ns, port)
         finally:
             session.close()
     finally:
@@ -206,10 +105,138 @@ def run(record: Record) -> None:
         subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
+_THROUGHPUT_SIDES = (
+    f"a process in the target's namespace sends {TRANSFER_BYTES >> 20} MiB to a port an "
+    "outgoing redirect catches (manager → tunnel on the lane → this process → a sink process) ÷ "
+    f"the same sender to the same sink straight over loopback; best of {ROUNDS} rounds each, "
+    "taking turns")
+
+
+def _transfers(ns: str, port: int) -> tuple[float, float]:
+    """Seconds of the best direct and the best redirected transfer (alternating rounds)."""
+    directs, vias = [], []
+    for i in range(ROUNDS + 1):  # round 0 warms both paths up: not counted
+        d = float(result(peer(None, "send", "127.0.0.1", str(port),
+                              str(TRANSFER_BYTES)))["seconds"])
+        v = float(result(peer(ns, "send", "127.0.0.1", str(REDIRECT_PORT),
+                              str(TRANSFER_BYTES)))["seconds"])
+        if i:
+            directs.append(d)
+            vias.append(v)
+    return min(directs), min(vias)
+
+
+def _through_redirect(record: Record, session: Any, ns: str, port: int, manager_pid: int,
+                      procs: list[subprocess.Popen[str]]) -> None:
+    """Throughput, connection setup and RSS with open tunnels, through one outgoing redirect."""
+    from kdiag.session.results import RedirectSpec
+
+    handle = session.manager.redirect(RedirectSpec("outgoing", [REDIRECT_PORT], fail_open=False),
+                                      ("127.0.0.1", port))
+    try:
+        direct, via = _transfers(ns, port)
+        mb = TRANSFER_BYTES / 1e6
+        record("manager.redirect_throughput", mb / via, "MB/s", "", mb / direct)
+        record("manager.redirect_throughput_ratio", direct / via, "x", ">= 0.4", mb / direct,
+               sides=_THROUGHPUT_SIDES)
+        d = result(peer(None, "lat", "127.0.0.1", str(port), str(LATENCY_SAMPLES)))["samples"]
+        r = result(peer(ns, "lat", "127.0.0.1", str(REDIRECT_PORT),
+                        str(LATENCY_SAMPLES)))["samples"]
+        record("manager.connect_latency_p50", pct(r, 0.5), "ms", "<= 2", pct(d, 0.5))
+        record("manager.connect_latency_p99", pct(r, 0.99), "ms", "<= 5", pct(d, 0.99))
+        hold = peer(ns, "hold", "127.0.0.1", str(REDIRECT_PORT), str(TUNNELS),
+                    stdin=subprocess.PIPE)
+        procs.append(hold)
+        assert hold.stdout is not None and hold.stdin is not None
+        if hold.stdout.readline().strip() != "READY":
+            raise RuntimeError("tunnels did not open")
+        time.sleep(0.5)
+        record("manager.rss_100_tunnels", rss_mb(manager_pid), "MB", "<= 80", None)
+        hold.stdin.close()
+        hold.wait(30)
+    finally:
+        handle.close()
+
+
+def _keepalive(record: Record, session: Any, ns: str, port: int) -> None:
+    """Requests/s over one keep-alive connection: through a header-filtered redirect (requests
+    without the header: the router sends them to the app) against the app directly."""
+    from kdiag.session.results import RedirectSpec
+
+    handle = session.manager.redirect(RedirectSpec("incoming", [APP_PORT], header=HEADER),
+                                      ("127.0.0.1", port))
+    try:
+        directs, vias = [], []
+        for _ in range(KEEPALIVE_ROUNDS):
+            for app_port, out in ((APP_PLAIN_PORT, directs), (APP_PORT, vias)):
+                out.append(float(result(peer(ns, "keepalive", "127.0.0.1", str(app_port),
+                                             str(KEEPALIVE_REQUESTS)))["rps"]))
+    finally:
+        handle.close()
+    direct, via = max(directs), max(vias)
+    record("manager.header_filter_keepalive_rps", via, "req/s", "", direct)
+    record("manager.header_filter_keepalive_ratio", via / direct, "x", ">= 0.5", direct,
+           sides=(f"requests/s of {KEEPALIVE_REQUESTS} GETs over one keep-alive connection "
+                  "(http.client) from another namespace to an app port under a header-filtered "
+                  "incoming redirect, without the header (the manager's router sends them to "
+                  "the app) ÷ the same to a port of the same app without a redirect; best of "
+                  f"{KEEPALIVE_ROUNDS} rounds each, taking turns"))
+
+
+def _load(record: Record, session: Any, ns: str, port: int, manager_pid: int) -> None:
+    """Peak RSS while LOAD_CONNECTIONS connections move LOAD_BYTES each at once; RSS after."""
+    from kdiag.session.results import RedirectSpec
+
+    # A burst of new connections on a busy machine may take a while to get tunnels: the
+    # figure is about memory, so none of them should fail open or be reset meanwhile.
+    handle = session.manager.redirect(RedirectSpec("outgoing", [REDIRECT_PORT], fail_open=False,
+                                                   fail_open_timeout=60),
+                                      ("127.0.0.1", port))
+    try:
+        load = peer(ns, "load", "127.0.0.1", str(REDIRECT_PORT), str(LOAD_CONNECTIONS),
+                    str(LOAD_BYTES))
+        peak = 0.0
+        while load.poll() is None:
+            peak = max(peak, rss_mb(manager_pid))
+            time.sleep(0.01)
+        outcome = result(load)
+        if outcome["errors"]:
+            raise RuntimeError(f"{len(outcome['errors'])} of {LOAD_CONNECTIONS} transfers "
+                               f"failed: {outcome['errors'][:3]}")
+    finally:
+        handle.close()
+    time.sleep(SETTLE_SECONDS)
+    record("manager.rss_peak_load_mb", peak, "MB", "<= 100", None)
+    record("manager.rss_after_load_mb", rss_mb(manager_pid), "MB", "<= 60", None)
+
+
+def _busy_throughput(record: Record, session: Any, ns: str, port: int) -> None:
+    """The throughput ratio again, with a CPU hog on every core beside it."""
+    from kdiag.session.results import RedirectSpec
+
+    if shutil.which(STRESS[0]) is None:
+        print("  manager.redirect_throughput_ratio_busy: skipped (stress-ng not installed: "
+              "make system-deps)")
+        return
+    handle = session.manager.redirect(RedirectSpec("outgoing", [REDIRECT_PORT], fail_open=False),
+                                      ("127.0.0.1", port))
+    stress = subprocess.Popen(STRESS, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        direct, via = _transfers(ns, port)
+    finally:
+        stress.terminate()
+        stress.wait(10)
+        handle.close()
+    mb = TRANSFER_BYTES / 1e6
+    record("manager.redirect_throughput_ratio_busy", direct / via, "x", ">= 0.4", mb / direct,
+           sides=_THROUGHPUT_SIDES + f", with `{' '.join(STRESS[:3])}` beside both")
+
+
 if __name__ == "__main__":
     def _print(name: str, value: float, unit: str, target: str, baseline: float | None,
                sides: str = "") -> None:
-        base = "" if baseline is None else f"  (direct: {baseline:.3f})"
-        print(f"{name:36s} {value:10.3f} {unit:6s} target {target}{base}")
+        base = "" if baseline is None else f"  (baseline: {baseline:.3f})"
+        print(f"{name:40s} {value:10.3f} {unit:6s} target {target}{base}")
 
     run(_print)

@@ -68,6 +68,32 @@ def test_frame_parser_reassembles_frames_cut_anywhere() -> None:
         assert all(p == bytes([s]) * len(p) for _, s, p in got)
 
 
+def test_socket_reader_takes_frames_of_every_size_intact() -> None:
+    """``frames_from`` (the lanes' reader): small frames cut from a buffer that starts at 16 KiB
+    and grows while reads fill it, large ones read apart; sizes around each boundary."""
+    from kdiag_manager.wire.laneframes import FIRST_READ_SIZE, SMALL, frames_from, read_rest
+
+    sizes = [1, FIRST_READ_SIZE - 9, FIRST_READ_SIZE, FIRST_READ_SIZE + 1, 3, SMALL, SMALL + 1,
+             5, 200_000, SMALL, 2]
+    payloads = [bytes([i]) * n for i, n in enumerate(sizes)]
+    a, b = socket.socketpair()
+    try:
+        def write() -> None:
+            for i, payload in enumerate(payloads):
+                a.sendall(b"".join(L.frame(L.MSG, i, payload)))
+            a.shutdown(socket.SHUT_WR)
+
+        threading.Thread(target=write, daemon=True).start()
+        got = []
+        for kind, stream, head, rest in frames_from(b):
+            got.append((kind, stream, bytes(read_rest(b, head, rest)) if rest else head))
+    finally:
+        a.close()
+        b.close()
+    assert [(k, s, len(p)) for k, s, p in got] == [(L.MSG, i, n) for i, n in enumerate(sizes)]
+    assert [p for _, _, p in got] == payloads
+
+
 def test_frame_parser_refuses_oversized_frames() -> None:
     with pytest.raises(L.LaneError):
         list(L.FrameParser().feed(L.HEADER.pack(L.MSG, 1, L.MAX_PAYLOAD + 1)))

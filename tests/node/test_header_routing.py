@@ -4,6 +4,8 @@ their own (the operator's by the header, the others to the app)."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -153,3 +155,102 @@ def test_refused_operator_without_fail_open_resets(app: Lab, node_session) -> No
                     pass
     finally:
         handle.close()
+
+
+# -- keep-alive without stalls: each message in one segment, TCP_NODELAY on relayed sockets ----
+
+TCP_INFO_DATA_SEGS_IN = 152  # offset of tcpi_data_segs_in in struct tcp_info (Linux >= 4.6)
+KEEPALIVE_APP_PORT = 8090
+PIDFD_GETFD = 438  # the syscall's number (the same on every architecture)
+
+
+def data_segments_in(sock: socket.socket) -> int:
+    """How many segments carrying data ``sock`` has received (TCP_INFO)."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    return int.from_bytes(info[TCP_INFO_DATA_SEGS_IN:TCP_INFO_DATA_SEGS_IN + 4], "little")
+
+
+@contextlib.contextmanager
+def one_write_app(app: Lab, segments: list[int]) -> Iterator[None]:
+    """A keep-alive HTTP/1.1 app in ``app``'s namespace on KEEPALIVE_APP_PORT: each response
+    in one write; after each request, appends the data segments its connection has received."""
+    with in_netns(app.app_ns):
+        srv = socket.create_server(("0.0.0.0", KEEPALIVE_APP_PORT))
+
+    def serve(conn: socket.socket) -> None:
+        reader = Reader(conn)
+        with conn:
+            while reader.head() is not None:
+                segments.append(data_segments_in(conn))
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\napp")
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = srv.accept()
+                threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield
+    finally:
+        srv.close()
+
+
+def tcp_sockets_of(pid: int) -> list[socket.socket]:
+    """Copies (pidfd_getfd) of process ``pid``'s connected TCP sockets."""
+    inodes = set()
+    for table in ("tcp", "tcp6"):
+        with open(f"/proc/{pid}/net/{table}") as f:
+            for line in list(f)[1:]:
+                fields = line.split()
+                if fields[3] != "0A":  # not a listener
+                    inodes.add(fields[9])
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    socks = []
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:[") and link[8:-1] in inodes:
+                    copy = libc.syscall(PIDFD_GETFD, pidfd, int(fd), 0)
+                    if copy < 0:
+                        raise OSError(ctypes.get_errno(), "pidfd_getfd")
+                    socks.append(socket.socket(fileno=copy))
+    finally:
+        os.close(pidfd)
+    return socks
+
+
+def test_keepalive_to_the_app_without_stalls(app: Lab, node_session) -> None:
+    """Requests without the header, to the app over one keep-alive connection: each small
+    response reaches the client in one segment and each request the app in one, and every TCP
+    socket the manager relays on has TCP_NODELAY. (A response written in two writes on a socket
+    with Nagle on waits for the client's delayed ACK: 40 ms per request.) Not timed."""
+    segments: list[int] = []
+    requests = 20
+    with one_write_app(app, segments):
+        handle = node_session.manager.redirect(
+            RedirectSpec("incoming", [KEEPALIVE_APP_PORT], header=("X-Kdiag-Session", "alice")),
+            ("127.0.0.1", 9))  # (no request goes to the operator)
+        try:
+            with in_netns(app.client_ns), \
+                    socket.create_connection((app.app_ip, KEEPALIVE_APP_PORT), timeout=10) as s:
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                reader = Reader(s)
+                for i in range(requests):
+                    body = _exchange(s, reader, f"GET /{i} HTTP/1.1\r\nHost: app\r\n\r\n".encode())
+                    assert body == b"app"
+                assert data_segments_in(s) == requests  # one segment per response
+                relayed = tcp_sockets_of(int(node_session.info["manager_pid"]))
+                try:
+                    assert len(relayed) >= 2  # the client's connection, the one to the app
+                    assert [x.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+                            for x in relayed] == [1] * len(relayed)
+                finally:
+                    for x in relayed:
+                        x.close()
+        finally:
+            handle.close()
+    assert segments == list(range(1, requests + 1))  # one segment per request, one connection

@@ -1,4 +1,5 @@
-"""The gRPC channel's own socket in node mode (a unix socket): a wider send buffer.
+"""The gRPC channel's own socket in node mode (a unix socket): a wider send buffer (the lane's
+unix socket gets the same).
 
 gRPC sets no buffer size on a unix socket, so the kernel default (``net.core.wmem_default``,
 208 KiB here) caps what one write can queue of a 2 MiB tunnel message: the sender's gRPC
@@ -42,6 +43,14 @@ TRANSPORT_OPTIONS = [
 """gRPC options both ends of the manager connection use (the CLI's channel, the server)."""
 
 
+def widen_send_buffer(sock: socket.socket) -> None:
+    """SO_SNDBUF = SEND_BUFFER on a unix stream socket carrying bulk data (the lane's, in node
+    mode: a 208 KiB buffer made each 1 MiB message block and wake both ends several times).
+    Best effort."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+
+
 def widen_send_buffers(path: str, *, peer: bool = False) -> int:
     """Set SO_SNDBUF on this process's connected unix stream sockets bound to ``path``
     (``peer``: connected to ``path``); return how many. Best effort: errors are skipped."""
@@ -57,6 +66,6 @@ def widen_send_buffers(path: str, *, peer: bool = False) -> int:
                 local, remote = sock.getsockname(), sock.getpeername()  # OSError: a listener
                 if (remote if peer else local) != path:
                     continue
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+                widen_send_buffer(sock)
                 widened += 1
     return widened

@@ -65,12 +65,18 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
-def data(payload: bytes, raw: bool = False) -> bytes:
+def data(payload: bytes | memoryview, raw: bool = False) -> bytes | memoryview:
     """A data frame carrying ``payload`` (a non-empty one, as is, with ``raw`` when its first
     byte allows it; else encoded, one copy)."""
     if raw and payload and payload[0] not in RESERVED:
         return payload
-    return b"".join((bytes((_DATA_TAG,)), _varint(len(payload)), payload))
+    return b"".join((data_prefix(len(payload)), payload))
+
+
+def data_prefix(n: int) -> bytes:
+    """What precedes ``n`` payload bytes in an encoded data frame (for a payload that is
+    written apart from it, e.g. spliced)."""
+    return bytes((_DATA_TAG,)) + _varint(n)
 
 
 def control(frame: pb.TunnelFrame) -> bytes:
@@ -92,7 +98,26 @@ def reset(reason: str) -> bytes:
     return control(pb.TunnelFrame(reset=reason))
 
 
-def decode(raw: bytes) -> Frame:
+def data_offset(head: bytes, size: int) -> int:
+    """Where the data starts in a ``size``-byte frame whose first bytes are ``head``, when it is
+    a data frame (raw, or exactly one encoded data field); -1 when it is not."""
+    if not head:
+        return -1
+    if head[0] not in RESERVED:
+        return 0
+    if head[0] != _DATA_TAG:
+        return -1
+    length, shift = 0, 0
+    for i in range(1, min(len(head), 11)):
+        byte = head[i]
+        length |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return i + 1 if i + 1 + length == size else -1
+        shift += 7
+    return -1
+
+
+def decode(raw: bytes | bytearray) -> Frame:
     """The payload of a data frame (a view of ``raw``), else the parsed ``TunnelFrame``.
 
     The encoded fast path applies only when ``raw`` is exactly one data field, so any other

@@ -9,140 +9,136 @@ same Tunnel frames with one thread wake-up per message and end, next to the gRPC
 pod: the second port of the session's one port-forward). gRPC keeps everything else, and
 Tunnel calls when there is no lane.
 
-Wire format: frames of a 9-byte header (kind, stream id, payload length; big-endian) and a
-payload.
+Wire format (:mod:`.laneframes`): frames of a 9-byte header (kind, stream id, payload length;
+big-endian) and a payload.
 
 - ``HELLO`` (stream 0): the client's first frame carries the session token; the manager answers
-  with an empty one (accepted) or closes the lane. Before it, the manager reads nothing else: a
-  first frame of another kind, a HELLO over :data:`MAX_HELLO` bytes or one not complete within
-  :data:`HELLO_DEADLINE` seconds of the connection closes it (``kdiag_manager.lanegate``).
+  with one (accepted) or closes the lane. The answer's payload lists the manager's features,
+  ``name=value`` separated by spaces (older managers answer with an empty one): ``credit=N``
+  says it credits every N consumed bytes (see ``CREDIT``). Before the HELLO, the manager reads
+  nothing else: a first frame of another kind, a HELLO over :data:`MAX_HELLO` bytes or one not
+  complete within :data:`HELLO_DEADLINE` seconds of the connection closes it
+  (``kdiag_manager.lanegate``).
 - ``MSG``: one message of a stream (a Tunnel frame, byte for byte what gRPC would carry). The
   client's first ``MSG`` on a new stream id opens the stream.
 - ``END``: the sender has no more messages (a half-close; from the manager: the call is over,
   status OK).
 - ``ABORT``: the stream is over, both ways; the payload is ``CODE details`` (a gRPC status code
   name).
-- ``CREDIT``: the payload (4 bytes) counts message bytes the receiver has consumed. Flow control
-  is per stream and direction: a sender keeps at most :data:`WINDOW` bytes unconsumed (or one
-  message, however large), so one slow connection never stalls the others.
+- ``CREDIT``: the payload (4 bytes) counts message bytes the receiver has consumed; it is sent
+  at a message boundary once :data:`CREDIT_STEP` bytes were consumed (older ends: a quarter of
+  :data:`WINDOW`). Flow control is per stream and direction, so one slow connection never stalls
+  the others: a sender keeps at most a window of bytes unconsumed (or one message, however
+  large). The window is :data:`WINDOW` while few streams send; with more, they share
+  :data:`SEND_BUDGET` (down to :data:`MIN_WINDOW` each), which bounds what the receiver holds
+  under many connections at once. A sender always has at least the peer's credit step in
+  flight before it waits (less would never be credited): a peer that did not announce its step
+  gets the older one.
 
-This module is both ends' common part (:class:`Lane`, :class:`LaneStream`, the framing); the
-manager's listener is ``kdiag_manager.laneserver``, the CLI's end ``kdiag.session.lane``.
+This module is both ends' common part (:class:`Lane`, :class:`LaneStream`; the framing is
+:mod:`.laneframes`); the manager's listener is ``kdiag_manager.laneserver``, the CLI's end
+``kdiag.session.lane``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import socket
 import struct
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
+
+from . import frames
+from .laneframes import (  # (the wire format; re-exported: both ends import it from here)
+    ABORT,
+    CREDIT,
+    END,
+    HEADER,
+    HELLO,
+    MAX_PAYLOAD,
+    MSG,
+    FrameParser,
+    LaneError,
+    frame,
+    frames_from,
+    read_rest,
+    sockaddr,
+    socket_sender,
+)
+from .lanepipes import LaneFd, Piped, PipePool, take_piped
+from .pumps import Pipe
+
+__all__ = ["ABORT", "CREDIT", "END", "HEADER", "HELLO", "MAX_PAYLOAD", "MSG", "FrameParser",
+           "Lane", "LaneError", "LaneStream", "frame", "sockaddr", "socket_sender"]
 
 log = logging.getLogger(__name__)
 
-HELLO, MSG, END, ABORT, CREDIT = range(5)
-HEADER = struct.Struct(">BII")
 _COUNT = struct.Struct(">I")
+_NONBLOCK = 2  # SPLICE_F_NONBLOCK
 WINDOW = 8 << 20
-"""Unconsumed message bytes a sender may have in flight on one stream."""
-_CREDIT_EVERY = WINDOW // 4
-_SMALL = 64 * 1024  # payloads up to this size go out in one write with their header
-READ_SIZE = 256 * 1024
+"""The most unconsumed message bytes a sender may have in flight on one stream."""
+MIN_WINDOW = 64 << 10
+SEND_BUDGET = 8 << 20
+"""Unconsumed bytes a sender keeps in flight over all its streams that have any: each of n such
+streams gets ``SEND_BUDGET / n``, between MIN_WINDOW and WINDOW."""
+CREDIT_STEP = 64 << 10
+"""A receiver credits what it consumed once it is this much (at a message boundary)."""
+LEGACY_CREDIT_STEP = WINDOW // 4
+"""The credit step of a peer that does not announce one (kdiag before 2026-12)."""
+FEATURES = f"credit={CREDIT_STEP}".encode()
+"""What the manager's HELLO answer announces."""
 HELLO_DEADLINE = 5.0
 """Seconds from the accept within which the manager must have a connection's whole HELLO."""
 MAX_HELLO = 4096
 """The largest HELLO the manager reads (the token is tens of bytes)."""
-MAX_PAYLOAD = 64 << 20
 
 
-class LaneError(Exception):
-    """A stream ended abnormally: ``code`` is a gRPC status code name."""
-
-    def __init__(self, code: str, details: str) -> None:
-        super().__init__(f"{code}: {details}")
-        self.code_name = code
-        self.details_text = details
-
-
-def frame(kind: int, stream: int, payload: bytes | memoryview = b"") -> list[bytes | memoryview]:
-    """The pieces to write for one frame: one buffer for a small payload, header + payload
-    otherwise (no copy of a large one)."""
-    header = HEADER.pack(kind, stream, len(payload))
-    if len(payload) <= _SMALL:
-        return [header + bytes(payload)]
-    return [header, payload]
-
-
-class FrameParser:
-    """Cuts a byte stream into frames, whatever sizes it arrives in. Each payload is copied
-    once out of what was fed; an incomplete frame is kept (copied) until the rest comes."""
-
-    def __init__(self) -> None:
-        self._partial = bytearray()
-        self._need = 0  # bytes the kept partial frame needs before it can be parsed
-
-    def feed(self, data: bytes | bytearray | memoryview) -> Iterator[tuple[int, int, bytes]]:
-        """Add ``data``; yield every frame completed by it as (kind, stream, payload)."""
-        if self._partial:
-            self._partial += data
-            if len(self._partial) < self._need:
-                return
-            data, self._partial = self._partial, bytearray()
-        view = memoryview(data)
-        start = 0
-        try:
-            while len(view) - start >= HEADER.size:
-                kind, stream, length = HEADER.unpack_from(view, start)
-                if length > MAX_PAYLOAD:
-                    raise LaneError("INTERNAL", f"lane frame of {length} bytes")
-                end = start + HEADER.size + length
-                if len(view) < end:
-                    break
-                payload = view[start + HEADER.size:end].tobytes()
-                start = end
-                yield kind, stream, payload
-        finally:
-            self._keep(view[start:])
-            view.release()
-
-    def _keep(self, rest: memoryview) -> None:
-        if not len(rest):
-            return
-        self._partial = bytearray(rest)
-        self._need = HEADER.size
-        if len(rest) >= HEADER.size:
-            self._need += HEADER.unpack_from(rest)[2]
+def features(payload: bytes) -> dict[str, str]:
+    """The ``name=value`` pairs of a HELLO answer (unknown or malformed words are ignored)."""
+    pairs = (word.partition("=") for word in payload.decode(errors="replace").split())
+    return {name: value for name, sep, value in pairs if sep}
 
 
 class _Window:
     """The sending side of one stream's flow control."""
 
-    def __init__(self) -> None:
+    def __init__(self, lane: Lane) -> None:
+        self._lane = lane
         self._in_flight = 0
         self._closed = False
         self._cond = threading.Condition()
 
     def acquire(self, n: int) -> bool:
         """Wait until ``n`` more bytes may go (False: the stream is over)."""
+        lane = self._lane
         with self._cond:
-            while (not self._closed and self._in_flight > 0
-                   and self._in_flight + n > WINDOW):
+            while (not self._closed and self._in_flight >= lane.peer_credit_step
+                   and self._in_flight + n > lane.window()):
                 self._cond.wait()
+            if not self._in_flight and n:
+                lane.count_busy(1)
             self._in_flight += n
             return not self._closed
 
     def release(self, n: int) -> None:
         with self._cond:
-            self._in_flight = max(self._in_flight - n, 0)
+            self._settle(max(self._in_flight - n, 0))
             self._cond.notify_all()
 
     def close(self) -> None:
         with self._cond:
             self._closed = True
+            self._settle(0)
             self._cond.notify_all()
+
+    def _settle(self, in_flight: int) -> None:
+        if self._in_flight and not in_flight:
+            self._lane.count_busy(-1)
+        self._in_flight = in_flight
 
 
 _END = object()
@@ -161,18 +157,19 @@ class LaneStream:
         self.id = stream_id
         self._client = client
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._window = _Window()
+        self._window = _Window(lane)
         self._consumed = 0
         self._lock = threading.Lock()
         self.error: LaneError | None = None  # why it ended, if abnormally
         self.over = False
         self._callbacks: list[Callable[[], None]] = []
+        self._takes_piped = False  # its consumer writes Piped items to a socket itself
 
     # -- from the lane's reader ----------------------------------------------------------------
 
-    def deliver(self, kind: int, payload: bytes) -> None:
+    def deliver(self, kind: int, payload: bytes | bytearray | Piped) -> None:
         """A frame for this stream arrived."""
-        if kind == MSG:
+        if isinstance(payload, Piped) or kind == MSG:
             self._inbox.put(payload)
         elif kind == END:
             self._inbox.put(_END)
@@ -184,9 +181,19 @@ class LaneStream:
             code, _, details = payload.decode(errors="replace").partition(" ")
             self.terminate(LaneError(code or "CANCELLED", details))
 
+    def take_large(self, head: bytes, rest: int, sock: socket.socket) -> Piped | bytearray:
+        """(The lane's reader.) Take a large message's ``rest`` off ``sock``: into a pipe when
+        the consumer takes them (see :mod:`.lanepipes`), else into memory."""
+        return take_piped(self.lane.pipes if self._takes_piped else None, head, rest, sock)
+
     # -- the stream's users ----------------------------------------------------------------------
 
-    def receive(self) -> bytes | None:
+    def accept_piped(self) -> None:
+        """The consumer handles ``Piped`` items (writes them to its socket): large data
+        messages may come that way from now on."""
+        self._takes_piped = True
+
+    def receive(self) -> bytes | bytearray | Piped | None:
         """The next message (None: the peer has sent END). Raises LaneError once aborted."""
         item = self._inbox.get()
         if item is _END:
@@ -195,12 +202,33 @@ class LaneStream:
         if isinstance(item, LaneError):
             self._inbox.put(item)
             raise item
-        self._consumed += len(item)
-        if self._consumed >= _CREDIT_EVERY and not self.over:
+        self._consumed += item.message_size if isinstance(item, Piped) else len(item)
+        if self._consumed >= CREDIT_STEP and not self.over:
             with contextlib.suppress(LaneError):  # (the lane closed: the stream ends anyway)
                 self.lane.send(CREDIT, self.id, _COUNT.pack(self._consumed))
             self._consumed = 0
         return item
+
+    def max_message(self) -> int:
+        """The largest message worth sending now (the stream's share of the sending budget):
+        a pump reads at most this much at a time."""
+        return self.lane.window()
+
+    def send_spliced(self, pipe: Pipe, fd: int, limit: int) -> int:
+        """Move up to ``limit`` bytes from ``fd`` through ``pipe`` to the peer as one data
+        message (an encoded ``TunnelFrame.data``), without reading them into Python; the count
+        (0 at EOF: nothing sent). OSError: reading ``fd`` failed; LaneError once over."""
+        n = os.splice(fd, pipe.w, limit)
+        if not n:
+            return 0
+        with contextlib.suppress(OSError):  # what else is there already: fewer, larger messages
+            while n < limit and (more := os.splice(fd, pipe.w, limit - n, flags=_NONBLOCK)):
+                n += more
+        prefix = frames.data_prefix(n)
+        if not self._window.acquire(len(prefix) + n) or self.over:
+            raise self.error or LaneError("CANCELLED", "the stream is over")
+        self.lane.send_from_pipe(self.id, prefix, pipe.r, n)
+        return n
 
     def send_message(self, payload: bytes | memoryview) -> None:
         """Send one message (waits for flow-control credit; a client's first one opens the
@@ -267,8 +295,12 @@ class Lane:
     """
 
     def __init__(self, send_raw: Callable[[list[bytes | memoryview]], None],
-                 on_new_stream: Callable[[Lane, int], LaneStream] | None = None) -> None:
+                 on_new_stream: Callable[[Lane, int], LaneStream] | None = None,
+                 sock: socket.socket | None = None) -> None:
         self._send_raw = send_raw
+        # The socket send_raw writes to, when there is one (for send_from_pipe).
+        self._splice_to = LaneFd(sock) if sock is not None else None
+        self.pipes = PipePool()  # for large data messages received (see .lanepipes)
         self._send_lock = threading.Lock()
         self._on_new_stream = on_new_stream
         self._parser = FrameParser()
@@ -277,6 +309,24 @@ class Lane:
         self._lock = threading.Lock()
         self.closed = False
         self.on_hello: Callable[[bytes], None] | None = None
+        self.peer_credit_step = LEGACY_CREDIT_STEP
+        self._busy = 0  # streams with bytes in flight (sending)
+        self._busy_lock = threading.Lock()
+
+    def count_busy(self, delta: int) -> None:
+        """A stream started (1) or stopped (-1) having unconsumed bytes in flight."""
+        with self._busy_lock:
+            self._busy += delta
+
+    def window(self) -> int:
+        """Each sending stream's window now (see SEND_BUDGET)."""
+        return max(MIN_WINDOW, min(WINDOW, SEND_BUDGET // max(self._busy, 1)))
+
+    def hello_answered(self, payload: bytes) -> None:
+        """(Client.) The manager's HELLO answer: take its features."""
+        step = features(payload).get("credit", "")
+        if step.isdigit() and int(step) > 0:
+            self.peer_credit_step = int(step)
 
     def send(self, kind: int, stream: int, payload: bytes | memoryview = b"") -> None:
         """Write one frame (LaneError if the lane is closed or writing fails)."""
@@ -286,6 +336,24 @@ class Lane:
         try:
             with self._send_lock:
                 self._send_raw(pieces)
+        except OSError as exc:
+            raise self._write_failed(exc) from None
+
+    @property
+    def can_splice(self) -> bool:
+        """Can messages go from a pipe straight to the lane's socket (``send_from_pipe``)?"""
+        return self._splice_to is not None
+
+    def send_from_pipe(self, stream: int, prefix: bytes, pipe: int, n: int) -> None:
+        """Write a ``MSG`` frame whose payload is ``prefix`` and the ``n`` bytes in ``pipe``
+        (spliced to the lane's socket). LaneError if the lane is closed or writing fails."""
+        if self.closed or self._splice_to is None:
+            raise LaneError("UNAVAILABLE", "the lane is closed")
+        try:
+            with self._splice_to.use() as fd, self._send_lock:
+                self._send_raw([HEADER.pack(MSG, stream, len(prefix) + n) + prefix])
+                while n:
+                    n -= os.splice(pipe, fd, n)
         except OSError as exc:
             raise self._write_failed(exc) from None
 
@@ -327,17 +395,37 @@ class Lane:
         """Bytes from the peer (the reader thread of this lane). LaneError: a protocol error
         (the lane must close)."""
         for kind, stream_id, payload in self._parser.feed(data):
-            if stream_id == 0:
-                if kind == HELLO and self.on_hello is not None:
-                    self.on_hello(payload)
-                continue
-            with self._lock:
-                stream = self._streams.get(stream_id)
-                new = stream is None and stream_id > self._max_id
-            if new and kind == MSG and self._on_new_stream is not None:
-                stream = self._on_new_stream(self, stream_id)
-            if stream is not None:
-                stream.deliver(kind, payload)
+            self._dispatch(kind, stream_id, payload)
+
+    def read_from(self, sock: socket.socket) -> None:
+        """Read frames from ``sock`` until EOF (the reader thread of this lane; the transport
+        must then be only this socket). LaneError: a protocol error (the lane must close).
+
+        Small frames are cut from a buffer that reads many at once; a large payload is read
+        straight into a buffer of its own (one copy, where :meth:`feed` makes three)."""
+        for kind, stream_id, head, rest in frames_from(sock):
+            payload: bytes | bytearray | Piped = head
+            if rest:
+                with self._lock:
+                    stream = self._streams.get(stream_id)
+                if stream is not None and kind == MSG:
+                    payload = stream.take_large(bytes(head), rest, sock)
+                else:
+                    payload = read_rest(sock, head, rest)
+            self._dispatch(kind, stream_id, payload)
+
+    def _dispatch(self, kind: int, stream_id: int, payload: bytes | bytearray | Piped) -> None:
+        if stream_id == 0:
+            if kind == HELLO and self.on_hello is not None and not isinstance(payload, Piped):
+                self.on_hello(bytes(payload))
+            return
+        with self._lock:
+            stream = self._streams.get(stream_id)
+            new = stream is None and stream_id > self._max_id
+        if new and kind == MSG and self._on_new_stream is not None:
+            stream = self._on_new_stream(self, stream_id)
+        if stream is not None:
+            stream.deliver(kind, payload)
 
     def close(self, reason: str = "the lane closed") -> None:
         """End every stream (UNAVAILABLE); idempotent."""
@@ -347,35 +435,10 @@ class Lane:
             self.closed = True
             streams = list(self._streams.values())
             self._streams.clear()
+        if self._splice_to is not None:
+            self._splice_to.close()
+        self.pipes.close()
         for stream in streams:
             stream.terminate(LaneError("UNAVAILABLE", reason))
 
 
-def read_into(sock: socket.socket, feed: Callable[[memoryview], None]) -> None:
-    """Feed what ``sock`` receives to ``feed`` until EOF. The buffer starts small and grows
-    while reads fill it (an idle lane keeps 16 KiB resident, a busy one reads 256 KiB)."""
-    buf = bytearray(16 * 1024)
-    while True:
-        n = sock.recv_into(buf)
-        if not n:
-            return
-        feed(memoryview(buf)[:n])
-        if n == len(buf) and n < READ_SIZE:
-            buf = bytearray(2 * n)
-
-
-def socket_sender(sock: socket.socket) -> Callable[[list[bytes | memoryview]], None]:
-    """``send_raw`` for a lane on a connected socket."""
-    def send(pieces: list[bytes | memoryview]) -> None:
-        for piece in pieces:
-            sock.sendall(piece)
-    return send
-
-
-def sockaddr(address: str) -> tuple[int, str | tuple[str, int]]:
-    """The socket family and address of a lane address, ``unix:/path`` or ``host:port`` (an
-    IPv4 host), as both ends spell it."""
-    if address.startswith("unix:"):
-        return socket.AF_UNIX, address[len("unix:"):]
-    host, _, port = address.rpartition(":")
-    return socket.AF_INET, (host, int(port))

@@ -1,7 +1,8 @@
 """A pool of reusable daemon threads for per-connection work.
 
 Starting a thread costs ~0.1-1 ms under load, which shows in connection setup latency; idle
-workers are reused instead and exit after a while. Unlike concurrent.futures, the threads are
+workers are reused instead and exit after a while (or at once, beyond ``max_idle``: a burst
+of connections leaves no crowd of idle threads behind). Unlike concurrent.futures, the threads are
 daemons: a worker blocked on a socket never holds up the process's exit.
 """
 
@@ -19,9 +20,11 @@ log = logging.getLogger(__name__)
 class Workers:
     """Run callables on idle worker threads, starting a new one only when none is idle."""
 
-    def __init__(self, name: str, idle_timeout: float = 30.0) -> None:
+    def __init__(self, name: str, idle_timeout: float = 30.0, max_idle: int | None = None
+                 ) -> None:
         self._name = name
         self._idle_timeout = idle_timeout
+        self._max_idle = max_idle  # more idle threads than this exit at once (after a burst)
         self._tasks: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]]] = \
             queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -46,6 +49,8 @@ class Workers:
                 log.exception("%s: task failed", self._name)
             del fn, args
             with self._lock:
+                if self._max_idle is not None and self._idle >= self._max_idle:
+                    return
                 self._idle += 1
             try:
                 task = self._tasks.get(timeout=self._idle_timeout)

@@ -1,0 +1,181 @@
+"""The programs the manager benchmarks run as separate processes, and helpers to start them.
+
+Every peer role is one small program, ``python -c PEER ROLE ...``, so that only the tunnel
+pumps share the benchmark's own process (as they do in the CLI). Roles:
+
+- ``serve``: a server on 127.0.0.1, first byte of a connection picks what it does: ``S`` sink
+  (read to EOF, answer the count), ``E`` echo, ``G<n>\\n`` send n bytes and close;
+- ``send HOST PORT N``: one transfer of N bytes to a sink, timed;
+- ``lat HOST PORT N``: N new connections with a 1-byte echo round trip each, timed;
+- ``hold HOST PORT N``: N open echo connections until stdin closes;
+- ``load HOST PORT CONNS SIZE``: CONNS connections at once, half sending SIZE bytes to a sink,
+  half receiving SIZE bytes (``G``); every byte counted;
+- ``httpapp PORT...``: an HTTP/1.1 keep-alive server on each port (a thread per connection,
+  the request head parsed, a small response in one write);
+- ``keepalive HOST PORT N [HEADER]``: N requests over one keep-alive connection with the
+  standard library's ``http.client``, timed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+PEER = r'''
+import json, os, socket, sys, threading, time
+role = sys.argv[1]
+if role == "serve":
+    srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0)); srv.listen(1024)
+    print(srv.getsockname()[1], flush=True)
+    out = b"y" * (1 << 20)
+    def handle(c):
+        try:
+            kind = c.recv(1)
+            if kind == b"S":
+                n = 0
+                while True:
+                    d = c.recv(1 << 20)
+                    if not d: break
+                    n += len(d)
+                c.sendall(str(n).encode())
+            elif kind == b"G":
+                n = int(c.makefile("rb").readline())
+                while n > 0:
+                    k = min(n, len(out)); c.sendall(out[:k]); n -= k
+            else:
+                while True:
+                    d = c.recv(65536)
+                    if not d: break
+                    c.sendall(d)
+        except OSError:
+            pass  # the client counts what arrived
+        c.close()
+    while True:
+        c, _ = srv.accept()
+        threading.Thread(target=handle, args=(c,), daemon=True).start()
+if role == "httpapp":
+    def handle(c):
+        buf = b""
+        with c:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    d = c.recv(65536)
+                    if not d: return
+                    buf += d
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                headers = dict(l.split(":", 1) for l in lines[1:])
+                length = int(headers.get("Content-Length", 0))
+                while len(buf) < length:
+                    buf += c.recv(65536)
+                buf = buf[length:]
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")
+    def accept(s):
+        while True:
+            c, _ = s.accept()
+            threading.Thread(target=handle, args=(c,), daemon=True).start()
+    for p in sys.argv[2:]:
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", int(p))); s.listen(128)
+        threading.Thread(target=accept, args=(s,), daemon=True).start()
+    print("READY", flush=True); sys.stdin.read()
+    sys.exit(0)
+host, port = sys.argv[2], int(sys.argv[3])
+if role == "send":
+    n = int(sys.argv[4]); buf = b"x" * (1 << 20)
+    t0 = time.perf_counter()
+    s = socket.create_connection((host, port)); s.sendall(b"S")
+    left = n
+    while left > 0:
+        k = min(left, len(buf)); s.sendall(buf[:k] if k < len(buf) else buf); left -= k
+    s.shutdown(socket.SHUT_WR)
+    got = int(s.recv(64)); dt = time.perf_counter() - t0
+    assert got == n, (got, n)
+    print(json.dumps({"seconds": dt}))
+elif role == "lat":
+    out = []
+    for _ in range(int(sys.argv[4])):
+        t0 = time.perf_counter()
+        s = socket.create_connection((host, port)); s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(b"E!"); assert s.recv(1) == b"!"
+        out.append(time.perf_counter() - t0); s.close()
+    print(json.dumps({"samples": out}))
+elif role == "hold":
+    socks = []
+    for _ in range(int(sys.argv[4])):
+        s = socket.create_connection((host, port)); s.sendall(b"E!"); assert s.recv(1) == b"!"
+        socks.append(s)
+    print("READY", flush=True); sys.stdin.read()
+elif role == "load":
+    conns, size = int(sys.argv[4]), int(sys.argv[5])
+    barrier = threading.Barrier(conns); errors = []; buf = b"x" * (1 << 20)
+    def one(i):
+        try:
+            s = socket.create_connection((host, port))
+            barrier.wait(60)
+            if i % 2 == 0:
+                s.sendall(b"S"); left = size
+                while left > 0:
+                    k = min(left, len(buf)); s.sendall(buf[:k]); left -= k
+                s.shutdown(socket.SHUT_WR)
+                got = int(s.recv(64) or b"-1")
+            else:
+                s.sendall(b"G%d\n" % size); got = 0
+                while True:
+                    d = s.recv(1 << 20)
+                    if not d: break
+                    got += len(d)
+            s.close()
+            if got != size: errors.append(f"connection {i}: {got} of {size} bytes")
+        except Exception as exc:
+            errors.append(f"connection {i}: {exc!r}")
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(conns)]
+    t0 = time.perf_counter()
+    for t in threads: t.start()
+    for t in threads: t.join()
+    print(json.dumps({"seconds": time.perf_counter() - t0, "errors": errors}))
+elif role == "keepalive":
+    import http.client
+    n = int(sys.argv[4])
+    headers = dict([sys.argv[5].split(":", 1)]) if len(sys.argv) > 5 else {}
+    c = http.client.HTTPConnection(host, port, timeout=30)
+    for i in range(n + 20):
+        if i == 20: t0 = time.perf_counter()  # the first 20 warm up
+        c.request("GET", "/", headers=headers)
+        r = c.getresponse()
+        assert r.status == 200 and r.read() == b"ok", r.status
+    print(json.dumps({"rps": n / (time.perf_counter() - t0)}))
+'''
+
+
+def peer(netns: str | None, *args: str, **kw: Any) -> subprocess.Popen[str]:
+    """Start a peer role (in network namespace ``netns`` when given)."""
+    prefix = ["nsenter", f"--net=/run/netns/{netns}"] if netns else []
+    return subprocess.Popen([*prefix, sys.executable, "-c", PEER, *args], text=True,
+                            stdout=subprocess.PIPE, **kw)
+
+
+def result(proc: subprocess.Popen[str], timeout: float = 120) -> dict[str, Any]:
+    """The JSON a peer printed last (RuntimeError if it failed)."""
+    out, _ = proc.communicate(timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench peer failed ({proc.returncode})")
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` in MB (MiB, as /proc counts)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def pct(samples: list[float], q: float) -> float:
+    """The ``q`` quantile of ``samples`` (seconds), in ms."""
+    s = sorted(samples)
+    return s[min(len(s) - 1, int(q * len(s)))] * 1000
