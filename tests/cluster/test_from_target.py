@@ -109,7 +109,8 @@ def test_redirect_to_a_local_server_running_with_the_pods_env_and_files(
     # and the ConfigMap's show masked, which only a value read from the pod is; the pod's name
     # (the downward API) is no secret: kdiag shows it anyway.
     answer = steps["the client calls the api"]["result"]["text"]
-    assert answer == "200 hello from laptop, password *** pod secretapp config ***\n", answer
+    # (the local server's line, then the client pod's own newline: masking keeps both)
+    assert answer == "200 hello from laptop, password *** pod secretapp config ***\n\n", answer
     context = steps["local server"]["result"]["from_target"]
     assert {"DB_PASSWORD", "POD_NAME"} <= set(context["env"])
     assert context["files"][0]["path"] == "/etc/app" and context["files"][0]["files"] == 1
