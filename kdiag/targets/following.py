@@ -55,6 +55,7 @@ class Following:
         self._works: dict[str, Any] = {}
         self._stopped = False
         self._forget_join: Callable[[], None] | None = None
+        self._starting: set[str] = set()  # pods whose work is being started
 
     def add(self, replica: Replica, work: Any) -> None:
         """Keep ``work`` (on ``replica``) up and watch it."""
@@ -74,12 +75,30 @@ class Following:
                 name=f"following-{replica.name}").start())
 
     def follow(self) -> None:
-        """Start the work on each pod that joins the fleet from now on."""
+        """Start the work on each pod that joins the fleet from now on, and on each pod that
+        joined while the work started on the first ones (before anyone listened)."""
         self._forget_join = self.fleet.on_join(self._joined)
+        for replica in self.fleet.replicas():
+            self._joined(replica)
+
+    def _claim(self, replica: Replica) -> bool:
+        """Whether the work is to be started on ``replica`` by this caller (once a pod)."""
+        with self._lock:
+            if self._stopped or replica.name in self._works or replica.name in self._starting:
+                return False
+            self._starting.add(replica.name)
+            return True
 
     def _joined(self, replica: Replica) -> None:
-        if self._stopped:
+        if not self._claim(replica):
             return
+        try:
+            self._join(replica)
+        finally:
+            with self._lock:
+                self._starting.discard(replica.name)
+
+    def _join(self, replica: Replica) -> None:
         try:
             work = self._start(replica)
         except Exception as exc:

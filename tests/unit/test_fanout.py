@@ -253,6 +253,30 @@ def test_a_background_step_follows_pods_that_join_and_leave(run_runbook) -> None
     assert all(h.closed for h in fleet.handles.values())
 
 
+def test_a_pod_that_joins_while_the_step_starts_gets_the_work_too(run_runbook) -> None:
+    """A pod that became ready while the redirect started on the first pods (before the
+    step listened for joins) is caught up when the step starts following."""
+
+    class JoinsEarly(Fleet):
+        def open(self, replica: Pod) -> PodSession:
+            if replica.name == "api-b" and not any(p.name == "api-c" for p in self.pods):
+                self.join("api-c")  # nobody listens yet: the fan-out is still starting
+            return super().open(replica)
+
+    fleet = JoinsEarly(["api-a", "api-b"])
+    outcome = _run(run_runbook, fleet, """
+        steps:
+          - {name: redirect, redirect: {ports: [8080]}, background: true, register: r}
+          - name: look
+            assert: ["'api-c' in r.pods", "r.count == 3"]
+    """)
+    seen = outcome.recorder.finished()
+    assert outcome.exit_code == 0, {k: v.message for k, v in seen.items()}
+    assert sorted(fleet.handles) == ["api-a", "api-b", "api-c"]
+    assert "api-c joined deployment/api: its redirect is up" in _notes(outcome)
+    assert all(h.closed for h in fleet.handles.values())
+
+
 def test_a_pod_that_keeps_running_but_loses_its_work_fails_the_run(run_runbook) -> None:
     fleet = Fleet(["api-a", "api-b"])
 
