@@ -100,6 +100,10 @@ def is_ready(pod: Any) -> bool:
                                    for c in pod.status.conditions or [])
 
 
+def _not_deleted(pod: Any) -> bool:
+    return pod.metadata.deletion_timestamp is None
+
+
 def _created(pod: Any) -> datetime:
     return pod.metadata.creation_timestamp or _EPOCH
 
@@ -150,16 +154,17 @@ def resolve(core: Any, want: PodSelector, server: str = "") -> list[PodRef]:
     return select(core, want, server, ready=False).pods
 
 
-def select(core: Any, want: PodSelector, server: str = "", *, ready: bool | None = None
-           ) -> Selection:
+def select(core: Any, want: PodSelector, server: str = "", *, ready: bool | None = None,
+           running: bool = True) -> Selection:
     """The pod(s) ``want`` selects and how they were found; TargetError naming why when there
     is none. ``ready`` (default: with ``pick: all``): only pods whose Ready condition holds
-    (a named pod need only run)."""
+    (a named pod need only run); ``running=False``: any pod not being deleted (one to copy,
+    crashing or pending)."""
     kind, name = parse_name(want.pod) if want.pod else ("", "")
     if kind == "pod":
         with api_call(Call("get", "pods", want.namespace, name, server)):
             pod = core.read_namespaced_pod(name, want.namespace, _request_timeout=30)
-        if not is_running(pod):
+        if not is_running(pod) and (running or pod.metadata.deletion_timestamp is not None):
             phase = "terminating" if pod.metadata.deletion_timestamp else pod.status.phase
             raise PodGone(f"pod {want.namespace}/{name} is {phase}, not running")
         return Selection([to_ref(pod, want.container)])
@@ -171,10 +176,12 @@ def select(core: Any, want: PodSelector, server: str = "", *, ready: bool | None
         pods = core.list_namespaced_pod(want.namespace, label_selector=selector,
                                         _request_timeout=30).items
     wanted = is_ready if (want.pick == "all" if ready is None else ready) else is_running
+    if not running:
+        wanted = _not_deleted
     chosen = [p for p in pods if wanted(p)]
     if not chosen:
         what = workload.label if workload is not None else selector
-        state = "ready" if wanted is is_ready else "running"
+        state = {is_ready: "ready", _not_deleted: "live"}.get(wanted, "running")
         others = f" ({len(pods)} not {state})" if pods else ""
         raise TargetError(f"no {state} pod of {what} in namespace {want.namespace}{others}"
                           if workload is not None else

@@ -123,6 +123,19 @@ KUBERNETES_TARGET: Schema = {
                        "(default: only the capabilities it needs)."},
         "timeout": {"$ref": "#/$defs/duration",
                     "description": "How long to wait for the manager to start."},
+        "copy": {"anyOf": [{"type": "boolean"}, {
+            "type": "object", "additionalProperties": False, "properties": {
+                "command": {"anyOf": [{"type": "array", "items": {"type": "string"}},
+                                      {"type": "string"}],
+                            "description": "The chosen container's command in the copy "
+                                           "(default: kept alive by a sleep)."},
+                "image": {"type": "string", "description": "Another image for the chosen "
+                          "container in the copy."}}}],
+            "description": "Debug a copy of the pod (for a pod that crashes at start): same "
+                           "spec, the container's command replaced, no probes, labels that "
+                           "no Service or controller selects. Deleted at the end of the run."},
+        "keep_copy": {"type": "boolean", "description": "Leave the copy after the run "
+                      "(labelled kdiag.dev/kept=true)."},
     },
 }
 

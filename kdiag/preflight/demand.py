@@ -61,7 +61,10 @@ class Demand:
     @property
     def way(self) -> str:
         """How kdiag gets into a pod: ``ephemeral`` (default), ``copy`` or ``node``."""
-        return str(self.options.get("way") or "ephemeral")
+        options = self.options
+        if options.get("copy") not in (None, False):
+            return "copy"
+        return str(options.get("way") or "ephemeral")
 
 
 def step_uses(steps: list[StepSpec]) -> list[StepUse]:

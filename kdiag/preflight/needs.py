@@ -22,8 +22,11 @@ CREATE_UPGRADE_SINCE = (1, 35)
 WAYS: dict[str, tuple[str, ...]] = {
     # The manager as an ephemeral container in the target pod (the default).
     "ephemeral": ("patch pods/ephemeralcontainers", "get pods/log", *PORT_FORWARD),
-    # A copy of the pod with the manager beside the copied containers (pods crashing at start).
-    "copy": ("create pods", "delete pods", "get pods/log", *PORT_FORWARD),
+    # A copy of the pod (pods crashing at start), the manager injected into the copy; the
+    # copy is kept alive by a Lease (kdiag/kube/owned.py).
+    "copy": ("create pods", "delete pods", "patch pods/ephemeralcontainers", "get pods/log",
+             *PORT_FORWARD, "create leases.coordination.k8s.io",
+             "patch leases.coordination.k8s.io", "delete leases.coordination.k8s.io"),
     # A privileged pod on the target's node that enters the target's namespaces.
     "node": ("create pods", "delete pods", "get pods/log", *PORT_FORWARD),
 }

@@ -21,6 +21,7 @@ from kdiag.errors import ManagerError, ManagerUnavailable, TargetError
 from kdiag.kube.config import KubeConfig, KubeOptions, load
 from kdiag.kube.errors import Call, PodGone, api_call, translate
 from kdiag.kube.inject import DEFAULT_TIMEOUT, Injector, ManagerImage
+from kdiag.kube.podcopy import CopySpec
 from kdiag.kube.pods import PodRef, PodSelector, Selection, select
 from kdiag.language.durations import parse_duration
 from kdiag.lifeline import Lifeline
@@ -28,6 +29,7 @@ from kdiag.lifeline import Lifeline
 from .base import Target, TargetSession
 
 if TYPE_CHECKING:
+    from kdiag.kube.owned import Ownership
     from kdiag.kube.podguard import PodGuard
     from kdiag.targets.fleet import FleetSession
 
@@ -52,6 +54,8 @@ class KubernetesSpec:
     privileged: bool = False
     timeout: float = DEFAULT_TIMEOUT
     labels: dict[str, str] = field(default_factory=dict)
+    copy: CopySpec | None = None
+    """Debug a copy of the pod (for pods that crash at start): :mod:`kdiag.kube.podcopy`."""
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> KubernetesSpec:
@@ -66,11 +70,15 @@ class KubernetesSpec:
             value = options.get(name)
             return str(value) if value not in (None, "") else None
 
+        copy = None
+        if options.get("copy") not in (None, False):
+            copy = CopySpec.from_options(options["copy"], options.get("keep_copy", False))
         return cls(namespace=text("namespace"), pod=text("pod"), selector=text("selector"),
                    container=text("container"), pick=text("pick") or "newest",
                    context=text("context"), kubeconfig=text("kubeconfig"), image=text("image"),
                    image_pull_policy=text("image_pull_policy"),
-                   privileged=bool(options.get("privileged", False)), timeout=timeout)
+                   privileged=bool(options.get("privileged", False)), timeout=timeout,
+                   copy=copy)
 
     def kube_options(self) -> KubeOptions:
         """What config loading needs."""
@@ -156,6 +164,18 @@ class KubernetesSession(TargetSession):
         self._closed = False
         self._guard: PodGuard | None = None
         self._node_sources: tuple[str, ...] | None = None
+        self.owned: Ownership | None = None
+        self.copy_of = ""
+        self.keep_copy = False
+        self.info["way"] = "ephemeral"
+
+    def adopt_copy(self, owned: Ownership, original: PodRef, keep: bool) -> None:
+        """This session's pod is a copy of ``original``, deleted at :meth:`close` (unless
+        ``keep``) with everything else ``owned`` holds."""
+        self.owned = owned
+        self.copy_of = original.name
+        self.keep_copy = keep
+        self.info.update(way="copy", copy_of=original.name, keep_copy=keep)
 
     def summary(self) -> str:
         """``pod ns/name (container c), manager NAME (reused)``, and the workload it is of."""
@@ -163,6 +183,9 @@ class KubernetesSession(TargetSession):
         workload = self.selection.workload
         return (f"pod {ref.namespace}/{ref.name} (container {ref.container})"
                 + (f" of {workload.label}" if workload is not None else "")
+                + (f", a copy of pod {self.copy_of}" + (" (kept)" if self.keep_copy else
+                                                          " (deleted at the end)")
+                   if self.copy_of else "")
                 + f", manager {self.container}{' (reused)' if self.reused else ' (injected)'}")
 
     def map_port(self, port: str | int) -> int:
@@ -217,6 +240,18 @@ class KubernetesSession(TargetSession):
             self.manager.close()
         finally:
             self.relay.close()
+            self._release()
+
+    def _release(self) -> None:
+        """Delete what this session created (the copy), or keep it as asked."""
+        if self.owned is None:
+            return
+        if self.keep_copy:
+            try:
+                self.owned.keep("pods", self.ref.namespace, self.ref.name)
+            except TargetError as exc:
+                log.warning("keeping the copy %s: %s", self.ref.name, exc)
+        self.owned.close()
 
 
 def diagnose(kube: KubeConfig, ref: PodRef, container: str) -> TargetError | None:
@@ -258,6 +293,8 @@ class KubernetesTarget(Target):
         """Resolve the pod(s); for one, reuse or inject the manager and connect (TargetError
         if it cannot); with ``pick: all``, a fleet whose pods are reached as steps need them."""
         kube = load(self.spec.kube_options())
+        if self.spec.copy is not None:
+            return self._open_copy(kube, self.spec.copy)
         selection = select(kube.core(), self.spec.selector_for(kube.namespace), kube.server)
         if self.spec.pick == "all":
             from kdiag.targets.fleet import FleetSession
@@ -266,6 +303,33 @@ class KubernetesTarget(Target):
                                 lambda ref, container: diagnose(kube, ref, container),
                                 kube, selection, self.spec.container)
         return self.open_pod(kube, selection.pods[0], selection)
+
+    def _open_copy(self, kube: KubeConfig, copy: CopySpec) -> KubernetesSession:
+        """Copy the pod (any phase: it may be crashing), then debug the copy as any pod."""
+        from kdiag.kube.owned import Ownership
+        from kdiag.kube.podcopy import make_copy
+        from kdiag.kube.pods import to_ref
+
+        if self.spec.pick == "all":
+            raise TargetError("target kubernetes: copy works on one pod, not pick: all")
+        core = kube.core()
+        original = select(core, self.spec.selector_for(kube.namespace), kube.server,
+                          running=False).pods[0]
+        with api_call(Call("get", "pods", original.namespace, original.name, kube.server)):
+            pod = core.read_namespaced_pod(original.name, original.namespace,
+                                           _request_timeout=30)
+        image = self.spec.manager_image().resolved()
+        owned = Ownership(kube)
+        try:
+            copied = make_copy(core, owned, pod, original.container, copy, image.image,
+                               image.pull_policy, self.spec.timeout)
+            ref = to_ref(copied, original.container)
+            session = self.open_pod(kube, ref, Selection([ref]))
+        except BaseException:
+            owned.close()
+            raise
+        session.adopt_copy(owned, original, copy.keep)
+        return session
 
     def open_pod(self, kube: KubeConfig, ref: PodRef, selection: Selection
                  ) -> KubernetesSession:

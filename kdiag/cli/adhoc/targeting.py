@@ -41,6 +41,12 @@ def add_target_flags(parser: argparse.ArgumentParser, *, container_help: str = "
                        help="run the manager privileged (default: only the capabilities it needs)")
     group.add_argument("--start-timeout", metavar="DURATION", default=None,
                        help="how long to wait for the manager to start (default 60s)")
+    group.add_argument("--copy", action="store_true",
+                       help="debug a copy of the pod (for a pod crashing at start): its "
+                            "container kept alive by a sleep, no probes, deleted at the end")
+    group.add_argument("--copy-image", metavar="IMAGE",
+                       help="with --copy: another image for the container in the copy")
+    group.add_argument("--keep-copy", action="store_true", help="with --copy: leave the copy")
     group.add_argument("--pid", type=int, help="target this host process instead (node mode)")
 
 
@@ -91,6 +97,10 @@ def target_spec(args: argparse.Namespace) -> dict[str, Any]:
                "image_pull_policy": args.image_pull_policy, "privileged": args.privileged,
                "timeout": args.start_timeout,
                "pick": "all" if getattr(args, "all_pods", False) else None}
+    if getattr(args, "copy", False) or getattr(args, "copy_image", None) \
+            or getattr(args, "keep_copy", False):
+        options["copy"] = {"image": args.copy_image} if args.copy_image else True
+        options["keep_copy"] = args.keep_copy
     return {"kubernetes": {k: v for k, v in options.items() if v not in (None, False)}}
 
 
