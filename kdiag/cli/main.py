@@ -73,6 +73,10 @@ def _run(run: argparse.ArgumentParser) -> None:
     run.add_argument("--timeout", metavar="DURATION",
                      help="default timeout of each step (e.g. 5m)")
     run.add_argument("--pid", type=int, help="target this host process (node mode)")
+    run.add_argument("--via", choices=["ephemeral", "node", "auto"],
+                     help="how the manager reaches the runbook's pod: an ephemeral container, "
+                          "a privileged pod on its node, or auto (the node when the ephemeral "
+                          "container is refused); overrides the target's via")
     run.add_argument("--max-output", metavar="SIZE",
                      help="bytes of each command output stream kept in memory for register "
                           "and reports, half from its start, half from its end (default 2MiB; "

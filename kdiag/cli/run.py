@@ -68,6 +68,11 @@ def command(args: argparse.Namespace) -> int:
     _check_start_at(runbook, args.start_at)
     if args.pid is not None:
         runbook.target = {"node": {"pid": args.pid}}
+    elif args.via is not None:
+        if not isinstance(runbook.target, dict) or "kubernetes" not in runbook.target:
+            raise UsageError("--via needs a runbook with a kubernetes target")
+        runbook.target = {"kubernetes": {**(runbook.target["kubernetes"] or {}),
+                                         "via": args.via}}
     masker = Masker(values.secrets)
     _warn_short_secrets(runbook, values.values)
     if args.dry_run:

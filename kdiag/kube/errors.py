@@ -33,6 +33,10 @@ class RbacDenied(TargetError):
     """The API server refused a call for lack of permission."""
 
 
+class AdmissionRefused(TargetError):
+    """An admission plugin (Pod Security, a policy webhook) refused the object."""
+
+
 class EphemeralUnsupported(TargetError):
     """The cluster has no ephemeral containers (too old, or the feature is turned off)."""
 
@@ -86,6 +90,9 @@ def translate(exc: BaseException, call: Call) -> TargetError:
         status, message, body = _status(exc)
         if status == 0:  # websocket calls wrap connection failures as status 0
             return _transport(message, call)
+        if status == 403 and "violates PodSecurity" in message:
+            return AdmissionRefused(f"{call.verb} {call.resource} {call.namespace}/{call.name}: "
+                                    f"{_one_line(message, 500)}")
         if status == 403:
             return RbacDenied(rbac_message(message, call))
         if status == 401:

@@ -12,13 +12,12 @@ injected into the copy as into any pod. The copy is deleted at the end of the ru
 from __future__ import annotations
 
 import secrets
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from kdiag.errors import TargetError
-from kdiag.kube.errors import Call, PodGone, api_call
 from kdiag.kube.owned import Ownership
+from kdiag.kube.podstart import admission_hint, wait_running
 
 COPY_OF = "kdiag.dev/copy-of"
 BIN_DIR = "/.kdiag"
@@ -26,8 +25,6 @@ BIN_VOLUME = "kdiag-bin"
 BUSYBOX = "/bin/busybox"  # in the manager image
 KEEP_ALIVE = (f"{BIN_DIR}/busybox", "sleep", "2147483647")
 PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
-FATAL = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
-                   "CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
 UNPRIVILEGED = {"runAsUser": 65534, "runAsNonRoot": True, "allowPrivilegeEscalation": False,
                 "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
 """The init container's: what even a Pod Security ``restricted`` namespace allows."""
@@ -119,48 +116,3 @@ def make_copy(core: Any, ownership: Ownership, pod: Any, container: str, spec: C
         raise TargetError(f"cannot create a copy of pod {namespace}/{pod.metadata.name}: "
                           f"{admission_hint(str(exc))}") from None
     return wait_running(core, namespace, body["metadata"]["name"], container, timeout)
-
-
-def admission_hint(message: str) -> str:
-    """``message``, and what Pod Security allows when it is what refused."""
-    if "PodSecurity" not in message and "violates" not in message:
-        return message
-    return (f"{message} — Pod Security admission refused it: a `baseline` namespace refuses "
-            "host namespaces, privileged containers and added capabilities beyond its list, "
-            "`restricted` also root and any added capability; the namespace needs "
-            "pod-security.kubernetes.io/enforce=privileged for the manager (or another "
-            "namespace: --namespace)")
-
-
-def wait_running(core: Any, namespace: str, name: str, container: str, timeout: float) -> Any:
-    """Poll pod ``name`` until ``container`` runs (the pod object); TargetError on a state
-    that will not lead there."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with api_call(Call("get", "pods", namespace, name)):
-            pod = core.read_namespaced_pod(name, namespace, _request_timeout=30)
-        if pod.metadata.deletion_timestamp is not None or pod.status.phase in ("Failed",
-                                                                                "Succeeded"):
-            raise PodGone(f"pod {namespace}/{name} ended ({pod.status.phase}) before it ran")
-        statuses = [*(pod.status.init_container_statuses or []),
-                    *(pod.status.container_statuses or [])]
-        for status in statuses:
-            state = status.state
-            waiting = state.waiting if state is not None else None
-            if waiting is not None and waiting.reason in FATAL:
-                raise TargetError(f"pod {namespace}/{name}: container {status.name} cannot "
-                                  f"start: {waiting.reason}: "
-                                  f"{' '.join((waiting.message or '').split())[:300]}")
-            terminated = state.terminated if state is not None else None
-            if (terminated is not None and terminated.exit_code
-                    and status.name == "kdiag-sleep"):
-                raise TargetError(f"pod {namespace}/{name}: kdiag-sleep exited with code "
-                                  f"{terminated.exit_code} ({terminated.reason})")
-        if pod.status.phase == "Running" and any(
-                s.name == container and s.state is not None and s.state.running is not None
-                for s in pod.status.container_statuses or []):
-            return pod
-        if time.monotonic() > deadline:
-            raise TargetError(f"pod {namespace}/{name} did not run within {timeout:g}s "
-                              f"(phase {pod.status.phase})")
-        time.sleep(0.5)

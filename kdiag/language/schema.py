@@ -136,6 +136,13 @@ KUBERNETES_TARGET: Schema = {
                            "no Service or controller selects. Deleted at the end of the run."},
         "keep_copy": {"type": "boolean", "description": "Leave the copy after the run "
                       "(labelled kdiag.dev/kept=true)."},
+        "node": {"type": "string", "description": "The node itself: the manager in a "
+                 "privileged pod on it (created in `namespace`) with the host's PID and network "
+                 "namespaces; deleted at the end."},
+        "via": {"enum": ["ephemeral", "node", "auto"], "description": "How the manager "
+                "reaches the pod: an ephemeral container (default), through a privileged pod on "
+                "its node that enters the container's namespaces, or auto (ephemeral, else "
+                "through the node when the ephemeral container is refused)."},
     },
 }
 

@@ -62,6 +62,10 @@ class Demand:
     def way(self) -> str:
         """How kdiag gets into a pod: ``ephemeral`` (default), ``copy`` or ``node``."""
         options = self.options
+        if options.get("node") or options.get("via") == "node":
+            return "node"
+        if options.get("via") == "auto":
+            return "auto"
         if options.get("copy") not in (None, False):
             return "copy"
         return str(options.get("way") or "ephemeral")

@@ -18,6 +18,9 @@ PORT_FORWARD = ("get pods/portforward", "create pods/portforward")
 """The session's one port-forward (a WebSocket upgrade: ``get``, and ``create`` as well from
 Kubernetes 1.35, see :data:`CREATE_UPGRADE_SINCE`)."""
 CREATE_UPGRADE_SINCE = (1, 35)
+LEASE = ("create leases.coordination.k8s.io", "patch leases.coordination.k8s.io",
+         "delete leases.coordination.k8s.io")
+"""Keeping what a run creates alive (:mod:`kdiag.kube.owned`)."""
 
 WAYS: dict[str, tuple[str, ...]] = {
     # The manager as an ephemeral container in the target pod (the default).
@@ -25,10 +28,12 @@ WAYS: dict[str, tuple[str, ...]] = {
     # A copy of the pod (pods crashing at start), the manager injected into the copy; the
     # copy is kept alive by a Lease (kdiag/kube/owned.py).
     "copy": ("create pods", "delete pods", "patch pods/ephemeralcontainers", "get pods/log",
-             *PORT_FORWARD, "create leases.coordination.k8s.io",
-             "patch leases.coordination.k8s.io", "delete leases.coordination.k8s.io"),
-    # A privileged pod on the target's node that enters the target's namespaces.
-    "node": ("create pods", "delete pods", "get pods/log", *PORT_FORWARD),
+             *PORT_FORWARD, *LEASE),
+    # A privileged pod on the target's node that enters the target's namespaces (or a node
+    # target: the node's own), kept alive by a Lease.
+    "node": ("create pods", "delete pods", "get pods/log", *PORT_FORWARD, *LEASE),
+    # The ephemeral container, else through the node: what both need (the run says the rest).
+    "auto": ("get pods/log", *PORT_FORWARD),
 }
 """Ways into a pod: what reaching the manager needs."""
 

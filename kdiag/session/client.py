@@ -67,6 +67,9 @@ class ManagerClient:
         # Tunnel streams go on the lane while it is up (see kdiag_manager.wire.lane), else on gRPC.
         self.lane: LaneClient | None = None
         self._lane_socket: socket.socket | None = None
+        # A node's manager sees every pod's processes: names their pod and container.
+        self.name_pods: Callable[[list[ProcessInfo]], list[ProcessInfo]] | None = None
+        self.every_process = False  # a node: its processes are in many network namespaces
 
     @property
     def metadata(self) -> list[tuple[str, str]]:
@@ -137,13 +140,15 @@ class ManagerClient:
     def ps(self, all_processes: bool = False) -> list[ProcessInfo]:
         """The target's processes (same PID and network namespace) with listening sockets."""
         try:
-            r = self._stub.Ps(pb.PsRequest(all=all_processes), metadata=self._metadata,
+            r = self._stub.Ps(pb.PsRequest(all=all_processes or self.every_process),
+                              metadata=self._metadata,
                               timeout=self.timeout)
         except grpc.RpcError as exc:
             raise convert(exc, "ps") from None
-        return [ProcessInfo(p.pid, p.ppid, p.uid, p.user, list(p.argv), p.comm,
-                            [Listening(s.protocol, s.address, s.port) for s in p.listening],
-                            p.is_target) for p in r.processes]
+        found = [ProcessInfo(p.pid, p.ppid, p.uid, p.user, list(p.argv), p.comm,
+                             [Listening(s.protocol, s.address, s.port) for s in p.listening],
+                             p.is_target, p.pod_uid, p.container_id) for p in r.processes]
+        return self.name_pods(found) if self.name_pods is not None else found
 
     def environ(self) -> list[tuple[str, str]]:
         """The environment the target process was started with, in order (names and values

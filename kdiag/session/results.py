@@ -43,6 +43,12 @@ class ProcessInfo:
     comm: str
     listening: list[Listening]
     is_target: bool
+    pod_uid: str = ""
+    """The pod it runs in (from its cgroup; seen from a node pod), '' if none."""
+    container_id: str = ""
+    pod: str = ""
+    """``namespace/name`` of that pod, when the session could name it (a node target)."""
+    container: str = ""
 
     @property
     def command(self) -> str:

@@ -56,6 +56,10 @@ class KubernetesSpec:
     labels: dict[str, str] = field(default_factory=dict)
     copy: CopySpec | None = None
     """Debug a copy of the pod (for pods that crash at start): :mod:`kdiag.kube.podcopy`."""
+    node: str | None = None
+    """The node itself (a privileged pod on it): :mod:`kdiag.kube.nodepod`."""
+    via: str = "ephemeral"
+    """How the manager reaches the pod: ``ephemeral``, ``node`` or ``auto``."""
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> KubernetesSpec:
@@ -78,7 +82,7 @@ class KubernetesSpec:
                    context=text("context"), kubeconfig=text("kubeconfig"), image=text("image"),
                    image_pull_policy=text("image_pull_policy"),
                    privileged=bool(options.get("privileged", False)), timeout=timeout,
-                   copy=copy)
+                   copy=copy, node=text("node"), via=text("via") or "ephemeral")
 
     def kube_options(self) -> KubeOptions:
         """What config loading needs."""
@@ -100,6 +104,8 @@ class KubernetesSpec:
         """``pod ns/name``, ``deployment ns/api`` or ``pods app=x in ns`` (``, every ready
         pod`` with ``pick: all``)."""
         ns = self.namespace or "(default namespace)"
+        if self.node:
+            return f"node {self.node}"
         if self.pod:
             kind, _, name = self.pod.rpartition("/")
             text = f"{kind or 'pod'} {ns}/{name}"
@@ -169,24 +175,31 @@ class KubernetesSession(TargetSession):
         self.keep_copy = False
         self.info["way"] = "ephemeral"
 
-    def adopt_copy(self, owned: Ownership, original: PodRef, keep: bool) -> None:
-        """This session's pod is a copy of ``original``, deleted at :meth:`close` (unless
-        ``keep``) with everything else ``owned`` holds."""
+    def adopt(self, owned: Ownership, way: str, **info: Any) -> None:
+        """What this session created (``owned``: a copy, a node pod) is deleted at
+        :meth:`close`; ``way`` (``copy``, ``node``, ``via-node``) and details go to the
+        report's target info."""
         self.owned = owned
-        self.copy_of = original.name
-        self.keep_copy = keep
-        self.info.update(way="copy", copy_of=original.name, keep_copy=keep)
+        self.copy_of = str(info.get("copy_of") or "")
+        self.keep_copy = bool(info.get("keep_copy"))
+        self.info.update(way=way, **info)
 
     def summary(self) -> str:
         """``pod ns/name (container c), manager NAME (reused)``, and the workload it is of."""
         ref = self.ref
         workload = self.selection.workload
+        if self.info["way"] == "node":
+            return f"node {ref.node} (manager in pod {ref.namespace}/{ref.name})"
+        via = self.info.get("via_node")
         return (f"pod {ref.namespace}/{ref.name} (container {ref.container})"
                 + (f" of {workload.label}" if workload is not None else "")
                 + (f", a copy of pod {self.copy_of}" + (" (kept)" if self.keep_copy else
                                                           " (deleted at the end)")
                    if self.copy_of else "")
-                + f", manager {self.container}{' (reused)' if self.reused else ' (injected)'}")
+                + (f", manager through node {ref.node} (pod {via})" + (
+                    f" because {self.info['fallback']}" if self.info.get("fallback") else "")
+                   if via else
+                   f", manager {self.container}{' (reused)' if self.reused else ' (injected)'}"))
 
     def map_port(self, port: str | int) -> int:
         """A Service's port (number or name) → the pod's targetPort; a name → the pod's
@@ -293,8 +306,10 @@ class KubernetesTarget(Target):
         """Resolve the pod(s); for one, reuse or inject the manager and connect (TargetError
         if it cannot); with ``pick: all``, a fleet whose pods are reached as steps need them."""
         kube = load(self.spec.kube_options())
-        if self.spec.copy is not None:
-            return self._open_copy(kube, self.spec.copy)
+        if self.spec.copy is not None or self.spec.node or self.spec.via != "ephemeral":
+            from kdiag.targets import ways
+
+            return ways.open_other_way(self, kube)
         selection = select(kube.core(), self.spec.selector_for(kube.namespace), kube.server)
         if self.spec.pick == "all":
             from kdiag.targets.fleet import FleetSession
@@ -303,33 +318,6 @@ class KubernetesTarget(Target):
                                 lambda ref, container: diagnose(kube, ref, container),
                                 kube, selection, self.spec.container)
         return self.open_pod(kube, selection.pods[0], selection)
-
-    def _open_copy(self, kube: KubeConfig, copy: CopySpec) -> KubernetesSession:
-        """Copy the pod (any phase: it may be crashing), then debug the copy as any pod."""
-        from kdiag.kube.owned import Ownership
-        from kdiag.kube.podcopy import make_copy
-        from kdiag.kube.pods import to_ref
-
-        if self.spec.pick == "all":
-            raise TargetError("target kubernetes: copy works on one pod, not pick: all")
-        core = kube.core()
-        original = select(core, self.spec.selector_for(kube.namespace), kube.server,
-                          running=False).pods[0]
-        with api_call(Call("get", "pods", original.namespace, original.name, kube.server)):
-            pod = core.read_namespaced_pod(original.name, original.namespace,
-                                           _request_timeout=30)
-        image = self.spec.manager_image().resolved()
-        owned = Ownership(kube)
-        try:
-            copied = make_copy(core, owned, pod, original.container, copy, image.image,
-                               image.pull_policy, self.spec.timeout)
-            ref = to_ref(copied, original.container)
-            session = self.open_pod(kube, ref, Selection([ref]))
-        except BaseException:
-            owned.close()
-            raise
-        session.adopt_copy(owned, original, copy.keep)
-        return session
 
     def open_pod(self, kube: KubeConfig, ref: PodRef, selection: Selection
                  ) -> KubernetesSession:
@@ -346,11 +334,14 @@ class KubernetesTarget(Target):
         return self._connect(kube, ref, selection, injector, name, token, reused=False)
 
     def _connect(self, kube: KubeConfig, ref: PodRef, selection: Selection, injector: Injector,
-                 name: str, token: str, reused: bool) -> KubernetesSession:
+                 name: str, token: str, reused: bool, log_ref: PodRef | None = None
+                 ) -> KubernetesSession:
+        """Connect to manager ``name`` (whose log is in ``log_ref``, default ``ref``) over a
+        port-forward to pod ``ref``."""
         from kdiag.kube.portforward import ManagerRelay
         from kdiag.session.lane import LaneClient
 
-        first = injector.first_line(ref, name)
+        first = injector.first_line(log_ref or ref, name)
         port = _port_of(first.get("address"))
         if not port:
             raise TargetError(f"the manager in {ref.describe()} gave no usable address: "

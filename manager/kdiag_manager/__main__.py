@@ -84,10 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     memory.tune()  # before any thread allocates
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="kdiag_manager %(levelname)s %(name)s: %(message)s")
-    from .config import Config, default_target_pid, find_busybox, find_enter
+    from .config import Config, default_target_pid, find_busybox, find_enter, host_target_pid
 
-    target_pid = (args.target_pid if args.target_pid is not None
-                  else default_target_pid(os.environ.get("KDIAG_TARGET_CONTAINER_ID", "")))
+    if args.target_pid is not None:
+        target_pid: int | None = args.target_pid
+    elif os.environ.get("KDIAG_TARGET") == "host":  # a node target: the host itself
+        target_pid = host_target_pid()
+    else:
+        target_pid = default_target_pid(os.environ.get("KDIAG_TARGET_CONTAINER_ID", ""))
     if args.join_netns:
         if target_pid is None:
             return _fail(EXIT_USAGE, "--join-netns needs --target-pid")

@@ -80,6 +80,28 @@ def default_target_pid(container_id: str = "") -> int | None:
     return 1
 
 
+def host_target_pid() -> int | None:
+    """The host's process to act as (a node target, the manager in a pod with the host's PID
+    namespace): PID 1, or where its namespaces are closed to us (a sandboxed init), the
+    oldest user-space process in no pod whose namespaces we can open."""
+    from .ps import kube_container
+
+    for pid in sorted(_pids()):
+        try:
+            os.readlink(f"/proc/{pid}/ns/mnt")
+            os.readlink(f"/proc/{pid}/ns/cgroup")
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if not f.read(1):
+                    continue  # a kernel thread
+            with open(f"/proc/{pid}/cgroup", encoding="utf-8", errors="replace") as f:
+                if kube_container(f.read())[0]:
+                    continue
+        except OSError:
+            continue
+        return pid
+    return None
+
+
 def _pids() -> list[int]:
     return [int(name) for name in os.listdir("/proc") if name.isdigit()]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import struct
 from dataclasses import dataclass
@@ -61,6 +62,29 @@ def listening_sockets(pid: int) -> dict[int, SocketEntry]:
         for entry in parse_net_table(text, proto):
             result[entry.inode] = entry
     return result
+
+
+_POD = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})")
+_CONTAINER = re.compile(r"(?<![0-9a-f])([0-9a-f]{64})(?![0-9a-f])")
+
+
+def kube_container(cgroup: str) -> tuple[str, str]:
+    """(pod UID, container runtime ID) named by a ``/proc/PID/cgroup`` text, ('', '') when the
+    process is in no pod (cgroupfs: ``.../pod<uid>/<id>``; systemd:
+    ``...-pod<uid_with_underscores>.slice/cri-containerd-<id>.scope``)."""
+    pod = _POD.search(cgroup)
+    if pod is None:
+        return "", ""
+    container = _CONTAINER.search(cgroup, pod.end())
+    return pod.group(1).replace("_", "-"), container.group(1) if container else ""
+
+
+def _kube_container(pid: str) -> tuple[str, str]:
+    try:
+        with open(f"/proc/{pid}/cgroup", encoding="utf-8", errors="replace") as f:
+            return kube_container(f.read())
+    except OSError:
+        return "", ""
 
 
 def _ns(pid: int | str, kind: str) -> str | None:
@@ -126,9 +150,11 @@ def list_processes(target_pid: int | None, all_processes: bool = False) -> pb.Ps
         except (OSError, ValueError):
             continue  # the process exited while we looked
         listening.sort(key=lambda s: (s.protocol, s.port))
+        pod_uid, container_id = _kube_container(name)
         procs.append(pb.Process(pid=pid, ppid=int(status.get("PPid", "0")), uid=uid,
                                 user=users.get(uid, str(uid)), argv=argv,
                                 comm=status.get("Name", ""), listening=listening,
-                                is_target=pid == target_pid))
+                                is_target=pid == target_pid, pod_uid=pod_uid,
+                                container_id=container_id))
     procs.sort(key=lambda p: p.pid)
     return pb.PsResponse(processes=procs)

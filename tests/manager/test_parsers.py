@@ -77,3 +77,17 @@ def test_dns_wire_format() -> None:
     answer = (q[:2] + b"\x81\x80" + b"\x00\x01\x00\x01\x00\x00\x00\x00" + q[12:]
               + b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + bytes([10, 0, 0, 9]))
     assert dns.parse_response(answer, 0x1234) == (0, ["10.0.0.9"])
+
+
+def test_kube_container_from_cgroup_paths() -> None:
+    from kdiag_manager.ps import kube_container
+
+    uid = "3ae90877-c5bc-4268-bd0d-9e236c1de358"
+    cid = "cf" + "0" * 62
+    cgroupfs = f"9:name=systemd:/kdiag/kubepods/besteffort/pod{uid}/{cid}\n8:pids:/x\n"
+    assert kube_container(cgroupfs) == (uid, cid)
+    systemd = ("0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod"
+               f"{uid.replace('-', '_')}.slice/cri-containerd-{cid}.scope\n")
+    assert kube_container(systemd) == (uid, cid)
+    assert kube_container(f"0::/kubepods/pod{uid}\n") == (uid, "")  # the pod's own cgroup
+    assert kube_container("0::/system.slice/kubelet.service\n") == ("", "")

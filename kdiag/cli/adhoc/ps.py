@@ -12,14 +12,22 @@ from kdiag.errors import EXIT_ENVIRONMENT, EXIT_OK
 HEADER = f"{'PID':>7} {'PPID':>7} {'USER':<10} {'LISTEN':<22} COMMAND"
 
 
-def _rows(processes: list[Any]) -> list[str]:
+def _rows(processes: list[Any], pods: bool = False) -> list[str]:
+    """One line per process; ``pods``: with the pod each one runs in (a node's)."""
     rows = []
     for proc in processes:
         listening = ",".join(f"{s.protocol}:{s.port}" for s in proc.listening) or "-"
         mark = "*" if proc.is_target else " "
         rows.append(f"{proc.pid:>7} {proc.ppid:>7} {proc.user[:10]:<10} {listening:<22} "
-                    f"{mark}{proc.command[:120]}")
+                    f"{mark}{proc.command[:120]}{_in_pod(proc) if pods else ''}")
     return rows
+
+
+def _in_pod(proc: Any) -> str:
+    """`` [pod ns/name/container]`` for a process in a pod (seen on a node), else ''."""
+    if proc.pod:
+        return f"  [pod {proc.pod}{'/' + proc.container if proc.container else ''}]"
+    return f"  [pod uid {proc.pod_uid}]" if proc.pod_uid else ""
 
 
 def command(args: argparse.Namespace) -> int:
@@ -27,7 +35,8 @@ def command(args: argparse.Namespace) -> int:
     with open_session(args) as session:
         fleet = session.fleet()
         if fleet is None:
-            rows = _rows(session.manager.ps(all_processes=args.all_processes))
+            rows = _rows(session.manager.ps(all_processes=args.all_processes),
+                         pods=session.info.get("way") == "node")
             print("\n".join([HEADER, *rows]))
             return EXIT_OK
         from kdiag.cli.adhoc.fanout import each

@@ -47,6 +47,10 @@ def add_target_flags(parser: argparse.ArgumentParser, *, container_help: str = "
     group.add_argument("--copy-image", metavar="IMAGE",
                        help="with --copy: another image for the container in the copy")
     group.add_argument("--keep-copy", action="store_true", help="with --copy: leave the copy")
+    group.add_argument("--via", choices=["ephemeral", "node", "auto"],
+                       help="how the manager reaches the pod: an ephemeral container "
+                            "(default), a privileged pod on its node entering its namespaces, "
+                            "or auto (through the node when the ephemeral one is refused)")
     group.add_argument("--pid", type=int, help="target this host process instead (node mode)")
 
 
@@ -83,6 +87,8 @@ def target_spec(args: argparse.Namespace) -> dict[str, Any]:
                          "-l SELECTOR (or --pid N)")
     if args.pod and args.selector:
         raise UsageError("name the target once: a pod (or TYPE/NAME) or --selector")
+    if args.pod and args.pod.startswith(("node/", "nodes/", "no/")):
+        return {"kubernetes": _node_options(args)}
     if args.pod:
         from kdiag.errors import TargetError
         from kdiag.kube.workloads import parse_name
@@ -101,7 +107,20 @@ def target_spec(args: argparse.Namespace) -> dict[str, Any]:
             or getattr(args, "keep_copy", False):
         options["copy"] = {"image": args.copy_image} if args.copy_image else True
         options["keep_copy"] = args.keep_copy
+    options["via"] = getattr(args, "via", None)
     return {"kubernetes": {k: v for k, v in options.items() if v not in (None, False)}}
+
+
+def _node_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``node/NAME``: the node itself (UsageError for what does not go with it)."""
+    node = args.pod.partition("/")[2]
+    if not node or args.selector or getattr(args, "all_pods", False) or args.container \
+            or getattr(args, "copy", False) or getattr(args, "via", None):
+        raise UsageError("node/NAME names a node: no -l, --all, -c, --copy or --via with it")
+    options = {"namespace": args.namespace, "node": node, "kubeconfig": args.kubeconfig,
+               "context": args.context, "image": args.image,
+               "image_pull_policy": args.image_pull_policy, "timeout": args.start_timeout}
+    return {k: v for k, v in options.items() if v not in (None, False)}
 
 
 def describe(spec: dict[str, Any]) -> str:
@@ -110,6 +129,8 @@ def describe(spec: dict[str, Any]) -> str:
     kind, options = next(iter(spec.items()))
     if kind == "node":
         return f"node process {options['pid']}"
+    if options.get("node"):
+        return f"node {options['node']}"
     pod = str(options.get("pod") or "")
     where = pod if "/" in pod else (f"pod {pod}" if pod else f"pods {options.get('selector')}")
     return f"{where} in {options['namespace']}" if options.get("namespace") else where

@@ -55,7 +55,7 @@ class ListeningSocket(_message.Message):
     def __init__(self, protocol: _Optional[str] = ..., address: _Optional[str] = ..., port: _Optional[int] = ...) -> None: ...
 
 class Process(_message.Message):
-    __slots__ = ("pid", "ppid", "uid", "user", "argv", "comm", "listening", "is_target")
+    __slots__ = ("pid", "ppid", "uid", "user", "argv", "comm", "listening", "is_target", "pod_uid", "container_id")
     PID_FIELD_NUMBER: _ClassVar[int]
     PPID_FIELD_NUMBER: _ClassVar[int]
     UID_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +64,8 @@ class Process(_message.Message):
     COMM_FIELD_NUMBER: _ClassVar[int]
     LISTENING_FIELD_NUMBER: _ClassVar[int]
     IS_TARGET_FIELD_NUMBER: _ClassVar[int]
+    POD_UID_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
     pid: int
     ppid: int
     uid: int
@@ -72,7 +74,9 @@ class Process(_message.Message):
     comm: str
     listening: _containers.RepeatedCompositeFieldContainer[ListeningSocket]
     is_target: bool
-    def __init__(self, pid: _Optional[int] = ..., ppid: _Optional[int] = ..., uid: _Optional[int] = ..., user: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., comm: _Optional[str] = ..., listening: _Optional[_Iterable[_Union[ListeningSocket, _Mapping]]] = ..., is_target: _Optional[bool] = ...) -> None: ...
+    pod_uid: str
+    container_id: str
+    def __init__(self, pid: _Optional[int] = ..., ppid: _Optional[int] = ..., uid: _Optional[int] = ..., user: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., comm: _Optional[str] = ..., listening: _Optional[_Iterable[_Union[ListeningSocket, _Mapping]]] = ..., is_target: _Optional[bool] = ..., pod_uid: _Optional[str] = ..., container_id: _Optional[str] = ...) -> None: ...
 
 class PsResponse(_message.Message):
     __slots__ = ("processes",)
