@@ -14,7 +14,7 @@ from kdiag.preflight.checks import exit_code
 from kdiag.preflight.demand import Demand
 
 TARGET_FLAGS = ("namespace", "pod", "selector", "container", "kubeconfig", "context", "image",
-                "image_pull_policy", "privileged")
+                "image_pull_policy", "privileged", "via")
 
 
 def _flag_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -65,3 +65,14 @@ def test_the_way_a_target_asks_for() -> None:
     assert Demand({"kubernetes": {"pod": "a"}}).way == "ephemeral"
     spec = KubernetesSpec.from_options({"node": "n1", "namespace": "ns"})
     assert spec.node == "n1" and spec.describe() == "node n1"
+
+
+def test_through_the_node_needs_pods_and_leases_not_ephemeral_containers() -> None:
+    from kdiag.preflight.demand import StepUse
+    from kdiag.preflight.needs import needs
+
+    demand = Demand({"kubernetes": {"pod": "a", "via": "node"}}, steps=[StepUse("s", "shell")])
+    found = {str(n.access) for n in needs(demand, (1, 35))}
+    assert {"create pods", "delete pods", "get pods/log", "create pods/portforward",
+            "create leases.coordination.k8s.io"} <= found
+    assert "patch pods/ephemeralcontainers" not in found
