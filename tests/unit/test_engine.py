@@ -459,3 +459,17 @@ def test_retry_waits_the_delay_between_attempts(run_runbook, tmp_path: Path) -> 
     assert outcome.exit_code == 1
     first, second = (float(x) for x in stamps.read_text().split())
     assert second - first >= 1.95
+
+
+def test_a_passed_step_reports_the_assertions_that_held(run_runbook) -> None:
+    outcome = run_runbook("""
+        steps:
+          - name: call
+            run: {script: "echo status=200"}
+            register: resp
+            assert: ["'status=200' in resp.stdout", resp.rc == 0]
+    """)
+    finished = outcome.recorder.finished()["call"]
+    assert outcome.exit_code == 0
+    assert [(a.expression, a.passed) for a in finished.assertions] == [
+        ("'status=200' in resp.stdout", True), ("resp.rc == 0", True)]
