@@ -89,7 +89,7 @@ RUN_AND_WAIT = textwrap.dedent("""
     from kdiag.kube.config import KubeOptions, load
     from kdiag.kube.owned import Ownership
     kube = load(KubeOptions(kubeconfig=sys.argv[1], namespace=sys.argv[2]))
-    run = Ownership(kube, lease_seconds=4, renew_every=1)
+    run = Ownership(kube, lease_seconds=10, renew_every=1)
     run.create("pods", sys.argv[2], {POD!r}, role="copy")
     run.create("services", sys.argv[2], {SERVICE!r}, role="expose")
     print("ready", flush=True)
@@ -105,7 +105,7 @@ def test_gc_removes_what_a_killed_run_left_and_spares_a_live_one(
                             cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        time.sleep(5)  # longer than the lease: only the renewals keep it alive
+        time.sleep(11)  # longer than the lease: only the renewals keep it alive
         alive = kdiag_cli("gc", "-n", namespace)
         assert alive.returncode == 0, alive.output
         assert "0 object(s) of dead kdiag runs" in alive.stdout, alive.output
