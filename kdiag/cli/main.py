@@ -34,6 +34,7 @@ examples:
   kdiag shell -n shop deploy/api                 # a shell in a pod, even a distroless one
   kdiag shell -n shop deploy/api --all -- cat /etc/hostname   # on every ready pod
   kdiag exec -n shop --pod api-0 --env --file /etc/api/ -- ./api   # run as the pod would
+  sudo kdiag connect -n shop --service api -- curl -s http://api:8080/   # Services by name
   kdiag redirect -n shop deploy/api --all 8080:9000   # every replica's 8080 to localhost:9000
   kdiag logs -n shop -l app=shop -c all -- curl -s localhost:8080/order
 """
@@ -154,6 +155,12 @@ def _exec(exec_: argparse.ArgumentParser) -> None:
     exec_.set_defaults(handler="kdiag.cli.adhoc.exec")
 
 
+def _connect(connect: argparse.ArgumentParser) -> None:
+    from kdiag.cli.adhoc.connect import add_arguments
+
+    add_arguments(connect)
+
+
 def _ps(ps: argparse.ArgumentParser) -> None:
     from kdiag.cli.adhoc.targeting import TARGET_HELP, add_target_flags
 
@@ -269,6 +276,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "schema": ("print the runbook JSON Schema", _schema),
     "shell": ("a shell (or one command) inside the target", _shell),
     "exec": ("a local command with the target's environment, files and names", _exec),
+    "connect": ("a local command that reaches cluster Services by name", _connect),
     "ps": ("the target's processes and listening ports", _ps),
     "redirect": ("send the target's connections to this machine", _redirect),
     "forward": ("pod ports on local ports (kubectl port-forward)", _forward),

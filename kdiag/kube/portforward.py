@@ -285,6 +285,10 @@ class _Listener:
         with self.lock:
             self.closed = True
             streams = list(self.streams)
+        # shutdown first: close() alone leaves a socket that another thread is blocked in
+        # accept() on still listening (Linux), so its address stays taken after we return
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             self.sock.close()
         for stream in streams:

@@ -34,6 +34,7 @@ STEPS: dict[str, tuple[str, ...]] = {
     "forward": ("get pods", *PORT_FORWARD),
     "redirect:expose": ("create services", "delete services"),
     "run:names": ("get services", "list services", "list pods", *PORT_FORWARD),
+    "run:connect": ("get services", "list services", "list pods", *PORT_FORWARD),
 }
 """What a step type (``kind``, or ``kind:mode``) needs beyond the manager."""
 MANAGER_MODES = frozenset({"run:from_target", "run:names"})

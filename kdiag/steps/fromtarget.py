@@ -41,6 +41,28 @@ def read_context(body: dict[str, Any], ctx: StepContext, base_env: dict[str, str
     return prepared
 
 
+def read_connect(body: dict[str, Any], ctx: StepContext, env: dict[str, str]
+                 ) -> Prepared | None:
+    """The command's cluster names without a target (``connect:``; None without it)."""
+    wanted = body.get("connect")
+    if not wanted:
+        return None
+    from kdiag.connect.command import open_connection, wanted_from
+
+    if body.get("from_target"):
+        raise StepFailed("connect: and from_target: together: use from_target: {names: [...]} "
+                         "(the target's cluster names) with the target's env and files")
+    try:
+        target = ctx.evaluate("target")
+    except Exception:  # no target: the kubeconfig's context decides
+        target = {}
+    prepared = open_connection(wanted_from(wanted, target if isinstance(target, dict)
+                                           else {}), env)
+    for note in prepared.notes:
+        ctx.note(note)
+    return prepared
+
+
 def _one_target(ctx: StepContext) -> None:
     """Refuse a target that stands for several pods: whose context would it be?"""
     try:
