@@ -260,6 +260,21 @@ def _doctor(doctor: argparse.ArgumentParser) -> None:
     doctor.set_defaults(handler="kdiag.cli.doctor")
 
 
+def _gc(gc_: argparse.ArgumentParser) -> None:
+    gc_.description = ("Remove what dead kdiag runs left (pod copies, node pods, expose pods "
+                       "and Services): objects labelled app.kubernetes.io/managed-by=kdiag whose "
+                       "run's Lease expired (30 s after its last renewal). A live run's objects "
+                       "are left alone.")
+    gc_.epilog = "examples:\n  kdiag gc -n shop --dry-run\n  kdiag gc -A"
+    gc_.add_argument("-n", "--namespace", help="the namespace (default: the context's)")
+    gc_.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
+    gc_.add_argument("--dry-run", action="store_true", help="list, delete nothing")
+    gc_.add_argument("--kubeconfig", help="a kubeconfig file (default: $KUBECONFIG, "
+                     "~/.kube/config, else in-cluster)")
+    gc_.add_argument("--context", help="the kubeconfig context")
+    gc_.set_defaults(handler="kdiag.cli.gc")
+
+
 def _completion(completion: argparse.ArgumentParser) -> None:
     completion.description = ("Print a shell completion script: commands, flags, runbook files, "
                               "pod names, namespaces and contexts.")
@@ -282,6 +297,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "forward": ("pod ports on local ports (kubectl port-forward)", _forward),
     "logs": ("follow many pods' and containers' logs", _logs),
     "doctor": ("check that a run can work here, before changing anything", _doctor),
+    "gc": ("remove what dead kdiag runs left in the cluster", _gc),
     "completion": ("print a shell completion script (bash, zsh, fish)", _completion),
 }
 """Every command: its one-line help and the function that adds its arguments."""
