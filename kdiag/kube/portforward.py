@@ -225,8 +225,11 @@ class _Listener:
     closed: bool = False
     connections: int = 0
 
+    accepting: threading.Thread | None = None
+
     def start(self, name: str) -> None:
-        threading.Thread(target=self._accept_loop, daemon=True, name=name).start()
+        self.accepting = threading.Thread(target=self._accept_loop, daemon=True, name=name)
+        self.accepting.start()
 
     def _accept_loop(self) -> None:
         while True:
@@ -291,6 +294,8 @@ class _Listener:
             self.sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             self.sock.close()
+        if self.accepting is not None and self.accepting is not threading.current_thread():
+            self.accepting.join(1.0)  # the socket is released once accept() has returned
         for stream in streams:
             stream.close()
 
