@@ -40,7 +40,7 @@ class _Laptop:
         self.first: float | None = None
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 if laptop.first is None:
                     laptop.first = time.monotonic()
                 self.send_response(200)
