@@ -18,6 +18,7 @@ from kdiag.steps.base import (
     StepOutcome,
     StepType,
     keep_up,
+    kubernetes_target,
     require_background_or_duration,
 )
 
@@ -96,7 +97,7 @@ class ExposeStep(StepType):
             service = check_name(str(body["service"]))
         except ValueError as exc:
             raise StepFailed(str(exc)) from None
-        target = _kubernetes_target(ctx)
+        target = kubernetes_target(ctx)
 
         def pick(name: str) -> str | None:
             value = body.get(name) or target.get(name)
@@ -118,15 +119,6 @@ class ExposeStep(StepType):
         if not isinstance(body, dict):
             return ""
         return f"service {body.get('service')}:{body.get('port')} -> {body.get('local')}"
-
-
-def _kubernetes_target(ctx: StepContext) -> dict[str, Any]:
-    """The runbook's Kubernetes target spec ({} for none or a node target)."""
-    try:
-        target = ctx.evaluate("target")
-    except Exception:  # no target: the kubeconfig's context decides
-        return {}
-    return target if isinstance(target, dict) and target.get("kind") == "kubernetes" else {}
 
 
 STEP = ExposeStep()

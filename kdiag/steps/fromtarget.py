@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kdiag.steps.base import StepContext, StepFailed
+from kdiag.steps.base import StepContext, StepFailed, kubernetes_target
 
 if TYPE_CHECKING:
     from kdiag.context.prepare import Prepared
@@ -52,12 +52,7 @@ def read_connect(body: dict[str, Any], ctx: StepContext, env: dict[str, str]
     if body.get("from_target"):
         raise StepFailed("connect: and from_target: together: use from_target: {names: [...]} "
                          "(the target's cluster names) with the target's env and files")
-    try:
-        target = ctx.evaluate("target")
-    except Exception:  # no target: the kubeconfig's context decides
-        target = {}
-    prepared = open_connection(wanted_from(wanted, target if isinstance(target, dict)
-                                           else {}), env)
+    prepared = open_connection(wanted_from(wanted, kubernetes_target(ctx)), env)
     for note in prepared.notes:
         ctx.note(note)
     return prepared

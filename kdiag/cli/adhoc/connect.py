@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 
+from kdiag.cli.adhoc.targeting import add_cluster_flags
 from kdiag.cli.interrupts import interrupt_on_sigterm
 from kdiag.errors import UsageError
 
@@ -28,10 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "./integration-tests\n  sudo kdiag connect --service api.shop -- python3 "
                      "-m app   # NAME.NAMESPACE")
     parser.usage = "%(prog)s (--service NAME... | --all-services) [options] -- COMMAND..."
-    parser.add_argument("-n", "--namespace", help="the namespace (default: the context's)")
-    parser.add_argument("--context", help="the kubeconfig context")
-    parser.add_argument("--kubeconfig", help="a kubeconfig file (default: $KUBECONFIG, "
-                        "~/.kube/config, else in-cluster)")
+    add_cluster_flags(parser)
     parser.add_argument("--service", action="append", default=[], metavar="NAME",
                         help="a Service: NAME or NAME.NAMESPACE (repeatable)")
     parser.add_argument("--all-services", action="store_true",

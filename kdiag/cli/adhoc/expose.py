@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from kdiag.cli.adhoc.lost import lost, wait_until_lost
+from kdiag.cli.adhoc.targeting import add_cluster_flags
 from kdiag.cli.interrupts import interrupt_on_sigterm
 from kdiag.errors import EXIT_INTERRUPTED, UsageError
 
@@ -27,10 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("port", metavar="PORT", type=int, help="the Service's port")
     parser.add_argument("--to", required=True, metavar="[HOST:]PORT",
                         help="where connections go on this machine (host default 127.0.0.1)")
-    parser.add_argument("-n", "--namespace", help="the namespace (default: the context's)")
-    parser.add_argument("--context", help="the kubeconfig context")
-    parser.add_argument("--kubeconfig", help="a kubeconfig file (default: $KUBECONFIG, "
-                        "~/.kube/config, else in-cluster)")
+    add_cluster_flags(parser)
     parser.add_argument("--image", help="the manager image (default: $KDIAG_MANAGER_IMAGE, "
                         "~/.config/kdiag/config.yaml, else kdiag.local/manager:VERSION)")
     parser.add_argument("--image-pull-policy", choices=["Always", "IfNotPresent", "Never"],
