@@ -34,6 +34,8 @@ examples:
   kdiag shell -n shop deploy/api                 # a shell in a pod, even a distroless one
   kdiag shell -n shop deploy/api --all -- cat /etc/hostname   # on every ready pod
   kdiag exec -n shop --pod api-0 --env --file /etc/api/ -- ./api   # run as the pod would
+  sudo kdiag connect -n shop --service api -- curl -s http://api:8080/   # Services by name
+  kdiag expose -n shop checkout-preview 8080 --to 127.0.0.1:3000   # a local port as a Service
   kdiag redirect -n shop deploy/api --all 8080:9000   # every replica's 8080 to localhost:9000
   kdiag logs -n shop -l app=shop -c all -- curl -s localhost:8080/order
 """
@@ -156,6 +158,18 @@ def _exec(exec_: argparse.ArgumentParser) -> None:
     exec_.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND",
                        help="the command to run")
     exec_.set_defaults(handler="kdiag.cli.adhoc.exec")
+
+
+def _connect(connect: argparse.ArgumentParser) -> None:
+    from kdiag.cli.adhoc.connect import add_arguments
+
+    add_arguments(connect)
+
+
+def _expose(expose: argparse.ArgumentParser) -> None:
+    from kdiag.cli.adhoc.expose import add_arguments
+
+    add_arguments(expose)
 
 
 def _ps(ps: argparse.ArgumentParser) -> None:
@@ -288,6 +302,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "schema": ("print the runbook JSON Schema", _schema),
     "shell": ("a shell (or one command) inside the target", _shell),
     "exec": ("a local command with the target's environment, files and names", _exec),
+    "connect": ("a local command that reaches cluster Services by name", _connect),
+    "expose": ("a port of this machine as a Service in the cluster", _expose),
     "ps": ("the target's processes and listening ports", _ps),
     "redirect": ("send the target's connections to this machine", _redirect),
     "forward": ("pod ports on local ports (kubectl port-forward)", _forward),

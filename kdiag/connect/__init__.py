@@ -6,6 +6,7 @@ loopback address of its own, ``127.77.x.y``, and a hosts file names it there as 
 each of the Service's TCP ports is forwarded to a running pod behind it through the API server
 (:mod:`.forwards`, on :class:`kdiag.kube.portforward.PortForwarder`). The process sees that
 hosts file at ``/etc/hosts`` in its own mount namespace (:mod:`kdiag.launch`): nothing else on
-this machine resolves the names or changes. ``run: {from_target: {names: ...}}`` uses it; a
-``kdiag connect -- COMMAND`` would use it the same way, without a target.
+this machine resolves the names or changes. ``run: {from_target: {names: ...}}`` uses it;
+``kdiag connect -- COMMAND`` and a ``run`` step's ``connect:`` use it without a target
+(:mod:`.command`).
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -59,6 +60,28 @@ def routes(found: Found, home: str, domain: str, *, strict: bool) -> tuple[list[
     return made, notes
 
 
+IN_USE = os.strerror(errno.EADDRINUSE)
+MAX_PASSED_OVER = 254
+"""Addresses in use passed over before giving up (each try is one bind, no cluster call)."""
+
+
+def _listen(kube: KubeConfig, route: Route, lifeline: Lifeline) -> list[PortForwarder]:
+    """A forwarder per port of ``route`` on its address; none left open on a failure."""
+    from kdiag.kube.portforward import PortForwarder
+
+    made: list[PortForwarder] = []
+    svc = route.service
+    try:
+        for port in svc.ports:
+            made.append(PortForwarder(kube.stream_core, svc.namespace, svc.pod, port.pod_port,
+                                      port.port, route.address, kube.server, lifeline=lifeline))
+    except TargetError:
+        for forwarder in made:
+            forwarder.close()
+        raise
+    return made
+
+
 @dataclass
 class Connection:
     """Every route's ports forwarded; ``lifeline`` fails when one of them is lost."""
@@ -69,17 +92,22 @@ class Connection:
 
     @classmethod
     def open(cls, kube: KubeConfig, routes: list[Route]) -> Connection:
-        """Listen on every route's address and ports (TargetError if one cannot be had)."""
-        from kdiag.kube.portforward import PortForwarder
-
+        """Listen on every route's address and ports (TargetError if one cannot be had). An
+        address another process already listens on (another ``kdiag connect``, a step of
+        another run) is passed over for the next free one: the route's address changes."""
         connection = cls(routes)
+        taken = 0  # addresses passed over so far
         try:
-            for route in routes:
-                svc = route.service
-                for port in svc.ports:
-                    connection.forwarders.append(PortForwarder(
-                        kube.stream_core, svc.namespace, svc.pod, port.pod_port, port.port,
-                        route.address, kube.server, lifeline=connection.lifeline))
+            for index, route in enumerate(routes):
+                while True:
+                    route.address = hosts.address(index + taken)
+                    try:
+                        connection.forwarders += _listen(kube, route, connection.lifeline)
+                        break
+                    except TargetError as exc:
+                        if IN_USE not in str(exc) or taken >= MAX_PASSED_OVER:
+                            raise
+                        taken += 1
         except TargetError:
             connection.stop()
             raise

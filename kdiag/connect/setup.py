@@ -25,12 +25,12 @@ class Connected:
 
 
 def connect(kube: KubeConfig, namespace: str, wanted: tuple[str, ...],
-            resolv_conf: str = "") -> Connected:
+            domain: str = hosts.DEFAULT_DOMAIN) -> Connected:
     """Forward the Services ``wanted`` names (empty: all of ``namespace``'s), named as a pod
-    in ``namespace`` with ``resolv_conf`` would name them (TargetError if a named one cannot
-    be reached)."""
+    in ``namespace`` of a cluster with DNS ``domain`` would name them (TargetError if a named
+    one cannot be reached)."""
     found = services.find(kube.core(), namespace, wanted, kube.server)
-    made, notes = routes(found, namespace, hosts.cluster_domain(resolv_conf),
+    made, notes = routes(found, namespace, domain,
                          strict=bool(wanted))
     notes = [f"names: {line} (left out)" for line in found.skipped] + notes
     connection = Connection.open(kube, made)

@@ -163,6 +163,7 @@ def _connect(session: TargetSession, spec: FromTarget, folder: PrivateFolder,
              prepared: Prepared, target_env: dict[str, str]) -> dict[str, str]:
     """Forward the cluster names; the hosts file shown at /etc/hosts; the environment with
     service-discovery variables pointing at the forwards."""
+    from kdiag.connect.hosts import cluster_domain
     from kdiag.connect.setup import connect
 
     kube = getattr(session, "kube", None)
@@ -175,7 +176,7 @@ def _connect(session: TargetSession, spec: FromTarget, folder: PrivateFolder,
         resolv_conf = resolv.read_text(errors="replace")
     except (ManagerError, OSError):  # none in the target: the default cluster domain
         resolv_conf = ""
-    connected = connect(kube, ref.namespace, spec.services, resolv_conf)
+    connected = connect(kube, ref.namespace, spec.services, cluster_domain(resolv_conf))
     prepared.connection = connected.connection
     prepared.notes += connected.notes
     hosts = folder.path / "hosts"

@@ -225,8 +225,11 @@ class _Listener:
     closed: bool = False
     connections: int = 0
 
+    accepting: threading.Thread | None = None
+
     def start(self, name: str) -> None:
-        threading.Thread(target=self._accept_loop, daemon=True, name=name).start()
+        self.accepting = threading.Thread(target=self._accept_loop, daemon=True, name=name)
+        self.accepting.start()
 
     def _accept_loop(self) -> None:
         while True:
@@ -285,8 +288,14 @@ class _Listener:
         with self.lock:
             self.closed = True
             streams = list(self.streams)
+        # shutdown first: close() alone leaves a socket that another thread is blocked in
+        # accept() on still listening (Linux), so its address stays taken after we return
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             self.sock.close()
+        if self.accepting is not None and self.accepting is not threading.current_thread():
+            self.accepting.join(1.0)  # the socket is released once accept() has returned
         for stream in streams:
             stream.close()
 

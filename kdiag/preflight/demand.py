@@ -85,7 +85,10 @@ def step_uses(steps: list[StepSpec]) -> list[StepUse]:
 
 def _context_mode(body: dict[str, Any]) -> str:
     """A local command with the target's context (``run: {from_target: ...}``) reaches the
-    manager: mode ``from_target``, or ``names`` when it also forwards cluster Services."""
+    manager: mode ``from_target``, or ``names`` when it also forwards cluster Services;
+    ``connect``: cluster Services without the target (no manager)."""
+    if body.get("connect"):
+        return "connect"
     wanted = body.get("from_target")
     if not isinstance(wanted, dict) or not wanted:
         return ""

@@ -42,6 +42,11 @@ STEPS: dict[str, tuple[str, ...]] = {
     "forward": ("get pods", *PORT_FORWARD),
     "redirect:expose": ("create services", "delete services"),
     "run:names": ("get services", "list services", "list pods", *PORT_FORWARD),
+    "run:connect": ("get services", "list services", "list pods", *PORT_FORWARD),
+    "expose": ("create pods", "delete pods", "get pods/log", *READ_PODS, *PORT_FORWARD,
+               "get services", "create services", "delete services",
+               "create leases.coordination.k8s.io", "patch leases.coordination.k8s.io",
+               "delete leases.coordination.k8s.io"),
 }
 """What a step type (``kind``, or ``kind:mode``) needs beyond the manager."""
 MANAGER_MODES = frozenset({"run:from_target", "run:names"})

@@ -67,6 +67,17 @@ class StepFailed(Exception):
     """Raised by a step type to fail the step with a message (no traceback shown)."""
 
 
+def kubernetes_target(ctx: StepContext) -> dict[str, Any]:
+    """The runbook's Kubernetes target as written (``namespace``, ``context``, ``kubeconfig``,
+    ``image``, ...; nothing opened), for steps that need a cluster but no pod; {} for none or
+    a node target."""
+    try:
+        target = ctx.evaluate("target")
+    except Exception:  # no target: the kubeconfig's context decides
+        return {}
+    return target if isinstance(target, dict) and target.get("kind") == "kubernetes" else {}
+
+
 def require_background_or_duration(kind: str, body: dict[str, Any], ctx: StepContext) -> None:
     """Steps that keep something up (a redirect, a forward) need to know for how long."""
     if not ctx.background and "duration" not in body:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kdiag.steps.base import StepContext, StepFailed
+from kdiag.steps.base import StepContext, StepFailed, kubernetes_target
 
 if TYPE_CHECKING:
     from kdiag.context.prepare import Prepared
@@ -36,6 +36,23 @@ def read_context(body: dict[str, Any], ctx: StepContext, base_env: dict[str, str
     except (ValueError, Cancelled) as exc:
         raise StepFailed(f"from_target: {exc}") from None
     ctx.add_secrets(prepared.secrets)
+    for note in prepared.notes:
+        ctx.note(note)
+    return prepared
+
+
+def read_connect(body: dict[str, Any], ctx: StepContext, env: dict[str, str]
+                 ) -> Prepared | None:
+    """The command's cluster names without a target (``connect:``; None without it)."""
+    wanted = body.get("connect")
+    if not wanted:
+        return None
+    from kdiag.connect.command import open_connection, wanted_from
+
+    if body.get("from_target"):
+        raise StepFailed("connect: and from_target: together: use from_target: {names: [...]} "
+                         "(the target's cluster names) with the target's env and files")
+    prepared = open_connection(wanted_from(wanted, kubernetes_target(ctx)), env)
     for note in prepared.notes:
         ctx.note(note)
     return prepared

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
+from kdiag.connect.command import SCHEMA as CONNECT_SCHEMA
 from kdiag.context.spec import SCHEMA as FROM_TARGET_SCHEMA
 from kdiag.lifeline import Lifeline, Loss, exit_status
 from kdiag.steps.base import MAX_OUTPUT_SCHEMA, StepContext, StepFailed, StepOutcome, StepType
@@ -84,7 +85,7 @@ class _BackgroundProcess:
                          name=f"run-watch-{process.pid}").start()
 
     def _names_lost(self, loss: Loss) -> None:
-        self.lifeline.fail(f"from_target names: {loss.cause}", environmental=loss.environmental)
+        self.lifeline.fail(f"cluster names: {loss.cause}", environmental=loss.environmental)
 
     def _watch(self, ctx: StepContext) -> None:
         code = self.process.wait()
@@ -154,7 +155,7 @@ def _wait(process: subprocess.Popen[bytes], ctx: StepContext, context: Prepared 
             break
         if lifeline is not None and lifeline.loss is not None:
             _stop(process)
-            return f"from_target names: {lifeline.loss.cause}"
+            return f"cluster names: {lifeline.loss.cause}"
     return ""
 
 
@@ -188,6 +189,7 @@ class RunStep(StepType):
                       "(default true)."},
             "max_output": MAX_OUTPUT_SCHEMA,
             "from_target": FROM_TARGET_SCHEMA,
+            "connect": CONNECT_SCHEMA,
         },
         "oneOf": [{"required": ["argv"]}, {"required": ["script"]}],
     }
@@ -196,10 +198,11 @@ class RunStep(StepType):
 
     def execute(self, body: Any, ctx: StepContext) -> StepOutcome:
         started = time.monotonic()
-        from kdiag.steps.fromtarget import read_context
+        from kdiag.steps.fromtarget import read_connect, read_context
         from kdiag.steps.streams import CommandOutput, output_limit
 
-        context = read_context(body, ctx, _base_environment(body))
+        connected = read_connect(body, ctx, _environment(body))
+        context = connected or read_context(body, ctx, _base_environment(body))
         try:
             output = CommandOutput(ctx, output_limit(body, ctx))
             try:
@@ -211,7 +214,8 @@ class RunStep(StepType):
             if context is not None:
                 context.close()
             raise
-        extra = {"from_target": context.result} if context is not None else {}
+        extra = {} if context is None else {"connect" if connected else "from_target":
+                                             context.result}
         assert process.stdout is not None and process.stderr is not None
         pumps = [_Pump("stdout", process.stdout, output), _Pump("stderr", process.stderr, output)]
         for pump in pumps:
@@ -250,6 +254,8 @@ class RunStep(StepType):
         else:
             line = str(body.get("script", "")).strip().splitlines()[0] if body.get("script") \
                 else ""
+        if isinstance(body.get("connect"), dict):
+            line += " (with cluster Service names)"
         wanted = body.get("from_target")
         if isinstance(wanted, dict):
             parts = [part for part in ("env", "files", "names") if wanted.get(part)]

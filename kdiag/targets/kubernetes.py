@@ -336,32 +336,41 @@ class KubernetesTarget(Target):
     def _connect(self, kube: KubeConfig, ref: PodRef, selection: Selection, injector: Injector,
                  name: str, token: str, reused: bool, log_ref: PodRef | None = None
                  ) -> KubernetesSession:
-        """Connect to manager ``name`` (whose log is in ``log_ref``, default ``ref``) over a
-        port-forward to pod ``ref``."""
-        from kdiag.kube.portforward import ManagerRelay
-        from kdiag.session.lane import LaneClient
+        return connect_manager(kube, ref, selection, injector, name, token, reused,
+                               self.spec.timeout, log_ref)
 
-        first = injector.first_line(log_ref or ref, name)
-        port = _port_of(first.get("address"))
-        if not port:
-            raise TargetError(f"the manager in {ref.describe()} gave no usable address: "
-                              f"{first.get('address')!r}")
-        lane_port = _port_of(first.get("lane"))
-        lane = LaneClient(token) if lane_port else None
-        relay = ManagerRelay(kube.stream_core, ref.namespace, ref.name, port, kube.server,
-                             lane_port, lane)
-        try:
-            manager = _client_class()(_ready_channel(relay, min(self.spec.timeout, 30)), token)
-            manager._diagnose = lambda: diagnose(kube, ref, name)
-            manager.version()  # checks the token too
-            if lane is not None and lane.wait_ready():
-                manager.lane = lane  # redirected connections go on the port-forward's lane
-        except (ManagerError, TargetError) as exc:
-            relay.close()
-            detail = relay.errors[-1] if relay.errors else str(exc)
-            raise TargetError(f"manager {name} in {ref.describe()} unreachable: "
-                              f"{detail}") from None
-        return KubernetesSession(kube, ref, selection, manager, relay, name, reused, first)
+
+def connect_manager(kube: KubeConfig, ref: PodRef, selection: Selection, injector: Injector,
+                    name: str, token: str, reused: bool, timeout: float,
+                    log_ref: PodRef | None = None) -> KubernetesSession:
+    """A session with the manager running as container ``name`` (its log in pod ``log_ref``,
+    default ``ref``: injected, the main container of a pod kdiag made, or a node pod reaching
+    ``ref``): its first log line, one port-forward to pod ``ref`` carrying gRPC and the lane
+    (TargetError if it cannot be reached)."""
+    from kdiag.kube.portforward import ManagerRelay
+    from kdiag.session.lane import LaneClient
+
+    first = injector.first_line(log_ref or ref, name)
+    port = _port_of(first.get("address"))
+    if not port:
+        raise TargetError(f"the manager in {ref.describe()} gave no usable address: "
+                          f"{first.get('address')!r}")
+    lane_port = _port_of(first.get("lane"))
+    lane = LaneClient(token) if lane_port else None
+    relay = ManagerRelay(kube.stream_core, ref.namespace, ref.name, port, kube.server,
+                         lane_port, lane)
+    try:
+        manager = _client_class()(_ready_channel(relay, min(timeout, 30)), token)
+        manager._diagnose = lambda: diagnose(kube, ref, name)
+        manager.version()  # checks the token too
+        if lane is not None and lane.wait_ready():
+            manager.lane = lane  # redirected connections go on the port-forward's lane
+    except (ManagerError, TargetError) as exc:
+        relay.close()
+        detail = relay.errors[-1] if relay.errors else str(exc)
+        raise TargetError(f"manager {name} in {ref.describe()} unreachable: "
+                          f"{detail}") from None
+    return KubernetesSession(kube, ref, selection, manager, relay, name, reused, first)
 
 
 def _port_of(address: object) -> int:

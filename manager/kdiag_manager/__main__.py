@@ -7,8 +7,9 @@ Startup order matters:
    the environment, become non-dumpable;
 3. remove stale tagged rules; start the server; print ONE machine-readable first line:
    ``{"kdiag_manager": {"version": ..., "address": "127.0.0.1:PORT" | "unix:/path", "pid": N}}``
-4. run until SIGTERM/SIGINT, stdin EOF (``--exit-on-stdin-eof``) or parent death; then remove
-   every rule this manager installed.
+4. run until SIGTERM/SIGINT, stdin EOF (``--exit-on-stdin-eof``), parent death or, with
+   ``--exit-when-idle``, that long without a redirect; then remove every rule this manager
+   installed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 from . import __version__, sysutil
 
@@ -63,6 +65,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--remove-on-exit", default=None, metavar="DIR",
                    help="a folder to remove when the manager exits (node mode: the folder of "
                         "its socket, which the CLI cannot remove if it was killed)")
+    p.add_argument("--exit-when-idle", type=float, default=0, metavar="SECONDS",
+                   help="exit once no redirect has run for SECONDS, counted from the start "
+                        "too (an expose pod whose client is gone ends by itself); 0: never")
     p.add_argument("--cleanup-only", action="store_true",
                    help="remove stale rules (and those of --session) and exit")
     p.add_argument("--log-level", default=os.environ.get("KDIAG_MANAGER_LOG", "WARNING"))
@@ -181,9 +186,15 @@ def main(argv: list[str] | None = None) -> int:
     # by the network does not wait behind a busy one (connection setup latency).
     sys.setswitchinterval(0.0005)
     sysutil.release_free_memory()  # startup garbage back to the OS: idle RSS matters in pods
+    idle_since = time.monotonic()
     try:
         while not stop.wait(0.5):
-            pass
+            if redirect.running():
+                idle_since = time.monotonic()
+            elif args.exit_when_idle and time.monotonic() - idle_since >= args.exit_when_idle:
+                logging.getLogger("kdiag_manager").warning(
+                    "no redirect for %gs: exiting", args.exit_when_idle)
+                break
     finally:
         redirect.stop_all()  # rules first (all of them): the target's traffic must not wait
         built.stop(grace=1)

@@ -385,6 +385,12 @@ _closing = False
 _registry_lock = threading.Lock()
 
 
+def running() -> int:
+    """How many redirects run now (their control streams open)."""
+    with _registry_lock:
+        return len(_active)
+
+
 def _register(session: RedirectSession) -> None:
     """Count ``session`` among the running ones (before it installs rules); OSError once the
     manager is on its way out (a rule installed now would outlive it)."""

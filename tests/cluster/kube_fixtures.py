@@ -65,9 +65,10 @@ class Kdiag:
                     "KDIAG_MANAGER_PULL_POLICY": "Never", "NO_COLOR": "1"}
 
     def __call__(self, *args: str, timeout: float = 180, env: dict[str, str] | None = None,
-                 stdin: str | None = None) -> Result:
+                 stdin: str | None = None, prefix: tuple[str, ...] = ()) -> Result:
+        """``kdiag ARGS`` (``prefix``: a command that runs it, e.g. setpriv as another user)."""
         started = time.monotonic()
-        proc = subprocess.run([sys.executable, "-m", "kdiag", *args], cwd=REPO,
+        proc = subprocess.run([*prefix, sys.executable, "-m", "kdiag", *args], cwd=REPO,
                               env={**self.env, **(env or {})}, capture_output=True, text=True,
                               timeout=timeout, input=stdin, check=False)
         return Result(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)

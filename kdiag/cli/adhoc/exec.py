@@ -132,7 +132,7 @@ def command(args: argparse.Namespace) -> int:
             pumps = [] if args.no_mask else [
                 _MaskedPump(process.stdout, sys.stdout.buffer, masker),  # type: ignore[arg-type]
                 _MaskedPump(process.stderr, sys.stderr.buffer, masker)]  # type: ignore[arg-type]
-            code = _wait(process, prepared.lifeline)
+            code = wait_command(process, prepared.lifeline, "exec")
             for pump in pumps:
                 pump.thread.join()
             return code
@@ -140,9 +140,9 @@ def command(args: argparse.Namespace) -> int:
             prepared.close()
 
 
-def _wait(process: subprocess.Popen[bytes], lifeline: object) -> int:
+def wait_command(process: subprocess.Popen[bytes], lifeline: object, what: str) -> int:
     """The command's exit code (128+N for a signal); 130 after Ctrl-C; a lost forward of
-    the cluster names stops it (EnvironmentProblem)."""
+    the cluster names stops it (EnvironmentProblem: ``WHAT ended: ...``)."""
     from kdiag.lifeline import Lifeline
 
     try:
@@ -154,7 +154,7 @@ def _wait(process: subprocess.Popen[bytes], lifeline: object) -> int:
                 pass
             if isinstance(lifeline, Lifeline) and lifeline.loss is not None:
                 _stop(process)
-                raise EnvironmentProblem(f"exec ended: cluster names: {lifeline.loss.cause}")
+                raise EnvironmentProblem(f"{what} ended: cluster names: {lifeline.loss.cause}")
     except KeyboardInterrupt:  # the command got the terminal's SIGINT too: let it end
         _stop(process)
         return EXIT_INTERRUPTED

@@ -54,6 +54,15 @@ def add_target_flags(parser: argparse.ArgumentParser, *, container_help: str = "
     group.add_argument("--pid", type=int, help="target this host process instead (node mode)")
 
 
+def add_cluster_flags(parser: argparse.ArgumentParser) -> None:
+    """-n/--namespace, --context, --kubeconfig: for commands that need a cluster but no
+    target pod (connect, expose)."""
+    parser.add_argument("-n", "--namespace", help="the namespace (default: the context's)")
+    parser.add_argument("--context", help="the kubeconfig context")
+    parser.add_argument("--kubeconfig", help="a kubeconfig file (default: $KUBECONFIG, "
+                        "~/.kube/config, else in-cluster)")
+
+
 def take_target(args: argparse.Namespace, field: str, *, rest: str = "") -> None:
     """kubectl's positional target: unless ``--pod``, ``-l`` or ``--pid`` names it, the first
     of ``args.<field>`` (the positional words) does, and goes to ``args.pod``. The other words
