@@ -198,6 +198,31 @@ def _redirect(redirect: argparse.ArgumentParser) -> None:
     redirect.set_defaults(handler="kdiag.cli.adhoc.redirect")
 
 
+def _mirror(mirror: argparse.ArgumentParser) -> None:
+    from kdiag.cli.adhoc.targeting import add_target_flags
+
+    mirror.description = ("Copy what clients send to the target's PORT to LOCALPORT on this "
+                          "machine until Ctrl-C; the app still serves every connection, and the "
+                          "local server's replies are discarded. A copy this machine cannot "
+                          "take in time is dropped (and counted), never the app's traffic. "
+                          "Without ports: every port the target listens on.")
+    mirror.epilog = ("examples:\n  kdiag mirror -n shop deploy/api 8080:9000\n"
+                     "  kdiag mirror -n shop deploy/api --all 8080:9000   # every replica\n"
+                     "  kdiag mirror -n shop api-0 8080:9000 --header X-Debug=1   # only "
+                     "matching HTTP requests")
+    add_target_flags(mirror)
+    mirror.add_argument("ports", nargs="*", metavar="[TARGET] PORT[:LOCALPORT]",
+                        help="the target first (unless --pod/-l name it), then the ports")
+    mirror.add_argument("--header", metavar="NAME=VALUE",
+                        help="copy only HTTP/1.1 requests with this header")
+    mirror.add_argument("--probes", choices=["app", "mirror"], default="app",
+                        help="the node's connections (the kubelet's probes) are not copied "
+                             "(app, default) or copied too")
+    mirror.add_argument("--to", default="127.0.0.1", metavar="HOST",
+                        help="the local host the copies go to (default 127.0.0.1)")
+    mirror.set_defaults(handler="kdiag.cli.adhoc.mirror")
+
+
 def _forward(forward: argparse.ArgumentParser) -> None:
     from kdiag.cli.adhoc.targeting import add_target_flags
 
@@ -271,6 +296,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "exec": ("a local command with the target's environment, files and names", _exec),
     "ps": ("the target's processes and listening ports", _ps),
     "redirect": ("send the target's connections to this machine", _redirect),
+    "mirror": ("copy the target's incoming traffic to this machine (the app still serves)",
+               _mirror),
     "forward": ("pod ports on local ports (kubectl port-forward)", _forward),
     "logs": ("follow many pods' and containers' logs", _logs),
     "doctor": ("check that a run can work here, before changing anything", _doctor),
@@ -297,7 +324,8 @@ def build_parser(prog: str = "kdiag", only: str | None = None) -> argparse.Argum
 
 POSITIONAL_TARGET: dict[str, tuple[str, str]] = {
     "shell": ("words", "cmd"), "logs": ("words", "cmd"), "ps": ("words", ""),
-    "doctor": ("words", ""), "redirect": ("ports", ""), "forward": ("ports", "")}
+    "doctor": ("words", ""), "redirect": ("ports", ""), "mirror": ("ports", ""),
+    "forward": ("ports", "")}
 """Commands whose first positional word may name the target (kubectl's way): the field the
 words go to, and where words after the target go (a command after ``--``)."""
 

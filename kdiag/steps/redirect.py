@@ -9,6 +9,7 @@ destination instead.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -87,12 +88,15 @@ def stats_line(stats: dict[str, int]) -> str:
 
 
 @dataclass
-class _Running:
-    """A redirect kept up in the background; stopping it removes the manager's rules."""
+class RunningRedirect:
+    """A redirect (or mirror) kept up in the background; stopping it removes the manager's
+    rules and prints what went where (``summary`` of the stats)."""
 
     handle: RedirectHandle
     ctx: StepContext
     stats: dict[str, int]
+    summary: Callable[[dict[str, int]], str] = stats_line
+    stream: str = "redirect"
 
     @property
     def lifeline(self) -> Lifeline:
@@ -101,7 +105,7 @@ class _Running:
 
     def stop(self) -> None:
         self.handle.close()
-        self.ctx.output(f"stopped: {stats_line(self.stats)}\n", "redirect")
+        self.ctx.output(f"stopped: {self.summary(self.stats)}\n", self.stream)
 
 
 def _tracker(ctx: StepContext, stats: dict[str, int]) -> Any:
@@ -224,7 +228,7 @@ class RedirectStep(StepType):
                   "listen_port": handle.listen_port, "rules": handle.rules,
                   "warnings": handle.warnings, "skip_sources": list(skip),
                   "session": handle.session, "stats": stats}
-        return keep_up(_Running(handle, ctx, stats), body, ctx, result)
+        return keep_up(RunningRedirect(handle, ctx, stats), body, ctx, result)
 
     def describe(self, body: Any) -> str:
         if not isinstance(body, dict):

@@ -225,3 +225,79 @@ def test_mirror_spec_needs_incoming(node_session) -> None:
     with pytest.raises(ManagerError, match="mirror applies to incoming"):
         node_session.manager.redirect(RedirectSpec("outgoing", [8080], mirror=True),
                                       ("127.0.0.1", 1))
+
+
+def test_mirror_step_counts_copies_and_drops(app: Lab, tmp_path: Path) -> None:
+    """The runbook step: requests reach the app, the operator's server gets copies (its access
+    log in the run step's output), and the stats say how many were mirrored and dropped."""
+    from tests.node.test_redirect_stats import wget
+    from tests.node.test_steps import free_port, kdiag_run
+
+    local, nobody = free_port(), free_port()
+    code, output, steps = kdiag_run(f"""
+        target: {{node: {{pid: {app.app_pid}}}}}
+        steps:
+          - name: operator server
+            run: {{argv: [python3, -m, http.server, "{local}", --bind, 127.0.0.1,
+                         --directory, {tmp_path}]}}
+            background: true
+          - name: up
+            http: {{url: "http://127.0.0.1:{local}/"}}
+            retries: 30
+            delay: 100ms
+            until: result.status == 200
+          - name: copy
+            mirror: {{ports: ["8080:{local}"]}}
+            background: true
+            register: m
+          - {{name: call 1, {wget(app, "copied-1")}, register: c1, assert: ["c1.stdout == 'app'"]}}
+          - {{name: call 2, {wget(app, "copied-2")}, register: c2, assert: ["c2.stdout == 'app'"]}}
+          - name: copied
+            wait: {{until: "m.stats.mirrored >= 2 and m.stats.connections >= 2", timeout: 10s,
+                    interval: 100ms}}
+          - {{name: stop it, stop: copy}}
+          - name: copy to nowhere
+            mirror: {{ports: ["8080:{nobody}"]}}
+            background: true
+            register: n
+          - {{name: call 3, {wget(app, "")}, register: c3, assert: ["c3.stdout == 'app'"]}}
+          - name: dropped
+            wait: {{until: "n.stats.dropped >= 1", timeout: 10s, interval: 100ms}}
+          - name: counted
+            assert: ["n.stats.mirrored == 0", "n.stats.connections == 1"]
+    """, tmp_path)
+    assert code == 0, output
+    assert "GET /copied-1" in output and "GET /copied-2" in output  # the operator's access log
+    assert "stopped: 2 connections served by the app; 2 copies to the operator" in output
+    assert "copy of connection" in output and "dropped" in output and "refused" in output
+    assert steps["copy"]["progress"][-1]["counts"]["mirrored"] == 2  # (over time)
+    assert app.tagged_rules() == []
+
+
+def test_adhoc_mirror_copies_until_ctrl_c(app: Lab) -> None:
+    """``kdiag mirror --pid P 8080:PORT``: the app answers, copies reach the local server;
+    Ctrl-C: exit 130, rules removed, the summary line says what was copied."""
+    import signal
+
+    from tests.node.test_adhoc_commands import ROOT, _env
+
+    copies = _Copies()
+    with tcp_server(copies.handler) as (_, port):
+        process = subprocess.Popen([sys.executable, "-m", "kdiag", "mirror", "--pid",
+                                    str(app.app_pid), f"8080:{port}"], cwd=ROOT, env=_env(),
+                                   text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert process.stdout is not None
+        lines = [process.stdout.readline(), process.stdout.readline()]
+        assert lines == [f"mirroring (the app serves every connection; copies to this machine) "
+                         f"8080 -> 127.0.0.1:{port}\n", "Ctrl-C to stop\n"], \
+            (lines, process.stderr.read() if process.poll() is not None else "")
+        with in_netns(app.client_ns):
+            assert exchange((app.app_ip, 8080), b"hello") == b"app:hello"
+        assert copies.wait_for(1, timeout=30) == [b"hello"]
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert "stopped: 1 connections served by the app; 1 copies to the operator (5 bytes)" \
+        in out, out
+    assert "stopped; the mirror rules are removed" in out
+    assert app.tagged_rules() == []
