@@ -223,6 +223,34 @@ def _mirror(mirror: argparse.ArgumentParser) -> None:
     mirror.set_defaults(handler="kdiag.cli.adhoc.mirror")
 
 
+def _capture(capture: argparse.ArgumentParser) -> None:
+    from kdiag.cli.adhoc.targeting import TARGET_HELP, add_target_flags
+
+    capture.description = ("Capture the target's packets (tcpdump in the manager's container, "
+                           "nothing uploaded into the app's) as a pcap stream written as they "
+                           "arrive, to FILE or to stdout (-w -), until Ctrl-C (exit 130; the "
+                           "pcap ends on a packet boundary) or a limit (exit 0). A reader that "
+                           "goes away ends it quietly (exit 0).")
+    capture.epilog = ("examples:\n  kdiag capture -n shop deploy/api -f 'port 8080' -w - | "
+                      "tcpdump -r -\n  kdiag capture -n shop api-0 -w - | wireshark -k -i -\n"
+                      "  kdiag capture --pid 1234 -i eth0 --count 100 -w out.pcap")
+    add_target_flags(capture, all_pods=False)
+    capture.add_argument("words", nargs="*", metavar="TARGET", help=TARGET_HELP)
+    capture.add_argument("-w", "--write", required=True, metavar="FILE|-",
+                         help="the pcap file, or - for stdout")
+    capture.add_argument("-f", "--filter", metavar="FILTER", help="a tcpdump filter expression")
+    capture.add_argument("-i", "--interface", metavar="IFACE", help="default: any")
+    capture.add_argument("--count", type=int, default=0, metavar="N",
+                         help="stop after N packets")
+    capture.add_argument("--duration", type=float, default=0, metavar="SECONDS",
+                         help="stop after this long")
+    capture.add_argument("--max-bytes", metavar="SIZE", help="stop before the pcap passes "
+                         "SIZE (e.g. 100MiB; default: no limit)")
+    capture.add_argument("--snaplen", type=int, default=0, metavar="BYTES",
+                         help="bytes kept of each packet (default: tcpdump's)")
+    capture.set_defaults(handler="kdiag.cli.adhoc.capture")
+
+
 def _forward(forward: argparse.ArgumentParser) -> None:
     from kdiag.cli.adhoc.targeting import add_target_flags
 
@@ -298,6 +326,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "redirect": ("send the target's connections to this machine", _redirect),
     "mirror": ("copy the target's incoming traffic to this machine (the app still serves)",
                _mirror),
+    "capture": ("the target's packets as a live pcap stream (-w - | tcpdump -r -)", _capture),
     "forward": ("pod ports on local ports (kubectl port-forward)", _forward),
     "logs": ("follow many pods' and containers' logs", _logs),
     "doctor": ("check that a run can work here, before changing anything", _doctor),
@@ -325,7 +354,7 @@ def build_parser(prog: str = "kdiag", only: str | None = None) -> argparse.Argum
 POSITIONAL_TARGET: dict[str, tuple[str, str]] = {
     "shell": ("words", "cmd"), "logs": ("words", "cmd"), "ps": ("words", ""),
     "doctor": ("words", ""), "redirect": ("ports", ""), "mirror": ("ports", ""),
-    "forward": ("ports", "")}
+    "capture": ("words", ""), "forward": ("ports", "")}
 """Commands whose first positional word may name the target (kubectl's way): the field the
 words go to, and where words after the target go (a command after ``--``)."""
 
