@@ -18,8 +18,10 @@ from .test_adhoc_commands import ROOT, _env
 
 def _kdiag_capture(app: Lab, *args: str, stdout: int | None = subprocess.PIPE
                    ) -> subprocess.Popen[bytes]:
+    # Buffered stdout, as a user's shell gives it: the command itself must flush the stream.
+    env = {k: v for k, v in _env().items() if k != "PYTHONUNBUFFERED"}
     return subprocess.Popen([sys.executable, "-m", "kdiag", "capture", "--pid",
-                             str(app.app_pid), *args], cwd=ROOT, env=_env(), stdout=stdout,
+                             str(app.app_pid), *args], cwd=ROOT, env=env, stdout=stdout,
                             stderr=subprocess.PIPE)
 
 
@@ -40,6 +42,17 @@ def _calls(app: Lab, stop: threading.Event) -> None:
         while not stop.is_set():
             assert exchange((app.app_ip, 8080), b"ping", timeout=10) == b"app:ping"
             time.sleep(0.05)
+
+
+def _line_within(reader: subprocess.Popen[bytes], timeout: float) -> str:
+    """tcpdump's first output line, if it comes within ``timeout`` seconds ("" if not)."""
+    lines: list[bytes] = []
+    assert reader.stdout is not None
+    thread = threading.Thread(target=lambda: lines.append(reader.stdout.readline()),  # type: ignore[union-attr]
+                              daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return lines[0].decode() if lines else ""
 
 
 def _pcap_records(data: bytes) -> int:
@@ -64,19 +77,16 @@ def test_tcpdump_reads_the_stream_while_it_runs(app: Lab) -> None:
     reader = subprocess.Popen(["tcpdump", "-l", "-n", "-r", "-"], stdin=capture.stdout,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     capture.stdout.close()  # the reader holds it now
-    stop = threading.Event()
     try:
         assert "tcp port 8080" in _wait_started(capture)
-        calls = threading.Thread(target=_calls, args=(app, stop), daemon=True)
-        calls.start()
+        with in_netns(app.client_ns):  # a few packets only: far less than any buffer holds
+            for _ in range(2):
+                assert exchange((app.app_ip, 8080), b"ping", timeout=10) == b"app:ping"
         assert reader.stdout is not None
-        line = reader.stdout.readline().decode()
+        line = _line_within(reader, 20.0)
         assert f"{app.app_ip}.8080" in line, line
         assert capture.poll() is None  # seen while the capture runs
-        stop.set()
-        calls.join(10)
     finally:
-        stop.set()
         capture.send_signal(signal.SIGINT)
         code = capture.wait(30)
         _rest, errors = reader.communicate(timeout=30)
