@@ -7,7 +7,12 @@ their original destination by the manager itself. What the peer sends is also fe
 end is offered to the client like any redirected connection (a tunnel carries it to the
 operator's server). The operator's replies are read and discarded.
 
-The app's path never waits on the copy: feeding it only appends to the queue. When the copy
+The app's path never waits on the copy: feeding it only appends to the queue, and the copy's
+own work (offering it, writing it) starts ``COPY_DELAY`` after the peer's first bytes and then
+takes what gathered meanwhile in one write, so that it does not compete for the interpreter
+with the app's answer, which is usually on its way at that moment (measured on the bench: a
+keep-alive request's p50 through a mirror 0.25 ms with the copy written at once, against
+0.07 ms with no copy at all). When the copy
 falls behind (a slow or absent operator side: more than ``COPY_LIMIT`` bytes waiting, or all
 copies together over ``TOTAL_LIMIT``), the copy is dropped, and its connection closes with the
 route ``copy-dropped`` and the reason, so the operator learns it (never silently).
@@ -21,6 +26,7 @@ import collections
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +40,9 @@ from .wire.workers import Workers
 COPY_LIMIT = 4 * 1024 * 1024
 # Bytes all copies together may hold: a bound on the manager's memory whatever the load.
 TOTAL_LIMIT = 64 * 1024 * 1024
+
+# How long a copy's bytes wait before they are offered or written (see above).
+COPY_DELAY = 0.002
 
 # Copy writers and reply drainers (they may block on the operator side, never on the app).
 WORKERS = Workers("copy", max_idle=32)
@@ -120,14 +129,21 @@ class Copy:
             first, self._reported = not self._reported, True
             return first
 
-    def start(self, sock: socket.socket) -> None:
-        """Write the copy into ``sock`` and discard what comes back, on worker threads."""
+    def start(self, sock: socket.socket, offer: Callable[[], None]) -> None:
+        """Once the first bytes (or the end) came and ``COPY_DELAY`` passed: ``offer`` the
+        copy's connection, write the copy into ``sock`` and discard what comes back (worker
+        threads)."""
         with self._cond:
             self._sock = sock
-        WORKERS.submit(self._write, sock)
-        WORKERS.submit(_discard, sock)
+        WORKERS.submit(self._write, sock, offer)
 
-    def _write(self, sock: socket.socket) -> None:
+    def _write(self, sock: socket.socket, offer: Callable[[], None]) -> None:
+        with self._cond:
+            while not (self._chunks or self._ended or self.dropped):
+                self._cond.wait()
+        time.sleep(COPY_DELAY)
+        offer()
+        WORKERS.submit(_discard, sock)
         try:
             while True:
                 with self._cond:
@@ -138,10 +154,11 @@ class Copy:
                     if not self._chunks:
                         sock.shutdown(socket.SHUT_WR)  # the whole copy: pass the end on
                         return
-                    chunk = self._chunks.popleft()
-                    self._queued -= len(chunk)
-                    self._budget.give(len(chunk))
-                sock.sendall(chunk)
+                    chunks, self._chunks = list(self._chunks), collections.deque()
+                    size, self._queued = self._queued, 0
+                    self._budget.give(size)
+                sock.sendall(b"".join(chunks))
+                time.sleep(COPY_DELAY)  # (what comes meanwhile goes in the next write)
         except OSError as exc:
             self.drop(f"copy: {exc.strerror or exc}")
 

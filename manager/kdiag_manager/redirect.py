@@ -291,8 +291,7 @@ class RedirectSession:
         carrier = Connection(self.registry.next_id(), theirs, conn.original, conn.peer, self,
                              copy=copy)
         copy.on_drop = lambda reason: self.closed(carrier, "copy-dropped", 0, 0, reason)
-        copy.start(mine)
-        self._offer_connection(carrier)
+        copy.start(mine, lambda: self._offer_connection(carrier))
         return copy
 
     def _offer(self, sock: socket.socket, peer: tuple[str, int]) -> None:
