@@ -16,9 +16,9 @@ from kdiag.steps.base import StepContext, StepOutcome, StepType, keep_up, requir
 from kdiag.steps.redirect import (
     RedirectStep,
     RunningRedirect,
-    parse_address,
-    parse_ports,
-    target_ports,
+    header_of,
+    kept_up,
+    operator_mapping,
 )
 
 if TYPE_CHECKING:
@@ -110,12 +110,9 @@ class MirrorStep(StepType):
 
         require_background_or_duration(self.kind, body, ctx)
         session = ctx.target()
-        host, port = parse_address(body.get("to"))
-        mapping = parse_ports(target_ports(body["ports"], session), host, port)
-        header = body.get("header")
+        mapping = operator_mapping(body, session)
         skip = session.node_sources() if body.get("probes", "app") == "app" else ()
-        spec = RedirectSpec(direction="incoming", ports=list(mapping),
-                            header=(header["name"], header["value"]) if header else None,
+        spec = RedirectSpec(direction="incoming", ports=list(mapping), header=header_of(body),
                             skip_sources=skip, mirror=True)
         stats = dict.fromkeys(STAT_NAMES, 0)
 
@@ -127,12 +124,7 @@ class MirrorStep(StepType):
         output(f"mirror of {', '.join(map(str, mapping))} -> "
                f"{', '.join(f'{h}:{p}' for h, p in mapping.values())} (the app serves every "
                f"connection; manager port {handle.listen_port})\n")
-        for warning in handle.warnings:
-            output(f"warning: {warning}\n")
-        result = {"ports": list(mapping), "to": [f"{h}:{p}" for h, p in mapping.values()],
-                  "listen_port": handle.listen_port, "rules": handle.rules,
-                  "warnings": handle.warnings, "skip_sources": list(skip),
-                  "session": handle.session, "stats": stats}
+        result = kept_up(handle, mapping, skip, stats, output)
         running = RunningRedirect(handle, ctx, stats, mirror_stats_line, "mirror")
         return keep_up(running, body, ctx, result)
 
