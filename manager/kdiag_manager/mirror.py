@@ -82,6 +82,7 @@ class Copy:
         self._queued = 0
         self._ended = False
         self._sock: socket.socket | None = None
+        self._users = 2  # the writer and the drainer: the last one closes the socket
         self._reported = False
         self.dropped = ""
         """Why the copy was dropped ("": it was not)."""
@@ -143,7 +144,7 @@ class Copy:
                 self._cond.wait()
         time.sleep(COPY_DELAY)
         offer()
-        WORKERS.submit(_discard, sock)
+        WORKERS.submit(self._discard, sock)
         try:
             while True:
                 with self._cond:
@@ -161,16 +162,26 @@ class Copy:
                 time.sleep(COPY_DELAY)  # (what comes meanwhile goes in the next write)
         except OSError as exc:
             self.drop(f"copy: {exc.strerror or exc}")
+        finally:
+            self._release(sock)
 
-
-def _discard(sock: socket.socket) -> None:
-    """Read the operator's replies until the copy's connection ends; then close it."""
-    try:
-        while sock.recv(65536):
+    def _discard(self, sock: socket.socket) -> None:
+        """Read the operator's replies until they end. (The socket stays open for the writer:
+        an operator side that stops answering early does not cut the copy short unseen.)"""
+        try:
+            while sock.recv(65536):
+                pass
+        except OSError:
             pass
-    except OSError:
-        pass
-    sock.close()
+        finally:
+            self._release(sock)
+
+    def _release(self, sock: socket.socket) -> None:
+        with self._cond:
+            self._users -= 1
+            last = self._users == 0
+        if last:
+            sock.close()
 
 
 NewCopy = Callable[[Connection], Copy]

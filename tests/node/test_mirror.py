@@ -181,6 +181,35 @@ def test_a_stalled_operator_never_delays_the_app(app: Lab, node_session) -> None
     assert any("fell behind" in e for e in routes.errors), routes.errors
 
 
+def test_an_operator_that_half_closes_still_gets_the_whole_copy(app: Lab, node_session) -> None:
+    """The operator's server ends its side at once (shutdown for writing) and goes on reading:
+    the copy goes on too — what the client sends later still reaches it, and the copy counts
+    as whole."""
+    got: list[bytes] = []
+    first = threading.Event()
+
+    def half_close(conn: socket.socket) -> None:
+        conn.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+            first.set()
+        got.append(data)
+
+    routes = _Routes()
+    with tcp_server(half_close) as operator, _mirror(node_session, operator, routes):
+        with in_netns(app.client_ns), socket.create_connection((app.app_ip, 8080)) as s:
+            s.sendall(b"first ")
+            assert first.wait(30)  # the operator has the start of the copy (and ended its side)
+            time.sleep(0.2)  # its end travels back to the manager
+            s.sendall(b"second")
+            s.shutdown(socket.SHUT_WR)
+            assert recv_all(s) == b"app:first second"
+        counts = routes.wait_for(2)
+    assert got == [b"first second"], got
+    assert counts == {"original": 1, "mirror": 1}, routes.errors
+
+
 def _start_cli_helper(app: Lab) -> tuple[subprocess.Popen[str], int]:
     helper = subprocess.Popen(
         [sys.executable, "-m", "tests.node.cli_helper", str(app.app_pid), "8080", str(ENTER),
