@@ -64,18 +64,26 @@ class _Collector:
         self.ctx.output(line.text + "\n", label)
 
     def result(self) -> dict[str, Any]:
+        """``lines`` and ``text`` hold the first :data:`MAX_KEPT_LINES`; ``count`` is every line
+        that came, ``omitted`` how many of them the result does not hold (the files do)."""
         with self.lock:
-            lines = list(self.lines)
-        return {"lines": lines, "count": len(lines),
+            lines, count = list(self.lines), self.count
+        return {"lines": lines, "count": count, "omitted": count - len(lines),
                 "text": "\n".join(f"{x['pod']}/{x['container']}: {x['text']}" for x in lines),
                 "files": list(self.paths)}
 
     def close(self) -> None:
         with self.lock:
+            if self.closed:
+                return
             self.closed = True
             for f in self.files.values():
                 f.close()
             self.files.clear()
+            omitted = self.count - len(self.lines)
+        if omitted:
+            self.ctx.output(f"the result holds the first {len(self.lines)} of {self.count} "
+                            "lines; the files hold all\n", "logs")
 
 
 @dataclass

@@ -22,14 +22,17 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
 
 from . import nftables as nft
 
 log = logging.getLogger(__name__)
 
 NFNL_SUBSYS_CTNETLINK = 1
-IPCTNL_MSG_CT_DELETE = 2
-CTA_TUPLE_ORIG = 1
+IPCTNL_MSG_CT_NEW, IPCTNL_MSG_CT_GET, IPCTNL_MSG_CT_DELETE = 0, 1, 2
+NLM_F_DUMP = 0x300
+NLMSG_DONE = 3
+CTA_TUPLE_ORIG, CTA_TUPLE_REPLY = 1, 2
 CTA_TUPLE_IP, CTA_TUPLE_PROTO = 1, 2
 CTA_IP_V4_SRC, CTA_IP_V4_DST, CTA_IP_V6_SRC, CTA_IP_V6_DST = 1, 2, 3, 4
 CTA_PROTO_NUM, CTA_PROTO_SRC_PORT, CTA_PROTO_DST_PORT = 1, 2, 3
@@ -101,6 +104,95 @@ def forget(flows: list[Flow], delay: float = 0.0) -> int:
                 log.info("forgetting conntrack entry %s -> %s: %s", peer, original,
                          errno.errorcode.get(error, error))
     return deleted
+
+
+def translated_to(ports: set[int]) -> list[Flow]:
+    """The TCP flows in this network namespace whose address translation sends them to one of
+    ``ports`` here (a redirect's listener: the reply comes from that port, not from the
+    original destination's), as ``(peer, original destination)``; best effort: [] when
+    conntrack cannot be read.
+
+    The manager's exit forgets them all: once its listeners are closed, every such entry is a
+    dead end for a client port reused while it lingers, whichever way its connection ended."""
+    if not ports:
+        return []
+    try:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                             nft.NETLINK_NETFILTER)
+    except OSError as exc:
+        log.info("cannot reach conntrack: %s", exc)
+        return []
+    flows: list[Flow] = []
+    with sock:
+        sock.bind((0, 0))
+        sock.settimeout(5.0)
+        sock.send(nft.message(1, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET,
+                              nft.NLM_F_REQUEST | NLM_F_DUMP, socket.AF_UNSPEC, b""))
+        try:
+            for entry in _dump_entries(sock):
+                flow = _translated_flow(entry, ports)
+                if flow is not None:
+                    flows.append(flow)
+        except OSError as exc:
+            log.info("reading conntrack: %s", exc)
+    return flows
+
+
+_HEADER = struct.Struct("=IHHII")
+_ATTR = struct.Struct("=HH")
+
+
+def _dump_entries(sock: socket.socket) -> Iterator[bytes]:
+    """The attribute area of each conntrack entry a dump answers, until its end."""
+    while True:
+        buf = sock.recv(1 << 20)
+        offset = 0
+        while offset + _HEADER.size <= len(buf):
+            length, kind, _flags, _seq, _pid = _HEADER.unpack_from(buf, offset)
+            if kind in (NLMSG_DONE, nft.NLMSG_ERROR) or length < _HEADER.size:
+                return
+            if kind == (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW:
+                yield buf[offset + _HEADER.size + 4:offset + length]  # after the nfgenmsg
+            offset += (length + 3) & ~3
+
+
+def _attrs(data: bytes) -> dict[int, bytes]:
+    """Netlink attributes by type (flags stripped)."""
+    found, offset = {}, 0
+    while offset + _ATTR.size <= len(data):
+        length, kind = _ATTR.unpack_from(data, offset)
+        if length < _ATTR.size:
+            break
+        found[kind & 0x3FFF] = data[offset + _ATTR.size:offset + length]
+        offset += (length + 3) & ~3
+    return found
+
+
+def _endpoints(tuple_attr: bytes) -> tuple[Endpoint, Endpoint, int] | None:
+    """(source, destination, protocol) of a conntrack tuple."""
+    parts = _attrs(tuple_attr)
+    ip, proto = _attrs(parts.get(CTA_TUPLE_IP, b"")), _attrs(parts.get(CTA_TUPLE_PROTO, b""))
+    kinds = (CTA_IP_V4_SRC, CTA_IP_V4_DST) if CTA_IP_V4_SRC in ip else (CTA_IP_V6_SRC,
+                                                                         CTA_IP_V6_DST)
+    try:
+        src, dst = (str(ipaddress.ip_address(ip[k])) for k in kinds)
+        (sport,), (dport,) = (struct.unpack(">H", proto[k]) for k in (CTA_PROTO_SRC_PORT,
+                                                                      CTA_PROTO_DST_PORT))
+        return (src, sport), (dst, dport), proto[CTA_PROTO_NUM][0]
+    except (KeyError, ValueError, struct.error, IndexError):
+        return None
+
+
+def _translated_flow(entry: bytes, ports: set[int]) -> Flow | None:
+    parts = _attrs(entry)
+    orig = _endpoints(parts.get(CTA_TUPLE_ORIG, b""))
+    reply = _endpoints(parts.get(CTA_TUPLE_REPLY, b""))
+    if orig is None or reply is None or orig[2] != socket.IPPROTO_TCP:
+        return None
+    answered_by = reply[0]
+    if answered_by[1] in ports and answered_by != orig[1]:
+        return orig[0], orig[1]
+    return None
 
 
 def _tuple(peer: Endpoint, original: Endpoint) -> bytes:

@@ -84,6 +84,7 @@ class RedirectSession:
             # (Mirrored connections go to the app: only their copies travel in tunnels.)
             self._pool = TunnelPool(listener, direct=opts.header is None and not opts.mirror)
             self.listen_port = listener.getsockname()[1]
+            _ports.add(self.listen_port)
             try:
                 self._rules = redirectrules.install(
                     opts, self.listen_port, dual, self.iptables,
@@ -403,6 +404,8 @@ def session_by_id(redirect_id: int) -> RedirectSession | None:
     return _by_id.get(redirect_id)
 
 
+# Every port a redirect listened on (conntrack may still translate connections to it).
+_ports: set[int] = set()
 # Every running session, so a terminating manager can remove all rules.
 _active: set[RedirectSession] = set()
 _closing = False
@@ -436,3 +439,6 @@ def stop_all() -> None:
         session.stop()
     flows += [f for session in _all_sessions() for f in session.abort_connections()]
     conntrack.forget(flows + conntrack.take_pending(), delay=conntrack.RESET_DELAY)
+    # Any other entry still translated to a listener of ours (a connection reset on a path
+    # that did not say so, or by this process's end) would refuse a reused client port.
+    conntrack.forget(conntrack.translated_to(set(_ports)))

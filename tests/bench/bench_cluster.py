@@ -16,6 +16,7 @@
   (the Kubernetes path's own share of the session figure); and the same comparison with an
   HTTP request to busybox httpd on both sides.
 - time from `kdiag run` to the end of its first manager step, with the manager already injected.
+- keep-alive requests through a header-filtered redirect: keepalive_cluster.py.
 - the manager image's size and its start (injection request → manager ready): manager_image.py.
 - a shell step over every replica of a 10-replica Deployment against one replica, and the
   time to redirect every replica (a workload intercept): fanout.py.
@@ -42,6 +43,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.bench import keepalive_cluster
+
 Record = Callable[..., None]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,6 +68,7 @@ FIGURES = (
     "cluster.run_to_first_step_s", "cluster.manager_image_mb", "cluster.manager_ready_s",
     "cluster.kubectl_portforward_MBps", "cluster.forward_MBps", "cluster.redirect_cli_MBps",
     "cluster.forward_vs_kubectl_ratio", "cluster.redirect_vs_kubectl_ratio",
+    *keepalive_cluster.FIGURES,
 )
 
 
@@ -201,7 +205,7 @@ def _setup(cluster_ns: str) -> tuple[Any, str]:
                     "name": "echo", "image": MANAGER_IMAGE,
                     "imagePullPolicy": "Never",
                     "command": ["python3", "-c", ECHO_SERVER,
-                                str(ECHO_PORT)]}]}})
+                                str(ECHO_PORT)]}, keepalive_cluster.container(MANAGER_IMAGE)]}})
             break
         except Exception:
             if time.monotonic() > deadline:
@@ -231,6 +235,9 @@ def run(record: Record) -> None:
         _throughput(record, kube, namespace, pod)
         _connection_setup(record, kube, namespace, pod)
         _time_to_first_step(record, namespace, pod, cache)
+        with _open_session(namespace, pod) as session:
+            keepalive_cluster.run(record, session,
+                                  kube.core().read_namespaced_pod(pod, namespace).status.pod_ip)
         from tests.bench import manager_image
 
         node = kube.core().read_namespaced_pod(pod, namespace).spec.node_name

@@ -10,8 +10,9 @@ pumps share the benchmark's own process (as they do in the CLI). Roles:
 - ``hold HOST PORT N``: N open echo connections until stdin closes;
 - ``load HOST PORT CONNS SIZE``: CONNS connections at once, half sending SIZE bytes to a sink,
   half receiving SIZE bytes (``G``); every byte counted;
-- ``httpapp PORT...``: an HTTP/1.1 keep-alive server on each port (a thread per connection,
-  the request head parsed, a small response in one write);
+- ``httpapp [ADDRESS:]PORT...``: an HTTP/1.1 keep-alive server on each port (on 127.0.0.1
+  unless an address is given; a thread per connection, the request head parsed, a small
+  response in one write), until stdin ends;
 - ``keepalive HOST PORT N [HEADER]``: N requests over one keep-alive connection with the
   standard library's ``http.client``, timed;
 - ``drain``: a server on 127.0.0.1 that reads each connection to its end and closes it (a
@@ -83,8 +84,9 @@ if role == "httpapp":
             c, _ = s.accept()
             threading.Thread(target=handle, args=(c,), daemon=True).start()
     for p in sys.argv[2:]:
+        bind, _, p = p.rpartition(":")
         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", int(p))); s.listen(128)
+        s.bind((bind or "127.0.0.1", int(p))); s.listen(128)
         threading.Thread(target=accept, args=(s,), daemon=True).start()
     print("READY", flush=True); sys.stdin.read()
     sys.exit(0)

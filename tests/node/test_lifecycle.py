@@ -147,6 +147,44 @@ def test_a_carried_connection_is_reset_when_the_cli_vanishes(app: Lab) -> None:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+def test_no_connection_is_translated_to_a_gone_manager(app: Lab) -> None:
+    """After the manager's exit no conntrack entry still sends a client port to its listener,
+    however the connection ended (here: answered and closed by the operator side, and one
+    still open when the CLI vanished): a client port reused while such an entry lingers would
+    be refused although no rule redirects anything any more."""
+    with tcp_server(_answer) as operator:
+        helper, manager_pid, workdir = _start_cli_helper(app, "auto", operator[1])
+        try:
+            with in_netns(app.client_ns):
+                answers = [exchange((app.app_ip, 8080), b"x", timeout=5) for _ in range(5)]
+                held = socket.create_connection((app.app_ip, 8080), timeout=10)
+            assert answers == [b"op:x"] * 5
+            assert _translated(app), "the redirect left no entry: the test checks nothing"
+            with held:
+                helper.kill()
+                while not _exited(manager_pid):
+                    time.sleep(0.02)
+            assert _translated(app) == []
+        finally:
+            helper.kill()
+            helper.wait()
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _translated(app: Lab) -> list[str]:
+    """The conntrack entries in the app's namespace of connections to port 8080 answered from
+    another port (translated to a listener)."""
+    out = sh("ip", "netns", "exec", app.app_ns, "conntrack", "-L", "-p", "tcp", "--dport",
+             "8080", check=False)
+    return [line for line in out.splitlines()
+            if "dport=8080" in line and line.split("sport=")[-1].split()[0] != "8080"]
+
+
+def _answer(conn: socket.socket) -> None:
+    """An operator side that answers ``op:`` + the request and closes."""
+    conn.sendall(b"op:" + recv_all(conn))
+
+
 def test_a_carried_connection_is_reset_when_its_tunnel_breaks(app: Lab, node_session) -> None:
     """The same with the manager alive (as in a pod): the client's lane breaks under a
     connection that has sent all its request and waits for the answer."""

@@ -446,3 +446,30 @@ def test_manager_lost_mid_run_is_an_environment_error_and_finally_runs(run_runbo
     assert Session.closed
     notes = [e.message for e in outcome.recorder.events if type(e).__name__ == "StepNote"]
     assert notes[:2] == ["opening the target: node (pid=1)", "target: fake"]
+
+
+def test_retry_waits_the_delay_between_attempts(run_runbook, tmp_path: Path) -> None:
+    """`delay` is the pause between attempts (2 s here, not the 1 s default)."""
+    stamps = tmp_path / "stamps"
+    outcome = run_runbook(f"""
+        steps:
+          - {{name: twice, run: {{script: 'date +%s.%N >> {stamps}; false'}}, retries: 1,
+             delay: 2s}}
+    """)
+    assert outcome.exit_code == 1
+    first, second = (float(x) for x in stamps.read_text().split())
+    assert second - first >= 1.95
+
+
+def test_a_passed_step_reports_the_assertions_that_held(run_runbook) -> None:
+    outcome = run_runbook("""
+        steps:
+          - name: call
+            run: {script: "echo status=200"}
+            register: resp
+            assert: ["'status=200' in resp.stdout", resp.rc == 0]
+    """)
+    finished = outcome.recorder.finished()["call"]
+    assert outcome.exit_code == 0
+    assert [(a.expression, a.passed) for a in finished.assertions] == [
+        ("'status=200' in resp.stdout", True), ("resp.rc == 0", True)]

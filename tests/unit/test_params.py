@@ -70,3 +70,9 @@ def test_wrong_type_in_values_file_names_its_location(runbook, write) -> None:
     path = write("port: eighty\n", "v.yaml")
     with pytest.raises(RunbookError, match=f"{path}:1:7: param 'port': expected an integer"):
         resolve_params(runbook, values_files=[load_values(str(path))])
+
+
+def test_set_integer_takes_python_literals(runbook) -> None:
+    """Hex and underscores as in YAML 1.1 and Python (`--set port=0x1F90`)."""
+    for text in ("0x1F90", "8_080", "0o17620"):
+        assert resolve_params(runbook, parse_set_args([f"port={text}"])).values["port"] == 8080

@@ -60,3 +60,18 @@ def test_the_end_of_the_work_sends_what_is_pending() -> None:
     assert sent(sink) == [{"n": 1}, {"n": 2}]
     events = [e for e in sink.events if isinstance(e, StepProgress)]
     assert events[1].at >= events[0].at  # when the counters changed
+
+
+def test_the_output_kept_for_a_failure_is_the_tail_and_never_nothing() -> None:
+    """A step's output is kept up to MAX_KEPT_OUTPUT for its failure report, oldest chunks
+    dropped first; one chunk larger than that is still kept (the report must show something)."""
+    from kdiag.engine.context import MAX_KEPT_OUTPUT
+
+    step = runtime(Sink())
+    big = "x" * (MAX_KEPT_OUTPUT + 10)
+    step._emit("stdout", big)
+    assert step.captured() == big
+    step._emit("stdout", "first\n")
+    step._emit("stdout", "last\n")
+    assert step.captured() == "first\nlast\n"  # the big chunk went, the tail stayed
+    assert step.kept_size == len("first\nlast\n")
