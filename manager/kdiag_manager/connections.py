@@ -88,8 +88,14 @@ class Connection:
     reject_reason: str = ""
     copy: CopyOfConnection | None = None
     """A mirror's copy: this connection carries copied bytes to the operator, never to the app."""
+    patience: float = 0.0
+    """How long the client may take to take it (0: the redirect's fail_open_timeout)."""
     decided: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def claim_timeout(self) -> float:
+        """How long the client may take to take (and connect) this connection."""
+        return self.patience or self.session.options.fail_open_timeout
 
     def transition(self, new: str) -> bool:
         """Move from pending to ``new``; False if someone else decided first."""

@@ -43,6 +43,9 @@ TOTAL_LIMIT = 64 * 1024 * 1024
 
 # How long a copy's bytes wait before they are offered or written (see above).
 COPY_DELAY = 0.002
+# How long the client may take to take a copy (nothing waits for it, and what it holds meanwhile
+# is bounded: longer than a redirect's fail-open timeout, so that a busy laptop loses none).
+COPY_PATIENCE = 30.0
 
 # Copy writers and reply drainers (they may block on the operator side, never on the app).
 WORKERS = Workers("copy", max_idle=32)

@@ -290,7 +290,7 @@ class RedirectSession:
         copy = mirror.Copy()
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         carrier = Connection(self.registry.next_id(), theirs, conn.original, conn.peer, self,
-                             copy=copy)
+                             copy=copy, patience=mirror.COPY_PATIENCE)
         copy.on_drop = lambda reason: self.closed(carrier, "copy-dropped", 0, 0, reason)
         copy.start(mine, lambda: self._offer_connection(carrier))
         return copy
@@ -358,11 +358,10 @@ class RedirectSession:
 
     def _await_decision(self, conn: Connection) -> None:
         """Wait for a tunnel to claim ``conn``; otherwise fail open (or reset)."""
-        opts = self.options
         if self.stopped:
             conn.reject_reason = "redirect ended"
-        elif not conn.decided.wait(opts.fail_open_timeout):
-            conn.reject_reason = f"client did not take the connection in {opts.fail_open_timeout}s"
+        elif not conn.decided.wait(conn.claim_timeout()):
+            conn.reject_reason = f"client did not take the connection in {conn.claim_timeout()}s"
         self.registry.remove(conn.id)
         if conn.transition("local"):  # (else a tunnel claimed it)
             self.fail_over(conn, conn.reject_reason)

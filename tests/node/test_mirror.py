@@ -112,6 +112,24 @@ def test_every_request_is_answered_by_the_app_and_copied(app: Lab, node_session)
     assert app.tagged_rules() == []
 
 
+def test_the_iptables_fallback_mirrors_too(app: Lab, iptables_session) -> None:
+    """Where the kernel has no owned nftables tables the rules go into iptables: the mirror
+    works the same, and its rules are gone after it."""
+    copies = _Copies()
+    routes = _Routes()
+    requests = [_request(i) for i in range(100)]
+    with tcp_server(copies.handler) as operator, \
+            _mirror(iptables_session, operator, routes) as handle:
+        assert handle.rules and not any(r.startswith("add rule") for r in handle.rules)
+        answers = _send_all(app, requests)
+        got = copies.wait_for(len(requests))
+        counts = routes.wait_for(2 * len(requests))
+    assert answers == [APP_ANSWER] * len(requests)
+    assert sorted(got) == sorted(requests)
+    assert counts == {"original": len(requests), "mirror": len(requests)}
+    assert app.tagged_rules() == []
+
+
 def test_operator_server_stopped_changes_no_answer(app: Lab, node_session) -> None:
     """No operator server: the app's answers are byte-identical to those without a mirror,
     none fails, and every copy is reported dropped (never silently)."""
