@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from kdiag import __version__
+from kdiag.cli import traffic_commands as traffic
 from kdiag.errors import EXIT_INTERRUPTED, EXIT_INVALID, KdiagError
 
 EPILOG = """\
@@ -186,52 +187,6 @@ def _ps(ps: argparse.ArgumentParser) -> None:
     ps.set_defaults(handler="kdiag.cli.adhoc.ps")
 
 
-def _redirect(redirect: argparse.ArgumentParser) -> None:
-    from kdiag.cli.adhoc.targeting import add_target_flags
-
-    redirect.description = ("Redirect the target's incoming connections on PORT (or, with "
-                            "--outgoing, its connections to PORT) to LOCALPORT on this machine "
-                            "until Ctrl-C. Without ports: every port the target listens on.")
-    redirect.epilog = ("examples:\n  kdiag redirect -n shop api-0 8080:9000\n"
-                       "  kdiag redirect -n shop deploy/api --all 8080:9000   # every replica, "
-                       "and those that come later\n"
-                       "  kdiag redirect -n shop svc/api --all http:9000      # the Service's "
-                       "port: its targetPort\n"
-                       "  kdiag redirect -l app=api            # every listening port, same "
-                       "numbers\n  kdiag redirect --outgoing --pod web-0 5432")
-    add_target_flags(redirect)
-    redirect.add_argument("ports", nargs="*", metavar="[TARGET] PORT[:LOCALPORT]",
-                          help="the target first (unless --pod/-l name it), then the ports "
-                               "(a number, or a Service's or container's port name)")
-    redirect.add_argument("--probes", choices=["app", "redirect"], default="app",
-                          help="incoming: the node's connections (the kubelet's probes) reach "
-                               "the app (default: the pod stays Ready) or are redirected too")
-    redirect.add_argument("--outgoing", action="store_true",
-                          help="the target's outgoing connections to PORT")
-    redirect.add_argument("--to", default="127.0.0.1", metavar="HOST",
-                          help="the local host to send them to (default 127.0.0.1)")
-    redirect.add_argument("--no-fail-open", action="store_true",
-                          help="refuse connections this machine cannot take (default: they "
-                               "reach their original destination)")
-    redirect.set_defaults(handler="kdiag.cli.adhoc.redirect")
-
-
-def _forward(forward: argparse.ArgumentParser) -> None:
-    from kdiag.cli.adhoc.targeting import add_target_flags
-
-    forward.description = ("Forward local ports to a pod's ports through the API server until "
-                           "Ctrl-C.")
-    forward.epilog = ("examples:\n  kdiag forward -n shop api-0 8080 9090:9000\n"
-                      "  kdiag forward -n shop svc/api 80     # a pod behind the Service, on "
-                      "its targetPort")
-    add_target_flags(forward, all_pods=False)
-    forward.add_argument("ports", nargs="*", metavar="[TARGET] PORT[:LOCALPORT]",
-                         help="the target first (unless --pod/-l name it), then the ports")
-    forward.add_argument("--address", default="127.0.0.1", help="local address (default "
-                         "127.0.0.1)")
-    forward.set_defaults(handler="kdiag.cli.adhoc.forward")
-
-
 def _logs(logs: argparse.ArgumentParser) -> None:
     from kdiag.cli.adhoc.targeting import TARGET_HELP, add_target_flags
 
@@ -305,8 +260,12 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "connect": ("a local command that reaches cluster Services by name", _connect),
     "expose": ("a port of this machine as a Service in the cluster", _expose),
     "ps": ("the target's processes and listening ports", _ps),
-    "redirect": ("send the target's connections to this machine", _redirect),
-    "forward": ("pod ports on local ports (kubectl port-forward)", _forward),
+    "redirect": ("send the target's connections to this machine", traffic.redirect_arguments),
+    "mirror": ("copy the target's incoming traffic to this machine (the app still serves)",
+               traffic.mirror_arguments),
+    "capture": ("the target's packets as a live pcap stream (-w - | tcpdump -r -)",
+                traffic.capture_arguments),
+    "forward": ("pod ports on local ports (kubectl port-forward)", traffic.forward_arguments),
     "logs": ("follow many pods' and containers' logs", _logs),
     "doctor": ("check that a run can work here, before changing anything", _doctor),
     "gc": ("remove what dead kdiag runs left in the cluster", _gc),
@@ -333,7 +292,8 @@ def build_parser(prog: str = "kdiag", only: str | None = None) -> argparse.Argum
 
 POSITIONAL_TARGET: dict[str, tuple[str, str]] = {
     "shell": ("words", "cmd"), "logs": ("words", "cmd"), "ps": ("words", ""),
-    "doctor": ("words", ""), "redirect": ("ports", ""), "forward": ("ports", "")}
+    "doctor": ("words", ""), "redirect": ("ports", ""), "mirror": ("ports", ""),
+    "capture": ("words", ""), "forward": ("ports", "")}
 """Commands whose first positional word may name the target (kubectl's way): the field the
 words go to, and where words after the target go (a command after ``--``)."""
 

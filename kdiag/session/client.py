@@ -260,11 +260,13 @@ class ManagerClient:
 
     # -- capture ---------------------------------------------------------------------------
 
-    def capture(self, path: str | Path, filter: str = "", *, interface: str = "",
+    def capture(self, path: str | Path | BinaryIO, filter: str = "", *, interface: str = "",
                 max_packets: int = 0, max_bytes: int = 0, duration: float = 0,
                 snaplen: int = 0, stop: threading.Event | None = None,
                 started: threading.Event | None = None) -> CaptureResult:
-        """Capture packets of the target's network namespace into the pcap file ``path``.
+        """Capture packets of the target's network namespace into the pcap file ``path``, or
+        into a binary stream (live: flushed as each batch of whole packets arrives; an OSError
+        writing it, e.g. a reader gone, cancels the capture and is raised).
 
         Ends at the first limit reached, or when ``stop`` is set (gracefully: what tcpdump
         holds is flushed into the file). ``started`` is set once packets are being captured.
@@ -288,12 +290,15 @@ class ManagerClient:
         if stop is not None:
             threading.Thread(target=stop_when_asked, daemon=True).start()
         done = pb.CaptureDone(reason="cancelled")
+        live = not isinstance(path, (str, Path))
         try:
-            with open(path, "wb") as f:
+            with _binary_output(path) as f:
                 for chunk in call:
                     kind = chunk.WhichOneof("msg")
                     if kind == "data":
                         f.write(chunk.data)
+                        if live:
+                            f.flush()
                     elif kind == "started":
                         if started is not None:
                             started.set()
@@ -302,11 +307,15 @@ class ManagerClient:
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.CANCELLED:
                 raise convert(exc, "capture") from None
+        except OSError:
+            call.cancel()  # the output is gone: tcpdump stops
+            raise
         finally:
             controls.put(None)  # ends the request stream if the capture ended by itself
         if done.error and not done.packets:
             raise ManagerError(f"capture: {done.error}")
-        return CaptureResult(str(path), done.packets, done.bytes, done.reason, done.error)
+        return CaptureResult(str(path) if not live else "-", done.packets, done.bytes,
+                             done.reason, done.error)
 
     # -- copy ------------------------------------------------------------------------------
 
@@ -423,3 +432,13 @@ class ManagerClient:
     def probe_dns(self, name: str, *, timeout: float = 5.0) -> ProbeResult:
         """Resolve ``name`` with the target's hosts file and resolv.conf (A and AAAA)."""
         return self._probe(pb.ProbeRequest(kind="dns", host=name, timeout_seconds=timeout))
+
+
+@contextlib.contextmanager
+def _binary_output(target: str | Path | BinaryIO) -> Iterator[BinaryIO]:
+    """``target`` opened for writing (a path), or as given (a stream: left open)."""
+    if isinstance(target, (str, Path)):
+        with open(target, "wb") as f:
+            yield f
+    else:
+        yield target

@@ -100,6 +100,8 @@ class RedirectSpec:
     header: tuple[str, str] | None = None
     session: str | None = None
     skip_sources: tuple[str, ...] = ()
+    mirror: bool = False
+    """Incoming: the app still serves every connection; a copy goes to the operator side."""
 
     def to_pb(self) -> pb.RedirectSpec:
         """The protobuf message."""
@@ -107,7 +109,8 @@ class RedirectSpec:
             direction=pb.INCOMING if self.direction == "incoming" else pb.OUTGOING,
             ports=list(self.ports), destination=self.destination or "",
             fail_open=self.fail_open, fail_open_timeout_seconds=self.fail_open_timeout,
-            session=self.session or "", batch_closed=True, skip_sources=list(self.skip_sources))
+            session=self.session or "", batch_closed=True, skip_sources=list(self.skip_sources),
+            mirror=self.mirror)
         if self.header:
             spec.header_filter.name, spec.header_filter.value = self.header
         return spec

@@ -9,6 +9,7 @@ destination instead.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +73,31 @@ def parse_address(text: str | None) -> tuple[str, int | None]:
     return host or "127.0.0.1", int(port)
 
 
+def operator_mapping(body: dict[str, Any], session: TargetSession
+                     ) -> dict[int, tuple[str, int]]:
+    """The step's ``ports`` (as the target knows them) and ``to``: each target port's
+    operator-side address."""
+    host, port = parse_address(body.get("to"))
+    return parse_ports(target_ports(body["ports"], session), host, port)
+
+
+def header_of(body: dict[str, Any]) -> tuple[str, str] | None:
+    """The step's ``header`` filter as (name, value)."""
+    header = body.get("header")
+    return (header["name"], header["value"]) if header else None
+
+
+def kept_up(handle: RedirectHandle, mapping: dict[int, tuple[str, int]], skip: tuple[str, ...],
+            stats: dict[str, int], output: Callable[[str], None]) -> dict[str, Any]:
+    """Print the redirect's warnings; its result (what a redirect and a mirror report)."""
+    for warning in handle.warnings:
+        output(f"warning: {warning}\n")
+    return {"ports": list(mapping), "to": [f"{h}:{p}" for h, p in mapping.values()],
+            "listen_port": handle.listen_port, "rules": handle.rules,
+            "warnings": handle.warnings, "skip_sources": list(skip),
+            "session": handle.session, "stats": stats}
+
+
 STAT_NAMES = ("to_operator", "to_app", "rejected", "dropped", "open", "closed",
               "bytes_in", "bytes_out")
 """The result's ``stats``: where the target's connections went (see :func:`_tracker`)."""
@@ -87,12 +113,15 @@ def stats_line(stats: dict[str, int]) -> str:
 
 
 @dataclass
-class _Running:
-    """A redirect kept up in the background; stopping it removes the manager's rules."""
+class RunningRedirect:
+    """A redirect (or mirror) kept up in the background; stopping it removes the manager's
+    rules and prints what went where (``summary`` of the stats)."""
 
     handle: RedirectHandle
     ctx: StepContext
     stats: dict[str, int]
+    summary: Callable[[dict[str, int]], str] = stats_line
+    stream: str = "redirect"
 
     @property
     def lifeline(self) -> Lifeline:
@@ -101,7 +130,7 @@ class _Running:
 
     def stop(self) -> None:
         self.handle.close()
-        self.ctx.output(f"stopped: {stats_line(self.stats)}\n", "redirect")
+        self.ctx.output(f"stopped: {self.summary(self.stats)}\n", self.stream)
 
 
 def _tracker(ctx: StepContext, stats: dict[str, int]) -> Any:
@@ -201,9 +230,7 @@ class RedirectStep(StepType):
 
         require_background_or_duration(self.kind, body, ctx)
         session = ctx.target()
-        host, port = parse_address(body.get("to"))
-        mapping = parse_ports(target_ports(body["ports"], session), host, port)
-        header = body.get("header")
+        mapping = operator_mapping(body, session)
         direction = body.get("direction", "incoming")
         skip = session.node_sources() if direction == "incoming" and \
             body.get("probes", "app") == "app" else ()
@@ -211,20 +238,15 @@ class RedirectStep(StepType):
             direction=direction, ports=list(mapping),
             destination=body.get("destination"), fail_open=body.get("fail_open", True),
             fail_open_timeout=parse_duration(body.get("fail_open_timeout", 3)),
-            header=(header["name"], header["value"]) if header else None, skip_sources=skip)
+            header=header_of(body), skip_sources=skip)
         stats = dict.fromkeys(STAT_NAMES, 0)
         handle = session.manager.redirect(spec, mapping, on_event=_tracker(ctx, stats))
         kept = f"; from {', '.join(skip)} (the node: probes) to the app" if skip else ""
         ctx.output(f"{spec.direction} redirect of {', '.join(map(str, mapping))} -> "
                    f"{', '.join(f'{h}:{p}' for h, p in mapping.values())} "
                    f"(manager port {handle.listen_port}{kept})\n", "redirect")
-        for warning in handle.warnings:
-            ctx.output(f"warning: {warning}\n", "redirect")
-        result = {"ports": list(mapping), "to": [f"{h}:{p}" for h, p in mapping.values()],
-                  "listen_port": handle.listen_port, "rules": handle.rules,
-                  "warnings": handle.warnings, "skip_sources": list(skip),
-                  "session": handle.session, "stats": stats}
-        return keep_up(_Running(handle, ctx, stats), body, ctx, result)
+        result = kept_up(handle, mapping, skip, stats, lambda text: ctx.output(text, "redirect"))
+        return keep_up(RunningRedirect(handle, ctx, stats), body, ctx, result)
 
     def describe(self, body: Any) -> str:
         if not isinstance(body, dict):

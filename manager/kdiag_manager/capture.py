@@ -62,11 +62,16 @@ class PcapCutter:
         return bytes(out), limit
 
 
+# Chunks (of up to 64 KiB) read from tcpdump and not yet sent: a slow reader at the other end
+# (a live capture into Wireshark) makes tcpdump wait, and the kernel drop packets (tcpdump
+# counts them), instead of the manager's memory growing.
+QUEUED_CHUNKS = 256
+
 _STARTED = b"<started>"
 """Put in the chunk queue when tcpdump says it is listening (a distinct object, not data)."""
 
 
-def _reader(fd: int, out: queue.SimpleQueue[bytes | None]) -> None:
+def _reader(fd: int, out: queue.Queue[bytes | None]) -> None:
     try:
         while data := os.read(fd, 65536):
             out.put(data)
@@ -75,7 +80,13 @@ def _reader(fd: int, out: queue.SimpleQueue[bytes | None]) -> None:
     out.put(None)
 
 
-def _stderr_reader(stream: Any, out: queue.SimpleQueue[bytes | None], lines: list[str]) -> None:
+def _drain(chunks: queue.Queue[bytes | None]) -> None:
+    """Read what tcpdump still writes after the stream ended, so that it can exit."""
+    while chunks.get() is not None:
+        pass
+
+
+def _stderr_reader(stream: Any, out: queue.Queue[bytes | None], lines: list[str]) -> None:
     """Collect tcpdump's messages; its "listening on" line means packets are being captured."""
     for raw in iter(stream.readline, b""):
         line = raw.decode(errors="replace").strip()
@@ -140,7 +151,7 @@ def run(controls: Iterator[pb.CaptureControl], config: Config, context: Any
             proc.send_signal(signal.SIGINT)  # tcpdump flushes and exits
 
     context.add_callback(stop)
-    chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+    chunks: queue.Queue[bytes | None] = queue.Queue(QUEUED_CHUNKS)
     messages: list[str] = []
     stopped = threading.Event()
     threading.Thread(target=_reader, args=(proc.stdout.fileno(), chunks), daemon=True).start()
@@ -150,6 +161,7 @@ def run(controls: Iterator[pb.CaptureControl], config: Config, context: Any
     cutter = PcapCutter()
     deadline = time.monotonic() + req.duration_seconds if req.duration_seconds else None
     reason = "ended"
+    eof = False  # tcpdump's output ended (read to the end)
     try:
         while True:
             wait = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
@@ -167,6 +179,7 @@ def run(controls: Iterator[pb.CaptureControl], config: Config, context: Any
                 yield pb.CaptureChunk(started=True)
                 continue
             if data is None:
+                eof = True
                 reason = "stopped" if stopped.is_set() else "packets" if req.max_packets and \
                     cutter.packets >= req.max_packets else "ended"
                 break
@@ -179,6 +192,8 @@ def run(controls: Iterator[pb.CaptureControl], config: Config, context: Any
                 break
     finally:
         stop()
+        if not eof and reason != "duration":  # (after a duration: sent below)
+            threading.Thread(target=_drain, args=(chunks,), daemon=True).start()
         try:
             proc.wait(5)
         except subprocess.TimeoutExpired:

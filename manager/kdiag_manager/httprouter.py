@@ -276,6 +276,18 @@ class _Upstream:
         self.sock.close()
 
 
+def _teed(send: Callable[[bytes], None], copy: splice.Tee | None) -> Callable[[bytes], None]:
+    """``send``, and ``copy`` the same bytes after it (if any)."""
+    if copy is None:
+        return send
+
+    def both(data: bytes) -> None:
+        send(data)
+        copy(data)
+
+    return both
+
+
 @dataclass
 class Stats:
     """Bytes the router moved to and from the app (the operator's travel in their tunnels)."""
@@ -287,10 +299,12 @@ class Stats:
 
 
 def route(client: socket.socket, initial: bytes, to_operator: Callable[[httpfilter.RequestHead],
-          bool], connect: Callable[[str], socket.socket]) -> Stats:
+          bool], connect: Callable[[str], socket.socket],
+          tee: Callable[[httpfilter.RequestHead], splice.Tee | None] | None = None) -> Stats:
     """Serve ``client`` (whose first bytes, a request head, are ``initial``) until it ends.
 
-    ``connect("app" | "operator")`` opens an upstream (raises OSError). Closes every socket.
+    ``connect("app" | "operator")`` opens an upstream (raises OSError). ``tee(head)`` may
+    return what also gets that request's bytes (a mirror's copy). Closes every socket.
     """
     stats = Stats()
     ups: dict[str, _Upstream] = {}
@@ -342,10 +356,11 @@ def route(client: socket.socket, initial: bytes, to_operator: Callable[[httpfilt
                 stats.app_requests += 1
             framing = request_framing(head)
             up = upstream(name)
-            up.send(raw)
+            send = _teed(up.send, tee(head) if tee is not None else None)
+            send(raw)
             if "100-continue" in _tokens(head.header("Expect")):
                 out.write(CONTINUE)
-            _copy_body(reader, framing, up.send)
+            _copy_body(reader, framing, send)
             while True:
                 rraw = up.reader.head()
                 if rraw is None:

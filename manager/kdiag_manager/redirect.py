@@ -21,7 +21,7 @@ import threading
 import weakref
 from collections.abc import Iterator
 
-from . import conntrack, httpfilter, httprouter, redirectrules, sysutil
+from . import conntrack, httpfilter, httprouter, mirror, redirectrules, sysutil
 from .connections import (
     Connection,
     ConnectionRegistry,
@@ -81,7 +81,8 @@ class RedirectSession:
             _register(self)
             listener, dual = _listen()
             self._listener = listener
-            self._pool = TunnelPool(listener, direct=opts.header is None)
+            # (Mirrored connections go to the app: only their copies travel in tunnels.)
+            self._pool = TunnelPool(listener, direct=opts.header is None and not opts.mirror)
             self.listen_port = listener.getsockname()[1]
             _ports.add(self.listen_port)
             try:
@@ -200,9 +201,15 @@ class RedirectSession:
     def closed(self, conn: Connection, route: str, sent: int, received: int,
                error: str = "") -> None:
         """Report the end of a connection on the control stream. One the manager reset
-        (``error`` on the operator's route, or dropped) is forgotten by conntrack too."""
+        (``error`` on the operator's route, or dropped) is forgotten by conntrack too. A
+        mirror's copy closes as ``mirror`` (delivered whole) or ``copy-dropped``."""
         self._mine.discard(conn.id)
-        if error and route in ("operator", "dropped"):
+        if conn.copy is not None:  # (its peer's own connection is the app's: keep its flow)
+            if not conn.copy.report_once():
+                return  # reported when it was dropped
+            error = error or conn.copy.dropped
+            route = "copy-dropped" if error else "mirror"
+        elif error and route in ("operator", "dropped"):
             conntrack.forget_later([(conn.peer, conn.original)])
         self.emit(pb.RedirectEvent(closed=pb.ConnectionClosed(
             connection_id=conn.id, route=route, bytes_from_peer=sent, bytes_to_peer=received,
@@ -223,7 +230,9 @@ class RedirectSession:
             pool.release()
 
     def _accepted(self, sock: socket.socket, peer: tuple[str, int]) -> None:
-        if self.options.header is not None:
+        if self.options.mirror:
+            WORKERS.submit(self._mirror, sock, peer)  # connects to the app: may block
+        elif self.options.header is not None:
             WORKERS.submit(self._filter, sock, peer)  # reads the request: may block
         else:
             self._offer(sock, peer)  # never blocks: keeps connection setup fast
@@ -269,6 +278,23 @@ class RedirectSession:
         if stats.app_requests:
             self.closed(conn, "original", stats.from_peer, stats.to_peer, stats.error)
 
+    def _mirror(self, sock: socket.socket, peer: tuple[str, int]) -> None:
+        """Mirror: the app serves the connection; copies go to the operator (:mod:`mirror`)."""
+        conn = self._new_connection(sock, peer)
+        if conn is not None:
+            mirror.serve(conn, self._copy_of, self.options.header)
+
+    def _copy_of(self, conn: Connection) -> mirror.Copy:
+        """A copy of ``conn``'s bytes, offered to the client as a connection of its own (one
+        end of a socket pair); where it cannot go, it is dropped, never sent to the app."""
+        copy = mirror.Copy()
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        carrier = Connection(self.registry.next_id(), theirs, conn.original, conn.peer, self,
+                             copy=copy, patience=mirror.COPY_PATIENCE)
+        copy.on_drop = lambda reason: self.closed(carrier, "copy-dropped", 0, 0, reason)
+        copy.start(mine, lambda: self._offer_connection(carrier))
+        return copy
+
     def _offer(self, sock: socket.socket, peer: tuple[str, int]) -> None:
         conn = self._new_connection(sock, peer)
         if conn is not None:
@@ -308,8 +334,14 @@ class RedirectSession:
         return self._pool is not None and self._pool.hand(conn)
 
     def fail_over(self, conn: Connection, reason: str) -> None:
-        """A pooled tunnel could not carry ``conn``: original destination or reset."""
-        if self.options.fail_open:
+        """The client could not take ``conn``: original destination or reset (a mirror's
+        copy: dropped)."""
+        if conn.copy is not None:
+            reason = reason or "the client did not take the copy"
+            conn.copy.drop(reason)
+            abort(conn.sock)
+            self.closed(conn, "copy-dropped", 0, 0, reason)
+        elif self.options.fail_open:
             route_local(conn, "original", reason)
         else:
             abort(conn.sock)
@@ -326,19 +358,13 @@ class RedirectSession:
 
     def _await_decision(self, conn: Connection) -> None:
         """Wait for a tunnel to claim ``conn``; otherwise fail open (or reset)."""
-        opts = self.options
         if self.stopped:
             conn.reject_reason = "redirect ended"
-        elif not conn.decided.wait(opts.fail_open_timeout):
-            conn.reject_reason = f"client did not take the connection in {opts.fail_open_timeout}s"
+        elif not conn.decided.wait(conn.claim_timeout()):
+            conn.reject_reason = f"client did not take the connection in {conn.claim_timeout()}s"
         self.registry.remove(conn.id)
-        if not conn.transition("local"):
-            return  # a tunnel claimed it
-        if opts.fail_open:
-            route_local(conn, "original", conn.reject_reason)
-        else:
-            abort(conn.sock)
-            self.closed(conn, "dropped", 0, 0, conn.reject_reason)
+        if conn.transition("local"):  # (else a tunnel claimed it)
+            self.fail_over(conn, conn.reject_reason)
 
 def _listen() -> tuple[socket.socket, bool]:
     """A listener on every address and a free port: dual-stack where IPv6 exists (True)."""

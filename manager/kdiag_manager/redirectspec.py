@@ -28,6 +28,8 @@ class RedirectOptions:
     header: tuple[str, str] | None = None
     skip_sources: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     """Incoming: connections from these sources are not redirected (the kubelet's probes)."""
+    mirror: bool = False
+    """Incoming: the app still serves every connection; copies go to the operator."""
 
     @classmethod
     def from_spec(cls, spec: pb.RedirectSpec, default_session: str) -> RedirectOptions:
@@ -48,8 +50,10 @@ class RedirectOptions:
         timeout = spec.fail_open_timeout_seconds or DEFAULT_FAIL_OPEN_TIMEOUT
         if spec.skip_sources and spec.direction != pb.INCOMING:
             raise SpecError("skip_sources applies to incoming redirects only")
+        if spec.mirror and spec.direction != pb.INCOMING:
+            raise SpecError("mirror applies to incoming redirects only")
         return cls(spec.direction == pb.INCOMING, ports, session, spec.destination or None,
-                   spec.fail_open, timeout, header, _networks(spec.skip_sources))
+                   spec.fail_open, timeout, header, _networks(spec.skip_sources), spec.mirror)
 
 
 MAX_SKIP_SOURCES = 16

@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .wire.sockets import abort
@@ -24,8 +25,12 @@ class SpliceResult:
     reset: bool = False
 
 
+Tee = Callable[[bytes], None]
+"""Gets a copy of what went one way (a mirror's copy: it must never block)."""
+
+
 def _pump(src: socket.socket, dst: socket.socket, result: SpliceResult, forward: bool,
-          failed: threading.Event) -> None:
+          failed: threading.Event, tee: Tee | None = None) -> None:
     total = 0
     try:
         while True:
@@ -35,6 +40,8 @@ def _pump(src: socket.socket, dst: socket.socket, result: SpliceResult, forward:
                 break
             dst.sendall(data)
             total += len(data)
+            if tee is not None:
+                tee(data)
     except OSError:
         result.reset = True
         failed.set()
@@ -51,8 +58,10 @@ def _pump(src: socket.socket, dst: socket.socket, result: SpliceResult, forward:
         result.b_to_a = total
 
 
-def splice(a: socket.socket, b: socket.socket, initial: bytes = b"") -> SpliceResult:
+def splice(a: socket.socket, b: socket.socket, initial: bytes = b"",
+           tee: Tee | None = None) -> SpliceResult:
     """Copy ``a`` ⇄ ``b`` until both directions finish; send ``initial`` to ``b`` first.
+    ``tee`` also gets what goes from ``a`` to ``b`` (once ``b`` has it).
 
     Blocks the calling thread (one extra thread does the other direction); closes both sockets.
     """
@@ -61,13 +70,15 @@ def splice(a: socket.socket, b: socket.socket, initial: bytes = b"") -> SpliceRe
     try:
         if initial:
             b.sendall(initial)
+            if tee is not None:
+                tee(initial)
     except OSError:
         abort(a)
         abort(b)
         return SpliceResult(reset=True)
     t = threading.Thread(target=_pump, args=(b, a, result, False, failed), daemon=True)
     t.start()
-    _pump(a, b, result, True, failed)
+    _pump(a, b, result, True, failed, tee)
     t.join()
     result.a_to_b += len(initial)
     a.close()

@@ -270,7 +270,7 @@ def _serve(conn: Connection, requests: Iterator[frames.Frame | Piped], rpc: _Rpc
     st = _State(pooled)
     received = len(conn.initial)
     replay = bytearray(conn.initial) if pooled else bytearray()
-    deadline = time.monotonic() + conn.session.options.fail_open_timeout
+    deadline = time.monotonic() + conn.claim_timeout()
 
     def on_rpc_end() -> None:
         # The stream ended (finished, cancelled, or the client vanished): never leave a

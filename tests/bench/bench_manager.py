@@ -11,7 +11,9 @@
   go to the app through the manager's router), against the same app on a port without a
   redirect;
 - memory under load: the manager's peak RSS while 200 connections each move 4 MiB through a
-  redirect at once (half each way), and its RSS once they have ended.
+  redirect at once (half each way), and its RSS once they have ended;
+- mirror latency: p50 of requests (a new connection each) to the app under a mirror (copies to
+  a draining server on this host) against the same app on a port without one.
 
 The peers are separate processes (``manager_peers``) so that only the tunnel pumps share this
 process (as they do in the CLI). ``run(record)`` follows tests/bench/run.py.
@@ -55,7 +57,9 @@ FIGURES = ("manager.rss_idle", "manager.redirect_throughput", "manager.redirect_
            "manager.connect_latency_p50", "manager.connect_latency_p99",
            "manager.rss_100_tunnels", "manager.header_filter_keepalive_rps",
            "manager.header_filter_keepalive_ratio", "manager.rss_peak_load_mb",
-           "manager.rss_after_load_mb", "manager.redirect_throughput_ratio_busy")
+           "manager.rss_after_load_mb", "manager.redirect_throughput_ratio_busy",
+           "manager.mirror_latency_ms", "manager.mirror_latency_ratio",
+           "manager.mirror_keepalive_latency_ms", "manager.mirror_keepalive_latency_ratio")
 
 
 def _sh(*args: str) -> None:
@@ -94,6 +98,7 @@ def run(record: Record) -> None:
             _through_redirect(record, session, ns, port, manager_pid, procs)
             _keepalive(record, session, ns, port)
             _load(record, session, ns, port, manager_pid)
+            _mirror_latency(record, session, ns, procs)
             _busy_throughput(record, session, ns, port)
         finally:
             session.close()
@@ -156,6 +161,49 @@ def _through_redirect(record: Record, session: Any, ns: str, port: int, manager_
         hold.wait(30)
     finally:
         handle.close()
+
+
+MIRROR_SAMPLES = 400
+MIRROR_ROUNDS = 3
+
+
+def _mirror_latency(record: Record, session: Any, ns: str,
+                    procs: list[subprocess.Popen[str]]) -> None:
+    """p50 of requests to the app under a mirror against the app without one (best round of
+    each, taking turns); the copies go to a server that reads them to their end."""
+    from kdiag.session.results import RedirectSpec
+
+    drain = peer(None, "drain")
+    procs.append(drain)
+    assert drain.stdout is not None
+    sink = int(drain.stdout.readline())
+    handle = session.manager.redirect(RedirectSpec("incoming", [APP_PORT], mirror=True),
+                                      ("127.0.0.1", sink))
+    try:
+        for kind, how in (("", "each on a new connection"),
+                          ("_keepalive", "all on one keep-alive connection")):
+            direct, via = _p50_pair(ns, kind == "_keepalive")
+            record(f"manager.mirror{kind}_latency_ms", via, "ms", "", direct)
+            record(f"manager.mirror{kind}_latency_ratio", via / direct, "x",
+                   "<= 1.3" if not kind else "", direct,
+                   sides=(f"p50 of {MIRROR_SAMPLES} GETs, {how}, from the target's namespace "
+                          "to an app port under a mirror (the manager serves each connection "
+                          "by the app and sends a copy through a tunnel to a server on this "
+                          "host that drains it) ÷ the same to a port of the same app without "
+                          f"one; best of {MIRROR_ROUNDS} rounds each, taking turns"))
+    finally:
+        handle.close()
+
+
+def _p50_pair(ns: str, keep: bool) -> tuple[float, float]:
+    """The best p50 (ms) of requests to the plain port and to the mirrored one."""
+    directs, vias = [], []
+    for _ in range(MIRROR_ROUNDS):
+        for app_port, out in ((APP_PLAIN_PORT, directs), (APP_PORT, vias)):
+            samples = result(peer(ns, "reqlat", "127.0.0.1", str(app_port), str(MIRROR_SAMPLES),
+                                  "keep" if keep else "new"))["samples"]
+            out.append(pct(samples, 0.5))
+    return min(directs), min(vias)
 
 
 def _keepalive(record: Record, session: Any, ns: str, port: int) -> None:

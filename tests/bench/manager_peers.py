@@ -14,7 +14,11 @@ pumps share the benchmark's own process (as they do in the CLI). Roles:
   unless an address is given; a thread per connection, the request head parsed, a small
   response in one write), until stdin ends;
 - ``keepalive HOST PORT N [HEADER]``: N requests over one keep-alive connection with the
-  standard library's ``http.client``, timed.
+  standard library's ``http.client``, timed;
+- ``drain``: a server on 127.0.0.1 that reads each connection to its end and closes it (a
+  mirror's operator side);
+- ``reqlat HOST PORT N [keep]``: N GETs, each on a new connection (``keep``: all on one
+  keep-alive connection), each timed (head and body read).
 """
 
 from __future__ import annotations
@@ -86,6 +90,19 @@ if role == "httpapp":
         threading.Thread(target=accept, args=(s,), daemon=True).start()
     print("READY", flush=True); sys.stdin.read()
     sys.exit(0)
+if role == "drain":
+    srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0)); srv.listen(1024)
+    print(srv.getsockname()[1], flush=True)
+    def handle(c):
+        try:
+            while c.recv(1 << 16): pass
+        except OSError:
+            pass
+        c.close()
+    while True:
+        c, _ = srv.accept()
+        threading.Thread(target=handle, args=(c,), daemon=True).start()
 host, port = sys.argv[2], int(sys.argv[3])
 if role == "send":
     n = int(sys.argv[4]); buf = b"x" * (1 << 20)
@@ -140,6 +157,22 @@ elif role == "load":
     for t in threads: t.start()
     for t in threads: t.join()
     print(json.dumps({"seconds": time.perf_counter() - t0, "errors": errors}))
+elif role == "reqlat":
+    out = []; keep = len(sys.argv) > 5 and sys.argv[5] == "keep"; s = None
+    req = b"GET / HTTP/1.1\r\nHost: app\r\n\r\n"
+    for i in range(int(sys.argv[4]) + 20):
+        t0 = time.perf_counter()
+        if s is None:
+            s = socket.create_connection((host, port))
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(req); got = b""
+        while not got.endswith(b"ok"):
+            d = s.recv(65536)
+            assert d, got
+            got += d
+        if i >= 20: out.append(time.perf_counter() - t0)  # the first 20 warm up
+        if not keep: s.close(); s = None
+    print(json.dumps({"samples": out}))
 elif role == "keepalive":
     import http.client
     n = int(sys.argv[4])

@@ -1,5 +1,6 @@
 """``kdiag redirect``: the target's incoming (or outgoing) connections on some ports — or on
 every port it listens on — go to this machine, until Ctrl-C. Each connection is printed.
+``kdiag mirror`` (``args.mirror``) runs here too: the app keeps serving, copies come here.
 
 With ``--all``, every ready pod of the target is redirected, and so is each pod that becomes
 ready later (a scale-up, a rollout); a pod that goes away is dropped with a line saying so.
@@ -38,15 +39,30 @@ def _printer(prefix: str) -> Callable[[Any], None]:
     return on_event
 
 
-class _Redirecting:
-    """One pod's redirect, as :class:`~kdiag.targets.following.Following` keeps it."""
+def _mirror_printer(prefix: str, stats: dict[str, int]) -> Callable[[Any], None]:
+    from kdiag.steps.mirror import mirror_tracker
 
-    def __init__(self, handle: Any) -> None:
+    def output(text: str) -> None:
+        print(f"{prefix}{text}", end="", flush=True)
+
+    return mirror_tracker(output, lambda counts: None, stats)
+
+
+class _Redirecting:
+    """One pod's redirect, as :class:`~kdiag.targets.following.Following` keeps it; a mirror
+    prints what it copied (and dropped) when it stops."""
+
+    def __init__(self, handle: Any, prefix: str = "",
+                 summary: Callable[[], str] | None = None) -> None:
         self.handle = handle
         self.lifeline = handle.lifeline
+        self.prefix = prefix
+        self.summary = summary
 
     def stop(self) -> None:
         self.handle.close()
+        if self.summary is not None:
+            print(f"{self.prefix}stopped: {self.summary()}", flush=True)
 
 
 def command(args: argparse.Namespace) -> int:
@@ -57,24 +73,35 @@ def command(args: argparse.Namespace) -> int:
     interrupt_on_sigterm()
     with open_session(args) as session:
         fleet = session.fleet()
-        if fleet is None:
-            handle = _start(args, session, wanted, "")
-            work = _Redirecting(handle)
-        else:
-            work = _start_all(args, fleet, wanted)
+        work = _start(args, session, wanted, "") if fleet is None else \
+            _start_all(args, fleet, wanted)
         print("Ctrl-C to stop", flush=True)
         try:
             loss = wait_until_lost(work.lifeline, target=session.watch())
         except KeyboardInterrupt:
             work.stop()
-            print("stopped; the redirect rules are removed", flush=True)
+            print(f"stopped; the {_mode(args)} rules are removed", flush=True)
             return EXIT_INTERRUPTED
-        raise lost("redirect", loss)
+        raise lost(_mode(args), loss)
+
+
+def _header(text: str | None) -> tuple[str, str] | None:
+    """``--header NAME=VALUE`` as (name, value)."""
+    if text is None:
+        return None
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise UsageError(f"--header {text!r}: expected NAME=VALUE")
+    return name.strip(), value
+
+
+def _mode(args: argparse.Namespace) -> str:
+    return "mirror" if getattr(args, "mirror", False) else "redirect"
 
 
 def _start(args: argparse.Namespace, session: Any, wanted: list[tuple[int | str, int | None]],
-           prefix: str) -> Any:
-    """The redirect on one pod (its ports mapped as the pod knows them)."""
+           prefix: str) -> _Redirecting:
+    """The redirect (or mirror) on one pod (its ports mapped as the pod knows them)."""
     from kdiag.session.results import RedirectSpec
 
     try:
@@ -91,15 +118,25 @@ def _start(args: argparse.Namespace, session: Any, wanted: list[tuple[int | str,
                   for remote, local in mappings}
     direction: Literal["incoming", "outgoing"] = "outgoing" if args.outgoing else "incoming"
     skip = session.node_sources() if direction == "incoming" and args.probes == "app" else ()
+    mirror = _mode(args) == "mirror"
     spec = RedirectSpec(direction=direction, ports=list(forward_to),
-                        fail_open=not args.no_fail_open, skip_sources=skip)
-    handle = session.manager.redirect(spec, forward_to, on_event=_printer(prefix))
+                        fail_open=not args.no_fail_open, skip_sources=skip, mirror=mirror,
+                        header=_header(getattr(args, "header", None)))
+    stats: dict[str, int] = {}
+    if mirror:
+        from kdiag.steps.mirror import STAT_NAMES, mirror_stats_line
+
+        stats = dict.fromkeys(STAT_NAMES, 0)
+    on_event = _mirror_printer(prefix, stats) if mirror else _printer(prefix)
+    handle = session.manager.redirect(spec, forward_to, on_event=on_event)
     arrows = ", ".join(f"{r} -> {h}:{p}" for r, (h, p) in forward_to.items())
     kept = f" (the node's connections, from {', '.join(skip)}, reach the app)" if skip else ""
-    print(f"{prefix}redirecting {direction} {arrows}{kept}", flush=True)
+    verb = "mirroring (the app serves every connection; copies to this machine)" if mirror \
+        else f"redirecting {direction}"
+    print(f"{prefix}{verb} {arrows}{kept}", flush=True)
     for warning in handle.warnings:
         print(f"{prefix}warning: {warning}", file=sys.stderr, flush=True)
-    return handle
+    return _Redirecting(handle, prefix, (lambda: mirror_stats_line(stats)) if mirror else None)
 
 
 def _start_all(args: argparse.Namespace, fleet: Any,
@@ -109,12 +146,12 @@ def _start_all(args: argparse.Namespace, fleet: Any,
     from kdiag.targets.following import Following
 
     def start(replica: Any, session: Any) -> _Redirecting:
-        return _Redirecting(_start(args, session, wanted, f"[{replica.name}] "))
+        return _start(args, session, wanted, f"[{replica.name}] ")
 
     def note(text: str) -> None:
         print(f"kdiag: {text}", file=sys.stderr, flush=True)
 
-    following = Following(fleet, "redirect", lambda r: start(r, fleet.open(r)), note)
+    following = Following(fleet, _mode(args), lambda r: start(r, fleet.open(r)), note)
     started = each(fleet, start)
     failed = [(r, w) for r, w in started if isinstance(w, Exception)]
     for replica, work in started:
@@ -123,10 +160,11 @@ def _start_all(args: argparse.Namespace, fleet: Any,
     if failed:
         following.stop()
         replica, exc = failed[0]
-        raise EnvironmentProblem(f"redirect on {replica.name}: {exc}"
+        raise EnvironmentProblem(f"{_mode(args)} on {replica.name}: {exc}"
                                  + (f" (and {len(failed) - 1} more pods)"
                                     if len(failed) > 1 else ""))
     following.follow()
-    note(f"redirecting {len(started)} pods of {fleet.label}; pods that become ready later "
-         "are redirected too")
+    verb = "mirror" if _mode(args) == "mirror" else "redirect"
+    note(f"{verb}ing {len(started)} pods of {fleet.label}; pods that become ready later "
+         f"are {verb}ed too")
     return following

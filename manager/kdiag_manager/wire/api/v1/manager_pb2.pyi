@@ -170,7 +170,7 @@ class HeaderFilter(_message.Message):
     def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class RedirectSpec(_message.Message):
-    __slots__ = ("direction", "ports", "destination", "fail_open", "fail_open_timeout_seconds", "header_filter", "session", "batch_closed", "skip_sources")
+    __slots__ = ("direction", "ports", "destination", "fail_open", "fail_open_timeout_seconds", "header_filter", "session", "batch_closed", "skip_sources", "mirror")
     DIRECTION_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_FIELD_NUMBER: _ClassVar[int]
@@ -180,6 +180,7 @@ class RedirectSpec(_message.Message):
     SESSION_FIELD_NUMBER: _ClassVar[int]
     BATCH_CLOSED_FIELD_NUMBER: _ClassVar[int]
     SKIP_SOURCES_FIELD_NUMBER: _ClassVar[int]
+    MIRROR_FIELD_NUMBER: _ClassVar[int]
     direction: Direction
     ports: _containers.RepeatedScalarFieldContainer[int]
     destination: str
@@ -189,7 +190,8 @@ class RedirectSpec(_message.Message):
     session: str
     batch_closed: bool
     skip_sources: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, direction: _Optional[_Union[Direction, str]] = ..., ports: _Optional[_Iterable[int]] = ..., destination: _Optional[str] = ..., fail_open: _Optional[bool] = ..., fail_open_timeout_seconds: _Optional[float] = ..., header_filter: _Optional[_Union[HeaderFilter, _Mapping]] = ..., session: _Optional[str] = ..., batch_closed: _Optional[bool] = ..., skip_sources: _Optional[_Iterable[str]] = ...) -> None: ...
+    mirror: bool
+    def __init__(self, direction: _Optional[_Union[Direction, str]] = ..., ports: _Optional[_Iterable[int]] = ..., destination: _Optional[str] = ..., fail_open: _Optional[bool] = ..., fail_open_timeout_seconds: _Optional[float] = ..., header_filter: _Optional[_Union[HeaderFilter, _Mapping]] = ..., session: _Optional[str] = ..., batch_closed: _Optional[bool] = ..., skip_sources: _Optional[_Iterable[str]] = ..., mirror: _Optional[bool] = ...) -> None: ...
 
 class RejectConnection(_message.Message):
     __slots__ = ("connection_id", "reason")
