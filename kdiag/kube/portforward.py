@@ -22,6 +22,7 @@ Two listeners use it:
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -49,6 +50,9 @@ RETRY_PAUSES = (0.2, 0.5, 1.0)
 READ_SIZE = 256 * 1024
 """Local reads: large, so that one WebSocket frame carries as much as possible."""
 DATA, ERROR = 0, 1
+PUMP_JOIN_TIMEOUT = 30.0
+"""How long the end of a forwarded connection waits for its sending pump (woken by the
+shutdown, it ends at once)."""
 LANE_DATA, LANE_ERROR = 2, 3  # the second port's channels: the session's lane
 _OPCODE_BINARY, _OPCODE_CLOSE = 0x2, 0x8
 
@@ -108,6 +112,9 @@ class PodStream:
         self.port = port
         self.stats = StreamStats()
         self._closed = threading.Event()
+        self._state = threading.Lock()
+        self._pumping = False
+        self._released = False
         self._lane: Lane | None = lane.attach(self._send_lane) if lane is not None else None
 
     def _send_lane(self, pieces: list[bytes | memoryview]) -> None:
@@ -118,7 +125,10 @@ class PodStream:
 
         frame = ABNF.create_frame(payload, ABNF.OPCODE_BINARY).format()
         with self.ws.lock:  # pongs are sent from the receiving thread
-            self.ws.sock.sendall(frame)
+            raw = self.ws.sock
+            if raw is None or self._released:
+                raise OSError(errno.EPIPE, "the port-forward ended")
+            raw.sendall(frame)
 
     def _to_pod(self, sock: socket.socket) -> None:
         """Local socket → WebSocket, until local EOF (the protocol has no half-close)."""
@@ -183,28 +193,63 @@ class PodStream:
             lane.close(str(exc))
 
     def run(self, sock: socket.socket) -> StreamStats:
-        """Pump both ways until either side ends; closes ``sock`` and the WebSocket."""
+        """Pump both ways until either side ends; closes ``sock`` and the WebSocket once
+        neither pump can be inside a call on them any more."""
+        with self._state:
+            self._pumping = True
         sender = threading.Thread(target=self._to_pod, args=(sock,), daemon=True,
                                   name=f"pf-{self.port}-out")
         sender.start()
         try:
             self._from_pod(sock)
         finally:
-            sender.join(5)
-            with contextlib.suppress(OSError):
-                sock.close()
+            self.close()  # (already, as the reader ended) wakes the sender
+            sender.join(PUMP_JOIN_TIMEOUT)
+            if sender.is_alive():  # never seen; leaking two descriptors beats reusing them
+                log.warning("port-forward %d: the sending pump did not end; its sockets are "
+                            "left open", self.port)
+            else:
+                with contextlib.suppress(OSError):
+                    sock.close()
+                with self._state:
+                    self._pumping = False
+                self._release()
         return self.stats
 
     def close(self) -> None:
-        """End the port-forward (idempotent)."""
+        """End the port-forward (idempotent, from any thread): shut the connection down, which
+        wakes both pumps.
+
+        The socket itself is closed only when no pump can be inside a call on it
+        (:meth:`_release`, at the end of :meth:`run`). Closed earlier — websocket-client's
+        ``close()`` also reads the connection for the peer's close frame, beside our reader —
+        its descriptor number could go to the next connection this process opens or accepts
+        while a pump's TLS read or write is still under way with that number: another
+        forwarded connection then received this one's TLS records (seen: ``\x17\x03\x03``
+        before an HTTP answer, 2 of 400 calls with 8 at once). No close frame is sent: it could
+        block on a peer that stopped reading; the API server ends the stream on the
+        connection's end the same way."""
         if self._closed.is_set():
             return
         self._closed.set()
         if self._lane is not None:
             self._lane.close("the port-forward ended")
-        with contextlib.suppress(Exception):
-            self.ws.close(timeout=1)
-        with contextlib.suppress(Exception):
+        raw = getattr(self.ws, "sock", None)
+        if raw is not None:
+            with contextlib.suppress(OSError):
+                raw.shutdown(socket.SHUT_RDWR)
+        with self._state:
+            idle = not self._pumping
+        if idle:
+            self._release()
+
+    def _release(self) -> None:
+        """Close the WebSocket's socket (once; only when no pump uses it)."""
+        with self._state:
+            if self._released:
+                return
+            self._released = True
+        with self.ws.lock, contextlib.suppress(Exception):  # no lane write under way
             self.ws.shutdown()
 
 

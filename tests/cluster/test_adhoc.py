@@ -165,3 +165,33 @@ def test_kubectl_plugin_name(example_pods: Pods, kdiag_cli: Kdiag, tmp_path: Pat
     usage = subprocess.run([str(plugin), "shell"], env=kdiag_cli.env, capture_output=True,
                            text=True, timeout=60, check=False)
     assert usage.returncode == 2 and usage.stderr.startswith("kubectl kdiag: error:"), usage
+
+
+def test_forward_carries_concurrent_connections_intact(example_pods: Pods,
+                                                       kdiag_cli: Kdiag) -> None:
+    """400 HTTP calls, 8 at once, through `kdiag forward`: each gets its own whole answer.
+    Each connection is its own port-forward (a TLS connection to the API server); one ending
+    while another opens must never hand one connection's bytes to the other (seen before the
+    fix: TLS records ahead of an HTTP answer, 2 of 400)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    forward = _start(kdiag_cli, "forward", *_target(example_pods), "8080:0")
+    try:
+        line = _wait_for_line(forward, "Forwarding from 127.0.0.1:")
+        local = int(line.split("127.0.0.1:")[1].split()[0])
+
+        def call(n: int) -> bytes:
+            with urllib.request.urlopen(f"http://127.0.0.1:{local}/echo?n={n}",
+                                        timeout=60) as resp:
+                return resp.read()
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(call, range(400)))
+        wrong = [(n, a[:60]) for n, a in enumerate(answers)
+                 if not a.startswith(f"GET /echo?n={n} HTTP/1.1\n".encode())]
+        assert not wrong, f"{len(wrong)} of 400 answers not their own: {wrong[:3]}"
+        assert _stop(forward) == 130
+    finally:
+        if forward.poll() is None:
+            forward.kill()
+            forward.wait()

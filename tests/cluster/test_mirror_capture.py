@@ -90,9 +90,8 @@ def _call(local: int, app_ip: str, i: int) -> str:
 
 
 def _calls(local: int, app_ip: str, ids: range) -> list[str]:
-    # One at a time: concurrent connections through `kdiag forward` sometimes get stray bytes
-    # (a TLS record of the API server connection) before their answer, mirror or not (seen on
-    # 2026-12-03: 2 of 400 calls with 8 at once; left to the forward's owners).
+    # One at a time (the order of the copies is checked); concurrent calls through `kdiag
+    # forward` are test_adhoc.py's test_forward_carries_concurrent_connections_intact.
     return [_call(local, app_ip, i) for i in ids]
 
 
