@@ -80,6 +80,9 @@ def _run(run: argparse.ArgumentParser) -> None:
                      help="how the manager reaches the runbook's pod: an ephemeral container, "
                           "a privileged pod on its node, or auto (the node when the ephemeral "
                           "container is refused); overrides the target's via")
+    run.add_argument("--node-namespace", metavar="NS",
+                     help="where the pod on the node goes (a namespace that allows privileged "
+                          "pods); overrides the target's node_namespace")
     run.add_argument("--max-output", metavar="SIZE",
                      help="bytes of each command output stream kept in memory for register "
                           "and reports, half from its start, half from its end (default 2MiB; "

@@ -68,11 +68,13 @@ def command(args: argparse.Namespace) -> int:
     _check_start_at(runbook, args.start_at)
     if args.pid is not None:
         runbook.target = {"node": {"pid": args.pid}}
-    elif args.via is not None:
+    elif args.via is not None or args.node_namespace is not None:
         if not isinstance(runbook.target, dict) or "kubernetes" not in runbook.target:
-            raise UsageError("--via needs a runbook with a kubernetes target")
+            raise UsageError("--via and --node-namespace need a runbook with a kubernetes "
+                             "target")
+        overrides = {"via": args.via, "node_namespace": args.node_namespace}
         runbook.target = {"kubernetes": {**(runbook.target["kubernetes"] or {}),
-                                         "via": args.via}}
+                                         **{k: v for k, v in overrides.items() if v}}}
     masker = Masker(values.secrets)
     _warn_short_secrets(runbook, values.values)
     if args.dry_run:

@@ -62,6 +62,9 @@ def node_pod_body(name: str, node: str, image: ManagerImage, token_hash: str, *,
                 "terminationMessagePolicy": "FallbackToLogsOnError"}]}}
 
 
+NODE_NAMESPACE_HINT = "name one for the pods on nodes: node_namespace, or --node-namespace"
+
+
 def start_node_pod(core: Any, owned: Ownership, namespace: str, node: str,
                    image: ManagerImage, *, target: PodRef | None = None) -> NodePod:
     """Create the node pod in ``namespace`` (through ``target``'s container when given) and
@@ -77,6 +80,7 @@ def start_node_pod(core: Any, owned: Ownership, namespace: str, node: str,
         owned.create("pods", namespace, body, role="node")
     except TargetError as exc:
         raise TargetError(f"cannot start the manager on node {node} (a privileged pod with the "
-                          f"host's PID namespace): {admission_hint(str(exc))}") from None
+                          f"host's PID namespace): "
+                          f"{admission_hint(str(exc), NODE_NAMESPACE_HINT)}") from None
     pod = wait_running(core, namespace, body["metadata"]["name"], CONTAINER, image.timeout)
     return NodePod(to_ref(pod, CONTAINER), token)

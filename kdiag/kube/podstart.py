@@ -14,14 +14,16 @@ FATAL = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrI
 """Waiting reasons that will not resolve by themselves."""
 
 
-def admission_hint(message: str) -> str:
-    """``message``, and what Pod Security allows when it is what refused."""
+def admission_hint(message: str, elsewhere: str = "") -> str:
+    """``message``, and what Pod Security allows when it is what refused (``elsewhere``: how
+    to ask for another namespace)."""
     if "PodSecurity" not in message:
         return message
     return (f"{message} — Pod Security admission refused it: a `baseline` namespace refuses "
             "host namespaces, privileged containers and added capabilities beyond its list, "
             "`restricted` also root and any added capability; kdiag's manager needs a "
-            "namespace labelled pod-security.kubernetes.io/enforce=privileged")
+            "namespace labelled pod-security.kubernetes.io/enforce=privileged"
+            + (f" ({elsewhere})" if elsewhere else ""))
 
 
 def wait_running(core: Any, namespace: str, name: str, container: str, timeout: float) -> Any:

@@ -139,6 +139,10 @@ KUBERNETES_TARGET: Schema = {
         "node": {"type": "string", "description": "The node itself: the manager in a "
                  "privileged pod on it (created in `namespace`) with the host's PID and network "
                  "namespaces; deleted at the end."},
+        "node_namespace": {"type": "string", "description": "Where the privileged pods on "
+                           "nodes (`node`, `via: node`) are created: a namespace whose Pod "
+                           "Security level allows them, e.g. one kept for debugging (default: "
+                           "the target's namespace)."},
         "via": {"enum": ["ephemeral", "node", "auto"], "description": "How the manager "
                 "reaches the pod: an ephemeral container (default), through a privileged pod on "
                 "its node that enters the container's namespaces, or auto (ephemeral, else "

@@ -60,6 +60,9 @@ class KubernetesSpec:
     """The node itself (a privileged pod on it): :mod:`kdiag.kube.nodepod`."""
     via: str = "ephemeral"
     """How the manager reaches the pod: ``ephemeral``, ``node`` or ``auto``."""
+    node_namespace: str | None = None
+    """Where the pods on nodes (``node``, ``via: node``) are created: a namespace that allows
+    privileged pods (default: the target's)."""
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> KubernetesSpec:
@@ -82,7 +85,8 @@ class KubernetesSpec:
                    context=text("context"), kubeconfig=text("kubeconfig"), image=text("image"),
                    image_pull_policy=text("image_pull_policy"),
                    privileged=bool(options.get("privileged", False)), timeout=timeout,
-                   copy=copy, node=text("node"), via=text("via") or "ephemeral")
+                   copy=copy, node=text("node"), via=text("via") or "ephemeral",
+                   node_namespace=text("node_namespace"))
 
     def kube_options(self) -> KubeOptions:
         """What config loading needs."""

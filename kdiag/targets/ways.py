@@ -121,7 +121,8 @@ def _via_node(target: KubernetesTarget, kube: KubeConfig, ref: PodRef, selection
     image = target.spec.manager_image()
     if not ref.node:
         raise TargetError(f"{ref.describe()} is on no node yet")
-    started = start_node_pod(core, owned, ref.namespace, ref.node, image, target=ref)
+    started = start_node_pod(core, owned, target.spec.node_namespace or ref.namespace, ref.node,
+                             image, target=ref)
     session = target._connect(kube, ref, selection, Injector(core, kube.server, image),
                               CONTAINER, started.token, reused=False, log_ref=started.ref)
     if session.info.get("target_pid") in (None, 0, 1):
@@ -141,7 +142,8 @@ def _open_node(target: KubernetesTarget, kube: KubeConfig, node: str) -> Kuberne
     image = target.spec.manager_image()
     owned = Ownership(kube)
     try:
-        started = start_node_pod(core, owned, kube.namespace, node, image)
+        started = start_node_pod(core, owned, target.spec.node_namespace or kube.namespace, node,
+                                 image)
         session = target._connect(kube, started.ref, Selection([started.ref]),
                                   Injector(core, kube.server, image), CONTAINER, started.token,
                                   reused=False)

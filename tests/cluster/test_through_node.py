@@ -171,3 +171,28 @@ def test_pod_security_baseline_refuses_the_node_pod_and_says_so(
         assert not _left(cluster, namespace)
     finally:
         cluster.core.delete_namespace(namespace, grace_period_seconds=0)
+
+
+def test_the_pod_on_the_node_goes_to_a_namespace_of_its_own(cluster: Cluster,
+                                                            kdiag_cli: Kdiag) -> None:
+    """The target's namespace is `baseline` (no privileged pods): `--via node` alone is
+    refused and says how to name another namespace; with `--node-namespace` naming a
+    privileged one, the pod on the node goes there and the shell reaches the target."""
+    target_ns, node_ns = make_namespace(cluster), make_namespace(cluster)
+    try:
+        for ns, level in ((target_ns, "baseline"), (node_ns, "privileged")):
+            cluster.core.patch_namespace(ns, {"metadata": {"labels": {
+                "pod-security.kubernetes.io/enforce": level}}})
+        cluster.core.create_namespaced_pod(target_ns, cluster.manifest("app"))
+        cluster.wait_pod_running(target_ns, "testapp")
+        refused = kdiag_cli("shell", "-n", target_ns, "testapp", "--via", "node", "--", "true")
+        assert refused.returncode == 3, refused.output
+        assert "--node-namespace" in refused.stderr, refused.stderr
+        shell = kdiag_cli("shell", "-n", target_ns, "testapp", "--via", "node",
+                          "--node-namespace", node_ns, "--", "cat", "/etc/hostname")
+        assert shell.returncode == 0, shell.output
+        assert shell.stdout.strip() == "testapp"
+        assert not _left(cluster, target_ns) and not _left(cluster, node_ns)
+    finally:
+        for ns in (target_ns, node_ns):
+            cluster.core.delete_namespace(ns, grace_period_seconds=0)

@@ -51,6 +51,10 @@ def add_target_flags(parser: argparse.ArgumentParser, *, container_help: str = "
                        help="how the manager reaches the pod: an ephemeral container "
                             "(default), a privileged pod on its node entering its namespaces, "
                             "or auto (through the node when the ephemeral one is refused)")
+    group.add_argument("--node-namespace", metavar="NS",
+                       help="with node/NAME or --via node|auto: create the pod on the node in "
+                            "NS, a namespace that allows privileged pods (default: the "
+                            "target's)")
     group.add_argument("--pid", type=int, help="target this host process instead (node mode)")
 
 
@@ -117,6 +121,7 @@ def target_spec(args: argparse.Namespace) -> dict[str, Any]:
         options["copy"] = {"image": args.copy_image} if args.copy_image else True
         options["keep_copy"] = args.keep_copy
     options["via"] = getattr(args, "via", None)
+    options["node_namespace"] = getattr(args, "node_namespace", None)
     return {"kubernetes": {k: v for k, v in options.items() if v not in (None, False)}}
 
 
@@ -128,7 +133,8 @@ def _node_options(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError("node/NAME names a node: no -l, --all, -c, --copy or --via with it")
     options = {"namespace": args.namespace, "node": node, "kubeconfig": args.kubeconfig,
                "context": args.context, "image": args.image,
-               "image_pull_policy": args.image_pull_policy, "timeout": args.start_timeout}
+               "image_pull_policy": args.image_pull_policy, "timeout": args.start_timeout,
+               "node_namespace": getattr(args, "node_namespace", None)}
     return {k: v for k, v in options.items() if v not in (None, False)}
 
 
