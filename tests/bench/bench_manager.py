@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.bench.manager_peers import pct, peer, result, rss_mb
+from tests.bench.manager_peers import keepalive_best, pct, peer, result, rss_mb
 
 Record = Callable[..., None]
 
@@ -214,14 +214,10 @@ def _keepalive(record: Record, session: Any, ns: str, port: int) -> None:
     handle = session.manager.redirect(RedirectSpec("incoming", [APP_PORT], header=HEADER),
                                       ("127.0.0.1", port))
     try:
-        directs, vias = [], []
-        for _ in range(KEEPALIVE_ROUNDS):
-            for app_port, out in ((APP_PLAIN_PORT, directs), (APP_PORT, vias)):
-                out.append(float(result(peer(ns, "keepalive", "127.0.0.1", str(app_port),
-                                             str(KEEPALIVE_REQUESTS)))["rps"]))
+        direct, via = keepalive_best(ns, "127.0.0.1", APP_PLAIN_PORT, APP_PORT,
+                                     KEEPALIVE_REQUESTS, KEEPALIVE_ROUNDS)
     finally:
         handle.close()
-    direct, via = max(directs), max(vias)
     record("manager.header_filter_keepalive_rps", via, "req/s", "", direct)
     record("manager.header_filter_keepalive_ratio", via / direct, "x", ">= 0.5", direct,
            sides=(f"requests/s of {KEEPALIVE_REQUESTS} GETs over one keep-alive connection "

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tests.bench.manager_peers import PEER, peer, result
+from tests.bench.manager_peers import PEER, keepalive_best
 
 FILTERED_PORT, PLAIN_PORT = 9310, 9311
 REQUESTS = 400
@@ -38,14 +38,9 @@ def run(record: Callable[..., None], session: Any, pod_ip: str) -> None:
     handle = session.manager.redirect(
         RedirectSpec("incoming", [FILTERED_PORT], header=HEADER), ("127.0.0.1", 1))
     try:
-        directs, vias = [], []
-        for _ in range(ROUNDS):
-            for port, out in ((PLAIN_PORT, directs), (FILTERED_PORT, vias)):
-                out.append(float(result(peer(None, "keepalive", pod_ip, str(port),
-                                             str(REQUESTS)))["rps"]))
+        direct, via = keepalive_best(None, pod_ip, PLAIN_PORT, FILTERED_PORT, REQUESTS, ROUNDS)
     finally:
         handle.close()
-    direct, via = max(directs), max(vias)
     record("cluster.header_filter_keepalive_rps", via, "req/s", "", direct)
     record("cluster.header_filter_keepalive_ratio", via / direct, "x", ">= 0.5", direct,
            sides=(f"requests/s of {REQUESTS} GETs over one keep-alive connection (http.client) "

@@ -202,6 +202,18 @@ def result(proc: subprocess.Popen[str], timeout: float = 120) -> dict[str, Any]:
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 
+def keepalive_best(netns: str | None, host: str, plain_port: int, filtered_port: int,
+                   requests: int, rounds: int) -> tuple[float, float]:
+    """The best requests/s over one keep-alive connection to ``plain_port`` and to
+    ``filtered_port`` of ``host`` (rounds taking turns): (plain, filtered)."""
+    plains, filtereds = [], []
+    for _ in range(rounds):
+        for port, out in ((plain_port, plains), (filtered_port, filtereds)):
+            out.append(float(result(peer(netns, "keepalive", host, str(port),
+                                         str(requests)))["rps"]))
+    return max(plains), max(filtereds)
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory of process ``pid`` in MB (MiB, as /proc counts)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
