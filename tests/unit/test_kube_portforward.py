@@ -19,11 +19,20 @@ class FakeFrame:
 
 
 class FakeSock:
-    def __init__(self) -> None:
+    def __init__(self, ws: FakeWebSocket) -> None:
         self.sent: list[bytes] = []
+        self.ws = ws
+        self.shut = False
 
     def sendall(self, data: bytes) -> None:
+        if self.shut:
+            raise BrokenPipeError("shut down")
         self.sent.append(bytes(data))
+
+    def shutdown(self, how: int) -> None:
+        """As a real socket's: a reader blocked on it wakes with an error."""
+        self.shut = True
+        self.ws.incoming.put((-1, b""))
 
 
 class FakeWebSocket:
@@ -32,25 +41,39 @@ class FakeWebSocket:
     def __init__(self) -> None:
         self.incoming: queue.SimpleQueue[tuple[int, bytes]] = queue.SimpleQueue()
         self.lock = threading.Lock()
-        self.sock = FakeSock()
+        self.sock: FakeSock | None = FakeSock(self)
+        self.sent_before_close: list[bytes] = []
         self.closed = False
+        self.reading = 0
+        self.closed_while_reading = False
 
     def recv_data_frame(self, control: bool) -> tuple[int, Any]:
-        opcode, data = self.incoming.get(timeout=5)
-        return opcode, FakeFrame(data)
+        self.reading += 1
+        try:
+            opcode, data = self.incoming.get(timeout=5)
+            if opcode == -1 or self.sock is None or self.sock.shut:
+                raise ConnectionError("the connection was shut down")
+            return opcode, FakeFrame(data)
+        finally:
+            self.reading -= 1
 
     def close(self, timeout: float = 0) -> None:
         self.closed = True
 
     def shutdown(self) -> None:
+        """Closes the socket (its descriptor could then be reused): never while a pump reads."""
+        self.closed_while_reading |= self.reading > 0
         self.closed = True
+        if self.sock is not None:
+            self.sent_before_close = self.sock.sent
+        self.sock = None
 
     def payloads(self) -> bytes:
         """What was sent, as the server would unmask it (masking key after the header)."""
         from websocket import ABNF
 
         out = b""
-        for raw in self.sock.sent:
+        for raw in self.sock.sent if self.sock is not None else self.sent_before_close:
             length = raw[1] & 0x7F
             offset = 2 + (2 if length == 126 else 8 if length == 127 else 0)
             mask, payload = raw[offset:offset + 4], raw[offset + 4:]
@@ -76,7 +99,7 @@ def test_data_both_ways_then_close() -> None:
     ws.incoming.put((BINARY, b"\x00world"))
     local.sendall(b"request")
     for _ in range(500):  # the request is on its way before the server closes
-        if ws.sock.sent:
+        if ws.sock is not None and ws.sock.sent:
             break
         threading.Event().wait(0.01)
     ws.incoming.put((CLOSE, b""))
@@ -88,6 +111,34 @@ def test_data_both_ways_then_close() -> None:
     assert ws.payloads() == b"\x00request"
     assert stream.stats.from_pod == 11 and stream.stats.to_pod == 7
     assert ws.closed and stream.stats.error == ""
+    assert not ws.closed_while_reading
+
+
+def test_closing_from_another_thread_wakes_the_pumps_and_closes_last() -> None:
+    """close() while the reader waits on the WebSocket (the local side still open): the
+    connection is shut down at once, which wakes the reader; the socket is closed only after
+    the reader is out — closed under it, its descriptor could go to another connection."""
+    ws = FakeWebSocket()
+    local, thread, stream = _run(ws)
+    ws.incoming.put((BINARY, b"\x00\x90\x1f"))
+    for _ in range(500):
+        if ws.reading:
+            break
+        threading.Event().wait(0.01)
+    assert ws.reading and not ws.closed
+    stream.close()
+    assert ws.sock is None or ws.sock.shut  # shut down at once
+    thread.join(5)
+    assert not thread.is_alive()
+    assert ws.closed and not ws.closed_while_reading
+    assert local.recv(10) == b""
+    stream.close()  # idempotent
+
+
+def test_a_stream_closed_before_it_runs_closes_its_socket_at_once() -> None:
+    ws = FakeWebSocket()
+    PodStream(ws, 8080).close()
+    assert ws.closed
 
 
 def test_error_channel_ends_the_stream_with_the_kubelets_message() -> None:
