@@ -59,6 +59,8 @@ class _Routes:
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
         self.errors: list[str] = []
+        self.app_errors: list[str] = []
+        """Errors of connections the app served (a reset, the app unreachable)."""
         self.lock = threading.Lock()
 
     def __call__(self, info: RedirectEventInfo) -> None:
@@ -68,6 +70,8 @@ class _Routes:
             self.counts[info.route] = self.counts.get(info.route, 0) + 1
             if info.route == "copy-dropped":
                 self.errors.append(info.error)
+            elif info.error:
+                self.app_errors.append(f"{info.route}: {info.error}")
 
     def wait_for(self, total: int, timeout: float = 60.0, route: str = "") -> dict[str, int]:
         """The counts once ``total`` connections closed (on ``route``, if given)."""
@@ -106,7 +110,9 @@ def test_every_request_is_answered_by_the_app_and_copied(app: Lab, node_session)
         answers = _send_all(app, requests)
         got = copies.wait_for(N_REQUESTS)
         counts = routes.wait_for(2 * N_REQUESTS)
-    assert [a == APP_ANSWER for a in answers] == [True] * N_REQUESTS
+    wrong = [(i, a) for i, a in enumerate(answers) if a != APP_ANSWER]
+    assert not wrong, (f"{len(wrong)} answers not the app's: {wrong[:3]}; "
+                       f"{routes.app_errors[:3]}; {routes.errors[:3]}")
     assert sorted(got) == sorted(requests)
     assert counts == {"original": N_REQUESTS, "mirror": N_REQUESTS}, routes.errors[:3]
     assert app.tagged_rules() == []
