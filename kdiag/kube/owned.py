@@ -46,6 +46,9 @@ RUN = "kdiag.dev/run"
 ROLE = "kdiag.dev/role"
 KEPT = "kdiag.dev/kept"
 SELECTOR = f"{MANAGED_BY}=kdiag"
+COLLECT_WAIT = 35.0
+"""How long the end of a run waits for its start's background collection (API calls time out
+after 30 s)."""
 LEASE_SECONDS = 30
 """The grace after a run's last renewal before a collector counts it dead."""
 RENEW_EVERY = 5.0
@@ -207,9 +210,10 @@ def collect(kube: KubeConfig, namespaces: list[str] | None, *, dry_run: bool = F
     return found
 
 
-def collect_quietly(kube: KubeConfig, namespace: str) -> None:
-    """Best effort at run start: collect in ``namespace`` in the background; a failure (no
-    RBAC to list leases, say) is logged, never failing the run."""
+def collect_quietly(kube: KubeConfig, namespace: str) -> threading.Thread:
+    """Best effort at run start: collect in ``namespace`` in the background (the thread,
+    for the run's end to wait for); a failure (no RBAC to list leases, say) is logged, never
+    failing the run."""
 
     def work() -> None:
         try:
@@ -220,7 +224,9 @@ def collect_quietly(kube: KubeConfig, namespace: str) -> None:
         for item in removed:
             log.info("removed %s (left by a dead run)", item.describe())
 
-    threading.Thread(target=work, name="kdiag-gc", daemon=True).start()
+    thread = threading.Thread(target=work, name="kdiag-gc", daemon=True)
+    thread.start()
+    return thread
 
 
 @dataclass
@@ -236,6 +242,7 @@ class Ownership:
     _namespaces: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _collecting: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __enter__(self) -> Ownership:
@@ -261,7 +268,7 @@ class Ownership:
         with self._lock:
             if namespace in self._namespaces:
                 return
-        collect_quietly(self.kube, namespace)
+        self._collecting.append(collect_quietly(self.kube, namespace))
         self._write_lease(namespace, create=True)
         with self._lock:
             self._namespaces.append(namespace)
@@ -331,6 +338,11 @@ class Ownership:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self.renew_every + 35)
+        # A collection still running when the process exits is a daemon thread inside an API
+        # call or logging to stderr while the interpreter shuts down: that can abort the
+        # process (SIGABRT after a run that failed fast, e.g. refused by admission).
+        for thread in self._collecting:
+            thread.join(timeout=COLLECT_WAIT)
         with self._lock:
             items = list(reversed(self.created)) + [
                 Owned("leases", ns, lease_name(self.run_id), self.run_id, "lease")
