@@ -112,7 +112,7 @@ def test_every_request_is_answered_by_the_app_and_copied(app: Lab, node_session)
         counts = routes.wait_for(2 * N_REQUESTS)
     wrong = [(i, a) for i, a in enumerate(answers) if a != APP_ANSWER]
     assert not wrong, (f"{len(wrong)} answers not the app's: {wrong[:3]}; "
-                       f"{routes.app_errors[:3]}; {routes.errors[:3]}")
+                       f"{routes.app_errors[:3]}; {routes.errors[:3]}; {counts}")
     assert sorted(got) == sorted(requests)
     assert counts == {"original": N_REQUESTS, "mirror": N_REQUESTS}, routes.errors[:3]
     assert app.tagged_rules() == []
