@@ -138,7 +138,6 @@ def translated_to(ports: set[int]) -> list[Flow]:
     return flows
 
 
-_HEADER = struct.Struct("=IHHII")
 _ATTR = struct.Struct("=HH")
 
 
@@ -147,12 +146,12 @@ def _dump_entries(sock: socket.socket) -> Iterator[bytes]:
     while True:
         buf = sock.recv(1 << 20)
         offset = 0
-        while offset + _HEADER.size <= len(buf):
-            length, kind, _flags, _seq, _pid = _HEADER.unpack_from(buf, offset)
-            if kind in (NLMSG_DONE, nft.NLMSG_ERROR) or length < _HEADER.size:
+        while offset + nft.NLMSGHDR.size <= len(buf):
+            length, kind, _flags, _seq, _pid = nft.NLMSGHDR.unpack_from(buf, offset)
+            if kind in (NLMSG_DONE, nft.NLMSG_ERROR) or length < nft.NLMSGHDR.size:
                 return
             if kind == (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW:
-                yield buf[offset + _HEADER.size + 4:offset + length]  # after the nfgenmsg
+                yield buf[offset + nft.NLMSGHDR.size + 4:offset + length]  # after the nfgenmsg
             offset += (length + 3) & ~3
 
 

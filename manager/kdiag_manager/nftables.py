@@ -26,7 +26,7 @@ NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END = 0x10, 0x11
 NLMSG_ERROR = 2
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE, NLM_F_APPEND = 0x1, 0x4, 0x200, 0x400, 0x800
 NLA_F_NESTED = 0x8000
-_NLMSGHDR = struct.Struct("=IHHII")
+NLMSGHDR = struct.Struct("=IHHII")
 
 MSG_NEWTABLE, MSG_DELTABLE, MSG_NEWCHAIN, MSG_NEWRULE, MSG_NEWOBJ = 0, 2, 3, 6, 18
 TABLE_NAME, TABLE_FLAGS, TABLE_F_OWNER = 1, 2, 0x2
@@ -293,7 +293,7 @@ def message(seq: int, kind: int, flags: int, family: int, body: bytes, res_id: i
             ) -> bytes:
     """One nfnetlink message: header, ``nfgenmsg`` (family, version 0, ``res_id``), body."""
     body = struct.pack("=BBH", family, 0, socket.htons(res_id)) + body
-    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), kind, flags, seq, 0) + body
+    return NLMSGHDR.pack(NLMSGHDR.size + len(body), kind, flags, seq, 0) + body
 
 
 def read_acks(sock: socket.socket, pending: set[int]) -> int:
@@ -309,15 +309,15 @@ def read_acks(sock: socket.socket, pending: set[int]) -> int:
         while pending:
             buf = sock.recv(65536)
             offset = 0
-            while offset + _NLMSGHDR.size <= len(buf):
-                length, kind, _flags, seq, _pid = _NLMSGHDR.unpack_from(buf, offset)
+            while offset + NLMSGHDR.size <= len(buf):
+                length, kind, _flags, seq, _pid = NLMSGHDR.unpack_from(buf, offset)
                 if kind == NLMSG_ERROR and seq in pending:
-                    code = -struct.unpack_from("=i", buf, offset + _NLMSGHDR.size)[0]
+                    code = -struct.unpack_from("=i", buf, offset + NLMSGHDR.size)[0]
                     if code:
                         _discard_queued(sock)
                         return code
                     pending.discard(seq)
-                offset += max((length + 3) & ~3, _NLMSGHDR.size)
+                offset += max((length + 3) & ~3, NLMSGHDR.size)
     except TimeoutError:
         return errno.ETIMEDOUT
     return 0
