@@ -61,6 +61,8 @@ class _Routes:
         self.errors: list[str] = []
         self.app_errors: list[str] = []
         """Errors of connections the app served (a reset, the app unreachable)."""
+        self.originals: dict[int, tuple[int, int]] = {}
+        """Bytes each way (to the app, from it) of the connections the app served, by id."""
         self.lock = threading.Lock()
 
     def __call__(self, info: RedirectEventInfo) -> None:
@@ -72,6 +74,13 @@ class _Routes:
                 self.errors.append(info.error)
             elif info.error:
                 self.app_errors.append(f"{info.route}: {info.error}")
+            if info.route == "original":
+                self.originals[info.connection_id] = (info.bytes_in, info.bytes_out)
+
+    def not_whole(self, answer_size: int) -> list[tuple[int, tuple[int, int]]]:
+        """The app's connections that did not carry a whole answer back."""
+        with self.lock:
+            return [(k, v) for k, v in self.originals.items() if v[1] != answer_size]
 
     def wait_for(self, total: int, timeout: float = 60.0, route: str = "") -> dict[str, int]:
         """The counts once ``total`` connections closed (on ``route``, if given)."""
@@ -94,9 +103,20 @@ def _mirror(session, to: tuple[str, int], routes: Callable[[RedirectEventInfo], 
         handle.close(abort_connections=False)
 
 
-def _send_all(lab: Lab, requests: list[bytes]) -> list[bytes]:
+def _send_all(lab: Lab, requests: list[bytes], empty: list[int] | None = None) -> list[bytes]:
+    """Each request on a connection of its own, 16 at once: the answers (``empty`` gets the
+    client port of each connection that was answered with nothing, for a failure's message)."""
+    def one(request: bytes) -> bytes:
+        with socket.create_connection((lab.app_ip, 8080), timeout=30) as s:
+            s.sendall(request)
+            s.shutdown(socket.SHUT_WR)
+            answer = recv_all(s)
+            if not answer and empty is not None:
+                empty.append(s.getsockname()[1])
+            return answer
+
     with pool_in(lab.client_ns, 16) as pool:
-        return list(pool.map(lambda r: exchange((lab.app_ip, 8080), r, timeout=30), requests))
+        return list(pool.map(one, requests))
 
 
 def test_every_request_is_answered_by_the_app_and_copied(app: Lab, node_session) -> None:
@@ -107,13 +127,19 @@ def test_every_request_is_answered_by_the_app_and_copied(app: Lab, node_session)
     requests = [_request(i) for i in range(N_REQUESTS)]
     with tcp_server(copies.handler) as operator, _mirror(node_session, operator, routes) as h:
         assert h.rules
-        answers = _send_all(app, requests)
+        empty: list[int] = []
+        answers = _send_all(app, requests, empty)
         got = copies.wait_for(N_REQUESTS)
         counts = routes.wait_for(2 * N_REQUESTS)
     wrong = [(i, a) for i, a in enumerate(answers) if a != APP_ANSWER]
     assert not wrong, (f"{len(wrong)} answers not the app's: {wrong[:3]}; "
-                       f"{routes.app_errors[:3]}; {routes.errors[:3]}; {counts}")
-    assert sorted(got) == sorted(requests)
+                       f"{routes.app_errors[:3]}; {routes.errors[:3]}; {counts}; "
+                       f"empty answers' client ports: {empty}; app connections not whole "
+                       f"(id: to app, from app): {routes.not_whole(len(APP_ANSWER))}")
+    missing = sorted(set(requests) - set(got))
+    extra = sorted(set(got) - set(requests))
+    assert sorted(got) == sorted(requests), (len(got), missing[:3], extra[:3], counts,
+                                             routes.errors[:3])
     assert counts == {"original": N_REQUESTS, "mirror": N_REQUESTS}, routes.errors[:3]
     assert app.tagged_rules() == []
 
