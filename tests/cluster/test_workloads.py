@@ -3,7 +3,8 @@
 intercept of ``runbooks/redirect-api.yaml`` — every replica of the ``api`` Deployment redirected
 while a client calls ``http://api.<ns>.svc.cluster.local``, the pods Ready throughout (the
 kubelet's probes reach the app), a replica added by a scale-up redirected too, one removed by a
-scale-down dropped, and every request back at the app once the run ends.
+scale-down dropped, and every request back at the app once the run ends. Also the other kubectl
+forms (`sts/`, `ds/`, `rs/`, `job/`) and a Service port meaning the pods' named targetPort.
 """
 
 from __future__ import annotations
@@ -311,3 +312,87 @@ def test_every_manager_step_fans_out(cluster: Cluster, three: str, tmp_path: Pat
     assert steps["one fails"]["status"] == "ignored"
     assert steps["one fails"]["message"] == f"1 of 3 pods failed: {victim}: exit code 1"
     assert "[ ok ] probe" in run.output and f"    {victim}: passed" in run.output
+
+
+def _testapp_template(app: str) -> dict[str, Any]:
+    """A pod template of the test app labelled ``app`` (no probes: Ready once running)."""
+    return {"metadata": {"labels": {"app": app}},
+            "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+                "name": "app", "image": "kdiag.local/testapp:dev", "imagePullPolicy": "Never",
+                "args": ["-listen=:8080"], "ports": [{"name": "http", "containerPort": 8080}]}]}}
+
+
+def _ready_names(cluster: Cluster, namespace: str, app: str) -> list[str]:
+    pods = cluster.core.list_namespaced_pod(namespace, label_selector=f"app={app}").items
+    return sorted(p.metadata.name for p in pods
+                  if p.metadata.deletion_timestamp is None and _ready(p))
+
+
+def test_every_kubectl_workload_type_names_its_pods(cluster: Cluster, three: str,
+                                                    kdiag_cli: Kdiag) -> None:  # noqa: F811
+    """``sts/``, ``ds/``, ``rs/`` and ``job/`` (read from the real API for their selector, a
+    Job's the generated controller-uid one): ``--all`` reaches each ready pod of each, and
+    only those."""
+    from kubernetes import client
+
+    apps_api, batch = _apps_v1(cluster), client.BatchV1Api(cluster.api_client)
+    apps_api.create_namespaced_stateful_set(three, {
+        "metadata": {"name": "kinds-sts"},
+        "spec": {"replicas": 2, "serviceName": "kinds-sts",
+                 "selector": {"matchLabels": {"app": "kinds-sts"}},
+                 "template": _testapp_template("kinds-sts")}})
+    apps_api.create_namespaced_daemon_set(three, {
+        "metadata": {"name": "kinds-ds"},
+        "spec": {"selector": {"matchLabels": {"app": "kinds-ds"}},
+                 "template": _testapp_template("kinds-ds")}})
+    job_template = _testapp_template("kinds-job")
+    job_template["spec"]["restartPolicy"] = "Never"
+    batch.create_namespaced_job(three, {
+        "metadata": {"name": "kinds-job"},
+        "spec": {"parallelism": 2, "completions": 2, "backoffLimit": 0,
+                 "template": job_template}})
+    try:
+        expected = {"sts/kinds-sts": ("kinds-sts", 2), "ds/kinds-ds": ("kinds-ds", 1),
+                    "job/kinds-job": ("kinds-job", 2)}
+        for target, (app, count) in expected.items():
+            cluster.wait_for(lambda app=app, count=count:  # type: ignore[misc]
+                             len(_ready_names(cluster, three, app)) == count, 90,
+                             desc=f"{target} to have {count} ready pods")
+        (replicaset,) = [rs.metadata.name for rs in apps_api.list_namespaced_replica_set(
+            three, label_selector="app=api").items if (rs.spec.replicas or 0) > 0]
+        targets = {**{t: _ready_names(cluster, three, app) for t, (app, _) in expected.items()},
+                   f"rs/{replicaset}": sorted(p.metadata.name for p in api_pods(cluster, three))}
+        assert targets["sts/kinds-sts"] == ["kinds-sts-0", "kinds-sts-1"], targets
+        for target, pods in targets.items():
+            result = kdiag_cli("shell", target, "-n", three, "--all", "--", "cat",
+                               "/etc/hostname")
+            assert result.returncode == 0, (target, result.output)
+            assert sorted(result.stdout.splitlines()) == [f"[{p}] {p}" for p in pods], \
+                (target, result.output)
+    finally:
+        gone = {"propagation_policy": "Foreground", "grace_period_seconds": 0}
+        apps_api.delete_namespaced_stateful_set("kinds-sts", three, **gone)
+        apps_api.delete_namespaced_daemon_set("kinds-ds", three, **gone)
+        batch.delete_namespaced_job("kinds-job", three, **gone)
+
+
+def test_a_service_port_means_the_pods_target_port(cluster: Cluster, three: str,
+                                                   tmp_path: Path) -> None:
+    """``kdiag redirect svc/api 80:PORT``: the Service's port 80 is its named targetPort
+    ``http`` — 8080 in each pod — so what clients send through the Service reaches the local
+    server (the pods listen on nothing at 80)."""
+    server = subprocess.Popen([sys.executable, "runbooks/lib/recording_server.py", "18282",
+                               "hello from laptop", "--refuse", "/healthz"], cwd=REPO,
+                              stdout=subprocess.PIPE, text=True)
+    run = Run(cluster, tmp_path, "redirect", "svc/api", "-n", three, "--all", "80:18282")
+    try:
+        replicas = sorted(p.metadata.name for p in api_pods(cluster, three))
+        run.wait_line(r"redirecting 3 pods of service/api")
+        for name in replicas:
+            run.wait_line(rf"^\[{name}\] redirecting incoming 8080 -> 127\.0\.0\.1:18282")
+        answers = call_api(cluster, three, 10)
+        assert collections.Counter(a for _, a in answers) == {"hello from laptop": 20}, answers
+    finally:
+        run.process.send_signal(signal.SIGTERM)
+        run.finish(30)
+        server.kill()
