@@ -269,7 +269,7 @@ def test_a_replica_manager_killed_fails_the_run(cluster: Cluster, three: str,
 
 
 def test_every_manager_step_fans_out(cluster: Cluster, three: str, tmp_path: Path) -> None:
-    """net, probe, copy, capture and shell on every replica: one result per pod, files per
+    """net, ps, probe, copy, capture and shell on every replica: one result per pod, files per
     pod, and one failing pod failing the step by name."""
     replicas = sorted(p.metadata.name for p in api_pods(cluster, three))
     victim = replicas[1]
@@ -282,6 +282,13 @@ def test_every_manager_step_fans_out(cluster: Cluster, three: str, tmp_path: Pat
             net: {{}}
             register: n
             assert: ["n.count == 3 and n.pods.values() | rejectattr('addresses') | list == []"]
+          - name: ps
+            ps: {{}}
+            register: p
+            assert:
+              - "p.all_ok and p.count == 3"
+              - "p.pods.values() | map(attribute='ports') | map('join', ',')
+                 | select('search', '(^|,)8080(,|$)') | list | length == 3"
           - name: probe
             probe: {{tcp: "127.0.0.1:8080"}}
             assert: ["result.all_ok and result.ok_count == 3"]
