@@ -4,7 +4,8 @@ intercept of ``runbooks/redirect-api.yaml`` — every replica of the ``api`` Dep
 while a client calls ``http://api.<ns>.svc.cluster.local``, the pods Ready throughout (the
 kubelet's probes reach the app), a replica added by a scale-up redirected too, one removed by a
 scale-down dropped, and every request back at the app once the run ends. Also the other kubectl
-forms (`sts/`, `ds/`, `rs/`, `job/`) and a Service port meaning the pods' named targetPort.
+forms (`sts/`, `ds/`, `rs/`, `job/`), a Service port meaning the pods' named targetPort, and a
+rollout moving the redirect to the new replicas.
 """
 
 from __future__ import annotations
@@ -397,6 +398,42 @@ def test_a_service_port_means_the_pods_target_port(cluster: Cluster, three: str,
         run.wait_line(r"redirecting 3 pods of service/api")
         for name in replicas:
             run.wait_line(rf"^\[{name}\] redirecting incoming 8080 -> 127\.0\.0\.1:18282")
+        answers = call_api(cluster, three, 10)
+        assert collections.Counter(a for _, a in answers) == {"hello from laptop": 20}, answers
+    finally:
+        run.process.send_signal(signal.SIGTERM)
+        run.finish(30)
+        server.kill()
+
+
+def test_a_rollout_moves_the_redirect_to_the_new_replicas(cluster: Cluster, three: str,
+                                                          tmp_path: Path) -> None:
+    """``kubectl rollout restart``'s way (a new template annotation): every replica is
+    replaced one by one; each new one gets the redirect, each old one is dropped, the
+    redirect lives on and, once the rollout is done, every request still reaches the local
+    server."""
+    server = subprocess.Popen([sys.executable, "runbooks/lib/recording_server.py", "18283",
+                               "hello from laptop", "--refuse", "/healthz"], cwd=REPO,
+                              stdout=subprocess.PIPE, text=True)
+    run = Run(cluster, tmp_path, "redirect", "deploy/api", "-n", three, "--all", "http:18283")
+    try:
+        before = {p.metadata.name for p in api_pods(cluster, three)}
+        run.wait_line(r"redirecting 3 pods of deployment/api")
+        _apps_v1(cluster).patch_namespaced_deployment("api", three, {"spec": {"template": {
+            "metadata": {"annotations": {"kdiag.test/restarted-at": str(time.time())}}}}})
+
+        def replaced() -> set[str]:
+            pods = api_pods(cluster, three)
+            names = {p.metadata.name for p in pods}
+            done = len(pods) == 3 and all(_ready(p) for p in pods) and not names & before
+            return names if done else set()
+
+        new = cluster.wait_for(replaced, 120, desc="the rollout to replace every replica")
+        for name in new:
+            run.wait_line(rf"{name} joined deployment/api: its redirect is up", 60)
+        for name in before:
+            run.wait_line(rf"{name} deleted: its redirect is dropped", 60)
+        assert run.process.poll() is None, run.output  # the redirect lives on
         answers = call_api(cluster, three, 10)
         assert collections.Counter(a for _, a in answers) == {"hello from laptop": 20}, answers
     finally:
