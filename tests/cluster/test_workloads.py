@@ -70,6 +70,14 @@ def three(cluster: Cluster, apps: Apps) -> str:  # noqa: F811 - the fixture
     return namespace
 
 
+def local_server(port: int) -> subprocess.Popen[str]:
+    """The local server on ``port``: answers "hello from laptop", refuses /healthz (a probe
+    reaching it would make the pod NotReady), prints what it saw."""
+    return subprocess.Popen([sys.executable, "runbooks/lib/recording_server.py", str(port),
+                             "hello from laptop", "--refuse", "/healthz"], cwd=REPO,
+                            stdout=subprocess.PIPE, text=True)
+
+
 def call_api(cluster: Cluster, namespace: str, requests: int) -> list[tuple[str, str]]:
     """The api-client Job (calling `api` and its full name ``requests`` times each) under a
     name of its own; its (URL, answer) lines."""
@@ -219,9 +227,7 @@ def test_probes_redirect_too_when_asked(cluster: Cluster, three: str, tmp_path: 
                                         kdiag_cli: Kdiag) -> None:  # noqa: F811
     """``--probes redirect``: the kubelet's probes go to the local server too, which refuses
     /healthz: the replicas drop out of the Service — what the default spares the user."""
-    server = subprocess.Popen([sys.executable, "runbooks/lib/recording_server.py", "18281",
-                               "hello from laptop", "--refuse", "/healthz"], cwd=REPO,
-                              stdout=subprocess.PIPE, text=True)
+    server = local_server(18281)
     run = Run(cluster, tmp_path, "redirect", "deploy/api", "-n", three, "--all",
               "--probes", "redirect", "http:18281")
     try:
@@ -229,9 +235,7 @@ def test_probes_redirect_too_when_asked(cluster: Cluster, three: str, tmp_path: 
         cluster.wait_for(lambda: not any(ready_endpoints(cluster, three, "api").values()), 30,
                          desc="the replicas to be NotReady (probes answered 503 here)")
     finally:
-        run.process.send_signal(signal.SIGTERM)
-        run.finish(30)
-        server.kill()
+        stop(run, server)
         assert server.stdout is not None
         seen = server.stdout.read()
     assert "GET /healthz" in seen
@@ -336,6 +340,20 @@ def _ready_names(cluster: Cluster, namespace: str, app: str) -> list[str]:
                   if p.metadata.deletion_timestamp is None and _ready(p))
 
 
+def assert_all_to_laptop(cluster: Cluster, namespace: str, calls: int) -> None:
+    """The api-client Job's ``calls`` calls by each name all answered by the local server."""
+    answers = call_api(cluster, namespace, calls)
+    assert collections.Counter(a for _, a in answers) == {"hello from laptop": 2 * calls}, \
+        answers
+
+
+def stop(run: Run, server: subprocess.Popen[str]) -> None:
+    """End an ad-hoc ``kdiag redirect`` as Ctrl-C would, then its local server."""
+    run.process.send_signal(signal.SIGTERM)
+    run.finish(30)
+    server.kill()
+
+
 def test_every_kubectl_workload_type_names_its_pods(cluster: Cluster, three: str,
                                                     kdiag_cli: Kdiag) -> None:  # noqa: F811
     """``sts/``, ``ds/``, ``rs/`` and ``job/`` (read from the real API for their selector, a
@@ -389,21 +407,16 @@ def test_a_service_port_means_the_pods_target_port(cluster: Cluster, three: str,
     """``kdiag redirect svc/api 80:PORT``: the Service's port 80 is its named targetPort
     ``http`` — 8080 in each pod — so what clients send through the Service reaches the local
     server (the pods listen on nothing at 80)."""
-    server = subprocess.Popen([sys.executable, "runbooks/lib/recording_server.py", "18282",
-                               "hello from laptop", "--refuse", "/healthz"], cwd=REPO,
-                              stdout=subprocess.PIPE, text=True)
+    server = local_server(18282)
     run = Run(cluster, tmp_path, "redirect", "svc/api", "-n", three, "--all", "80:18282")
     try:
         replicas = sorted(p.metadata.name for p in api_pods(cluster, three))
         run.wait_line(r"redirecting 3 pods of service/api")
         for name in replicas:
             run.wait_line(rf"^\[{name}\] redirecting incoming 8080 -> 127\.0\.0\.1:18282")
-        answers = call_api(cluster, three, 10)
-        assert collections.Counter(a for _, a in answers) == {"hello from laptop": 20}, answers
+        assert_all_to_laptop(cluster, three, 10)
     finally:
-        run.process.send_signal(signal.SIGTERM)
-        run.finish(30)
-        server.kill()
+        stop(run, server)
 
 
 def test_a_rollout_moves_the_redirect_to_the_new_replicas(cluster: Cluster, three: str,
@@ -412,9 +425,7 @@ def test_a_rollout_moves_the_redirect_to_the_new_replicas(cluster: Cluster, thre
     replaced one by one; each new one gets the redirect, each old one is dropped, the
     redirect lives on and, once the rollout is done, every request still reaches the local
     server."""
-    server = subprocess.Popen([sys.executable, "runbooks/lib/recording_server.py", "18283",
-                               "hello from laptop", "--refuse", "/healthz"], cwd=REPO,
-                              stdout=subprocess.PIPE, text=True)
+    server = local_server(18283)
     run = Run(cluster, tmp_path, "redirect", "deploy/api", "-n", three, "--all", "http:18283")
     try:
         before = {p.metadata.name for p in api_pods(cluster, three)}
@@ -434,9 +445,6 @@ def test_a_rollout_moves_the_redirect_to_the_new_replicas(cluster: Cluster, thre
         for name in before:
             run.wait_line(rf"{name} deleted: its redirect is dropped", 60)
         assert run.process.poll() is None, run.output  # the redirect lives on
-        answers = call_api(cluster, three, 10)
-        assert collections.Counter(a for _, a in answers) == {"hello from laptop": 20}, answers
+        assert_all_to_laptop(cluster, three, 10)
     finally:
-        run.process.send_signal(signal.SIGTERM)
-        run.finish(30)
-        server.kill()
+        stop(run, server)
