@@ -138,6 +138,9 @@ def _step(step: StepRecord, base: str, output_lines: int) -> str:
              f'{" open" if problem else ""}><summary>{summary}</summary><div class="body">']
     if message and ("\n" in message or len(message) > 100):
         parts.append(f"<pre class=\"message\">{_text(message)}</pre>")
+    if step.pod_lines:  # a step that ran on every pod: one line each
+        parts.append("<h4>Pods</h4><ul class=\"pods\">"
+                     + "".join(f"<li>{_text(line)}</li>" for line in step.pod_lines) + "</ul>")
     if step.assertions:
         parts.append(_assertions(step))
     if len(step.attempt_log) > 1:

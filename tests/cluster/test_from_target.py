@@ -102,7 +102,8 @@ def test_redirect_to_a_local_server_running_with_the_pods_env_and_files(
         "config {file:/etc/app/app.conf}",
         report=report, extra=("--artifacts", str(artifacts), "--report",
                               f"junit={tmp_path / 'r.xml'}", "--report",
-                              f"md={tmp_path / 'r.md'}"))
+                              f"md={tmp_path / 'r.md'}", "--report",
+                              f"html={tmp_path / 'r.html'}"))
     assert result.returncode == 0, result.output
     steps = {s["name"]: s for s in data["runs"][0]["steps"]}
     # The client pod got the local server's answer, made of the pod's values: the Secret's
@@ -116,8 +117,9 @@ def test_redirect_to_a_local_server_running_with_the_pods_env_and_files(
     assert context["files"][0]["path"] == "/etc/app" and context["files"][0]["files"] == 1
     assert context["files"][0]["links"] == 2  # app.conf -> ..data/app.conf, ..data -> ..2026_
     assert context["view"] == "namespace"
-    assert not _leaks([secret_app.password, secret_app.greeting, "greeting = "],
-                      [report, artifacts, tmp_path / "r.xml", tmp_path / "r.md"],
+    places = [report, artifacts, tmp_path / "r.xml", tmp_path / "r.md", tmp_path / "r.html"]
+    assert all(p.exists() for p in places), [p for p in places if not p.exists()]
+    assert not _leaks([secret_app.password, secret_app.greeting, "greeting = "], places,
                       result.output)
     assert not Path(context["root"]).exists()  # the private folder is gone
     assert set(Path(base()).glob("kdiag-target-*")) <= before

@@ -3,7 +3,9 @@
 intercept of ``runbooks/redirect-api.yaml`` — every replica of the ``api`` Deployment redirected
 while a client calls ``http://api.<ns>.svc.cluster.local``, the pods Ready throughout (the
 kubelet's probes reach the app), a replica added by a scale-up redirected too, one removed by a
-scale-down dropped, and every request back at the app once the run ends.
+scale-down dropped, and every request back at the app once the run ends. Also the other kubectl
+forms (`sts/`, `ds/`, `rs/`, `job/`), a Service port meaning the pods' named targetPort, and a
+rollout moving the redirect to the new replicas.
 """
 
 from __future__ import annotations
@@ -66,6 +68,14 @@ def three(cluster: Cluster, apps: Apps) -> str:  # noqa: F811 - the fixture
     cluster.wait_for(lambda: list(ready_endpoints(cluster, namespace, "api").values())
                      == [True] * 3, 30, desc="the api EndpointSlice to list 3 ready replicas")
     return namespace
+
+
+def local_server(port: int) -> subprocess.Popen[str]:
+    """The local server on ``port``: answers "hello from laptop", refuses /healthz (a probe
+    reaching it would make the pod NotReady), prints what it saw."""
+    return subprocess.Popen([sys.executable, "runbooks/lib/recording_server.py", str(port),
+                             "hello from laptop", "--refuse", "/healthz"], cwd=REPO,
+                            stdout=subprocess.PIPE, text=True)
 
 
 def call_api(cluster: Cluster, namespace: str, requests: int) -> list[tuple[str, str]]:
@@ -217,9 +227,7 @@ def test_probes_redirect_too_when_asked(cluster: Cluster, three: str, tmp_path: 
                                         kdiag_cli: Kdiag) -> None:  # noqa: F811
     """``--probes redirect``: the kubelet's probes go to the local server too, which refuses
     /healthz: the replicas drop out of the Service — what the default spares the user."""
-    server = subprocess.Popen([sys.executable, "runbooks/lib/recording_server.py", "18281",
-                               "hello from laptop", "--refuse", "/healthz"], cwd=REPO,
-                              stdout=subprocess.PIPE, text=True)
+    server = local_server(18281)
     run = Run(cluster, tmp_path, "redirect", "deploy/api", "-n", three, "--all",
               "--probes", "redirect", "http:18281")
     try:
@@ -227,9 +235,7 @@ def test_probes_redirect_too_when_asked(cluster: Cluster, three: str, tmp_path: 
         cluster.wait_for(lambda: not any(ready_endpoints(cluster, three, "api").values()), 30,
                          desc="the replicas to be NotReady (probes answered 503 here)")
     finally:
-        run.process.send_signal(signal.SIGTERM)
-        run.finish(30)
-        server.kill()
+        stop(run, server)
         assert server.stdout is not None
         seen = server.stdout.read()
     assert "GET /healthz" in seen
@@ -268,7 +274,7 @@ def test_a_replica_manager_killed_fails_the_run(cluster: Cluster, three: str,
 
 
 def test_every_manager_step_fans_out(cluster: Cluster, three: str, tmp_path: Path) -> None:
-    """net, probe, copy, capture and shell on every replica: one result per pod, files per
+    """net, ps, probe, copy, capture and shell on every replica: one result per pod, files per
     pod, and one failing pod failing the step by name."""
     replicas = sorted(p.metadata.name for p in api_pods(cluster, three))
     victim = replicas[1]
@@ -281,6 +287,13 @@ def test_every_manager_step_fans_out(cluster: Cluster, three: str, tmp_path: Pat
             net: {{}}
             register: n
             assert: ["n.count == 3 and n.pods.values() | rejectattr('addresses') | list == []"]
+          - name: ps
+            ps: {{}}
+            register: p
+            assert:
+              - "p.all_ok and p.count == 3"
+              - "p.pods.values() | map(attribute='ports') | map('join', ',')
+                 | select('search', '(^|,)8080(,|$)') | list | length == 3"
           - name: probe
             probe: {{tcp: "127.0.0.1:8080"}}
             assert: ["result.all_ok and result.ok_count == 3"]
@@ -311,3 +324,127 @@ def test_every_manager_step_fans_out(cluster: Cluster, three: str, tmp_path: Pat
     assert steps["one fails"]["status"] == "ignored"
     assert steps["one fails"]["message"] == f"1 of 3 pods failed: {victim}: exit code 1"
     assert "[ ok ] probe" in run.output and f"    {victim}: passed" in run.output
+
+
+def _testapp_template(app: str) -> dict[str, Any]:
+    """A pod template of the test app labelled ``app`` (no probes: Ready once running)."""
+    return {"metadata": {"labels": {"app": app}},
+            "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+                "name": "app", "image": "kdiag.local/testapp:dev", "imagePullPolicy": "Never",
+                "args": ["-listen=:8080"], "ports": [{"name": "http", "containerPort": 8080}]}]}}
+
+
+def _ready_names(cluster: Cluster, namespace: str, app: str) -> list[str]:
+    pods = cluster.core.list_namespaced_pod(namespace, label_selector=f"app={app}").items
+    return sorted(p.metadata.name for p in pods
+                  if p.metadata.deletion_timestamp is None and _ready(p))
+
+
+def assert_all_to_laptop(cluster: Cluster, namespace: str, calls: int) -> None:
+    """The api-client Job's ``calls`` calls by each name all answered by the local server."""
+    answers = call_api(cluster, namespace, calls)
+    assert collections.Counter(a for _, a in answers) == {"hello from laptop": 2 * calls}, \
+        answers
+
+
+def stop(run: Run, server: subprocess.Popen[str]) -> None:
+    """End an ad-hoc ``kdiag redirect`` as Ctrl-C would, then its local server."""
+    run.process.send_signal(signal.SIGTERM)
+    run.finish(30)
+    server.kill()
+
+
+def test_every_kubectl_workload_type_names_its_pods(cluster: Cluster, three: str,
+                                                    kdiag_cli: Kdiag) -> None:  # noqa: F811
+    """``sts/``, ``ds/``, ``rs/`` and ``job/`` (read from the real API for their selector, a
+    Job's the generated controller-uid one): ``--all`` reaches each ready pod of each, and
+    only those."""
+    from kubernetes import client
+
+    apps_api, batch = _apps_v1(cluster), client.BatchV1Api(cluster.api_client)
+    apps_api.create_namespaced_stateful_set(three, {
+        "metadata": {"name": "kinds-sts"},
+        "spec": {"replicas": 2, "serviceName": "kinds-sts",
+                 "selector": {"matchLabels": {"app": "kinds-sts"}},
+                 "template": _testapp_template("kinds-sts")}})
+    apps_api.create_namespaced_daemon_set(three, {
+        "metadata": {"name": "kinds-ds"},
+        "spec": {"selector": {"matchLabels": {"app": "kinds-ds"}},
+                 "template": _testapp_template("kinds-ds")}})
+    job_template = _testapp_template("kinds-job")
+    job_template["spec"]["restartPolicy"] = "Never"
+    batch.create_namespaced_job(three, {
+        "metadata": {"name": "kinds-job"},
+        "spec": {"parallelism": 2, "completions": 2, "backoffLimit": 0,
+                 "template": job_template}})
+    try:
+        expected = {"sts/kinds-sts": ("kinds-sts", 2), "ds/kinds-ds": ("kinds-ds", 1),
+                    "job/kinds-job": ("kinds-job", 2)}
+        for target, (app, count) in expected.items():
+            cluster.wait_for(lambda app=app, count=count:  # type: ignore[misc]
+                             len(_ready_names(cluster, three, app)) == count, 90,
+                             desc=f"{target} to have {count} ready pods")
+        (replicaset,) = [rs.metadata.name for rs in apps_api.list_namespaced_replica_set(
+            three, label_selector="app=api").items if (rs.spec.replicas or 0) > 0]
+        targets = {**{t: _ready_names(cluster, three, app) for t, (app, _) in expected.items()},
+                   f"rs/{replicaset}": sorted(p.metadata.name for p in api_pods(cluster, three))}
+        assert targets["sts/kinds-sts"] == ["kinds-sts-0", "kinds-sts-1"], targets
+        for target, pods in targets.items():
+            result = kdiag_cli("shell", target, "-n", three, "--all", "--", "cat",
+                               "/etc/hostname")
+            assert result.returncode == 0, (target, result.output)
+            assert sorted(result.stdout.splitlines()) == [f"[{p}] {p}" for p in pods], \
+                (target, result.output)
+    finally:
+        gone = {"propagation_policy": "Foreground", "grace_period_seconds": 0}
+        apps_api.delete_namespaced_stateful_set("kinds-sts", three, **gone)
+        apps_api.delete_namespaced_daemon_set("kinds-ds", three, **gone)
+        batch.delete_namespaced_job("kinds-job", three, **gone)
+
+
+def test_a_service_port_means_the_pods_target_port(cluster: Cluster, three: str,
+                                                   tmp_path: Path) -> None:
+    """``kdiag redirect svc/api 80:PORT``: the Service's port 80 is its named targetPort
+    ``http`` — 8080 in each pod — so what clients send through the Service reaches the local
+    server (the pods listen on nothing at 80)."""
+    server = local_server(18282)
+    run = Run(cluster, tmp_path, "redirect", "svc/api", "-n", three, "--all", "80:18282")
+    try:
+        replicas = sorted(p.metadata.name for p in api_pods(cluster, three))
+        run.wait_line(r"redirecting 3 pods of service/api")
+        for name in replicas:
+            run.wait_line(rf"^\[{name}\] redirecting incoming 8080 -> 127\.0\.0\.1:18282")
+        assert_all_to_laptop(cluster, three, 10)
+    finally:
+        stop(run, server)
+
+
+def test_a_rollout_moves_the_redirect_to_the_new_replicas(cluster: Cluster, three: str,
+                                                          tmp_path: Path) -> None:
+    """``kubectl rollout restart``'s way (a new template annotation): every replica is
+    replaced one by one; each new one gets the redirect, each old one is dropped, the
+    redirect lives on and, once the rollout is done, every request still reaches the local
+    server."""
+    server = local_server(18283)
+    run = Run(cluster, tmp_path, "redirect", "deploy/api", "-n", three, "--all", "http:18283")
+    try:
+        before = {p.metadata.name for p in api_pods(cluster, three)}
+        run.wait_line(r"redirecting 3 pods of deployment/api")
+        _apps_v1(cluster).patch_namespaced_deployment("api", three, {"spec": {"template": {
+            "metadata": {"annotations": {"kdiag.test/restarted-at": str(time.time())}}}}})
+
+        def replaced() -> set[str]:
+            pods = api_pods(cluster, three)
+            names = {p.metadata.name for p in pods}
+            done = len(pods) == 3 and all(_ready(p) for p in pods) and not names & before
+            return names if done else set()
+
+        new = cluster.wait_for(replaced, 120, desc="the rollout to replace every replica")
+        for name in new:
+            run.wait_line(rf"{name} joined deployment/api: its redirect is up", 60)
+        for name in before:
+            run.wait_line(rf"{name} deleted: its redirect is dropped", 60)
+        assert run.process.poll() is None, run.output  # the redirect lives on
+        assert_all_to_laptop(cluster, three, 10)
+    finally:
+        stop(run, server)

@@ -52,7 +52,8 @@ def run_runbook(runbook: str, tmp_path: Path, *extra: str
     path = tmp_path / "rb.yaml"
     path.write_text(textwrap.dedent(runbook))
     reports = [f"json={tmp_path / 'report.json'}", f"junit={tmp_path / 'report.xml'}",
-               f"md={tmp_path / 'report.md'}"]
+               f"md={tmp_path / 'report.md'}", f"md-text={tmp_path / 'report.txt.md'}",
+               f"html={tmp_path / 'report.html'}"]
     done = kdiag(["run", str(path), *[a for r in reports for a in ("--report", r)],
                   "--artifacts", str(tmp_path / "artifacts"), *extra], tmp_path)
     data = json.loads((tmp_path / "report.json").read_text())
@@ -110,7 +111,9 @@ def test_a_local_program_runs_with_the_targets_env_and_files_and_nothing_leaks(
     assert got["path"] == os.environ["PATH"]  # PATH is the container's: left out by default
     # ... and none of them is anywhere kdiag wrote or printed.
     places = [tmp_path / "artifacts", tmp_path / "report.json", tmp_path / "report.xml",
-              tmp_path / "report.md"]
+              tmp_path / "report.md", tmp_path / "report.txt.md", tmp_path / "report.html"]
+    assert all(p.exists() for p in places), [p for p in places if not p.exists()]
+    assert "token: ***" in (tmp_path / "report.html").read_text()  # its output, masked
     values = [secret["token"], secret["password"], secret["conf"].strip(),
               "http://db.internal:5432/orders"]
     assert leaked(values, places, done.stdout + done.stderr) == []

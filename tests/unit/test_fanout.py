@@ -304,6 +304,7 @@ def test_every_reporter_shows_a_line_per_pod(tmp_path) -> None:
 
     from kdiag.engine.events import RunFinished, RunStarted, StepFinished, StepRef, StepStarted
     from kdiag.reports.console import ConsoleReporter
+    from kdiag.reports.html import HtmlReporter
     from kdiag.reports.json_report import JsonReporter
     from kdiag.reports.junit import JunitReporter
     from kdiag.reports.markdown import MarkdownReporter
@@ -326,13 +327,17 @@ def test_every_reporter_shows_a_line_per_pod(tmp_path) -> None:
              "api-a: passed (HTTP 200)", "api-c: error: manager unreachable"]
     console = io.StringIO()
     reporters = [ConsoleReporter(console, env={}), JunitReporter(str(tmp_path / "j.xml")),
-                 MarkdownReporter(str(tmp_path / "r.md")), JsonReporter(str(tmp_path / "r.json"))]
+                 MarkdownReporter(str(tmp_path / "r.md")), JsonReporter(str(tmp_path / "r.json")),
+                 MarkdownReporter(str(tmp_path / "r.txt.md"), timeline="text"),
+                 HtmlReporter(str(tmp_path / "r.html"))]
     for reporter in reporters:
         for event in events:
             reporter.handle(event)  # type: ignore[attr-defined]
         reporter.close()  # type: ignore[attr-defined]
     for text in (console.getvalue(), (tmp_path / "j.xml").read_text(),
-                 (tmp_path / "r.md").read_text()):
+                 (tmp_path / "r.md").read_text(), (tmp_path / "r.txt.md").read_text()):
         assert all(line in text for line in lines), text
+    html = (tmp_path / "r.html").read_text()
+    assert all(f"<li>{line}</li>" in html for line in lines), html
     steps = json.loads((tmp_path / "r.json").read_text())["runs"][0]["steps"]
     assert steps[1]["result"]["pods"]["api-c"]["message"] == "manager unreachable"

@@ -88,6 +88,24 @@ def test_the_first_word_names_the_target_as_kubectl_does() -> None:
         _args("ps", "deploy/api", "extra")
 
 
+def test_exec_takes_the_target_first_and_one_pod_only() -> None:
+    """``kdiag exec TARGET [options] -- COMMAND`` as the README writes it; a command's own
+    ``--`` stays; ``--all`` is refused before anything is opened (one pod's context)."""
+    from kdiag.cli.adhoc.exec import command
+
+    args = _args("exec", "deploy/api", "-n", "shop", "--env", "--file", "/etc/api/", "--",
+                 "./api", "--", "-x")
+    assert (args.pod, args.namespace, args.env, args.file, args.cmd) == \
+        ("deploy/api", "shop", True, ["/etc/api/"], ["./api", "--", "-x"])
+    args = _args("exec", "--pod", "api-0", "--env", "--", "env")
+    assert (args.pod, args.cmd) == ("api-0", ["env"])
+    args = _args("exec", "--pid", "7", "--env", "--", "env")
+    assert (args.pod, args.pid, args.cmd) == (None, 7, ["env"])
+    args = _args("exec", "deploy/api", "--all", "--env", "--", "./api")
+    with pytest.raises(UsageError, match=r"^--all: a command runs with one pod's context"):
+        command(args)
+
+
 def test_target_spec_of_the_flags() -> None:
     from kdiag.cli.adhoc.targeting import target_spec
 

@@ -100,7 +100,10 @@ def command(args: argparse.Namespace) -> int:
     from kdiag.engine.masking import Masker
     from kdiag.launch.launcher import LaunchError, start
 
-    argv = [a for a in args.cmd if a != "--"] if args.cmd else []
+    if getattr(args, "all_pods", False):
+        raise UsageError("--all: a command runs with one pod's context (its environment and "
+                         "files): name the pod, or leave --all out for the newest pod")
+    argv = list(args.cmd or [])
     if not argv:
         raise UsageError("name the command to run: kdiag exec TARGET [--env] [--file PATH] "
                          "[--names] -- COMMAND...")
