@@ -96,7 +96,7 @@ def _planned(step: StepSpec, renderer: Renderer, scope: dict[str, Any]) -> Plann
     step_type = step_types()[step.kind]
     body = step.body if step_type.raw_body else _render_known(renderer, step.body, scope)
     try:
-        summary = step_type.describe(body)
+        summary = step_type.plan_text(body)
     except (TypeError, KeyError, AttributeError):
         summary = ""
     children = tuple(_planned(child, renderer, scope) for child in step.children)
