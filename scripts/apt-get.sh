@@ -8,11 +8,11 @@
 # apt-get's own `-o DPkg::Lock::Timeout=N` (passed on) waits for the dpkg lock, but apt 2.6
 # ignores it for the package lists lock that `apt-get update` takes; so this also waits while
 # any apt/dpkg lock is held by another process, and retries a run that lost the race for one.
-# KDIAG_APT_LOCK_TIMEOUT: seconds to wait in all (default 600).
+# KDIAG_APT_LOCK_TIMEOUT: seconds to wait in all (default 600). KDIAG_APT_LOCKS: the lock
+# files to watch, ':'-separated (default: apt's and dpkg's; tests/unit/test_apt_lock.py).
 set -uo pipefail
 limit=${KDIAG_APT_LOCK_TIMEOUT:-600}
-LOCKS=(/var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock
-  /var/cache/apt/archives/lock)
+IFS=: read -r -a LOCKS <<<"${KDIAG_APT_LOCKS:-/var/lib/dpkg/lock-frontend:/var/lib/dpkg/lock:/var/lib/apt/lists/lock:/var/cache/apt/archives/lock}"
 
 say() { printf '[apt-get %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 

@@ -30,6 +30,10 @@ LAUNCHER = r"""#!/bin/sh
 set -e
 here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 venv="$here/venv"
+if [ ! -e "$venv/.installed" ] && [ "${1:-}" = __complete_kubectl ]; then
+  echo ":4"  # a TAB does not install kdiag: no completions until the first kubectl kdiag
+  exit 0
+fi
 if [ ! -e "$venv/.installed" ]; then
   py=${KDIAG_PYTHON:-python3}
   if ! "$py" -c 'import sys, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then

@@ -3,7 +3,10 @@ WORD... CURRENT`` (:mod:`kdiag.cli.completion`) and completes files itself when 
 
 Install: bash ``source <(kdiag completion bash)`` (or save it in
 ``/etc/bash_completion.d/kdiag``); zsh ``kdiag completion zsh > "${fpath[1]}/_kdiag"``; fish
-``kdiag completion fish > ~/.config/fish/completions/kdiag.fish``.
+``kdiag completion fish > ~/.config/fish/completions/kdiag.fish``. ``kubectl kdiag`` completes
+through kubectl (1.26+), which runs ``kubectl_complete-kdiag`` from the PATH: pip puts it there;
+krew links only ``kubectl-kdiag`` (krew cannot install a second executable), so ``kdiag
+completion kubectl`` prints one to save beside it.
 """
 
 from __future__ import annotations
@@ -61,7 +64,15 @@ complete -c kdiag -f -a '(__kdiag_complete)'
 complete -c kubectl-kdiag -f -a '(__kdiag_complete)'
 """
 
-SCRIPTS = {"bash": BASH, "zsh": ZSH, "fish": FISH}
+KUBECTL = r"""#!/bin/sh
+# kubectl_complete-kdiag: kubectl (1.26+) runs it to complete `kubectl kdiag ...`. Where krew
+# installed kdiag (it puts only kubectl-kdiag on the PATH), save it beside that:
+#   kubectl kdiag completion kubectl > "${KREW_ROOT:-$HOME/.krew}/bin/kubectl_complete-kdiag"
+#   chmod +x "${KREW_ROOT:-$HOME/.krew}/bin/kubectl_complete-kdiag"
+exec kubectl-kdiag __complete_kubectl "$@"
+"""
+
+SCRIPTS = {"bash": BASH, "zsh": ZSH, "fish": FISH, "kubectl": KUBECTL}
 
 
 def script(shell: str) -> str:

@@ -251,8 +251,12 @@ def _completion(completion: argparse.ArgumentParser) -> None:
                               "pod names, namespaces and contexts.")
     completion.epilog = ("install:\n  bash: source <(kdiag completion bash)\n"
                          "  zsh:  kdiag completion zsh > \"${fpath[1]}/_kdiag\"\n"
-                         "  fish: kdiag completion fish > ~/.config/fish/completions/kdiag.fish")
-    completion.add_argument("shell", choices=["bash", "zsh", "fish"])
+                         "  fish: kdiag completion fish > ~/.config/fish/completions/kdiag.fish\n"
+                         "  kubectl kdiag, installed by krew (pip installs it itself):\n"
+                         "        kubectl kdiag completion kubectl > "
+                         "~/.krew/bin/kubectl_complete-kdiag\n"
+                         "        chmod +x ~/.krew/bin/kubectl_complete-kdiag")
+    completion.add_argument("shell", choices=["bash", "zsh", "fish", "kubectl"])
     completion.set_defaults(handler="kdiag.cli.completion")
 
 
@@ -274,7 +278,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "logs": ("follow many pods' and containers' logs", _logs),
     "doctor": ("check that a run can work here, before changing anything", _doctor),
     "gc": ("remove what dead kdiag runs left in the cluster", _gc),
-    "completion": ("print a shell completion script (bash, zsh, fish)", _completion),
+    "completion": ("print a shell completion script (bash, zsh, fish; kubectl for krew)",
+                   _completion),
 }
 """Every command: its one-line help and the function that adds its arguments."""
 
@@ -345,6 +350,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from kdiag.cli.completion import complete_main
 
         return complete_main(words[1:], build_parser(prog))
+    if words[:1] == ["__complete_kubectl"]:  # `kdiag completion kubectl`'s script asks here
+        return kubectl_complete(words[1:])
     command = _command_in(words)
     parser = build_parser(prog, only=command)
     try:
@@ -378,11 +385,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             gc.freeze()
 
 
-def kubectl_complete() -> int:
+def kubectl_complete(argv: Sequence[str] | None = None) -> int:
     """``kubectl_complete-kdiag``: kubectl asks it to complete ``kubectl kdiag ...``."""
     from kdiag.cli.completion import cobra_main
 
-    return cobra_main(sys.argv[1:], build_parser("kubectl kdiag"))
+    return cobra_main(list(sys.argv[1:] if argv is None else argv), build_parser("kubectl kdiag"))
 
 
 if __name__ == "__main__":

@@ -40,17 +40,21 @@ class _Unknown(jinja2.ChainableUndefined):
 
     def __init__(self, *args: Any, path: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._path = path or str(self._undefined_name)
+        name = self._undefined_name
+        self._path = path or (None if name is None else str(name))
+        """None: made by a filter or test (``first`` of a run-time list), not a name."""
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
-        return _Unknown(path=f"{self._path}.{name}")
+        return _Unknown(path=None if self._path is None else f"{self._path}.{name}")
 
     def __getitem__(self, key: Any) -> Any:
-        return _Unknown(path=f"{self._path}[{key!r}]")
+        return _Unknown(path=None if self._path is None else f"{self._path}[{key!r}]")
 
     def __str__(self) -> str:
+        if self._path is None:  # the plan shows the whole template as written instead
+            raise jinja2.UndefinedError("a value only known at run time")
         return f"{{{{ {self._path} }}}}"
 
 
@@ -59,9 +63,9 @@ def _render_known(renderer: Renderer, value: Any, scope: dict[str, Any]) -> Any:
     if isinstance(value, str):
         try:
             rendered = renderer.render_text(value, scope)
-        except TemplateError:
+            return str(rendered) if isinstance(rendered, jinja2.Undefined) else rendered
+        except (TemplateError, jinja2.UndefinedError):
             return value
-        return str(rendered) if isinstance(rendered, jinja2.Undefined) else rendered
     if isinstance(value, dict):
         return {k: _render_known(renderer, v, scope) for k, v in value.items()}
     if isinstance(value, list):
@@ -96,7 +100,7 @@ def _planned(step: StepSpec, renderer: Renderer, scope: dict[str, Any]) -> Plann
     step_type = step_types()[step.kind]
     body = step.body if step_type.raw_body else _render_known(renderer, step.body, scope)
     try:
-        summary = step_type.describe(body)
+        summary = step_type.plan_text(body)
     except (TypeError, KeyError, AttributeError):
         summary = ""
     children = tuple(_planned(child, renderer, scope) for child in step.children)

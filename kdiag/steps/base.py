@@ -220,3 +220,19 @@ class StepType(ABC):
     def describe(self, body: Any) -> str:
         """A one-line description of what this step will do, for plans and live status."""
         return ""
+
+    def plan_text(self, body: Any) -> str:
+        """What ``kdiag run --dry-run`` shows of the step: :meth:`describe`, unless the step
+        has more to show than a line (a script, shown whole)."""
+        return self.describe(body)
+
+
+def command_text(body: Any, whole: bool = False) -> str:
+    """A ``run``/``shell`` body's command: its argv joined, or its script (the first line,
+    or with ``whole`` every line)."""
+    if not isinstance(body, dict):
+        return ""
+    if "argv" in body:
+        return " ".join(str(a) for a in body["argv"]) if isinstance(body["argv"], list) else ""
+    script = str(body.get("script") or "").strip()
+    return script if whole or not script else script.splitlines()[0]

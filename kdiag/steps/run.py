@@ -12,7 +12,14 @@ from typing import IO, TYPE_CHECKING, Any
 from kdiag.connect.command import SCHEMA as CONNECT_SCHEMA
 from kdiag.context.spec import SCHEMA as FROM_TARGET_SCHEMA
 from kdiag.lifeline import Lifeline, Loss, exit_status
-from kdiag.steps.base import MAX_OUTPUT_SCHEMA, StepContext, StepFailed, StepOutcome, StepType
+from kdiag.steps.base import (
+    MAX_OUTPUT_SCHEMA,
+    StepContext,
+    StepFailed,
+    StepOutcome,
+    StepType,
+    command_text,
+)
 
 if TYPE_CHECKING:  # subprocess is imported when a command runs: it slows start-up
     import subprocess
@@ -245,15 +252,10 @@ class RunStep(StepType):
             return StepOutcome(ok=False, result=result, message=f"exit code {rc}")
         return StepOutcome(result=result)
 
-    def describe(self, body: Any) -> str:
+    def describe(self, body: Any, whole: bool = False) -> str:
         if not isinstance(body, dict):
             return ""
-        if "argv" in body:
-            line = " ".join(str(a) for a in body["argv"]) if isinstance(body["argv"], list) \
-                else ""
-        else:
-            line = str(body.get("script", "")).strip().splitlines()[0] if body.get("script") \
-                else ""
+        line = command_text(body, whole)
         if isinstance(body.get("connect"), dict):
             line += " (with cluster Service names)"
         wanted = body.get("from_target")
@@ -262,6 +264,9 @@ class RunStep(StepType):
             if parts:
                 line += f" (with the target's {', '.join(parts)})"
         return line
+
+    def plan_text(self, body: Any) -> str:
+        return self.describe(body, whole=True)
 
 
 STEP = RunStep()

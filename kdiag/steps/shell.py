@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from kdiag.steps.base import MAX_OUTPUT_SCHEMA, StepContext, StepOutcome, StepType
+from kdiag.steps.base import (
+    MAX_OUTPUT_SCHEMA,
+    StepContext,
+    StepOutcome,
+    StepType,
+    command_text,
+)
 
 
 class ShellStep(StepType):
@@ -71,12 +77,10 @@ class ShellStep(StepType):
         return StepOutcome(result=registered)
 
     def describe(self, body: Any) -> str:
-        if not isinstance(body, dict):
-            return ""
-        if isinstance(body.get("argv"), list):
-            return " ".join(str(a) for a in body["argv"])
-        script = str(body.get("script", "")).strip()
-        return script.splitlines()[0] if script else ""
+        return command_text(body)
+
+    def plan_text(self, body: Any) -> str:
+        return command_text(body, whole=True)
 
 
 STEP = ShellStep()

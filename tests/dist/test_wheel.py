@@ -104,6 +104,33 @@ def test_completion(plugin: Path) -> None:
     assert proc.stdout.split() == ["doctor", ":4"], proc.stdout + proc.stderr
 
 
+def test_kubectl_completion_where_krew_installed_it(plugin: Path, tmp_path: Path) -> None:
+    """krew links only ``kubectl-kdiag`` into its bin folder; the ``kubectl_complete-kdiag``
+    that ``kdiag completion kubectl`` prints, saved there, completes through it."""
+    bin_dir = tmp_path / "krew-bin"
+    bin_dir.mkdir()
+    (bin_dir / "kubectl-kdiag").symlink_to(plugin / "kubectl-kdiag")
+    proc = _run(plugin, bin_dir / "kubectl-kdiag", "completion", "kubectl")
+    assert proc.returncode == 0, proc.stderr
+    shim = bin_dir / "kubectl_complete-kdiag"
+    shim.write_text(proc.stdout)
+    shim.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "NO_COLOR": "1"}
+    proc = subprocess.run([str(shim), "doc"], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert proc.stdout.split() == ["doctor", ":4"], proc.stdout + proc.stderr
+
+
+def test_a_tab_does_not_install(dist: Path, tmp_path: Path) -> None:
+    """Before the first ``kubectl kdiag``, completing says nothing and installs nothing."""
+    folder = tmp_path / "kdiag"
+    with tarfile.open(dist / "kdiag-krew.tar.gz") as tar:
+        tar.extractall(folder, filter="data")
+    proc = _run(folder, folder / "kubectl-kdiag", "__complete_kubectl", "doc")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, ":4\n", ""), proc
+    assert not (folder / "venv").exists()
+
+
 def test_the_manager_package_comes_with_it(plugin: Path) -> None:
     code = ("import kdiag, kdiag_manager, kdiag_manager.server; "
             "print(kdiag.__file__); print(kdiag_manager.__file__)")

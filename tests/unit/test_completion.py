@@ -41,7 +41,7 @@ def test_values() -> None:
     assert _complete("run", "--values", "") == ("files", [])
     assert _complete("run", "--artifacts", "") == ("dirs", [])
     assert _complete("shell", "--image-pull-policy", "I") == ("words", ["IfNotPresent"])
-    assert _complete("completion", "") == ("words", ["bash", "zsh", "fish"])
+    assert _complete("completion", "") == ("words", ["bash", "zsh", "fish", "kubectl"])
     assert _complete("logs", "-l", "app=x", "--", "") == ("files", [])
 
 
@@ -130,3 +130,18 @@ def test_fish(files: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     assert complete("kdiag doc") == ["doctor"]
     assert complete("kdiag shell --image-pull-policy ") == ["Always", "IfNotPresent", "Never"]
     assert complete("kdiag run ") == ["lib/", "other.yml", "runbook.yaml"]
+
+
+def test_kubectl_plugin_completion_script(tmp_path: Path) -> None:
+    """``kdiag completion kubectl``: the ``kubectl_complete-kdiag`` a krew install lacks (krew
+    links only ``kubectl-kdiag``); kubectl runs it with the words after ``kubectl kdiag`` and
+    reads cobra's format (the candidates, then ``:DIRECTIVE``)."""
+    shim = tmp_path / "kubectl_complete-kdiag"
+    shim.write_text(_script("kubectl"))
+    shim.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:{BIN}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    for words, expected in ((["doc"], "doctor\n:4\n"), (["run", ""], "yaml\nyml\n:8\n"),
+                            (["completion", "k"], "kubectl\n:4\n")):
+        proc = subprocess.run([str(shim), *words], env=env, capture_output=True, text=True,
+                              timeout=60, check=False)
+        assert (proc.returncode, proc.stdout) == (0, expected), proc.stderr

@@ -111,3 +111,48 @@ def test_a_plan_without_a_required_param_shows_where_it_goes_and_says_what_to_ad
     assert result.stderr.strip() == (
         f"kdiag: error: {path}:4:3: param 'pid' is required: pass --set pid=VALUE or a "
         "--values file \N{EM DASH} The app's PID")
+
+
+SCRIPTS = """\
+name: scripts
+steps:
+  - name: long local script
+    run:
+      script: |
+{long}
+    register: found
+  - name: look around
+    shell:
+      script: |
+        echo one
+        echo two
+        echo "three: {{{{ run.runbook }}}}"
+        kill {{{{ found.pids | select('gt', 1) | first }}}}
+"""
+
+SCRIPTS_EXPECTED = """\
+plan for scripts ({path})
+   1. long local script [run]
+{shown}
+       ... (5 more lines)
+       register: found
+   2. look around [shell]
+       echo one
+       echo two
+       echo "three: {{{{ run.runbook }}}}"
+       kill {{{{ found.pids | select('gt', 1) | first }}}}
+"""
+
+
+def test_a_script_is_shown_whole_up_to_its_last_lines(tmp_path: Path) -> None:
+    """A ``script:`` (shell and run steps) is shown line by line, not cut after its first
+    line; past the plan's limit it says how many lines are left out. A script holding a
+    template whose value comes from a filter of a run-time value shows as written (not with
+    ``{{ None }}`` in its place)."""
+    lines = [f"echo line {n}" for n in range(1, 26)]
+    path = tmp_path / "scripts.yaml"
+    path.write_text(SCRIPTS.format(long="\n".join(f"        {line}" for line in lines)))
+    result = kdiag("run", str(path), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    shown = "\n".join(f"       {line}" for line in lines[:20])
+    assert result.stdout == SCRIPTS_EXPECTED.format(path=path, shown=shown)
