@@ -202,3 +202,11 @@ def test_the_layout_tables_name_every_room() -> None:
                if _within(m, "kdiag_manager") and not _within(m, GENERATED)
                and MODULES[m].name != "__init__.py"}
     assert not modules - layout, f"manager/README.md's layout lacks {sorted(modules - layout)}"
+    rows = "\n".join(line for line in _section(ROOT / "manager" / "README.md", "## Layout")
+                     .splitlines() if line.startswith("| `"))
+    gone = {name for name in _named(rows) if name.endswith(".py")} - modules
+    assert not gone, f"manager/README.md's layout names modules that are gone: {sorted(gone)}"
+    folders = {line.split("`")[1] for line in _section(ROOT / "README.md", "## How it works")
+               .splitlines() if line.startswith("| `")}
+    gone = {name for name in folders if not (ROOT / name).exists()}
+    assert not gone, f"README's How it works names what is gone: {sorted(gone)}"
