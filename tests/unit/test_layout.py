@@ -171,3 +171,42 @@ def test_the_checks_see_the_tree() -> None:
     assert "kdiag.cli.main" in MODULES and "kdiag_manager.server" in MODULES
     assert f"{WIRE}.frames" in MODULES and f"{GENERATED}.v1.manager_pb2" in MODULES
     assert any(_within(i.module, "kdiag") and _within(i.target, WIRE) for i in IMPORTS)
+
+
+def _section(path: Path, heading: str) -> str:
+    """The text under ``heading`` (a ``##`` line) up to the next ``##`` heading."""
+    text = path.read_text()
+    start = text.index(f"\n{heading}\n")
+    end = text.find("\n## ", start + len(heading) + 2)
+    return text[start:end if end != -1 else len(text)]
+
+
+def _named(section: str) -> set[str]:
+    """Every name in backquotes in a section (a table cell may list several)."""
+    return {part.strip() for quoted in section.split("`")[1::2] for part in quoted.split(",")}
+
+
+def test_the_layout_tables_name_every_room() -> None:
+    """A newcomer finds a room by its name: the README's "How it works" table names every
+    folder and top-level module of ``kdiag/``, and ``manager/README.md``'s layout every
+    hand-written module of the manager."""
+    how = _named(_section(ROOT / "README.md", "## How it works"))
+    kdiag = ROOT / "kdiag"
+    rooms = {f"kdiag/{p.name}/" for p in kdiag.iterdir() if (p / "__init__.py").exists()}
+    rooms |= {f"kdiag/{p.name}" for p in kdiag.glob("*.py")
+              if p.name not in ("__init__.py", "__main__.py")}
+    assert not rooms - how, f"README's How it works lacks {sorted(rooms - how)}"
+    layout = _named(_section(ROOT / "manager" / "README.md", "## Layout"))
+    manager = PACKAGES["kdiag_manager"]
+    modules = {str(MODULES[m].relative_to(manager)) for m in MODULES
+               if _within(m, "kdiag_manager") and not _within(m, GENERATED)
+               and MODULES[m].name != "__init__.py"}
+    assert not modules - layout, f"manager/README.md's layout lacks {sorted(modules - layout)}"
+    rows = "\n".join(line for line in _section(ROOT / "manager" / "README.md", "## Layout")
+                     .splitlines() if line.startswith("| `"))
+    gone = {name for name in _named(rows) if name.endswith(".py")} - modules
+    assert not gone, f"manager/README.md's layout names modules that are gone: {sorted(gone)}"
+    folders = {line.split("`")[1] for line in _section(ROOT / "README.md", "## How it works")
+               .splitlines() if line.startswith("| `")}
+    gone = {name for name in folders if not (ROOT / name).exists()}
+    assert not gone, f"README's How it works names what is gone: {sorted(gone)}"
