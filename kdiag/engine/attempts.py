@@ -27,6 +27,7 @@ from kdiag.language.model import StepSpec
 from kdiag.language.schemacheck import Schema
 from kdiag.language.templating import TemplateError
 from kdiag.steps.base import Background, StepOutcome, StepType
+from kdiag.waiting import wait_event
 
 DEFAULT_DELAY = 1.0
 DEFAULT_UNTIL_RETRIES = 3
@@ -139,7 +140,7 @@ class StepAttempts:
                 if status == "error" or halted or done or attempt - after > retries:
                     break
                 ended = time.monotonic()
-                if runtime.cancelled.wait(delay):
+                if wait_event(runtime.cancelled, delay):
                     fatal = self.run.supervisor.fatal_now()
                     if fatal is not None:  # lost background work ended the retries
                         status, halted = "error" if fatal.environmental else "failed", True

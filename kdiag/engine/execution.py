@@ -14,6 +14,7 @@ from kdiag.engine.context import StepRuntime
 from kdiag.errors import EXIT_ENVIRONMENT, EnvironmentProblem, KdiagError
 from kdiag.language.templating import TemplateError
 from kdiag.steps.base import StepContext, StepFailed, StepOutcome, StepType
+from kdiag.waiting import wait_event
 
 CANCEL_GRACE = 5.0
 """Seconds a step gets to wind down after its timeout or a Ctrl-C before it is abandoned."""
@@ -70,7 +71,7 @@ def execute_with_timeout(step_type: StepType, body: Any, runtime: StepRuntime,
     with supervisor.waking(done):
         worker.start()
         try:
-            done.wait(timeout)
+            wait_event(done, timeout)
         except KeyboardInterrupt:
             runtime.cancelled.set()
             worker.join(CANCEL_GRACE)

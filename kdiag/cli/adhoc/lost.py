@@ -7,6 +7,7 @@ import threading
 
 from kdiag.errors import EnvironmentProblem
 from kdiag.lifeline import Lifeline, Loss
+from kdiag.waiting import wait_event
 
 EXPLAIN_WAIT = 1.0
 """Seconds to wait for the target's own cause (pod deleted, manager container terminated)
@@ -20,7 +21,7 @@ def wait_until_lost(*lifelines: Lifeline, target: Lifeline | None = None) -> Los
     watched = [*lifelines, *([target] if target is not None else [])]
     forget = [lifeline.listen(lambda _loss: dead.set()) for lifeline in watched]
     try:
-        dead.wait()
+        wait_event(dead)
     finally:
         for call in forget:
             call()
