@@ -26,7 +26,7 @@ def test_pod_names_of_the_namespace_on_the_line(example_pods: Pods, kdiag_cli: K
 
 def test_namespaces(example_pods: Pods, kdiag_cli: Kdiag) -> None:
     ns = example_pods.namespace
-    result = kdiag_cli("__complete", "run", "-n", ns[:-1], timeout=30)
+    result = kdiag_cli("__complete", "shell", "-n", ns[:-1], timeout=30)
     assert result.returncode == 0, result.output
     kind, *names = result.stdout.splitlines()
     assert kind == "words" and ns in names and all(n.startswith(ns[:-1]) for n in names), \
