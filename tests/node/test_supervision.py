@@ -51,8 +51,8 @@ CAPTURE = 'capture: {filter: "tcp port 8080", file: api.pcap}'
 def _run_until_killed(app: Lab, tmp_path: Path, victim: str, background: str = REDIRECT
                       ) -> tuple[int, str, dict, float, float]:
     """A runbook with background work (a redirect by default) and a long wait; kill
-    ``victim`` (manager or target) during the wait. Returns the exit code, output, report, and seconds from the
-    kill to the end of the wait step and of the kdiag process."""
+    ``victim`` (manager or target) during the wait. Returns the exit code, output, report,
+    and seconds from the kill to the end of the wait step and of the kdiag process."""
     pids = tmp_path / "pids"
     cleaned = tmp_path / "cleaned"
     runbook = tmp_path / "rb.yaml"
