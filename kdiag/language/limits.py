@@ -50,6 +50,31 @@ ENV = {
 """The environment variable of each limit."""
 
 
+@dataclass(frozen=True)
+class TemplateNesting:
+    """How deeply one template (or expression) may nest. Jinja compiles a template to Python
+    source, and CPython refuses source that nests too deeply (200 open brackets, 100
+    indentation levels, 20 nested loops) or runs out of stack compiling it, and the stack
+    left depends on how deep the caller already is. Checking parses only, so these bounds
+    sit well under what compiles (measured in ``tests/unit/test_template_nesting.py``) and
+    are fixed: raising them would only move the failure from ``validate`` to the run."""
+
+    expression: int = 60
+    """Nodes on the longest path down one expression: each term of a chain (``a + b + c``,
+    ``a.b.c``, ``x | f | g``) and each nested call, literal or operator is a level."""
+    brackets: int = 25
+    """Open ``(``, ``[`` and ``{`` inside one another (parsing one costs the most stack)."""
+    loops: int = 15
+    """``{% for %}`` loops inside one another (CPython: 20 nested blocks)."""
+    blocks: int = 40
+    """Tags with a body (``if``, ``for``, ``macro``, ``call``, ``with``, ``filter``, a
+    ``set`` block...) inside one another (CPython: 100 indentation levels)."""
+
+
+NESTING = TemplateNesting()
+"""The nesting bounds in force (fixed: see :class:`TemplateNesting`)."""
+
+
 def _number(name: str, text: str, kind: type) -> int | float:
     raw = text.strip().lower()
     scale = 1

@@ -121,7 +121,7 @@ def check_text(checker: Checker, scope: Scope, path: DocPath, text: str, *,
         return
     if analysis.problem is not None:
         what = "expression" if expression else "template"
-        checker.add_at(f"{what} syntax error: {analysis.problem.message}",
+        checker.add_at(f"{what} {analysis.problem.kind}: {analysis.problem.message}",
                        checker.source.locate_line(path, analysis.problem.line))
         return
     message = scope.check(analysis.names, extra)

@@ -6,7 +6,8 @@ computes anything): Jinja folds constant parts of a template while compiling, so
 string. Here every operator counts as intercepted and every filter and test is a stub that
 refuses to run, so nothing is folded. What a template reads is found by walking its tree;
 only templates that bind names themselves (``for``, ``set``, macros) go through Jinja's own
-analysis. The tokens parsed are counted against a per-file budget (``template_tokens``).
+analysis. The tokens parsed are counted against a per-file budget (``template_tokens``), and
+how deeply a template nests is held to fixed bounds (:mod:`~kdiag.language.templatedepth`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import jinja2.meta
 import jinja2.nodes
 
 from kdiag.language.filters import FILTERS, TESTS
+from kdiag.language.templatedepth import TooDeep, bracketed, too_deep
 
 _ALL_BINOPS = frozenset({"*", "/", "//", "**", "%", "+", "-"})
 _ALL_UNOPS = frozenset({"not", "+", "-"})
@@ -56,11 +58,13 @@ _local = threading.local()
 
 
 class _CountTokens(jinja2.ext.Extension):
-    """Counts every token parsed against the budget of the check under way (if any)."""
+    """Counts every token parsed against the budget of the check under way (if any), and
+    how deeply brackets nest; keeps the line of the last one (where parsing stopped)."""
 
     def filter_stream(self, stream: Any) -> Iterator[Any]:
         budget: TokenBudget | None = getattr(_local, "budget", None)
-        for token in stream:
+        for token in bracketed(stream):
+            _local.line = token.lineno
             if budget is not None:
                 budget.left -= 1
                 if budget.left < 0:
@@ -125,11 +129,14 @@ class TemplateSyntaxProblem:
 
     message: str
     line: int
+    kind: str = "syntax error"
+    """What is wrong, as messages name it: a ``syntax error``, or ``nests too deeply``."""
 
 
 def parse(text: str, *, expression: bool = False) -> jinja2.nodes.Node:
     """Parse a template, or a bare expression, without compiling it (TemplateSyntaxError)."""
     env = checking_env()
+    _local.line = 1
     if not expression:
         return env.parse(text)
     from jinja2.parser import Parser
@@ -174,6 +181,9 @@ def analyse(text: str, *, expression: bool = False) -> Analysis:
         return Analysis(TemplateSyntaxProblem("write expressions without {{ }}", 1))
     try:
         tree = parse(text, expression=expression)
+        deep = too_deep(tree)
+        if deep is not None:
+            raise deep
         found = _collect(tree)
         unknown = _unknown_filter_or_test(found)
         if unknown:
@@ -182,13 +192,18 @@ def analyse(text: str, *, expression: bool = False) -> Analysis:
     except jinja2.TemplateSyntaxError as exc:  # includes TemplateAssertionError
         return Analysis(TemplateSyntaxProblem(exc.message or "template syntax error",
                                               exc.lineno or 1))
-    except RecursionError:
-        return Analysis(TemplateSyntaxProblem("the template nests too deeply", 1))
+    except TooDeep as exc:
+        return Analysis(TemplateSyntaxProblem(exc.message, exc.line, _TOO_DEEP))
+    except RecursionError:  # (nested tags: the parser recurses before the tree is counted)
+        return Analysis(TemplateSyntaxProblem("too deep for the parser's stack", _local.line,
+                                              _TOO_DEEP))
     rebinds = {node.name for node in found.get(jinja2.nodes.Name, ()) if node.ctx != "load"}
     return Analysis(None, tree, frozenset(names), tuple(_regexes(found)),
                     () if "steps" in rebinds else tuple(_subscripts(found, "steps")),
                     frozenset() if "params" in rebinds else frozenset(_subscripts(found, "params")))
 
+
+_TOO_DEEP = "nests too deeply"
 
 _Found = dict[type, list[Any]]
 
