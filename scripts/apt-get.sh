@@ -31,13 +31,17 @@ holder() {
   done
 }
 
-started=$SECONDS
+# Whole seconds since the start, counted from the clock (bash's $SECONDS ticks on whole
+# seconds of its own: a wait of 1.1 s could read as 2).
+now_us() { echo "${EPOCHREALTIME/./}"; }
+started=$(now_us)
+elapsed() { echo $((($(now_us) - started) / 1000000)); }
 err=$(mktemp)
 trap 'rm -f "$err"' EXIT
 while true; do
   said=-1
   while who=$(holder) && [[ -n $who ]]; do
-    waited=$((SECONDS - started))
+    waited=$(elapsed)
     if ((waited >= limit)); then
       say "gave up after ${limit} s: another package manager still holds $who" \
         "(KDIAG_APT_LOCK_TIMEOUT=$limit)"
@@ -50,11 +54,11 @@ while true; do
     fi
     sleep 1
   done
-  left=$((limit - (SECONDS - started)))
+  left=$((limit - $(elapsed)))
   apt-get -o DPkg::Lock::Timeout=$((left > 1 ? left : 1)) "$@" 2>"$err"
   rc=$?
   # A lock taken between our check and apt-get's own (the lists lock is not waited for).
-  if ((rc != 0)) && grep -q 'Could not get lock' "$err" && ((SECONDS - started < limit)); then
+  if ((rc != 0)) && grep -q 'Could not get lock' "$err" && (($(elapsed) < limit)); then
     sleep 1
     continue
   fi
