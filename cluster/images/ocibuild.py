@@ -6,7 +6,10 @@ Three commands (standard library only):
   rootfs      pack a root filesystem directory into an image archive
   dockerfile  build an image by running a Dockerfile's instructions on this host
               (FROM → a debootstrap'ed Debian root, RUN → chroot in private mount
-              and PID namespaces, COPY/ENV/WORKDIR/... → files and image config)
+              and PID namespaces, COPY/ENV/WORKDIR/... → files and image config);
+              for this machine's platform, or another with --platform linux/arm64:
+              a Debian root of that architecture whose programs run under qemu
+              (binfmt_misc; Debian's qemu-user-static registers it)
   import      import archives into containerd (`ctr -n k8s.io images import`)
 
 The Dockerfile interpreter supports only the instructions and options that kdiag's
