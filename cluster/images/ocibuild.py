@@ -846,7 +846,10 @@ def _debootstrap(root: Path, suite: str, mirror: str, security: str | None,
     cmd = ["debootstrap", "--variant=minbase", *arch, f"--keyring={keyring}", suite, str(root),
            mirror]
     log(" ".join(cmd))
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # In a mount namespace of its own: a debootstrap that fails leaves the root's /proc
+    # mounted, which would stop every later build from removing the half-made root.
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", *cmd],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if r.returncode != 0:
         sys.stderr.write(r.stdout[-4000:])
         raise BuildError(f"debootstrap failed with exit code {r.returncode}")
