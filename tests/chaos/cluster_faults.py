@@ -14,7 +14,14 @@ from __future__ import annotations
 import json
 import time
 
-from .clusterlab import ClusterEnv, api_server_paused, cluster_env, start_cli, wait_ready
+from .clusterlab import (
+    ClusterEnv,
+    PodCli,
+    api_server_paused,
+    cluster_env,
+    start_cli,
+    wait_ready,
+)
 from .nodelab import kill, wait_gone
 from .registry import RULES_DEADLINE, RoundResult, register
 
@@ -45,18 +52,36 @@ def _kill_round(env: ClusterEnv, index: int, victims: str) -> RoundResult:
         recovery = env.wait_route(env.pods[POD], "app", t0 + RULES_DEADLINE, since=t0)
         left = env.rules_left(POD, t0 + RULES_DEADLINE)
         if victims == "manager":  # its CLI must see it and end with exit 3 by itself
-            try:
-                code = cli.proc.wait(max(t0 + RULES_DEADLINE - time.monotonic(), 0.1))
-            except Exception:
-                code = None
-            if code != 3:
-                problems.append(f"the CLI did not end with exit 3 after its manager died "
-                                f"(exit {code}): {cli.tail()}")
+            problems += _ended_after_its_manager(env, cli, t0, run=index % 2 == 1)
         return RoundResult(recovery, left, problems)
     finally:
         cli.end()
         for pid in env.manager_pids(POD) if victims != "cli" else []:
             wait_gone(pid, time.monotonic() + 1)
+
+
+def _ended_after_its_manager(env: ClusterEnv, cli: PodCli, t0: float, run: bool) -> list[str]:
+    """What is wrong with how the CLI ended after its manager was killed at ``t0``: it must
+    exit 3 by itself; a ``kdiag run`` (a background redirect, then a long ``wait``) within
+    2 s of the kill, with its ``finally`` step run."""
+    try:
+        code = cli.proc.wait(max(t0 + RULES_DEADLINE - time.monotonic(), 0.1))
+    except Exception:
+        code = None
+    took = time.monotonic() - t0
+    if code != 3:
+        return [f"the CLI did not end with exit 3 after its manager died (exit {code}): "
+                f"{cli.tail()}"]
+    if not run:
+        return []
+    problems = []
+    if took > EXIT_DEADLINE:
+        problems.append(f"the run ended {took:.2f} s after its manager was killed")
+    report = json.loads((env.tmpdir / "report.json").read_text())
+    steps = {s["name"]: s["status"] for run in report["runs"] for s in run["steps"]}
+    if steps.get("note #1 (finally)") != "passed":
+        problems.append(f"the finally step did not run: {steps}")
+    return problems
 
 
 @register("pod: kill -9 CLI", "cluster", KILL_ROUNDS, lambda: cluster_env("c"))
@@ -78,7 +103,7 @@ def kill_both(env: ClusterEnv, index: int) -> RoundResult:
     return _kill_round(env, index, "both")
 
 
-@register("pod: deleted under a background redirect", "cluster", 5,
+@register("pod: deleted under a background redirect", "cluster", KILL_ROUNDS,
           lambda: cluster_env("d", pods=()), note="recovery: deletion → exit 3")
 def pod_deleted(env: ClusterEnv, index: int) -> RoundResult:
     """A runbook keeps a redirect up in the background and waits; the pod is deleted: the run

@@ -241,6 +241,7 @@ def start_cli(env: ClusterEnv, pod: str, kind: str) -> PodCli:
         args = ["redirect", "-n", env.namespace, "--pod", pod, "--to", "127.0.0.1",
                 "--probes", "redirect", f"{APP_PORT}:{env.operator.port}"]
     else:
+        (env.tmpdir / "report.json").unlink(missing_ok=True)  # (a round reads its own)
         args = ["run", str(env.runbook), "--set", f"namespace={env.namespace}",
                 "--set", f"pod={pod}", "--set", f"to=127.0.0.1:{env.operator.port}",
                 "--artifacts", str(env.tmpdir / "artifacts"), "--report",

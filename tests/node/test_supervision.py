@@ -44,11 +44,15 @@ def _wait_for_file(path: Path, process: subprocess.Popen[str], timeout: float = 
     return path.read_text().strip()
 
 
-def _run_until_killed(app: Lab, tmp_path: Path, victim: str
+REDIRECT = 'redirect: {ports: [8080], to: "127.0.0.1:9"}'
+CAPTURE = 'capture: {filter: "tcp port 8080", file: api.pcap}'
+
+
+def _run_until_killed(app: Lab, tmp_path: Path, victim: str, background: str = REDIRECT
                       ) -> tuple[int, str, dict, float, float]:
-    """A runbook with a background redirect and a long wait; kill ``victim`` (manager or
-    target) during the wait. Returns the exit code, output, report, and seconds from the
-    kill to the end of the wait step and of the kdiag process."""
+    """A runbook with background work (a redirect by default) and a long wait; kill
+    ``victim`` (manager or target) during the wait. Returns the exit code, output, report,
+    and seconds from the kill to the end of the wait step and of the kdiag process."""
     pids = tmp_path / "pids"
     cleaned = tmp_path / "cleaned"
     runbook = tmp_path / "rb.yaml"
@@ -56,7 +60,7 @@ def _run_until_killed(app: Lab, tmp_path: Path, victim: str
         target: {{node: {{pid: {app.app_pid}}}}}
         steps:
           - name: api
-            redirect: {{ports: [8080], to: "127.0.0.1:9"}}
+            {background}
             background: true
           - name: tell the test
             run: {{script: "echo {{{{ target.manager_pid }}}} {{{{ target.pid }}}} > {pids}"}}
@@ -97,6 +101,19 @@ def test_killed_manager_during_a_wait_fails_the_run_within_2s(app: Lab, tmp_path
     assert steps["never"]["status"] == "skipped" and steps["cleanup"]["status"] == "passed"
     assert "manager gone" in run["message"] and "Traceback" not in output
     assert not app.tagged_rules()
+
+
+def test_killed_manager_under_a_background_capture_fails_the_run_within_2s(
+        app: Lab, tmp_path: Path) -> None:
+    code, output, run, step_end, _ended = _run_until_killed(app, tmp_path, "manager", CAPTURE)
+    assert code == 3, output
+    assert step_end < EVENT_TO_STEP_END, f"{step_end:.2f}s from the kill to the step's end"
+    steps = {s["name"]: s for s in run["steps"]}
+    assert steps["api"]["status"] == "error", steps["api"]
+    assert "manager gone (process " in steps["api"]["background_failure"]["cause"], steps["api"]
+    assert steps["long wait"]["status"] == "error"
+    assert steps["never"]["status"] == "skipped" and steps["cleanup"]["status"] == "passed"
+    assert "manager gone" in run["message"] and "Traceback" not in output
 
 
 def test_killed_target_during_a_wait_fails_the_run_within_2s(app: Lab, tmp_path: Path) -> None:
