@@ -103,9 +103,10 @@ def check_emulation(target: Platform, binfmt: Path | None = None) -> None:
     if target == host:
         return
     binfmt = binfmt or BINFMT_MISC
+    does = " (`make image-arm64` does)" if target.arch == "arm64" else ""
     hint = (f"building for {target} on this {host} machine runs {target.arch} programs "
-            "through qemu: install qemu-user-static (`make image-arm64` does), which "
-            f"registers {binfmt}/qemu-{target.machine}")
+            f"through qemu: install qemu-user-static{does}, which registers "
+            f"{binfmt}/qemu-{target.machine}")
     if not (binfmt / "register").exists():
         raise BuildError(f"{hint}; binfmt_misc is not mounted "
                          f"(mount -t binfmt_misc binfmt_misc {binfmt})")
