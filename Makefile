@@ -34,7 +34,7 @@ unit: install
 
 test: install system-deps
 	$(MAKE) --no-print-directory scratch-shell
-	$(VENV)/bin/pytest -q -m "not cluster and not dist"
+	$(VENV)/bin/pytest -q -m "not cluster and not dist and not image"
 
 demo: install system-deps
 	$(MAKE) --no-print-directory scratch-shell

@@ -19,7 +19,7 @@ COVERAGE_VERDICT ?= tests
 coverage: install system-deps
 	$(MAKE) --no-print-directory scratch-shell
 	@rm -rf $(COVERAGE_DIR) && mkdir -p $(COVERAGE_DIR)
-	@status=0; $(COVERAGE) run -m pytest -q -m "not cluster and not dist" || status=$$?; \
+	@status=0; $(COVERAGE) run -m pytest -q -m "not cluster and not dist and not image" || status=$$?; \
 	  $(COVERAGE) combine -q $(COVERAGE_DIR) && \
 	  COVERAGE_FILE=$(COVERAGE_DIR)/coverage $(PY) -m tests.quality.coverage_table \
 	    --json $(COVERAGE_DIR)/table.json $(COVERAGE_ARGS); \

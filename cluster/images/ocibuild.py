@@ -6,7 +6,10 @@ Three commands (standard library only):
   rootfs      pack a root filesystem directory into an image archive
   dockerfile  build an image by running a Dockerfile's instructions on this host
               (FROM → a debootstrap'ed Debian root, RUN → chroot in private mount
-              and PID namespaces, COPY/ENV/WORKDIR/... → files and image config)
+              and PID namespaces, COPY/ENV/WORKDIR/... → files and image config);
+              for this machine's platform, or another with --platform linux/arm64:
+              a Debian root of that architecture whose programs run under qemu
+              (binfmt_misc; Debian's qemu-user-static registers it)
   import      import archives into containerd (`ctr -n k8s.io images import`)
 
 The Dockerfile interpreter supports only the instructions and options that kdiag's
@@ -44,8 +47,14 @@ from pathlib import Path
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Paths whose contents never go into an image (they are mounted at run time).
 SKIP_CONTENTS = {"proc", "sys", "dev", "run", "tmp"}
-# OCI architecture names of the machines this builder runs on (it builds for its own).
+# OCI architecture names of the machines this builder runs on (it builds for its own by
+# default, and for another through emulation: see Platform).
 OCI_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+BINFMT_MISC = Path("/proc/sys/fs/binfmt_misc")
+
+
+class BuildError(Exception):
+    pass
 
 
 def oci_architecture() -> str:
@@ -55,8 +64,64 @@ def oci_architecture() -> str:
     return OCI_ARCH[machine]
 
 
-class BuildError(Exception):
-    pass
+@dataclass(frozen=True)
+class Platform:
+    """A target platform: its OCI architecture (also Debian's name for it, for the two we
+    know) and the machine name qemu and binfmt_misc use for it."""
+
+    arch: str  # amd64, arm64
+    machine: str  # x86_64, aarch64
+
+    def __str__(self) -> str:
+        return f"linux/{self.arch}"
+
+
+PLATFORMS = {p.arch: p for p in (Platform("amd64", "x86_64"), Platform("arm64", "aarch64"))}
+
+
+def host_platform() -> Platform:
+    return PLATFORMS[oci_architecture()]
+
+
+def parse_platform(text: str) -> Platform:
+    """``linux/arm64`` (also ``linux/arm64/v8`` and a bare ``arm64``) → Platform."""
+    parts = text.strip().split("/")
+    if len(parts) > 1 and parts[0] != "linux":
+        raise BuildError(f"platform {text!r}: only linux images are built")
+    arch = parts[1] if len(parts) > 1 else parts[0]
+    if arch not in PLATFORMS or len(parts) > 3 or (len(parts) == 3 and parts[2] != "v8"):
+        raise BuildError(f"platform {text!r} is not supported (known: "
+                         f"{', '.join(str(p) for p in PLATFORMS.values())})")
+    return PLATFORMS[arch]
+
+
+def check_emulation(target: Platform, binfmt: Path | None = None) -> None:
+    """Raise a BuildError unless this host can run ``target``'s programs: natively, or
+    through a qemu handler registered in binfmt_misc with the F flag (the kernel opens the
+    interpreter when it is registered, so it runs inside a chroot that lacks it)."""
+    host = host_platform()
+    if target == host:
+        return
+    binfmt = binfmt or BINFMT_MISC
+    does = " (`make image-arm64` does)" if target.arch == "arm64" else ""
+    hint = (f"building for {target} on this {host} machine runs {target.arch} programs "
+            f"through qemu: install qemu-user-static{does}, which registers "
+            f"{binfmt}/qemu-{target.machine}")
+    if not (binfmt / "register").exists():
+        raise BuildError(f"{hint}; binfmt_misc is not mounted "
+                         f"(mount -t binfmt_misc binfmt_misc {binfmt})")
+    handler = binfmt / f"qemu-{target.machine}"
+    if not handler.exists():
+        raise BuildError(f"{hint}; no such handler is registered "
+                         f"(register it: cat /usr/lib/binfmt.d/qemu-{target.machine}.conf > "
+                         f"{binfmt}/register)")
+    lines = handler.read_text().splitlines()
+    flags = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("flags:")), "")
+    if not lines or lines[0] != "enabled":
+        raise BuildError(f"{hint}; {handler} is disabled (echo 1 > {handler})")
+    if "F" not in flags:
+        raise BuildError(f"{hint}; {handler} lacks the F flag (flags: {flags or 'none'}), so a "
+                         "chroot cannot reach its interpreter: re-register it with F")
 
 
 def log(msg: str) -> None:
@@ -124,10 +189,13 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(ti, io.BytesIO(data))
 
 
-def write_archive(rootfs: Path, name: str | list[str], config: ImageConfig, out: Path) -> str:
+def write_archive(rootfs: Path, name: str | list[str], config: ImageConfig, out: Path,
+                  architecture: str | None = None) -> str:
     """Write an OCI image-layout tar for rootfs, under one name or several (the same image
-    tagged twice); return the manifest digest."""
+    tagged twice), for ``architecture`` (default: this machine's); return the manifest
+    digest."""
     names = [name] if isinstance(name, str) else list(name)
+    arch = architecture or oci_architecture()
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".layer-") as tmp:
         layer_path = Path(tmp) / "layer.tar"
@@ -136,7 +204,7 @@ def write_archive(rootfs: Path, name: str | list[str], config: ImageConfig, out:
         config_blob = json.dumps(
             {
                 "created": "1970-01-01T00:00:00Z",
-                "architecture": oci_architecture(),
+                "architecture": arch,
                 "os": "linux",
                 "config": config.to_oci(),
                 "rootfs": {"type": "layers", "diff_ids": [f"sha256:{layer_digest}"]},
@@ -174,7 +242,7 @@ def write_archive(rootfs: Path, name: str | list[str], config: ImageConfig, out:
                         "mediaType": "application/vnd.oci.image.manifest.v1+json",
                         "digest": f"sha256:{manifest_digest}",
                         "size": len(manifest_blob),
-                        "platform": {"architecture": oci_architecture(), "os": "linux"},
+                        "platform": {"architecture": arch, "os": "linux"},
                         "annotations": {
                             "io.containerd.image.name": each,
                             "org.opencontainers.image.ref.name": each.rsplit(":", 1)[-1],
@@ -193,7 +261,7 @@ def write_archive(rootfs: Path, name: str | list[str], config: ImageConfig, out:
             _add_bytes(tar, f"blobs/sha256/{manifest_digest}", manifest_blob)
             tar.add(layer_path, arcname=f"blobs/sha256/{layer_digest}")
         tmp_out.replace(out)
-    log(f"wrote {out} ({', '.join(names)}, {layer_size // 1024} KiB layer)")
+    log(f"wrote {out} ({', '.join(names)}, linux/{arch}, {layer_size // 1024} KiB layer)")
     return f"sha256:{manifest_digest}"
 
 
@@ -468,8 +536,10 @@ class DockerfileBuilder:
     # Base images we know how to make, and how.
     BASES = {"debian:bookworm-slim": "bookworm", "debian:bookworm": "bookworm"}
 
-    def __init__(self, dockerfile: Path, context: Path, cache: Path, check_only: bool = False):
+    def __init__(self, dockerfile: Path, context: Path, cache: Path, check_only: bool = False,
+                 platform: Platform | None = None):
         self.dockerfile = dockerfile
+        self.platform = platform or host_platform()
         self.context = context
         self.cache = cache
         self.check_only = check_only  # validate every instruction, build nothing
@@ -543,7 +613,7 @@ class DockerfileBuilder:
             log(f"cached: {out}")
         else:
             stamp.unlink(missing_ok=True)
-            write_archive(current, names, self.config, out)
+            write_archive(current, names, self.config, out, self.platform.arch)
             stamp.write_text(final)
         # Keep only the steps this build used; older ones are stale.
         steps = self.cache / "steps"
@@ -551,6 +621,11 @@ class DockerfileBuilder:
             if d.name not in used:
                 _rmtree(d)
         log(f"built {', '.join(names)} from {self.dockerfile} in {time.monotonic() - start:.0f} s")
+
+    def _foreign(self) -> tuple[str, ...]:
+        """What a base's cache key adds for a foreign platform (nothing for the host's own,
+        so the keys of native builds stay what they were)."""
+        return () if self.platform == host_platform() else (str(self.platform),)
 
     def _chain(self, key: str, *parts: str) -> str:
         h = hashlib.sha256(key.encode())
@@ -592,7 +667,7 @@ class DockerfileBuilder:
                                          "exposed_ports": list(stage.config.exposed_ports)})
             return stage.key, stage.root
         if base == "scratch":
-            key = self._chain("", "FROM", "scratch")
+            key = self._chain("", "FROM", "scratch", *self._foreign())
             d = self._cached(key, "FROM scratch")
             if d is None:
                 tmp = self._new_step(None, key)
@@ -604,11 +679,11 @@ class DockerfileBuilder:
                              f"{', '.join(sorted(self.BASES))} and earlier stages")
         suite = self.BASES[base]
         mirror, security = ("", None) if self.check_only else _host_apt_sources()
-        key = self._chain("", "FROM", base, mirror, security or "")
-        d = self._cached(key, f"FROM {base} (debootstrap --variant=minbase {suite})")
+        key = self._chain("", "FROM", base, mirror, security or "", *self._foreign())
+        d = self._cached(key, f"FROM {base} (debootstrap --variant=minbase {suite}, {self.platform})")
         if d is None:
             tmp = self._new_step(None, key)
-            _debootstrap(tmp, suite, mirror, security)
+            _debootstrap(tmp, suite, mirror, security, self.platform)
             d = self._step_dir(key)
             tmp.rename(d)
         return key, d
@@ -761,13 +836,21 @@ def _rmtree(path: Path) -> None:
     shutil.rmtree(path)
 
 
-def _debootstrap(root: Path, suite: str, mirror: str, security: str | None) -> None:
+def _debootstrap(root: Path, suite: str, mirror: str, security: str | None,
+                 target: Platform) -> None:
     if not shutil.which("debootstrap"):
         raise BuildError("debootstrap is not installed (apt-get install debootstrap)")
     keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
-    cmd = ["debootstrap", "--variant=minbase", f"--keyring={keyring}", suite, str(root), mirror]
+    # A foreign --arch needs no --foreign/second stage by hand: debootstrap chroots into the
+    # new root for its second stage, and binfmt_misc (F flag) runs those programs under qemu.
+    arch = [] if target == host_platform() else [f"--arch={target.arch}"]
+    cmd = ["debootstrap", "--variant=minbase", *arch, f"--keyring={keyring}", suite, str(root),
+           mirror]
     log(" ".join(cmd))
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # In a mount namespace of its own: a debootstrap that fails leaves the root's /proc
+    # mounted, which would stop every later build from removing the half-made root.
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", *cmd],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if r.returncode != 0:
         sys.stderr.write(r.stdout[-4000:])
         raise BuildError(f"debootstrap failed with exit code {r.returncode}")
@@ -848,6 +931,8 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--name", action="append", help="image reference (repeat: several tags)")
     d.add_argument("--out", type=Path)
     d.add_argument("--cache", type=Path, help="directory for cached steps (required to build)")
+    d.add_argument("--platform", help="target platform, e.g. linux/arm64 (default: this "
+                   "machine's; another one runs the RUN steps under qemu through binfmt_misc)")
     d.add_argument("--check", action="store_true",
                    help="only check that every instruction is supported; build nothing")
 
@@ -877,9 +962,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise BuildError("building needs --name, --out and --cache")
             if os.geteuid() != 0:
                 raise BuildError("building from a Dockerfile needs root (debootstrap, chroot)")
-            DockerfileBuilder(args.file, args.context.resolve(), args.cache.resolve()).build(
-                args.name, args.out
-            )
+            target = parse_platform(args.platform) if args.platform else host_platform()
+            check_emulation(target)
+            DockerfileBuilder(args.file, args.context.resolve(), args.cache.resolve(),
+                              platform=target).build(args.name, args.out)
         else:
             import_archives(args.address, args.archives, args.namespace)
     except BuildError as e:

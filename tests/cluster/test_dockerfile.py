@@ -177,3 +177,82 @@ def test_copy_destinations_follow_docker(tmp_path: Path) -> None:
     assert ocibuild.copy_destination("/usr/lib/kdiag/", file, ".") == "/usr/lib/kdiag/enter"
     assert ocibuild.copy_destination("/opt/src", folder, ".") == "/opt/src"
     assert ocibuild.copy_destination("/opt/src", folder, "enter") == "/opt/src/enter"
+
+
+def test_platforms_parse_and_unknown_ones_fail() -> None:
+    arm64 = ocibuild.parse_platform("linux/arm64")
+    assert (arm64.arch, arm64.machine, str(arm64)) == ("arm64", "aarch64", "linux/arm64")
+    assert ocibuild.parse_platform("arm64") == ocibuild.parse_platform("linux/arm64/v8") == arm64
+    assert ocibuild.parse_platform("linux/amd64").machine == "x86_64"
+    for bad in ("linux/riscv64", "windows/amd64", "linux/arm64/v7", "linux/arm/v7"):
+        with pytest.raises(ocibuild.BuildError, match="platform"):
+            ocibuild.parse_platform(bad)
+
+
+def _binfmt(tmp_path: Path, machine: str, status: str = "enabled", flags: str = "POF") -> Path:
+    (tmp_path / "register").touch()
+    (tmp_path / f"qemu-{machine}").write_text(
+        f"{status}\ninterpreter /usr/libexec/qemu-binfmt/{machine}-binfmt-P\nflags: {flags}\n"
+        "offset 0\nmagic 7f454c46\nmask ffffffff\n")
+    return tmp_path
+
+
+def test_emulation_check_names_what_is_missing(tmp_path: Path) -> None:
+    host = ocibuild.host_platform()
+    other = next(p for p in ocibuild.PLATFORMS.values() if p != host)
+    ocibuild.check_emulation(host, tmp_path / "absent")  # the host's own: nothing needed
+    with pytest.raises(ocibuild.BuildError, match=r"install qemu-user-static.*not mounted"):
+        ocibuild.check_emulation(other, tmp_path / "absent")
+    (tmp_path / "register").touch()
+    with pytest.raises(ocibuild.BuildError, match=f"qemu-{other.machine}; no such handler"):
+        ocibuild.check_emulation(other, tmp_path)
+    with pytest.raises(ocibuild.BuildError, match="is disabled"):
+        ocibuild.check_emulation(other, _binfmt(tmp_path, other.machine, status="disabled"))
+    with pytest.raises(ocibuild.BuildError, match="lacks the F flag"):
+        ocibuild.check_emulation(other, _binfmt(tmp_path, other.machine, flags="PO"))
+    ocibuild.check_emulation(other, _binfmt(tmp_path, other.machine))
+
+
+def test_building_for_another_platform_without_emulation_fails_clearly(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    host = ocibuild.host_platform()
+    other = next(p for p in ocibuild.PLATFORMS.values() if p != host)
+    monkeypatch.setattr(ocibuild, "BINFMT_MISC", tmp_path)
+    monkeypatch.setattr(ocibuild.os, "geteuid", lambda: 0)
+    code = ocibuild.main(["dockerfile", "--file", str(REPO / "Dockerfile"), "--context", str(REPO),
+                          "--platform", str(other), "--name", "x:y", "--out", str(tmp_path / "o.tar"),
+                          "--cache", str(tmp_path / "cache")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1, err
+    assert f"ocibuild: error: building for {other} on this {host} machine" in err
+    assert "install qemu-user-static" in err and not (tmp_path / "cache").exists()
+
+
+def test_a_foreign_platform_has_its_own_cache_keys_and_image_config(tmp_path: Path) -> None:
+    """The host's build keeps the keys it always had (the local cluster's cache stays valid);
+    another platform's steps never reuse them; the archive names the platform's architecture."""
+    host = ocibuild.host_platform()
+    other = next(p for p in ocibuild.PLATFORMS.values() if p != host)
+    context = tmp_path / "context"
+    (context / "app").mkdir(parents=True)
+    (context / "app" / "tool").write_text("#!/bin/true\n")
+    (context / "Dockerfile").write_text("FROM scratch\nCOPY app /app\n")
+
+    def build(platform, name: str) -> tuple[set[str], dict]:
+        cache = tmp_path / f"cache-{name}"
+        builder = ocibuild.DockerfileBuilder(context / "Dockerfile", context, cache,
+                                             platform=platform)
+        builder.build(f"kdiag.local/x:{name}", tmp_path / f"{name}.tar")
+        with tarfile.open(tmp_path / f"{name}.tar") as tar:
+            index = json.loads(tar.extractfile("index.json").read())  # type: ignore[union-attr]
+        return {d.name for d in (cache / "steps").iterdir()}, index["manifests"][0]["platform"]
+
+    default_keys, default_platform = build(None, "default")
+    host_keys, _ = build(host, "host")
+    other_keys, other_platform = build(other, "other")
+    assert default_keys == host_keys and not default_keys & other_keys
+    assert default_platform == {"architecture": host.arch, "os": "linux"}
+    assert other_platform == {"architecture": other.arch, "os": "linux"}
+    scratch_key = ocibuild.DockerfileBuilder(context / "Dockerfile", context, tmp_path)._chain(
+        "", "FROM", "scratch")
+    assert scratch_key in default_keys  # the key a native build had before platforms existed
