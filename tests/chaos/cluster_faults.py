@@ -11,9 +11,13 @@ manager the next round injects a new one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 
+from . import scenarios
 from .clusterlab import (
     ClusterEnv,
     PodCli,
@@ -159,5 +163,46 @@ def api_server_frozen(env: ClusterEnv, index: int) -> RoundResult:
         if code != 3:
             problems.append(f"the CLI did not end with exit 3 (exit {code}): {cli.tail()}")
         return RoundResult(recovery, left, problems)
+    finally:
+        cli.end()
+
+
+@dataclass
+class RunningRedirect:
+    """A cluster env with one ``kdiag redirect`` of its pod for all the rounds."""
+
+    env: ClusterEnv
+    cli: PodCli
+
+
+@contextlib.contextmanager
+def _running_redirect() -> Iterator[RunningRedirect]:
+    with cluster_env("o") as env:
+        cli = start_cli(env, POD, "redirect")
+        try:
+            if not wait_ready(env, POD, cli):
+                raise RuntimeError(f"the redirect did not come up: {cli.tail(3)}")
+            yield RunningRedirect(env, cli)
+        finally:
+            cli.end()
+
+
+@register("pod: operator server down and back", "cluster", KILL_ROUNDS, _running_redirect)
+def operator_down(setup: RunningRedirect, index: int) -> RoundResult:
+    """The operator-side server down and back (see :func:`scenarios.operator_down`)."""
+    return scenarios.operator_down(setup.env.bench(POD), setup.cli.proc,
+                                   index == KILL_ROUNDS - 1)
+
+
+@register("pod: 200 connections, CLI killed half-way", "cluster", 10,
+          lambda: cluster_env("h"), note="SHA-256 checked, half-close")
+def connections_during_kill(env: ClusterEnv, index: int) -> RoundResult:
+    """Checked connections (HTTP POSTs the app echoes) while the CLI is killed (see
+    :func:`scenarios.transfers_during_kill`)."""
+    cli = start_cli(env, POD, "redirect")
+    try:
+        if not wait_ready(env, POD, cli):
+            return RoundResult(None, 0, [f"the redirect did not come up: {cli.tail(3)}"])
+        return scenarios.transfers_during_kill(env.bench(POD), cli.proc.kill)
     finally:
         cli.end()

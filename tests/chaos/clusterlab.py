@@ -22,14 +22,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from demo.lab import kdiag_rules
 
-from .netprobe import answer
+from .netprobe import HTTP_ECHO, answer
 from .nodelab import ROOT, OperatorServer, alive
+from .scenarios import Bench
 
 STATE = Path(os.environ.get("KDIAG_CLUSTER_STATE", ROOT / ".cluster"))
 APP_PORT = 8080
@@ -120,6 +122,14 @@ class ClusterEnv:
                 return time.monotonic() - since
             time.sleep(0.01)
         return None
+
+    def bench(self, name: str) -> Bench:
+        """Pod ``name`` as the shared faults see it (clients on this host, over the bridge)."""
+        ip = self.pods[name]
+        return Bench(self.random, self.operator, (ip, APP_PORT), HTTP_ECHO, ThreadPoolExecutor,
+                     lambda since, deadline: self.wait_route(ip, "app", deadline, since),
+                     lambda since, deadline: self.wait_route(ip, "operator", deadline, since),
+                     lambda deadline: self.rules_left(name, deadline))
 
     def app_pid(self, name: str) -> int | None:
         """The app's process on this host (its network namespace is the pod's)."""
