@@ -1,5 +1,6 @@
 """Cluster faults (``--suite cluster``): the same kills as in node mode, against a pod on the
 local cluster, plus what only a cluster has — the pod deleted under a background redirect,
+the API server killed and started again (its connections closed at once),
 the API server frozen under a redirect (a vanished path: nothing is closed, everything hangs).
 
 Recovery is measured from the fault until a fresh connection from this host to the pod's IP
@@ -22,6 +23,7 @@ from .clusterlab import (
     ClusterEnv,
     PodCli,
     api_server_paused,
+    api_server_stopped,
     cluster_env,
     start_cli,
     wait_ready,
@@ -165,6 +167,48 @@ def api_server_frozen(env: ClusterEnv, index: int) -> RoundResult:
         return RoundResult(recovery, left, problems)
     finally:
         cli.end()
+
+
+
+@register("pod: API server killed and restarted under a redirect", "cluster", 5,
+          lambda: cluster_env("k"), note="kill -9, started again as up.sh did")
+def api_server_restarted(env: ClusterEnv, index: int) -> RoundResult:
+    """The API server vanishes (kill -9: the port-forward and the pod watch are closed, new
+    ones refused) and is started again with the same command line once the fault is measured.
+    The manager must fail open within 2 s; the CLI must end with exit 3 naming the lost
+    connection, a ``kdiag run`` with its finally step run."""
+    cli = start_cli(env, POD, "redirect" if index % 2 == 0 else "run")
+    try:
+        if not wait_ready(env, POD, cli):
+            return RoundResult(None, 0, [f"the redirect did not come up: {cli.tail(3)}"])
+        with api_server_stopped():
+            t0 = time.monotonic()
+            recovery = env.wait_route(env.pods[POD], "app", t0 + RULES_DEADLINE, since=t0)
+            left = env.rules_left(POD, t0 + RULES_DEADLINE)
+        return RoundResult(recovery, left, _ended_with_loss(env, cli, index % 2 == 1))
+    finally:
+        cli.end()
+
+
+def _ended_with_loss(env: ClusterEnv, cli: PodCli, run: bool) -> list[str]:
+    """What is wrong with how the CLI ended after its connection to the pod was lost: it must
+    exit 3; a ``kdiag run`` with its finally step run."""
+    try:
+        code = cli.proc.wait(30)
+    except Exception:
+        code = None
+    if code != 3:
+        return [f"the CLI did not end with exit 3 (exit {code}): {cli.tail()}"]
+    return _finally_problems(env) if run else []
+
+
+def _finally_problems(env: ClusterEnv) -> list[str]:
+    """The run's report must show its finally step passed."""
+    report = json.loads((env.tmpdir / "report.json").read_text())
+    steps = {s["name"]: s["status"] for run in report["runs"] for s in run["steps"]}
+    if steps.get("note #1 (finally)") != "passed":
+        return [f"the finally step did not run: {steps}"]
+    return []
 
 
 @dataclass

@@ -35,6 +35,7 @@ from .scenarios import Bench
 
 STATE = Path(os.environ.get("KDIAG_CLUSTER_STATE", ROOT / ".cluster"))
 APP_PORT = 8080
+API_SERVER_PID = STATE / "run" / "pids" / "kube-apiserver.pid"
 REQUEST = b"GET / HTTP/1.0\r\n\r\n"
 RUNBOOK = """\
 name: chaos-pod-background-redirect
@@ -277,8 +278,7 @@ def api_server_paused() -> Iterator[int]:
     """SIGSTOP the cluster's API server for the body (SIGCONT always follows): every stream
     through it (port-forwards, watches) hangs without being closed — a laptop whose network
     vanished looks the same from the pod's side."""
-    pid_file = STATE / "run" / "pids" / "kube-apiserver.pid"
-    pid = int(pid_file.read_text().strip())
+    pid = int(API_SERVER_PID.read_text().strip())
     if not alive(pid):
         raise RuntimeError(f"the API server (pid {pid}) is not running")
     os.kill(pid, signal.SIGSTOP)
@@ -286,3 +286,56 @@ def api_server_paused() -> Iterator[int]:
         yield pid
     finally:
         os.kill(pid, signal.SIGCONT)
+
+
+@dataclass
+class ApiServer:
+    """The cluster's kube-apiserver as cluster/up.sh started it: enough to start it again the
+    same way (command line, environment, working folder, log, pid file)."""
+
+    pid: int
+    argv: list[str]
+    environ: dict[str, str]
+    cwd: str
+
+    @classmethod
+    def running(cls) -> ApiServer:
+        """The API server of the pid file, read from /proc."""
+        pid = int(API_SERVER_PID.read_text().strip())
+        if not alive(pid):
+            raise RuntimeError(f"the API server (pid {pid}) is not running")
+        proc = Path(f"/proc/{pid}")
+        argv = [a.decode() for a in (proc / "cmdline").read_bytes().split(b"\0") if a]
+        environ = dict(e.decode().partition("=")[::2]
+                       for e in (proc / "environ").read_bytes().split(b"\0") if e)
+        return cls(pid, argv, environ, os.readlink(proc / "cwd"))
+
+    def start(self) -> int:
+        """Start it again as up.sh does (its own session, stdin from /dev/null, appending to
+        its log), record the new pid in the pid file (cluster-down stops it by that), wait
+        until it answers."""
+        with open(STATE / "logs" / "kube-apiserver.log", "ab") as log:
+            proc = subprocess.Popen(self.argv, env=self.environ, cwd=self.cwd,
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    start_new_session=True)
+        API_SERVER_PID.write_text(f"{proc.pid}\n")
+        subprocess.run([sys.executable, str(ROOT / "cluster" / "ready.py"), "--wait",
+                        "kube-apiserver"], env={**os.environ, "KDIAG_CLUSTER_STATE": str(STATE)},
+                       check=True, capture_output=True, timeout=120)
+        return proc.pid
+
+
+@contextlib.contextmanager
+def api_server_stopped() -> Iterator[ApiServer]:
+    """kill -9 the cluster's API server for the body, then start it again the same way and
+    wait until it answers (always, also when the body fails): every connection through it
+    (port-forwards, watches) is closed at once, and new ones are refused."""
+    server = ApiServer.running()
+    os.kill(server.pid, signal.SIGKILL)
+    try:
+        deadline = time.monotonic() + 10
+        while alive(server.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        yield server
+    finally:
+        server.start()
