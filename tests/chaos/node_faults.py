@@ -12,11 +12,9 @@ import contextlib
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from . import scenarios
 from .nodelab import (
-    Cli,
     NodeEnv,
     kill,
     node_env,
@@ -94,30 +92,22 @@ def kill_cli_iptables(env: NodeEnv, index: int) -> RoundResult:
     return _kill_round(env, index, "cli", "iptables")
 
 
-@dataclass
-class RunningRedirect:
-    """A node env with one CLI redirecting for all the rounds."""
-
-    env: NodeEnv
-    cli: Cli
-
-
 @contextlib.contextmanager
-def _running_redirect() -> Iterator[RunningRedirect]:
+def _running_redirect() -> Iterator[scenarios.Running]:
     with node_env("o") as env:
         cli = start_cli(env, "redirect")
         try:
             if not wait_ready(env, cli):
                 raise RuntimeError(f"the redirect did not come up: {cli.tail()}")
-            yield RunningRedirect(env, cli)
+            yield scenarios.Running(env.bench(), cli.proc)
         finally:
             cli.end()
 
 
 @register("operator server down and back", "node", KILL_ROUNDS, _running_redirect)
-def operator_down(setup: RunningRedirect, index: int) -> RoundResult:
+def operator_down(setup: scenarios.Running, index: int) -> RoundResult:
     """The operator-side server down and back (see :func:`scenarios.operator_down`)."""
-    return scenarios.operator_down(setup.env.bench(), setup.cli.proc, index == KILL_ROUNDS - 1)
+    return scenarios.operator_down(setup, index == KILL_ROUNDS - 1)
 
 
 @register("200 connections, CLI killed half-way", "node", 10, lambda: node_env("h"),

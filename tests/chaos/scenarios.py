@@ -41,10 +41,19 @@ class Bench:
     rules_left: Callable[[float], int]  # kdiag rules left at ``deadline`` (earlier once none)
 
 
-def operator_down(bench: Bench, cli: subprocess.Popen[bytes], last: bool) -> RoundResult:
+@dataclass
+class Running:
+    """A target with one ``kdiag redirect`` (``cli``) up for all of a fault's rounds."""
+
+    bench: Bench
+    cli: subprocess.Popen[bytes]
+
+
+def operator_down(running: Running, last: bool) -> RoundResult:
     """The operator-side server stops (connections fail open to the app) and comes back
     (connections reach it again); recovery is the slower of the two. The ``last`` round ends
     the CLI (``kdiag redirect``) with SIGINT: exit 130, no rule left."""
+    bench, cli = running.bench, running.cli
     bench.operator.stop()
     t0 = time.monotonic()
     down = bench.reaches_app(t0, t0 + RULES_DEADLINE)
