@@ -1,7 +1,9 @@
-"""Cluster faults (``--suite cluster``): the same kills as in node mode, against a pod on the
-local cluster, plus what only a cluster has — the pod deleted under a background redirect,
-the API server killed and started again (its connections closed at once),
-the API server frozen under a redirect (a vanished path: nothing is closed, everything hangs).
+"""Cluster faults (``--suite cluster``): the same faults as in node mode, against a pod on the
+local cluster (kill -9 of the CLI, of the manager, of both; the operator-side server down and
+back; 200 checked connections while the CLI is killed half-way), plus what only a cluster
+has — the pod deleted under a background redirect, the API server killed and started again
+(its connections closed at once), the API server frozen under a redirect (a vanished path:
+nothing is closed, everything hangs).
 
 Recovery is measured from the fault until a fresh connection from this host to the pod's IP
 reaches the app; rules are counted in the pod's network namespace (nftables and iptables)
