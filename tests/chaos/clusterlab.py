@@ -210,6 +210,7 @@ def cluster_env(tag: str, pods: tuple[str, ...] = ("app",)) -> Iterator[ClusterE
             runbook = Path(tmp) / "background-redirect.yaml"
             runbook.write_text(RUNBOOK)
             env = ClusterEnv(core, namespace, operator, Path(tmp), runbook)
+            _wait_default_service_account(core, namespace)
             for name in pods:
                 env.start_pod(name)
             yield env
@@ -217,6 +218,23 @@ def cluster_env(tag: str, pods: tuple[str, ...] = ("app",)) -> Iterator[ClusterE
         operator.stop()
         with contextlib.suppress(Exception):
             core.delete_namespace(namespace)
+
+
+def _wait_default_service_account(core: Any, namespace: str, timeout: float = 60.0) -> None:
+    """Wait until the controller manager has made the namespace's ``default`` service account
+    (pods are refused without it); after the API server was restarted (a fault before this
+    one) its controllers take a few seconds to watch again."""
+    from kubernetes.client.exceptions import ApiException
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            core.read_namespaced_service_account("default", namespace)
+            return
+        except ApiException as exc:
+            if exc.status != 404 or time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
 
 
 def _configuration(config: Any, client: Any) -> Any:
