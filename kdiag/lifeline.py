@@ -29,6 +29,14 @@ class Loss:
 
 Listener = Callable[[Loss], None]
 
+EXPLAIN_WAIT = 0.4
+"""Seconds a lost stream to the manager waits for the target to say why (the pod watch sees
+a deleted pod or the manager container's end). Part of the 2 s from the event to the end of
+the run: a manager killed in a pod is often noticed by gRPC keepalive only (the port-forward
+does not pass the pod side's close on), about 1.3 s after it died; a longer wait (it was 1 s)
+added to that when the pod watch lagged, and a killed manager ended a run 2.57 s after the
+kill on a busy machine."""
+
 
 class Lifeline:
     """Tells its listeners, once, that the work died and why. Thread-safe."""

@@ -16,11 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 from kdiag.engine.events import TARGET, BackgroundFailed, RunStatus, StepRef
-from kdiag.lifeline import Lifeline, Loss
-
-EXPLAIN_WAIT = 1.0
-"""Seconds a lost manager stream waits for the target to say why (the pod watch sees the
-manager container's end shortly after its stream breaks); the step is cut after at most this."""
+from kdiag.lifeline import EXPLAIN_WAIT, Lifeline, Loss
 
 
 def status_of(failure: BackgroundFailed) -> RunStatus:

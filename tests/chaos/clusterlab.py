@@ -22,17 +22,20 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from demo.lab import kdiag_rules
 
-from .netprobe import answer
+from .netprobe import HTTP_ECHO, answer
 from .nodelab import ROOT, OperatorServer, alive
+from .scenarios import Bench
 
 STATE = Path(os.environ.get("KDIAG_CLUSTER_STATE", ROOT / ".cluster"))
 APP_PORT = 8080
+API_SERVER_PID = STATE / "run" / "pids" / "kube-apiserver.pid"
 REQUEST = b"GET / HTTP/1.0\r\n\r\n"
 RUNBOOK = """\
 name: chaos-pod-background-redirect
@@ -121,6 +124,14 @@ class ClusterEnv:
             time.sleep(0.01)
         return None
 
+    def bench(self, name: str) -> Bench:
+        """Pod ``name`` as the shared faults see it (clients on this host, over the bridge)."""
+        ip = self.pods[name]
+        return Bench(self.random, self.operator, (ip, APP_PORT), HTTP_ECHO, ThreadPoolExecutor,
+                     lambda since, deadline: self.wait_route(ip, "app", deadline, since),
+                     lambda since, deadline: self.wait_route(ip, "operator", deadline, since),
+                     lambda deadline: self.rules_left(name, deadline))
+
     def app_pid(self, name: str) -> int | None:
         """The app's process on this host (its network namespace is the pod's)."""
         needle = f"-name={self.namespace}-{name}".encode()
@@ -199,6 +210,7 @@ def cluster_env(tag: str, pods: tuple[str, ...] = ("app",)) -> Iterator[ClusterE
             runbook = Path(tmp) / "background-redirect.yaml"
             runbook.write_text(RUNBOOK)
             env = ClusterEnv(core, namespace, operator, Path(tmp), runbook)
+            _wait_default_service_account(core, namespace)
             for name in pods:
                 env.start_pod(name)
             yield env
@@ -206,6 +218,23 @@ def cluster_env(tag: str, pods: tuple[str, ...] = ("app",)) -> Iterator[ClusterE
         operator.stop()
         with contextlib.suppress(Exception):
             core.delete_namespace(namespace)
+
+
+def _wait_default_service_account(core: Any, namespace: str, timeout: float = 60.0) -> None:
+    """Wait until the controller manager has made the namespace's ``default`` service account
+    (pods are refused without it); after the API server was restarted (a fault before this
+    one) its controllers take a few seconds to watch again."""
+    from kubernetes.client.exceptions import ApiException
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            core.read_namespaced_service_account("default", namespace)
+            return
+        except ApiException as exc:
+            if exc.status != 404 or time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
 
 
 def _configuration(config: Any, client: Any) -> Any:
@@ -267,8 +296,7 @@ def api_server_paused() -> Iterator[int]:
     """SIGSTOP the cluster's API server for the body (SIGCONT always follows): every stream
     through it (port-forwards, watches) hangs without being closed — a laptop whose network
     vanished looks the same from the pod's side."""
-    pid_file = STATE / "run" / "pids" / "kube-apiserver.pid"
-    pid = int(pid_file.read_text().strip())
+    pid = int(API_SERVER_PID.read_text().strip())
     if not alive(pid):
         raise RuntimeError(f"the API server (pid {pid}) is not running")
     os.kill(pid, signal.SIGSTOP)
@@ -276,3 +304,56 @@ def api_server_paused() -> Iterator[int]:
         yield pid
     finally:
         os.kill(pid, signal.SIGCONT)
+
+
+@dataclass
+class ApiServer:
+    """The cluster's kube-apiserver as cluster/up.sh started it: enough to start it again the
+    same way (command line, environment, working folder, log, pid file)."""
+
+    pid: int
+    argv: list[str]
+    environ: dict[str, str]
+    cwd: str
+
+    @classmethod
+    def running(cls) -> ApiServer:
+        """The API server of the pid file, read from /proc."""
+        pid = int(API_SERVER_PID.read_text().strip())
+        if not alive(pid):
+            raise RuntimeError(f"the API server (pid {pid}) is not running")
+        proc = Path(f"/proc/{pid}")
+        argv = [a.decode() for a in (proc / "cmdline").read_bytes().split(b"\0") if a]
+        environ = dict(e.decode().partition("=")[::2]
+                       for e in (proc / "environ").read_bytes().split(b"\0") if e)
+        return cls(pid, argv, environ, os.readlink(proc / "cwd"))
+
+    def start(self) -> int:
+        """Start it again as up.sh does (its own session, stdin from /dev/null, appending to
+        its log), record the new pid in the pid file (cluster-down stops it by that), wait
+        until it answers."""
+        with open(STATE / "logs" / "kube-apiserver.log", "ab") as log:
+            proc = subprocess.Popen(self.argv, env=self.environ, cwd=self.cwd,
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    start_new_session=True)
+        API_SERVER_PID.write_text(f"{proc.pid}\n")
+        subprocess.run([sys.executable, str(ROOT / "cluster" / "ready.py"), "--wait",
+                        "kube-apiserver"], env={**os.environ, "KDIAG_CLUSTER_STATE": str(STATE)},
+                       check=True, capture_output=True, timeout=120)
+        return proc.pid
+
+
+@contextlib.contextmanager
+def api_server_stopped() -> Iterator[ApiServer]:
+    """kill -9 the cluster's API server for the body, then start it again the same way and
+    wait until it answers (always, also when the body fails): every connection through it
+    (port-forwards, watches) is closed at once, and new ones are refused."""
+    server = ApiServer.running()
+    os.kill(server.pid, signal.SIGKILL)
+    try:
+        deadline = time.monotonic() + 10
+        while alive(server.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        yield server
+    finally:
+        server.start()

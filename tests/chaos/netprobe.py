@@ -8,6 +8,7 @@ import hashlib
 import os
 import socket
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -69,21 +70,56 @@ def wait_for(addr: tuple[str, int], reply: bytes, since: float, deadline: float,
 class Outcome:
     """How one checked connection ended."""
 
-    route: str  # "operator", "app", "broken" (an error), "corrupt" (wrong bytes)
+    route: str  # "operator", "app", "broken" (an error), "black-holed" (no answer in time),
+    # "corrupt" (wrong bytes)
     detail: str = ""
 
 
-def checked(addr: tuple[str, int], size: int, timeout: float = 30.0) -> Outcome:
-    """Send ``size`` random bytes (no CR: the app stops reading at a blank line), half-close,
-    and check the answer by SHA-256: the operator's (``op:`` + payload) or the app's
-    (``app:`` + payload)."""
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Framing:
+    """How a checked payload travels to a target's app: the bytes sent for a payload, and
+    whether a reply is the app's intact answer to them. The operator-side server always
+    answers ``op:`` + every byte it read."""
+
+    request: Callable[[bytes], bytes]
+    app_answered: Callable[[bytes, bytes], bool]  # (reply, payload)
+
+
+# The node lab's app answers ``app:`` + what it read.
+RAW = Framing(lambda payload: payload,
+              lambda reply, payload: _digest(reply) == _digest(b"app:" + payload))
+
+
+def _echoed(reply: bytes, payload: bytes) -> bool:
+    head, sep, _ = reply.partition(b"\r\n")
+    body = reply[len(reply) - len(payload):] if payload else b""
+    return bool(sep) and b" 200 " in head and _digest(body) == _digest(payload)
+
+
+# The cluster's testapp echoes a POST /echo body after its own headers.
+HTTP_ECHO = Framing(lambda payload: b"POST /echo HTTP/1.0\r\nContent-Length: %d\r\n\r\n"
+                    % len(payload) + payload, _echoed)
+
+
+def checked(addr: tuple[str, int], size: int, timeout: float = 30.0,
+            framing: Framing = RAW) -> Outcome:
+    """Send ``size`` random bytes (no CR: the node app stops reading at a blank line) in
+    ``framing``, half-close, and check the answer by SHA-256: the operator's (``op:`` + the
+    request) or the app's."""
     payload = os.urandom(size).replace(b"\r", b"R")
+    request = framing.request(payload)
     try:
-        got = exchange(addr, payload, timeout)
+        got = exchange(addr, request, timeout)
+    except TimeoutError:
+        return Outcome("black-holed", f"{size} bytes sent, no answer in {timeout:g} s")
     except OSError as exc:
         return Outcome("broken", repr(exc))
-    digest = hashlib.sha256(got).hexdigest()
-    for route, prefix in (("operator", b"op:"), ("app", b"app:")):
-        if digest == hashlib.sha256(prefix + payload).hexdigest():
-            return Outcome(route)
+    if _digest(got) == _digest(b"op:" + request):
+        return Outcome("operator")
+    if framing.app_answered(got, payload):
+        return Outcome("app")
     return Outcome("corrupt", f"{size} bytes sent, {len(got)} received: {got[:12]!r}...")

@@ -12,12 +12,9 @@ import contextlib
 import signal
 import time
 from collections.abc import Iterator
-from concurrent.futures import as_completed
-from dataclasses import dataclass
 
-from . import netprobe
+from . import scenarios
 from .nodelab import (
-    Cli,
     NodeEnv,
     kill,
     node_env,
@@ -29,8 +26,6 @@ from .nodelab import (
 from .registry import RULES_DEADLINE, RoundResult, register
 
 KILL_ROUNDS = 20
-CONNECTIONS = 200
-MAX_SIZE = 256 * 1024
 
 
 def _kill_round(env: NodeEnv, index: int, victims: str, mechanism: str = "auto"
@@ -97,81 +92,34 @@ def kill_cli_iptables(env: NodeEnv, index: int) -> RoundResult:
     return _kill_round(env, index, "cli", "iptables")
 
 
-@dataclass
-class RunningRedirect:
-    """A node env with one CLI redirecting for all the rounds."""
-
-    env: NodeEnv
-    cli: Cli
-
-
 @contextlib.contextmanager
-def _running_redirect() -> Iterator[RunningRedirect]:
+def _running_redirect() -> Iterator[scenarios.Running]:
     with node_env("o") as env:
         cli = start_cli(env, "redirect")
         try:
             if not wait_ready(env, cli):
                 raise RuntimeError(f"the redirect did not come up: {cli.tail()}")
-            yield RunningRedirect(env, cli)
+            yield scenarios.Running(env.bench(), cli.proc)
         finally:
             cli.end()
 
 
 @register("operator server down and back", "node", KILL_ROUNDS, _running_redirect)
-def operator_down(setup: RunningRedirect, index: int) -> RoundResult:
-    """The operator-side server stops (connections fail open to the app) and comes back
-    (connections reach it again); recovery is the slower of the two. The last round ends the
-    CLI with SIGINT and counts the rules left."""
-    env = setup.env
-    env.operator.stop()
-    t0 = time.monotonic()
-    down = env.wait_for(b"app:x", t0, t0 + RULES_DEADLINE)
-    env.operator.start()
-    t1 = time.monotonic()
-    back = env.wait_for(b"op:x", t1, t1 + RULES_DEADLINE)
-    recovery = None if down is None or back is None else max(down, back)
-    left, problems = 0, []
-    if index == KILL_ROUNDS - 1:
-        setup.cli.proc.send_signal(signal.SIGINT)
-        t2 = time.monotonic()
-        left = env.rules_left(t2 + RULES_DEADLINE)
-        code = setup.cli.proc.wait(10)
-        if code != 130:
-            problems.append(f"kdiag redirect exited {code} after Ctrl-C, not 130")
-    return RoundResult(recovery, left, problems)
+def operator_down(setup: scenarios.Running, index: int) -> RoundResult:
+    """The operator-side server down and back (see :func:`scenarios.operator_down`)."""
+    return scenarios.operator_down(setup, index == KILL_ROUNDS - 1)
 
 
 @register("200 connections, CLI killed half-way", "node", 10, lambda: node_env("h"),
           note="SHA-256 checked, half-close")
 def connections_during_kill(env: NodeEnv, index: int) -> RoundResult:
-    """200 concurrent connections of random sizes (half-closed, answers checked by SHA-256)
-    while the CLI is killed after half of them finished: none may come back corrupted (ones in
-    flight may break); after recovery, 100 new ones must all reach the app intact."""
+    """Checked connections while the CLI is killed (see
+    :func:`scenarios.transfers_during_kill`)."""
     cli = start_cli(env, "redirect")
-    problems: list[str] = []
     try:
         if not wait_ready(env, cli):
             return RoundResult(None, 0, [f"the redirect did not come up: {cli.tail()}"])
-        rnd = env.random
-        sizes = [rnd.choice([0, 1, rnd.randrange(1, 4096), rnd.randrange(1, MAX_SIZE)])
-                 for _ in range(CONNECTIONS)]
-        with netprobe.pool_in(env.lab.client_ns, CONNECTIONS) as pool:
-            futures = [pool.submit(netprobe.checked, env.app, size) for size in sizes]
-            for done, _ in enumerate(as_completed(futures), 1):
-                if done == CONNECTIONS // 2:
-                    break
-            t0 = time.monotonic()
-            kill(cli.proc.pid)
-            recovery = env.wait_for(b"app:x", t0, t0 + RULES_DEADLINE)
-            outcomes = [f.result() for f in futures]
-            after = list(pool.map(lambda s: netprobe.checked(env.app, s), sizes[:100]))
-        left = env.rules_left(t0 + RULES_DEADLINE)
-        if not any(o.route == "operator" for o in outcomes):
-            problems.append("no connection reached the operator: the redirect carried nothing")
-        problems += [f"corrupted: {o.detail}" for o in outcomes + after if o.route == "corrupt"]
-        problems += [f"a new connection after recovery did not reach the app: {o.route} "
-                     f"{o.detail}" for o in after if o.route != "app"]
-        return RoundResult(recovery, left, problems[:5])
+        return scenarios.transfers_during_kill(env.bench(), cli.proc.kill)
     finally:
         cli.end()
 

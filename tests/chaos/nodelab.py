@@ -27,6 +27,7 @@ from pathlib import Path
 from demo.lab import Lab, build_app, kdiag_rules, lab
 
 from . import netprobe
+from .scenarios import Bench
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_PORT = 8080
@@ -114,6 +115,14 @@ class NodeEnv:
             if count == 0 or time.monotonic() >= deadline:
                 return count
             time.sleep(0.05)
+
+    def bench(self) -> Bench:
+        """This lab as the shared faults see it (clients in the client namespace)."""
+        return Bench(self.random, self.operator, self.app, netprobe.RAW,
+                     lambda workers: netprobe.pool_in(self.lab.client_ns, workers),
+                     lambda since, deadline: self.wait_for(b"app:x", since, deadline),
+                     lambda since, deadline: self.wait_for(b"op:x", since, deadline),
+                     self.rules_left)
 
     def folders(self) -> set[str]:
         """Node session folders of our CLIs now."""

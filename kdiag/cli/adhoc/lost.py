@@ -6,17 +6,14 @@ from __future__ import annotations
 import threading
 
 from kdiag.errors import EnvironmentProblem
-from kdiag.lifeline import Lifeline, Loss
+from kdiag.lifeline import EXPLAIN_WAIT, Lifeline, Loss
 from kdiag.waiting import wait_event
-
-EXPLAIN_WAIT = 1.0
-"""Seconds to wait for the target's own cause (pod deleted, manager container terminated)
-after the work's stream broke."""
 
 
 def wait_until_lost(*lifelines: Lifeline, target: Lifeline | None = None) -> Loss:
     """Block until one of ``lifelines`` or ``target`` dies (Ctrl-C raises KeyboardInterrupt);
-    the loss, with the target's cause when it follows the work's within a second."""
+    the loss, with the target's cause when it follows the work's within
+    :data:`~kdiag.lifeline.EXPLAIN_WAIT`."""
     dead = threading.Event()
     watched = [*lifelines, *([target] if target is not None else [])]
     forget = [lifeline.listen(lambda _loss: dead.set()) for lifeline in watched]
