@@ -141,7 +141,8 @@ def test_a_reader_that_goes_away_ends_it_quietly(app: Lab) -> None:
         code = capture.wait(30)
     finally:
         stop.set()
-        calls.join(10)
+        if calls.is_alive():
+            calls.join(10)
         if capture.poll() is None:
             capture.kill()
     errors = capture.stderr.read().decode() if capture.stderr else ""

@@ -34,12 +34,29 @@ def _note(text: str) -> None:
     print(f"kdiag: {text}", file=sys.stderr, flush=True)
 
 
+class _Announced(threading.Event):
+    """Set once tcpdump listens; says so first, from the thread that then writes the packets:
+    the line comes before any byte of the stream (a reader that takes a few bytes and leaves
+    may end the capture at once)."""
+
+    def __init__(self, line: str) -> None:
+        super().__init__()
+        self._line = line
+
+    def set(self) -> None:
+        if not self.is_set():
+            _note(self._line)
+        super().set()
+
+
 class _Capture:
     """The capture running in a worker thread (the main thread waits for Ctrl-C)."""
 
     def __init__(self, manager: Any, out: BinaryIO, args: argparse.Namespace) -> None:
         self.stop = threading.Event()
-        self.started = threading.Event()
+        self.started = _Announced(f"capturing on {args.interface or 'any'}"
+                                  + (f" ({args.filter})" if args.filter else "")
+                                  + "; Ctrl-C to stop")
         self.result: Any = None
         self.error: BaseException | None = None
         self.done = threading.Event()
@@ -115,13 +132,9 @@ def command(args: argparse.Namespace) -> int:
 
 
 def _follow(capture: _Capture, args: argparse.Namespace) -> int:
-    announced = False
     try:
         while not capture.wait(0.2):
-            if not announced and capture.started.is_set():
-                announced = True
-                _note(f"capturing on {args.interface or 'any'}"
-                      + (f" ({args.filter})" if args.filter else "") + "; Ctrl-C to stop")
+            pass
     except KeyboardInterrupt:
         capture.stop.set()  # tcpdump flushes what it holds: the pcap ends whole
         with contextlib.suppress(KeyboardInterrupt):
