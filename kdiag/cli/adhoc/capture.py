@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 from kdiag.cli.adhoc.targeting import open_session
 from kdiag.cli.interrupts import interrupt_on_sigterm
 from kdiag.errors import EXIT_INTERRUPTED, EXIT_OK, UsageError
+from kdiag.waiting import wait_event
 
 UNLIMITED = 1 << 62
 """``max_bytes`` for no limit (the manager's own default bounds a capture step's file)."""
@@ -79,7 +80,7 @@ class _Capture:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the end (True) — in short slices, so that Ctrl-C is seen at once."""
-        return self.done.wait(timeout)
+        return wait_event(self.done, timeout)
 
 
 def _parse_size(text: str | None) -> int:
@@ -133,8 +134,7 @@ def command(args: argparse.Namespace) -> int:
 
 def _follow(capture: _Capture, args: argparse.Namespace) -> int:
     try:
-        while not capture.wait(0.2):
-            pass
+        capture.wait()
     except KeyboardInterrupt:
         capture.stop.set()  # tcpdump flushes what it holds: the pcap ends whole
         with contextlib.suppress(KeyboardInterrupt):
