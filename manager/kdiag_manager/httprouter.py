@@ -15,17 +15,29 @@ the upstream closes) end the client connection too. After
 from __future__ import annotations
 
 import contextlib
+import re
 import select
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
-from . import httpfilter, splice
+from . import splice
+from .httphead import (
+    MAX_HEAD,
+    RequestHead,
+    ResponseHead,
+    head_end,
+    header_key,
+    parse_head,
+    parse_response_head,
+)
 from .wire.sockets import abort, nodelay, readable
 
 MAX_LINE = 8 * 1024
 CHUNK = 64 * 1024
+# A rest of the buffer up to this size is copied when its front is taken (else: a bytearray).
+SMALL_REST = 4 * 1024
 # Gathered output is written once it reaches this size, and whenever the router is about to wait.
 FLUSH_AT = 64 * 1024
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -43,15 +55,21 @@ class Recv(Protocol):
 
 
 class Writer:
-    """Output to one socket, gathered until :meth:`flush` (or ``FLUSH_AT`` bytes)."""
+    """Output to one socket, gathered until :meth:`flush` (or ``FLUSH_AT`` bytes). A writer
+    with output queued is in ``pending`` (once at least: flushing an empty one does nothing)."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    __slots__ = ("_pieces", "_size", "pending", "sock")
+
+    def __init__(self, sock: socket.socket, pending: list[Writer]) -> None:
         self.sock = sock
         self._pieces: list[bytes] = []
         self._size = 0
+        self.pending = pending
 
     def write(self, data: bytes) -> None:
         """Queue ``data``; write what is queued once it is large."""
+        if not self._pieces:
+            self.pending.append(self)
         self._pieces.append(data)
         self._size += len(data)
         if self._size >= FLUSH_AT:
@@ -67,12 +85,19 @@ class Writer:
 
 class Reader:
     """Buffered reads from a socket (or anything with ``recv``). ``before_wait`` runs before
-    every read (which may block): the router writes out what it gathered."""
+    every read (which may block): the router writes out what it gathered.
+
+    The buffer is what one read returned (bytes) while that is all there is, so that a message
+    read whole is passed on without a copy; a bytearray once reads pile up or a long rest is
+    left (taking from its front is cheap).
+    """
+
+    __slots__ = ("before_wait", "buf", "sock")
 
     def __init__(self, sock: Recv, initial: bytes = b"",
                  before_wait: Callable[[], None] | None = None) -> None:
         self.sock = sock
-        self.buf = bytearray(initial)
+        self.buf: bytes | bytearray = initial
         self.before_wait = before_wait
 
     def fill(self) -> bool:
@@ -80,17 +105,27 @@ class Reader:
         if self.before_wait is not None:
             self.before_wait()
         data = self.sock.recv(CHUNK)
-        self.buf += data
-        return bool(data)
+        if not data:
+            return False
+        buf = self.buf
+        if not buf:
+            self.buf = data
+        elif type(buf) is bytearray:
+            buf += data
+        else:
+            self.buf = bytearray(buf)
+            self.buf += data
+        return True
 
-    def head(self, limit: int = httpfilter.MAX_HEAD) -> bytes | None:
+    def head(self, limit: int = MAX_HEAD) -> bytes | None:
         """The next message head (through the blank line); None at EOF before any byte."""
         while True:
-            end = httpfilter.head_end(self.buf)
-            if 0 <= end <= limit + 4:
-                return self.take(end)
-            if len(self.buf) > limit:
-                raise HttpError("message head too large")
+            if buf := self.buf:
+                end = head_end(buf)
+                if 0 <= end <= limit + 4:
+                    return self.take(end)
+                if len(buf) > limit:
+                    raise HttpError("message head too large")
             if not self.fill():
                 if self.buf:
                     raise HttpError("connection closed in a message head")
@@ -106,9 +141,20 @@ class Reader:
         return self.take(i + 1)
 
     def take(self, n: int) -> bytes:
-        data = bytes(self.buf[:n])
-        del self.buf[:n]
-        return data
+        """The next ``n`` bytes of the buffer (at most what it holds)."""
+        buf = self.buf
+        if isinstance(buf, bytearray):
+            data = bytes(buf[:n])
+            del buf[:n]
+            return data
+        if n >= len(buf):
+            self.buf = b""
+            return buf
+        if len(buf) - n <= SMALL_REST:
+            self.buf = buf[n:]
+            return buf[:n]
+        self.buf = bytearray(buf)
+        return self.take(n)
 
     def copy(self, n: int, out: Callable[[bytes], None]) -> None:
         """Pass exactly ``n`` bytes to ``out``."""
@@ -155,39 +201,6 @@ def chunk_size(line: bytes) -> int:
     return int(text, 16)
 
 
-@dataclass(frozen=True)
-class ResponseHead:
-    """The status line and headers of one HTTP/1.x response."""
-
-    version: str
-    status: int
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    _index: dict[str, list[str]] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_index", httpfilter.index_headers(self.headers))
-
-    def header(self, name: str) -> list[str]:
-        """All values of header ``name`` (case-insensitive)."""
-        return self._index.get(name.lower(), [])
-
-
-def parse_response_head(buf: bytes) -> ResponseHead | None:
-    """Parse a complete response head; None when it is not an HTTP/1.x response head."""
-    end = httpfilter.head_end(buf)
-    if end < 0:
-        return None
-    lines = buf[:end].decode("latin-1").replace("\r\n", "\n").split("\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or len(parts[1]) != 3 \
-            or not (parts[1].isascii() and parts[1].isdigit()):
-        return None
-    headers = httpfilter.parse_headers(lines[1:])
-    if headers is None:
-        return None
-    return ResponseHead(parts[0], int(parts[1]), headers)
-
-
 def _tokens(values: list[str]) -> list[str]:
     if not values:
         return []
@@ -199,6 +212,8 @@ Framing = int | str
 
 
 def _length(values: list[str]) -> int:
+    if len(values) == 1 and values[0].isascii() and values[0].isdigit():
+        return int(values[0])  # (the usual case, without the general path's sets and splits)
     lengths = {v.strip() for v in ",".join(values).split(",")}
     if len(lengths) != 1:
         raise HttpError("conflicting Content-Length")
@@ -208,14 +223,24 @@ def _length(values: list[str]) -> int:
     return int(text)
 
 
-def request_framing(head: httpfilter.RequestHead) -> Framing:
+# Lookup keys of the headers the router reads (``Head.values``).
+_TRANSFER_ENCODING = header_key("Transfer-Encoding")
+_CONTENT_LENGTH = header_key("Content-Length")
+_CONNECTION = header_key("Connection")
+_EXPECT = header_key("Expect")
+# Any of the request headers that change how the router handles a request.
+_REQUEST_FIELDS = re.compile(b"|".join(re.escape(k) for k in (
+    _TRANSFER_ENCODING, _CONTENT_LENGTH, _CONNECTION, _EXPECT)))
+
+
+def request_framing(head: RequestHead) -> Framing:
     """How the body of request ``head`` is delimited (0: no body)."""
-    te = _tokens(head.header("Transfer-Encoding"))
-    if te:
+    te = head.values(_TRANSFER_ENCODING)
+    if te and (te := _tokens(te)):
         if te[-1] != "chunked":
             raise HttpError("request body without a length")
         return "chunked"
-    cl = head.header("Content-Length")
+    cl = head.values(_CONTENT_LENGTH)
     return _length(cl) if cl else 0
 
 
@@ -225,15 +250,17 @@ def response_framing(head: ResponseHead, method: str) -> Framing:
         return "tunnel"
     if method == "HEAD" or head.status < 200 or head.status in (204, 304):
         return 0
-    te = _tokens(head.header("Transfer-Encoding"))
-    if te:
+    te = head.values(_TRANSFER_ENCODING)
+    if te and (te := _tokens(te)):
         return "chunked" if te[-1] == "chunked" else "eof"
-    cl = head.header("Content-Length")
+    cl = head.values(_CONTENT_LENGTH)
     return _length(cl) if cl else "eof"
 
 
 def keeps_alive(version: str, connection: list[str]) -> bool:
     """Does a message with this version and these Connection headers keep the connection?"""
+    if not connection:
+        return version != "HTTP/1.0"
     tokens = _tokens(connection)
     if "close" in tokens:
         return False
@@ -252,13 +279,16 @@ def _copy_body(reader: Reader, framing: Framing, out: Callable[[bytes], None]) -
 
 
 class _Upstream:
-    def __init__(self, sock: socket.socket, before_wait: Callable[[], None]) -> None:
+    __slots__ = ("_poll", "out", "reader", "received", "sent", "sock")
+
+    def __init__(self, sock: socket.socket, before_wait: Callable[[], None],
+                 pending: list[Writer]) -> None:
         nodelay(sock)
         self.sock = sock
         self._poll = select.poll()  # (one for the upstream's life: checked per request)
         self._poll.register(sock.fileno(), select.POLLIN)
         self.reader = Reader(sock, before_wait=before_wait)
-        self.out = Writer(sock)
+        self.out = Writer(sock, pending)
         self.sent = 0
         self.received = 0
 
@@ -274,6 +304,28 @@ class _Upstream:
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_WR)
         self.sock.close()
+
+
+def _response_head(up: _Upstream, name: str) -> ResponseHead:
+    """The head of the next response from upstream ``name`` (counted as received)."""
+    raw = up.reader.head()
+    if raw is None:
+        raise HttpError(f"{name} closed without a response")
+    resp = parse_response_head(raw)
+    if resp is None:
+        raise HttpError(f"{name} sent something other than an HTTP/1.x response")
+    up.received += len(raw)
+    return resp
+
+
+def _response_body(up: _Upstream, framing: Framing, out: Writer) -> None:
+    """Pass the body of ``up``'s response on to ``out``."""
+
+    def down(data: bytes) -> None:
+        up.received += len(data)
+        out.write(data)
+
+    _copy_body(up.reader, framing, down)
 
 
 def _teed(send: Callable[[bytes], None], copy: splice.Tee | None) -> Callable[[bytes], None]:
@@ -298,33 +350,35 @@ class Stats:
     error: str = ""
 
 
-def route(client: socket.socket, initial: bytes, to_operator: Callable[[httpfilter.RequestHead],
-          bool], connect: Callable[[str], socket.socket],
-          tee: Callable[[httpfilter.RequestHead], splice.Tee | None] | None = None) -> Stats:
+def route(client: socket.socket, initial: bytes, to_operator: Callable[[RequestHead], bool],
+          connect: Callable[[str], socket.socket],
+          tee: Callable[[RequestHead], splice.Tee | None] | None = None) -> Stats:
     """Serve ``client`` (whose first bytes, a request head, are ``initial``) until it ends.
 
     ``connect("app" | "operator")`` opens an upstream (raises OSError). ``tee(head)`` may
     return what also gets that request's bytes (a mirror's copy). Closes every socket.
+
+    This runs once per request of a kept-alive connection, where the client waits for each
+    answer: the usual request (no body, or one already read) and response (its body read with
+    its head) take the short way, with no closures, one header lookup per header needed and
+    one write each way.
     """
     stats = Stats()
     ups: dict[str, _Upstream] = {}
     nodelay(client)
-    out = Writer(client)
+    pending: list[Writer] = []  # writers with output queued
+    out = Writer(client, pending)
 
     def flush() -> None:
-        out.flush()
-        for up in ups.values():
-            up.out.flush()
+        while pending:
+            pending.pop(0).flush()
 
     reader = Reader(client, initial, before_wait=flush)
 
-    def upstream(name: str) -> _Upstream:
-        up = ups.get(name)
-        if up is not None and up.stale():
-            up.close()
-            up = None
-        if up is None:
-            up = ups[name] = _Upstream(connect(name), flush)
+    def reopen(name: str) -> _Upstream:
+        """A new upstream (the one open, if any, closed while idle)."""
+        drop(name)
+        up = ups[name] = _Upstream(connect(name), flush, pending)
         return up
 
     def drop(name: str) -> None:
@@ -348,32 +402,42 @@ def route(client: socket.socket, initial: bytes, to_operator: Callable[[httpfilt
             if raw is None:
                 clean = True
                 break
-            head = httpfilter.parse_head(raw)
+            head = parse_head(raw)
             if head is None:
                 raise HttpError("not an HTTP/1.x request")
-            name = "operator" if to_operator(head) else "app"
-            if name == "app":
+            if to_operator(head):
+                name = "operator"
+            else:
+                name = "app"
                 stats.app_requests += 1
-            framing = request_framing(head)
-            up = upstream(name)
-            send = _teed(up.send, tee(head) if tee is not None else None)
-            send(raw)
-            if "100-continue" in _tokens(head.header("Expect")):
-                out.write(CONTINUE)
-            _copy_body(reader, framing, send)
-            while True:
-                rraw = up.reader.head()
-                if rraw is None:
-                    raise HttpError(f"{name} closed without a response")
-                resp = parse_response_head(rraw)
-                if resp is None:
-                    raise HttpError(f"{name} sent something other than an HTTP/1.x response")
-                up.received += len(rraw)
-                out.write(rraw)
-                if resp.status >= 200 or resp.status == 101:
-                    break
+            if head.may_have(_REQUEST_FIELDS):
+                framing = request_framing(head)
+                expect = "100-continue" in _tokens(head.values(_EXPECT))
+                keep = keeps_alive(head.version, head.values(_CONNECTION))
+            else:  # (the usual request: no body, kept alive)
+                framing, expect, keep = 0, False, head.version != "HTTP/1.0"
+            up = ups.get(name)
+            if up is None or up.stale():
+                up = reopen(name)
+            if framing or expect or tee is not None:
+                send = _teed(up.send, tee(head) if tee is not None else None)
+                send(raw)
+                if expect:
+                    out.write(CONTINUE)
+                _copy_body(reader, framing, send)
+            else:  # the whole request is its head (the upstream has nothing queued): one write
+                up.sock.sendall(raw)
+                up.sent += len(raw)
+            resp = _response_head(up, name)
+            while resp.status < 200 and resp.status != 101:  # (1xx: passed on, more to come)
+                out.write(resp.raw)
+                resp = _response_head(up, name)
             rframing = response_framing(resp, head.method)
-            if rframing == "tunnel":
+            if type(rframing) is int and rframing <= len(up.reader.buf):  # all here: one write
+                out.write(resp.raw + up.reader.take(rframing) if rframing else resp.raw)
+                up.received += rframing
+            elif rframing == "tunnel":
+                out.write(resp.raw)
                 if up.reader.buf:
                     out.write(up.reader.take(len(up.reader.buf)))
                 flush()
@@ -385,21 +449,18 @@ def route(client: socket.socket, initial: bytes, to_operator: Callable[[httpfilt
                     stats.to_peer += result.b_to_a
                 clean = True  # splice closed the client (other upstreams close cleanly)
                 break
-
-            def down(data: bytes, up: _Upstream = up) -> None:
-                up.received += len(data)
-                out.write(data)
-
-            _copy_body(up.reader, rframing, down)
+            else:
+                out.write(resp.raw)
+                _response_body(up, rframing, out)
             out.flush()  # the whole response: one write (a small one, one segment)
             if rframing == "eof":
                 drop(name)
                 clean = True
                 break
-            if not keeps_alive(head.version, head.header("Connection")):
+            if not keep:
                 clean = True
                 break
-            if not keeps_alive(resp.version, resp.header("Connection")):
+            if not keeps_alive(resp.version, resp.values(_CONNECTION)):
                 drop(name)
                 # The client was told the connection closes: close it, unless its next
                 # request is already on its way (a client that reuses the connection anyway).

@@ -273,8 +273,8 @@ class RedirectSession:
             return mine
 
         with LOAD.pump():
-            stats = httprouter.route(conn.sock, conn.initial,
-                                     lambda head: httpfilter.matches(head, *header), connect)
+            stats = httprouter.route(conn.sock, conn.initial, httpfilter.matcher(*header),
+                                     connect)
         if stats.app_requests:
             self.closed(conn, "original", stats.from_peer, stats.to_peer, stats.error)
 

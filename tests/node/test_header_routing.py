@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from kdiag_manager.httprouter import Reader, parse_response_head, response_framing
+from kdiag_manager.httphead import parse_response_head
+from kdiag_manager.httprouter import Reader, response_framing
 
 from kdiag.session.results import RedirectSpec
 
