@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from kdiag_manager.httpfilter import matcher
 from kdiag_manager.httphead import RequestHead, ResponseHead, parse_head, parse_response_head
 from kdiag_manager.httprouter import (
     HttpError,
@@ -157,6 +159,7 @@ def _server(answer: bytes, keep: bool) -> tuple[socket.socket, threading.Thread]
 
 def test_route_per_request_over_socket_pairs() -> None:
     client, router_end = socket.socketpair()
+    client.settimeout(10)  # (a router that loses a message fails the test, not hangs it)
     opened: list[str] = []
 
     def connect(name: str) -> socket.socket:
@@ -197,6 +200,7 @@ def test_route_per_request_over_socket_pairs() -> None:
 
 def test_route_continue_and_close_delimited_response() -> None:
     client, router_end = socket.socketpair()
+    client.settimeout(10)  # (a router that loses a message fails the test, not hangs it)
     app, app_end = socket.socketpair()
 
     def serve() -> None:
@@ -223,6 +227,125 @@ def test_route_continue_and_close_delimited_response() -> None:
     assert b"".join(rest) == b"until the end"
     t.join(5)
     assert not t.is_alive()
+
+
+class SplitApp:
+    """An upstream (one end of a socket pair) recording each request as it arrived (head and
+    body) and answering each with the next of ``answers``, each one written in the given pieces
+    a moment apart (so that the router reads it in several reads)."""
+
+    def __init__(self, answers: list[list[bytes]]) -> None:
+        self.requests: list[bytes] = []
+        self.sock, theirs = socket.socketpair()
+        threading.Thread(target=self._serve, args=(theirs, answers), daemon=True).start()
+
+    def _serve(self, sock: socket.socket, answers: list[list[bytes]]) -> None:
+        r = Reader(sock)
+        with sock:
+            for pieces in answers:
+                raw = r.head()
+                if raw is None:
+                    return
+                body: list[bytes] = []
+                framing = request_framing(_req(raw))
+                if framing == "chunked":
+                    r.copy_chunked(body.append)
+                else:
+                    assert isinstance(framing, int)
+                    r.copy(framing, body.append)
+                self.requests.append(raw + b"".join(body))
+                for piece in pieces:
+                    sock.sendall(piece)
+                    time.sleep(0.02)
+
+
+def _responses(reader: Reader, n: int) -> list[bytes]:
+    """The bodies of the next ``n`` responses (framed by Content-Length or chunked: as sent)."""
+    bodies = []
+    for _ in range(n):
+        head = reader.head()
+        assert head is not None, "connection closed"
+        resp = parse_response_head(head)
+        assert resp is not None
+        body: list[bytes] = []
+        framing = response_framing(resp, "GET")
+        if framing == "chunked":
+            reader.copy_chunked(body.append)
+        else:
+            assert isinstance(framing, int)
+            reader.copy(framing, body.append)
+        bodies.append(b"".join(body))
+    return bodies
+
+
+def test_route_pipelined_split_and_any_case() -> None:
+    """Requests pipelined in one write, a head split over several writes, header names in any
+    case, responses split anywhere (head, body, chunks): each reaches the right upstream whole
+    and each answer the client in order."""
+    client, router_end = socket.socketpair()
+    client.settimeout(10)  # (a router that loses a message fails the test, not hangs it)
+    app = SplitApp([
+        [b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\napp1"],
+        [b"HTTP/1.1 200 OK\r\nCont", b"ent-Length: 4\r\n\r", b"\napp", b"2"],
+        [b"HTTP/1.1 200 OK\r\ntransfer-encoding: CHUNKED\r\n\r\n2\r\nap\r\n",
+         b"2\r\np3\r\n0\r\n\r\n"],
+        [b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n", b"app4"],
+    ])
+    operator = SplitApp([[b"HTTP/1.1 200 OK\r\nCONTENT-LENGTH: 3\r\n\r\nop1"],
+                         [b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nop2"]])
+    upstreams = {"app": app.sock, "operator": operator.sock}
+    pipelined = [b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n",
+                 b"POST /2 HTTP/1.1\r\nx-KDIAG-session: alice\r\ncontent-length: 3\r\n\r\nabc",
+                 b"POST /3 HTTP/1.1\r\nContent-LENGTH: 2\r\n\r\nde",
+                 b"GET /4 HTTP/1.1\r\nX-Kdiag-Session: bob\r\n\r\n"]
+    first, rest = pipelined[0][:7], b"".join(pipelined)[7:]
+    result: list[Stats] = []
+    t = threading.Thread(target=lambda: result.append(route(
+        router_end, first, matcher("X-Kdiag-Session", "alice"), upstreams.pop)), daemon=True)
+    t.start()
+    client.sendall(rest)
+    reader = Reader(client)
+    # (a chunked body passes as it came: chunks, last chunk, trailers)
+    assert _responses(reader, 4) == [b"app1", b"op1", b"app2",
+                                     b"2\r\nap\r\n2\r\np3\r\n0\r\n\r\n"]
+    split = [b"PO", b"ST /5 HTTP/1.1\r\nTransfer-Encoding: chunked\r\nX-Kdiag-", b"Session:",
+             b" alice\r", b"\n\r\n1\r\n", b"x\r\n0\r\n\r\n"]
+    for piece in split:
+        client.sendall(piece)
+        time.sleep(0.02)
+    assert _responses(reader, 1) == [b"op2"]
+    client.sendall(b"GET /6 HTTP/1.1\r\n\r\n")
+    assert _responses(reader, 1) == [b"app4"]
+    client.shutdown(socket.SHUT_WR)
+    assert reader.head() is None
+    t.join(5)
+    assert app.requests == [pipelined[0], pipelined[2], pipelined[3], b"GET /6 HTTP/1.1\r\n\r\n"]
+    assert operator.requests == [pipelined[1], b"".join(split)]
+    assert result[0].app_requests == 4 and not result[0].error
+
+
+def test_route_http10_closes_unless_kept_alive() -> None:
+    """An HTTP/1.0 request asks for the connection to close after its answer, unless it says
+    ``Connection: keep-alive``; an HTTP/1.1 one keeps it unless it says ``close``."""
+    for first, then_open in [(b"GET / HTTP/1.0\r\n\r\n", False),
+                             (b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", True),
+                             (b"GET / HTTP/1.1\r\n\r\n", True),
+                             (b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", False)]:
+        client, router_end = socket.socketpair()
+        client.settimeout(10)
+        app = SplitApp([[b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"]] * 2)
+        t = threading.Thread(target=route, args=(router_end, first, lambda h: False,
+                                                 lambda name: app.sock), daemon=True)
+        t.start()
+        reader = Reader(client)
+        assert _responses(reader, 1) == [b"ok"]
+        if then_open:
+            client.sendall(b"GET /again HTTP/1.1\r\n\r\n")
+            assert _responses(reader, 1) == [b"ok"], first
+            client.shutdown(socket.SHUT_WR)
+        assert reader.head() is None, first  # closed by the router
+        t.join(5)
+        assert not t.is_alive()
 
 
 @given(st.binary(max_size=200))
