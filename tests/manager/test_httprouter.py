@@ -335,7 +335,7 @@ def test_route_http10_closes_unless_kept_alive() -> None:
         client.settimeout(10)
         app = SplitApp([[b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"]] * 2)
         t = threading.Thread(target=route, args=(router_end, first, lambda h: False,
-                                                 lambda name: app.sock), daemon=True)
+                                                 lambda name, sock=app.sock: sock), daemon=True)
         t.start()
         reader = Reader(client)
         assert _responses(reader, 1) == [b"ok"]
