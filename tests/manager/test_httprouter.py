@@ -12,11 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from kdiag_manager.httpfilter import matcher
 from kdiag_manager.httphead import RequestHead, ResponseHead, parse_head, parse_response_head
+from kdiag_manager.httpio import HttpError, Reader, chunk_size
 from kdiag_manager.httprouter import (
-    HttpError,
-    Reader,
     Stats,
-    chunk_size,
     keeps_alive,
     request_framing,
     response_framing,

@@ -13,7 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from kdiag_manager.httphead import parse_response_head
-from kdiag_manager.httprouter import Reader, response_framing
+from kdiag_manager.httpio import Reader
+from kdiag_manager.httprouter import response_framing
 
 from kdiag.session.results import RedirectSpec
 
