@@ -240,7 +240,8 @@ def keeps_alive(version: str, connection: list[str]) -> bool:
     return version != "HTTP/1.0" or "keep-alive" in tokens
 
 
-def _copy_body(reader: Reader, framing: Framing, out: Callable[[bytes], None]) -> None:
+def copy_body(reader: Reader, framing: Framing, out: Callable[[bytes], None]) -> None:
+    """Pass the body ``framing`` delimits from ``reader`` to ``out``."""
     if framing == 0:
         return
     if framing == "chunked":
@@ -276,18 +277,6 @@ class _Upstream:
         self.sock.close()
 
 
-def _teed(send: Callable[[bytes], None], copy: splice.Tee | None) -> Callable[[bytes], None]:
-    """``send``, and ``copy`` the same bytes after it (if any)."""
-    if copy is None:
-        return send
-
-    def both(data: bytes) -> None:
-        send(data)
-        copy(data)
-
-    return both
-
-
 @dataclass
 class Stats:
     """Bytes the router moved to and from the app (the operator's travel in their tunnels)."""
@@ -299,12 +288,10 @@ class Stats:
 
 
 def route(client: socket.socket, initial: bytes, to_operator: Callable[[httpfilter.RequestHead],
-          bool], connect: Callable[[str], socket.socket],
-          tee: Callable[[httpfilter.RequestHead], splice.Tee | None] | None = None) -> Stats:
+          bool], connect: Callable[[str], socket.socket]) -> Stats:
     """Serve ``client`` (whose first bytes, a request head, are ``initial``) until it ends.
 
-    ``connect("app" | "operator")`` opens an upstream (raises OSError). ``tee(head)`` may
-    return what also gets that request's bytes (a mirror's copy). Closes every socket.
+    ``connect("app" | "operator")`` opens an upstream (raises OSError). Closes every socket.
     """
     stats = Stats()
     ups: dict[str, _Upstream] = {}
@@ -356,11 +343,11 @@ def route(client: socket.socket, initial: bytes, to_operator: Callable[[httpfilt
                 stats.app_requests += 1
             framing = request_framing(head)
             up = upstream(name)
-            send = _teed(up.send, tee(head) if tee is not None else None)
+            send = up.send
             send(raw)
             if "100-continue" in _tokens(head.header("Expect")):
                 out.write(CONTINUE)
-            _copy_body(reader, framing, send)
+            copy_body(reader, framing, send)
             while True:
                 rraw = up.reader.head()
                 if rraw is None:
@@ -390,7 +377,7 @@ def route(client: socket.socket, initial: bytes, to_operator: Callable[[httpfilt
                 up.received += len(data)
                 out.write(data)
 
-            _copy_body(up.reader, rframing, down)
+            copy_body(up.reader, rframing, down)
             out.flush()  # the whole response: one write (a small one, one segment)
             if rframing == "eof":
                 drop(name)

@@ -122,7 +122,7 @@ class TunnelWaiter:
 class TunnelPool:
     """Idle pooled tunnels of one redirect (see the module's docstring)."""
 
-    def __init__(self, listener: socket.socket, direct: bool) -> None:
+    def __init__(self, listener: socket.socket | None, direct: bool) -> None:
         self._listener = listener  # non-blocking
         self._direct = direct
         self._idle: collections.deque[TunnelWaiter] = collections.deque()
@@ -228,7 +228,9 @@ class TunnelPool:
         self._loop_waker.close()
 
 
-def _accept(listener: socket.socket) -> tuple[socket.socket, tuple[str, int]] | None:
+def _accept(listener: socket.socket | None) -> tuple[socket.socket, tuple[str, int]] | None:
+    if listener is None:  # (a mirror's pool: its tunnels are only handed connections)
+        return None
     try:
         sock, peer = listener.accept()
     except OSError:  # taken by another thread (EAGAIN), or closed: the redirect is stopping
