@@ -25,14 +25,15 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import redirect
 from .connections import Connection
-from .mirrorcopy import COPY_PATIENCE, Copy
+from .mirrorcopy import COPY_PATIENCE, Copy, CopySockets
 from .mirrorhttp import HeaderCopier
 from .packettap import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, PacketTap, Segment, parse
 from .tcpreassembly import Reassembly, StreamGap, seq_diff
-from .tunnelpool import TunnelPool
+from .tunnelpool import TunnelPool, Waker
 from .wire.api.v1 import manager_pb2 as pb
 
 # Connections followed at once (beyond: not copied, reported).
@@ -44,6 +45,8 @@ HELD_LIMIT = 32 << 20
 LINGER = 60.0
 # How often the reader looks at the socket's drop count and at lingering connections.
 CHECK_EVERY = 0.2
+# How long the reader lets packets gather once one came (what a copy is delayed by, at most).
+GATHER = 0.005
 MECHANISM = "packet socket"
 
 
@@ -70,6 +73,18 @@ class _Flow:
 class MirrorSession(redirect.RedirectSession):
     """A mirror: a redirect session without rules or listener whose connections are copies."""
 
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._flows: dict[tuple[tuple[str, int], tuple[str, int]], _Flow] = {}
+        self._held = 0
+        self._skip = self.options.skip_sources
+        self._poller = select.poll()
+        self._copies = CopySockets(self._poller)
+        self._news: set[Copy] = set()
+        self._news_lock = threading.Lock()
+        self._waker = Waker()
+        self._reader = threading.Thread(target=self._read_loop, name="mirror-tap", daemon=True)
+
     def start(self) -> pb.RedirectEvent:
         """Open the packet socket; return the ``ready`` event. Raises OSError (no
         CAP_NET_RAW: the message says so)."""
@@ -80,15 +95,14 @@ class MirrorSession(redirect.RedirectSession):
                 self._tap = PacketTap(self.options.ports)
             except OSError as exc:
                 self.unregister()
+                self._waker.close()
                 raise OSError(exc.errno, f"cannot open a packet socket (needs CAP_NET_RAW): "
                                          f"{exc.strerror or exc}") from None
             except BaseException:
                 self.unregister()
+                self._waker.close()
                 raise
-        self._flows: dict[tuple[tuple[str, int], tuple[str, int]], _Flow] = {}
-        self._held = 0
-        self._skip = self.options.skip_sources
-        threading.Thread(target=self._read_loop, name="mirror-tap", daemon=True).start()
+        self._reader.start()
         return pb.RedirectEvent(ready=pb.RedirectReady(
             listen_port=0, rules=[], session=self.options.session, redirect_id=self.id,
             raw_data=True, mechanism=MECHANISM))
@@ -96,17 +110,29 @@ class MirrorSession(redirect.RedirectSession):
     # -- the packets ---------------------------------------------------------------------------
 
     def _read_loop(self) -> None:
-        tap = self._tap
-        poller = select.poll()
+        """The mirror's one thread: packets, then the copies they fed, then copies' sockets."""
+        tap, poller = self._tap, self._poller
         poller.register(tap.sock, select.POLLIN)
+        poller.register(self._waker.r, select.POLLIN)
+        tap_fd, waker_fd = tap.sock.fileno(), self._waker.r.fileno()
         next_check = time.monotonic() + CHECK_EVERY
         try:
             while not self.stopped:
-                poller.poll(CHECK_EVERY * 1000)
+                events = poller.poll(CHECK_EVERY * 1000)
+                if any(fd == tap_fd for fd, _ in events):
+                    # Let packets gather (the socket holds them): one wake-up for many, and
+                    # the app's exchange, under way right now, keeps the CPU.
+                    time.sleep(GATHER)
+                for fd, mask in events:
+                    if fd == waker_fd:
+                        self._waker.drain()
+                    elif fd != tap_fd:
+                        self._copies.event(fd, mask)
                 while (packet := tap.read()) is not None:
                     segment = parse(packet)
                     if segment is not None:
                         self._segment(segment)
+                self._pump()
                 if time.monotonic() >= next_check:
                     next_check = time.monotonic() + CHECK_EVERY
                     self._check(tap.drops())
@@ -116,6 +142,29 @@ class MirrorSession(redirect.RedirectSession):
             self._pool.release()
             for flow in list(self._flows.values()):
                 self._give_up(flow, "the mirror ended before the connection did")
+            self._pump()
+            self._copies.close_all()
+            self._waker.close()
+
+    def stop(self) -> None:
+        """Stop copying (the reader thread closes the packet socket and every copy's)."""
+        super().stop()
+        self._waker.wake()
+
+    def _has_news(self, copy: Copy) -> None:
+        """``copy`` has something to pump (told from any thread)."""
+        with self._news_lock:
+            self._news.add(copy)
+        if threading.current_thread() is not self._reader:
+            self._waker.wake()
+
+    def _pump(self) -> None:
+        with self._news_lock:
+            news, self._news = self._news, set()
+        for copy in news:
+            self._copies.add(copy)
+            copy.pump()
+            self._copies.pumped(copy)
 
     def _check(self, lost: int) -> None:
         """Packets lost (the socket's buffer overflowed): every copy under way may miss some,
@@ -237,12 +286,12 @@ class MirrorSession(redirect.RedirectSession):
     def _new_copy(self, flow: _Flow) -> Copy:
         """A copy, offered to the client as a connection of its own (one end of a socket
         pair); where it cannot go, it is dropped (and reported)."""
-        copy = Copy()
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         carrier = Connection(self.registry.next_id(), theirs, flow.app, flow.client, self,
-                             copy=copy, patience=COPY_PATIENCE)
+                             patience=COPY_PATIENCE)
+        copy = Copy(mine, theirs, lambda: self._offer_connection(carrier), self._has_news)
+        carrier.copy = copy
         copy.on_drop = lambda reason: self.closed(carrier, "copy-dropped", 0, 0, reason)
-        copy.start(mine, lambda: self._offer_connection(carrier))
         return copy
 
     def _give_up(self, flow: _Flow, reason: str, report: bool = True) -> None:

@@ -18,9 +18,13 @@ import threading
 from collections.abc import Callable
 
 from . import httpfilter, httprouter
-from .mirrorcopy import COPY_LIMIT, WORKERS, Copy
+from .mirrorcopy import COPY_LIMIT, Copy
+from .wire.workers import Workers
 
 log = logging.getLogger(__name__)
+
+# Request parsers (one per connection while its stream goes on).
+WORKERS = Workers("mirror-http", max_idle=16)
 
 
 class _Feed:

@@ -32,7 +32,7 @@ Adopt = Callable[[socket.socket, tuple[str, int]], "Connection | None"]
 Offer = Callable[[socket.socket, tuple[str, int]], None]
 
 
-class _Waker:
+class Waker:
     """A socket pair to wake one thread waiting in epoll."""
 
     def __init__(self) -> None:
@@ -58,7 +58,7 @@ class _Waker:
 class _Watch:
     """An epoll instance on a waker and (optionally) the listener, exclusively."""
 
-    def __init__(self, waker: _Waker, listener: socket.socket | None) -> None:
+    def __init__(self, waker: Waker, listener: socket.socket | None) -> None:
         self.waker = waker
         self.listener = listener
         self._epoll = select.epoll()
@@ -87,7 +87,7 @@ class TunnelWaiter:
         self.conn: Connection | None = None
         self.cancelled = False
         self._lock = threading.Lock()
-        self.waker = _Waker()
+        self.waker = Waker()
         self.watch: _Watch | None = None  # made by the pool on first use
 
     def rearm(self) -> bool:
@@ -129,7 +129,7 @@ class TunnelPool:
         self._lock = threading.Lock()
         self._loop_turn = threading.Event()  # set: no tunnel is idle, the loop accepts
         self._loop_turn.set()
-        self._loop_waker = _Waker()
+        self._loop_waker = Waker()
         self._loop_watch = _Watch(self._loop_waker, listener)
         self._closed = False
 

@@ -94,8 +94,8 @@ class _Routes:
 
 @contextmanager
 def _mirror(session, to: tuple[str, int], routes: Callable[[RedirectEventInfo], None],
-            header: tuple[str, str] | None = None) -> Iterator[object]:
-    handle = session.manager.redirect(RedirectSpec("incoming", [8080], header=header,
+            header: tuple[str, str] | None = None, port: int = 8080) -> Iterator[object]:
+    handle = session.manager.redirect(RedirectSpec("incoming", [port], header=header,
                                                    mirror=True), to, on_event=routes)
     try:
         yield handle
