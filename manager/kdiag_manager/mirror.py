@@ -14,7 +14,9 @@ reported (``copy-dropped`` with the reason), never passed on wrong and never sil
 Each connection ends with a ``closed`` event on the route ``original`` (the app served it):
 bytes from the client (by sequence number) and to it (from the app's FIN, or what the client
 acknowledged); a connection the app refused (reset to the SYN) closes as ``dropped``.
-Connections open before the mirror started (their SYN unseen) are not followed.
+Connections open before the mirror started (their SYN unseen) are joined at the first segment
+that starts an HTTP/1.x request (clients' keep-alive pools); other such connections are not
+copied.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import redirect
+from . import httpfilter, redirect
 from .connections import Connection
 from .mirrorcopy import COPY_PATIENCE, Copy, CopySockets
 from .mirrorhttp import HeaderCopier
@@ -197,9 +199,14 @@ class MirrorSession(redirect.RedirectSession):
         flow = self._flows.get(back)
         if flow is not None:
             self._from_app(back, flow, seg)
-        elif seg.flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN \
-                and seg.dst[1] in self.options.ports and not self._skipped(seg.src[0]):
+        elif seg.dst[1] not in self.options.ports or self._skipped(seg.src[0]):
+            return
+        elif seg.flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN:
             self._follow(key, seg)
+        elif seg.data and not seg.flags & (TCP_SYN | TCP_RST) and _request_start(seg.data):
+            # A connection open before the mirror (a client's keep-alive pool): joined at
+            # what starts an HTTP request, as if its SYN had come just before.
+            self._follow(key, seg, joined=True)
 
     def _skipped(self, source: str) -> bool:
         if not self._skip:
@@ -207,14 +214,17 @@ class MirrorSession(redirect.RedirectSession):
         address = ipaddress.ip_address(source)
         return any(address in network for network in self._skip)
 
-    def _follow(self, key: tuple[tuple[str, int], tuple[str, int]], seg: Segment) -> None:
-        flow = _Flow(self.registry.next_id(), seg.src, seg.dst, seg.seq,
-                     Reassembly.after_syn(seg.seq))
+    def _follow(self, key: tuple[tuple[str, int], tuple[str, int]], seg: Segment,
+                joined: bool = False) -> None:
+        isn = (seg.seq - 1) % (1 << 32) if joined else seg.seq
+        flow = _Flow(self.registry.next_id(), seg.src, seg.dst, isn, Reassembly.after_syn(isn))
+        if joined:  # (what the app sent before is not counted)
+            flow.app_isn = (seg.ack - 1) % (1 << 32)
         if len(self._flows) >= MAX_FLOWS:
             self._report_drop(flow.id, f"more than {MAX_FLOWS} connections followed at once")
             return
         self._flows[key] = flow
-        if seg.data:  # (TCP Fast Open)
+        if seg.data:  # (TCP Fast Open, or joined)
             self._client_bytes(key, flow, seg)
 
     def _from_client(self, key: tuple[tuple[str, int], tuple[str, int]], flow: _Flow,
@@ -331,6 +341,12 @@ class MirrorSession(redirect.RedirectSession):
                 self._give_up(flow, f"bytes missing from the copy: {exc}")
         self._held -= flow.stream.discard()
         self.emit(_closed(flow.id, "original", flow.sent, _to_client(flow), error))
+
+
+def _request_start(data: bytes) -> bool:
+    """Does ``data`` start with an HTTP/1.x request line's method and a space?"""
+    method, space, _ = data[:8].partition(b" ")
+    return bool(space) and httpfilter.looks_like_http(method + b" ")
 
 
 def _to_client(flow: _Flow) -> int:

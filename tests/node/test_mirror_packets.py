@@ -10,6 +10,7 @@ import secrets
 import socket
 import struct
 import threading
+import time
 
 from tests.node.test_mirror import (
     APP_ANSWER,
@@ -166,4 +167,88 @@ def test_the_header_filter_copies_whole_requests_with_their_bodies(app: Lab,
         got = copies.wait_for(1)
         counts = routes.wait_for(2)
     assert got == [matching[0] + matching[1]]
+    assert counts == {"original": 1, "mirror": 1}, routes.errors
+
+
+def test_the_filter_lets_through_only_the_segments_a_copy_needs(app: Lab) -> None:
+    """The kernel-side filter, on loopback in the app's namespace: of one exchange, only the
+    client's SYN, data and FIN and the app's SYN-ACK and FIN reach the socket, each once
+    (loopback shows every packet leaving and arriving); pure ACKs and the app's data do not."""
+    from kdiag_manager.packettap import PacketTap, parse
+
+    with in_netns(app.app_ns):
+        tap = PacketTap((18081,))
+        server = socket.create_server(("127.0.0.1", 18081))
+    try:
+        def serve() -> None:
+            conn, _ = server.accept()
+            with conn:
+                recv_all(conn)
+                conn.sendall(b"answer" * 1000)
+
+        threading.Thread(target=serve, daemon=True).start()
+        with in_netns(app.app_ns), socket.create_connection(("127.0.0.1", 18081)) as c:
+            c.sendall(b"question")
+            c.shutdown(socket.SHUT_WR)
+            assert len(recv_all(c)) == 6000
+        seen = []
+        deadline = time.monotonic() + 5
+        while len(seen) < 5 and time.monotonic() < deadline:
+            packet = tap.read()
+            if packet is None:
+                time.sleep(0.01)
+                continue
+            seg = parse(packet)
+            assert seg is not None
+            side = "client" if seg.dst[1] == 18081 else "app"
+            # (the app's FIN may ride on its last data: only its flags are compared)
+            seen.append((side, seg.flags & 0x07, seg.data if side == "client" else b""))
+        time.sleep(0.2)
+        assert tap.read() is None  # nothing more: no ACK, no answer data, no duplicate
+        assert seen == [("client", 0x02, b""), ("app", 0x02, b""), ("client", 0, b"question"),
+                        ("client", 0x01, b""), ("app", 0x01, b"")], seen
+        assert tap.drops() == 0
+    finally:
+        tap.close()
+        server.close()
+
+
+def test_a_keep_alive_connection_open_before_the_mirror_is_joined_at_a_request(
+        app: Lab, node_session) -> None:
+    """A client's keep-alive connection opened before the mirror started (its SYN unseen): it
+    is joined at the next request, and the copy holds the requests sent since."""
+    with in_netns(app.app_ns):
+        server = socket.create_server(("0.0.0.0", 8082))
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            buf = b""
+            while data := conn.recv(65536):
+                buf += data
+                while b"\r\n\r\n" in buf:
+                    _, buf = buf.split(b"\r\n\r\n", 1)
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    threading.Thread(target=serve, daemon=True).start()
+    copies, routes = _Copies(), _Routes()
+    requests = [b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n" % i for i in range(3)]
+    try:
+        with in_netns(app.client_ns):
+            client = socket.create_connection((app.app_ip, 8082), timeout=30)
+        with client:
+            client.sendall(requests[0])
+            assert client.recv(100).endswith(b"ok")
+            with tcp_server(copies.handler) as operator, \
+                    _mirror(node_session, operator, routes, port=8082):
+                for request in requests[1:]:
+                    client.sendall(request)
+                    assert client.recv(100).endswith(b"ok")
+                client.shutdown(socket.SHUT_WR)
+                assert client.recv(100) == b""
+                got = copies.wait_for(1)
+                counts = routes.wait_for(2)
+    finally:
+        server.close()
+    assert got == [requests[1] + requests[2]]
     assert counts == {"original": 1, "mirror": 1}, routes.errors
