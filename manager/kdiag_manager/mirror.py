@@ -47,6 +47,8 @@ HELD_LIMIT = 32 << 20
 LINGER = 60.0
 # How often the reader looks at the socket's drop count and at lingering connections.
 CHECK_EVERY = 0.2
+# Packets read in one go before the copies they fed are pumped.
+BATCH = 512
 # How long the reader lets packets gather once one came (what a copy is delayed by, at most).
 GATHER = 0.005
 MECHANISM = "packet socket"
@@ -130,7 +132,9 @@ class MirrorSession(redirect.RedirectSession):
                         self._waker.drain()
                     elif fd != tap_fd:
                         self._copies.event(fd, mask)
-                while (packet := tap.read()) is not None:
+                for _ in range(BATCH):  # (then the copies get their turn)
+                    if (packet := tap.read()) is None:
+                        break
                     segment = parse(packet)
                     if segment is not None:
                         self._segment(segment)

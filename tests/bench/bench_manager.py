@@ -12,8 +12,9 @@
   redirect;
 - memory under load: the manager's peak RSS while 200 connections each move 4 MiB through a
   redirect at once (half each way), and its RSS once they have ended;
-- mirror latency: p50 of requests (a new connection each) to the app under a mirror (copies to
-  a draining server on this host) against the same app on a port without one.
+- mirror latency: p50 of requests (a new connection each, and all on one keep-alive
+  connection) to the app under a mirror (copies to a draining server on this host) against the
+  same app on a port without one; and the manager's CPU seconds per 1000 mirrored requests.
 
 The peers are separate processes (``manager_peers``) so that only the tunnel pumps share this
 process (as they do in the CLI). ``run(record)`` follows tests/bench/run.py.
@@ -197,9 +198,10 @@ def _mirror_latency(record: Record, session: Any, ns: str,
             record(f"manager.mirror{kind}_latency_ratio", via / direct, "x",
                    "<= 1.3" if not kind else "", direct,
                    sides=(f"p50 of {MIRROR_SAMPLES} GETs, {how}, from the target's namespace "
-                          "to an app port under a mirror (the manager serves each connection "
-                          "by the app and sends a copy through a tunnel to a server on this "
-                          "host that drains it) ÷ the same to a port of the same app without "
+                          "to an app port under a mirror (the connections go to the app "
+                          "straight; the manager takes a copy from the packets and sends it "
+                          "through a tunnel to a server on this host that drains it) ÷ the "
+                          "same to a port of the same app without "
                           f"one; best of {MIRROR_ROUNDS} rounds each, taking turns"))
     finally:
         handle.close()

@@ -89,7 +89,9 @@ def test_bytes_missing_for_good_drop_the_copy_with_the_reason(app: Lab, node_ses
                 send(isn + 11 + i * 1400, 0x18, b"x" * 1400)
         counts = routes.wait_for(1, timeout=30, route="copy-dropped")
     assert counts.get("copy-dropped") == 1, counts
-    assert copies.got == []  # (the operator saw the start, then a cut: never a whole copy)
+    # The operator may have had the copy's start ("hello", pumped before the hole was known:
+    # a dropped copy ends early there), never a byte from beyond the hole.
+    assert all(b"hello".startswith(c) for c in copies.got), copies.got
     assert routes.errors and "bytes missing from the copy: a hole at sequence" in \
         routes.errors[0], routes.errors
 
