@@ -311,8 +311,8 @@ class RedirectHandle:
         self.closed_by_user = True
         with self._lock:
             idle = list(self._idle_tunnels)
-        for tunnel in idle:
-            tunnel.cancel()
+        for tunnel in idle:  # (the set may still hold one just assigned: it says so itself)
+            tunnel.cancel_if_idle()
         self._requests.put(None)  # half-close: the manager stops the session
         if not self._done.wait(timeout):
             self._call.cancel()

@@ -261,6 +261,13 @@ class PooledTunnel:
         self._to_responses: queue.SimpleQueue[_Carried | _Refused | None] = queue.SimpleQueue()
         self.connection_id = 0  # the connection carried now (or last)
         self.over = False  # run() has returned: the stream carries nothing more
+        # Set by the request thread when an assignment arrives, before anything answers it:
+        # the redirect's idle set learns of the assignment later (in run()'s thread, which a
+        # busy machine may not schedule before the operator side's first reply is through),
+        # so closing the redirect asks the tunnel itself whether it is still idle.
+        self._carrying = False
+        self._cancelled = False
+        self._state_lock = threading.Lock()
         self._raw = raw  # the manager accepts raw data frames
         self._call = method(self._requests(redirect_id, keep_idle), metadata=metadata)
 
@@ -272,6 +279,8 @@ class PooledTunnel:
             return
         try:
             while True:
+                with self._state_lock:
+                    self._carrying = False
                 assigned = self._next_assignment()
                 if assigned is None:
                     return
@@ -297,6 +306,10 @@ class PooledTunnel:
         if not isinstance(first, pb.TunnelFrame) or first.WhichOneof("msg") != "assigned":
             self._call.cancel()
             return None
+        with self._state_lock:
+            if self._cancelled:  # (unanswered: the manager fails the connection open)
+                return None
+            self._carrying = True
         self.connection_id = first.assigned.connection_id
         return first.assigned
 
@@ -346,10 +359,17 @@ class PooledTunnel:
         yield frames.connected(first)
         return carried
 
-    def cancel(self) -> None:
-        """End the tunnel (idle or not)."""
+    def cancel_if_idle(self) -> bool:
+        """End the tunnel unless it carries a connection (that one ends by itself); whether
+        it ended. A connection assigned from now on is left unanswered: the manager fails it
+        open."""
+        with self._state_lock:
+            if self._carrying:
+                return False
+            self._cancelled = True
         self._call.cancel()
         self._to_requests.put(None)
+        return True
 
     def run(self, on_assigned: Callable[[pb.NewConnection], None],
             connect: Callable[[pb.NewConnection], socket.socket],

@@ -31,18 +31,35 @@ def pool_in(namespace: str, workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(workers, initializer=enter_netns, initargs=(namespace,))
 
 
-def exchange(addr: tuple[str, int], payload: bytes, timeout: float) -> bytes:
+@dataclass
+class Progress:
+    """How far one exchange got (for a report on one that hung)."""
+
+    phase: str = "connect"
+    port: int = 0  # the client's local port
+    received: int = 0
+
+    def __str__(self) -> str:
+        return f"client port {self.port}, stuck in {self.phase}, {self.received} bytes received"
+
+
+def exchange(addr: tuple[str, int], payload: bytes, timeout: float,
+             progress: Progress | None = None) -> bytes:
     """Connect, send ``payload``, half-close, read until EOF (OSError on failure)."""
+    p = progress or Progress()
     with socket.create_connection(addr, timeout=timeout) as s:
+        p.port, p.phase = s.getsockname()[1], "send"
         s.sendall(payload)
         try:
             s.shutdown(socket.SHUT_WR)
         except OSError as exc:  # reset already: the read below raises it
             if exc.errno != errno.ENOTCONN:
                 raise
+        p.phase = "receive"
         chunks = []
         while data := s.recv(65536):
             chunks.append(data)
+            p.received += len(data)
         return b"".join(chunks)
 
 
@@ -112,10 +129,12 @@ def checked(addr: tuple[str, int], size: int, timeout: float = 30.0,
     request) or the app's."""
     payload = os.urandom(size).replace(b"\r", b"R")
     request = framing.request(payload)
+    progress = Progress()
     try:
-        got = exchange(addr, request, timeout)
+        got = exchange(addr, request, timeout, progress)
     except TimeoutError:
-        return Outcome("black-holed", f"{size} bytes sent, no answer in {timeout:g} s")
+        return Outcome("black-holed", f"{len(request)} bytes to send, nothing more for "
+                       f"{timeout:g} s: {progress}")
     except OSError as exc:
         return Outcome("broken", repr(exc))
     if _digest(got) == _digest(b"op:" + request):

@@ -147,6 +147,45 @@ def test_a_carried_connection_is_reset_when_the_cli_vanishes(app: Lab) -> None:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _flood(conn: socket.socket) -> None:
+    """An operator side that answers with more than any socket buffer holds, at once."""
+    _requests.release()
+    with contextlib.suppress(OSError):
+        conn.sendall(b"y" * (64 << 20))
+
+
+def test_a_connection_whose_client_stopped_reading_is_reset_when_the_cli_vanishes(
+        app: Lab) -> None:
+    """The manager is blocked writing the operator's answer to a client that stopped reading
+    when the CLI is killed: the reset must still reach the client, however long after the
+    manager's exit it reads (a socket closed while a write on it is blocked sends its reset
+    only when that write returns, after conntrack forgot the connection: the client would
+    wait for ever; chaos saw in-flight connections hang 30 s this way)."""
+    with tcp_server(_flood) as operator:
+        helper, manager_pid, workdir = _start_cli_helper(app, "auto", operator[1])
+        try:
+            with in_netns(app.client_ns):
+                client = socket.create_connection((app.app_ip, 8080), timeout=10)
+            with client:
+                client.sendall(b"request")
+                assert _requests.acquire(timeout=10)
+                time.sleep(0.5)  # the answer fills the client's buffers: the manager blocks
+                helper.kill()
+                while not _exited(manager_pid):
+                    time.sleep(0.02)
+                time.sleep(1)  # conntrack has forgotten the manager's connections by now
+                client.settimeout(5)
+                received = 0
+                with pytest.raises(ConnectionResetError):
+                    while data := client.recv(1 << 20):
+                        received += len(data)
+                assert 0 < received < (64 << 20)
+        finally:
+            helper.kill()
+            helper.wait()
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
 def test_no_connection_is_translated_to_a_gone_manager(app: Lab) -> None:
     """After the manager's exit no conntrack entry still sends a client port to its listener,
     however the connection ended (here: answered and closed by the operator side, and one

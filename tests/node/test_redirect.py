@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import socket
 import time
+from typing import Any
 
 import pytest
 
@@ -401,10 +402,27 @@ def test_iptables_fallback_redirects_the_same_and_says_so(app: Lab, iptables_ses
     assert app.tagged_rules() == []
 
 
-def test_a_carried_connection_outlives_its_redirect(app: Lab, node_session) -> None:
+@pytest.mark.parametrize("slow_report", [False, True], ids=["", "report-late"])
+def test_a_carried_connection_outlives_its_redirect(app: Lab, node_session, slow_report: bool,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Stopping a redirect removes its rules, not the address translation of a connection it
     already carries (the manager's anchor table keeps NAT and conntrack on): the connection
-    goes on both ways until it ends."""
+    goes on both ways until it ends. Also when the CLI's thread that reports the assignment
+    (and takes the tunnel out of the idle set) runs late, as on a busy machine: the tunnel
+    is answered by then and closing the redirect must not cancel it as idle."""
+    if slow_report:
+        from kdiag.session import tunnel as tunnels
+
+        real_run = tunnels.PooledTunnel.run
+
+        def run_reporting_late(self: tunnels.PooledTunnel, on_assigned: Any, connect: Any,
+                               on_finished: Any) -> None:
+            def late(assigned: Any) -> None:
+                time.sleep(1.5)
+                on_assigned(assigned)
+            real_run(self, late, connect, on_finished)
+
+        monkeypatch.setattr(tunnels.PooledTunnel, "run", run_reporting_late)
 
     def echo_lines(conn: socket.socket) -> None:
         with conn.makefile("rb") as lines:

@@ -4,16 +4,30 @@ writing without Nagle's delay."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import select
 import socket
 import struct
 from collections.abc import Sequence
 
+_libc = ctypes.CDLL(None, use_errno=True)  # (the process's own C library)
+_UNSPEC = struct.pack("H14x", socket.AF_UNSPEC)  # a sockaddr of family AF_UNSPEC
+
 
 def abort(sock: socket.socket) -> None:
-    """Close ``sock`` with a RST (SO_LINGER 0), waking any thread blocked reading it."""
+    """Reset ``sock`` now (RST) and close it, waking any thread blocked on it.
+
+    Closing alone is not enough: while another thread is inside a call on the socket (a write
+    waiting for a slow reader to make room, a splice), the kernel keeps it open and sends the
+    reset only when that call returns, maybe seconds later, when the connection's conntrack
+    entry (its translation) may be gone: the reset then never reaches the peer, which waits
+    for an answer forever (seen: in-flight connections hung 30 s after the CLI was killed).
+    connect(AF_UNSPEC) disconnects a TCP socket at once, whoever else holds it: the reset goes
+    out now and every blocked call returns with an error."""
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            _libc.connect(sock.fileno(), _UNSPEC, len(_UNSPEC))  # (a failure: close resets)
         sock.shutdown(socket.SHUT_RD)
     except OSError:
         pass
