@@ -28,7 +28,7 @@ from kdiag.kube.tokens import TokenCache, new_token, token_sha256
 DEFAULT_IMAGE = imageref.default_image()
 DEFAULT_TIMEOUT = 60.0
 CAPABILITIES = ("NET_ADMIN", "NET_RAW", "SYS_PTRACE", "SYS_ADMIN", "SYS_CHROOT")
-"""What the features need: iptables (NET_ADMIN), capture and probes (NET_RAW), reading the
+"""What the features need: iptables (NET_ADMIN), capture, probes and mirror (NET_RAW), reading the
 target's /proc and entering its namespaces (SYS_PTRACE, SYS_ADMIN), chroot into its root."""
 # Waiting reasons that will not resolve by themselves: fail with them at once.
 FATAL_WAITING = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName",

@@ -1,10 +1,11 @@
 """``mirror``: the app keeps serving every connection; a copy of what each client sends (or of
 each HTTP request matching a header) goes to the operator's server, whose replies are dropped.
 
-The manager installs the same rules as ``redirect``, serves each connection by the app itself
-and tees the client's bytes into a bounded copy carried to the operator through the session's
-tunnels. The app's answers never wait for the operator side: a copy that cannot keep up (or
-has nowhere to go) is dropped and counted (``stats.dropped``, with each reason in the output).
+Nothing is put on the app's path (no rule, no proxy): the manager takes the copy from the
+packets (a packet socket in the target's network namespace, TCP put back in order) and carries
+it to the operator through the session's tunnels. The app's answers never wait for the
+operator side: a copy that cannot keep up, has nowhere to go or misses bytes is dropped and
+counted (``stats.dropped``, with each reason in the output).
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ class MirrorStep(StepType):
                                           on_event=mirror_tracker(output, ctx.progress, stats))
         output(f"mirror of {', '.join(map(str, mapping))} -> "
                f"{', '.join(f'{h}:{p}' for h, p in mapping.values())} (the app serves every "
-               f"connection; manager port {handle.listen_port})\n")
+               "connection; copies taken from its packets)\n")
         result = kept_up(handle, mapping, skip, stats, output)
         running = RunningRedirect(handle, ctx, stats, mirror_stats_line, "mirror")
         return keep_up(running, body, ctx, result)

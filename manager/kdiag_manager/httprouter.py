@@ -104,7 +104,8 @@ def keeps_alive(version: str, connection: list[str]) -> bool:
     return version != "HTTP/1.0" or "keep-alive" in tokens
 
 
-def _copy_body(reader: Reader, framing: Framing, out: Callable[[bytes], None]) -> None:
+def copy_body(reader: Reader, framing: Framing, out: Callable[[bytes], None]) -> None:
+    """Pass the body ``framing`` delimits from ``reader`` to ``out``."""
     if framing == 0:
         return
     if framing == "chunked":
@@ -162,19 +163,7 @@ def _response_body(up: _Upstream, framing: Framing, out: Writer) -> None:
         up.received += len(data)
         out.write(data)
 
-    _copy_body(up.reader, framing, down)
-
-
-def _teed(send: Callable[[bytes], None], copy: splice.Tee | None) -> Callable[[bytes], None]:
-    """``send``, and ``copy`` the same bytes after it (if any)."""
-    if copy is None:
-        return send
-
-    def both(data: bytes) -> None:
-        send(data)
-        copy(data)
-
-    return both
+    copy_body(up.reader, framing, down)
 
 
 @dataclass
@@ -188,12 +177,10 @@ class Stats:
 
 
 def route(client: socket.socket, initial: bytes, to_operator: Callable[[RequestHead], bool],
-          connect: Callable[[str], socket.socket],
-          tee: Callable[[RequestHead], splice.Tee | None] | None = None) -> Stats:
+          connect: Callable[[str], socket.socket]) -> Stats:
     """Serve ``client`` (whose first bytes, a request head, are ``initial``) until it ends.
 
-    ``connect("app" | "operator")`` opens an upstream (raises OSError). ``tee(head)`` may
-    return what also gets that request's bytes (a mirror's copy). Closes every socket.
+    ``connect("app" | "operator")`` opens an upstream (raises OSError). Closes every socket.
 
     This runs once per request of a kept-alive connection, where the client waits for each
     answer: the usual request (no body, or one already read) and response (its body read with
@@ -256,12 +243,12 @@ def route(client: socket.socket, initial: bytes, to_operator: Callable[[RequestH
             up = ups.get(name)
             if up is None or up.stale():
                 up = reopen(name)
-            if framing or expect or tee is not None:
-                send = _teed(up.send, tee(head) if tee is not None else None)
+            if framing or expect:
+                send = up.send
                 send(raw)
                 if expect:
                     out.write(CONTINUE)
-                _copy_body(reader, framing, send)
+                copy_body(reader, framing, send)
             else:  # the whole request is its head (the upstream has nothing queued): one write
                 up.sock.sendall(raw)
                 up.sent += len(raw)

@@ -1,237 +1,370 @@
-"""Mirror: the app serves every connection as before; a copy of what the peer sends goes to
-the operator.
+"""Mirror: the app serves every connection as without kdiag; a copy of what each client sends,
+taken from the packets, goes to the operator.
 
-A mirror is a redirect (same rules, same listener) whose accepted connections are spliced to
-their original destination by the manager itself. What the peer sends is also fed to a
-:class:`Copy`: a bounded queue that a worker writes into one end of a socket pair, whose other
-end is offered to the client like any redirected connection (a tunnel carries it to the
-operator's server). The operator's replies are read and discarded.
+Nothing is put on the app's path: no rule, no listener, no proxy. A packet socket in the
+target's network namespace (:mod:`packettap`, filtered in the kernel) sees the segments of the
+mirrored ports; each connection is followed from its SYN, and what the client sends is put
+back in order (:mod:`tcpreassembly`) and fed to a :class:`~mirrorcopy.Copy`, offered to the
+client like a redirected connection (a tunnel carries it to the operator's server, whose
+replies are discarded). With a header filter only the matching requests are copied
+(:mod:`mirrorhttp`). Whatever happens to a copy — bytes missing for good, the operator side
+slow or absent, packets the kernel could not queue for the socket — the copy is dropped and
+reported (``copy-dropped`` with the reason), never passed on wrong and never silently.
 
-The app's path never waits on the copy: feeding it only appends to the queue, and the copy's
-own work (offering it, writing it) starts ``COPY_DELAY`` after the peer's first bytes and then
-takes what gathered meanwhile in one write, so that it does not compete for the interpreter
-with the app's answer, which is usually on its way at that moment (measured on the bench: a
-keep-alive request's p50 through a mirror 0.25 ms with the copy written at once, against
-0.07 ms with no copy at all). When the copy
-falls behind (a slow or absent operator side: more than ``COPY_LIMIT`` bytes waiting, or all
-copies together over ``TOTAL_LIMIT``), the copy is dropped, and its connection closes with the
-route ``copy-dropped`` and the reason, so the operator learns it (never silently).
-With a header filter, only the matching requests of a connection are copied (into one copy
-per connection); every request still goes to the app.
+Each connection ends with a ``closed`` event on the route ``original`` (the app served it):
+bytes from the client (by sequence number) and to it (from the app's FIN, or what the client
+acknowledged); a connection the app refused (reset to the SYN) closes as ``dropped``.
+Connections open before the mirror started (their SYN unseen) are joined at the first segment
+that starts an HTTP/1.x request (clients' keep-alive pools); other such connections are not
+copied.
 """
 
 from __future__ import annotations
 
-import collections
-import contextlib
+import ipaddress
+import select
 import socket
 import threading
 import time
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from . import httpfilter, httprouter, splice
-from .connections import Connection, connect_original, read_head, route_local
-from .memory import LOAD
-from .wire.sockets import abort
-from .wire.workers import Workers
+from . import httpfilter, redirect
+from .connections import Connection
+from .mirrorcopy import COPY_PATIENCE, Copy, CopySockets
+from .mirrorhttp import HeaderCopier
+from .packettap import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, PacketTap, Segment, parse
+from .tcpreassembly import Reassembly, StreamGap, seq_diff
+from .tunnelpool import TunnelPool, Waker
+from .wire.api.v1 import manager_pb2 as pb
 
-# Bytes one copy may hold waiting for the operator side (beyond the socket buffers).
-COPY_LIMIT = 4 * 1024 * 1024
-# Bytes all copies together may hold: a bound on the manager's memory whatever the load.
-TOTAL_LIMIT = 64 * 1024 * 1024
-
-# How long a copy's bytes wait before they are offered or written (see above).
-COPY_DELAY = 0.002
-# How long the client may take to take a copy (nothing waits for it, and what it holds meanwhile
-# is bounded: longer than a redirect's fail-open timeout, so that a busy laptop loses none).
-COPY_PATIENCE = 30.0
-
-# Copy writers and reply drainers (they may block on the operator side, never on the app).
-WORKERS = Workers("copy", max_idle=32)
-
-
-class _Budget:
-    """Bytes all copies hold, bounded by ``TOTAL_LIMIT``."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-        self._lock = threading.Lock()
-
-    def take(self, n: int) -> bool:
-        with self._lock:
-            if self.used + n > self.limit:
-                return False
-            self.used += n
-            return True
-
-    def give(self, n: int) -> None:
-        with self._lock:
-            self.used -= n
+# Connections followed at once (beyond: not copied, reported).
+MAX_FLOWS = 8192
+# Out-of-order bytes all connections together may hold.
+HELD_LIMIT = 32 << 20
+# A connection with no packet for this long after one side ended is given up (its other
+# side's FIN was not seen: the packet was lost).
+LINGER = 60.0
+# How often the reader looks at the socket's drop count and at lingering connections.
+CHECK_EVERY = 0.2
+# Packets read in one go before the copies they fed are pumped.
+BATCH = 512
+# How long the reader lets packets gather once one came (what a copy is delayed by, at most).
+GATHER = 0.005
+MECHANISM = "packet socket"
 
 
-BUDGET = _Budget(TOTAL_LIMIT)
+@dataclass
+class _Flow:
+    """One connection the mirror follows (the client's side, put back together)."""
+
+    id: int
+    client: tuple[str, int]
+    app: tuple[str, int]
+    isn: int
+    stream: Reassembly
+    copier: Copy | HeaderCopier | None = None
+    dropped: str = ""
+    client_done: bool = False
+    app_done: bool = False
+    app_isn: int | None = None
+    app_fin: int | None = None
+    acked: int | None = None
+    sent: int = 0
+    last: float = field(default_factory=time.monotonic)
 
 
-class Copy:
-    """What one peer sent, on its way to the operator: never blocks the feeder."""
+class MirrorSession(redirect.RedirectSession):
+    """A mirror: a redirect session without rules or listener whose connections are copies."""
 
-    def __init__(self, limit: int = COPY_LIMIT, budget: _Budget = BUDGET) -> None:
-        self._limit = limit
-        self._budget = budget
-        self._cond = threading.Condition()
-        self._chunks: collections.deque[bytes] = collections.deque()
-        self._queued = 0
-        self._ended = False
-        self._sock: socket.socket | None = None
-        self._users = 2  # the writer and the drainer: the last one closes the socket
-        self._reported = False
-        self.dropped = ""
-        """Why the copy was dropped ("": it was not)."""
-        self.on_drop: Callable[[str], Any] | None = None
-        """Told at once when the copy is dropped (its connection may stay stuck behind a
-        stalled operator side until the mirror ends: the drop is reported now)."""
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._flows: dict[tuple[tuple[str, int], tuple[str, int]], _Flow] = {}
+        self._held = 0
+        self._skip = self.options.skip_sources
+        self._poller = select.poll()
+        self._copies = CopySockets(self._poller)
+        self._news: set[Copy] = set()
+        self._news_lock = threading.Lock()
+        self._waker = Waker()
+        self._reader = threading.Thread(target=self._read_loop, name="mirror-tap", daemon=True)
 
-    def feed(self, data: bytes) -> None:
-        """Queue ``data`` for the operator, or drop the copy if it cannot keep up."""
-        with self._cond:
-            if self.dropped or self._ended or not data:
-                return
-            if self._queued + len(data) <= self._limit and self._budget.take(len(data)):
-                self._chunks.append(data)
-                self._queued += len(data)
-                self._cond.notify()
-                return
-        self.drop(f"the operator side fell behind ({self._queued} bytes waiting)")
+    def start(self) -> pb.RedirectEvent:
+        """Open the packet socket; return the ``ready`` event. Raises OSError (no
+        CAP_NET_RAW: the message says so)."""
+        with self._stop_lock:
+            redirect.register(self)
+            self._pool = TunnelPool(None, direct=False)
+            try:
+                self._tap = PacketTap(self.options.ports)
+            except OSError as exc:
+                self.unregister()
+                self._waker.close()
+                raise OSError(exc.errno, f"cannot open a packet socket (needs CAP_NET_RAW): "
+                                         f"{exc.strerror or exc}") from None
+            except BaseException:
+                self.unregister()
+                self._waker.close()
+                raise
+        self._reader.start()
+        return pb.RedirectEvent(ready=pb.RedirectReady(
+            listen_port=0, rules=[], session=self.options.session, redirect_id=self.id,
+            raw_data=True, mechanism=MECHANISM))
 
-    def end(self) -> None:
-        """The peer's connection is over: what is queued is the whole copy."""
-        with self._cond:
-            self._ended = True
-            self._cond.notify()
+    # -- the packets ---------------------------------------------------------------------------
 
-    def drop(self, reason: str) -> None:
-        """Give the copy up (the first reason is kept) and tell ``on_drop``."""
-        with self._cond:
-            if self.dropped:
-                return
-            self.dropped = reason
-            self._budget.give(self._queued)
-            self._chunks.clear()
-            self._queued = 0
-            self._cond.notify()
-            if self._sock is not None:  # wakes a writer blocked on the operator side
-                with contextlib.suppress(OSError):
-                    self._sock.shutdown(socket.SHUT_RDWR)
-        if self.on_drop is not None:
-            self.on_drop(reason)
-
-    def report_once(self) -> bool:
-        """True the first time only: the copy's end is reported once (dropped, or closed)."""
-        with self._cond:
-            first, self._reported = not self._reported, True
-            return first
-
-    def start(self, sock: socket.socket, offer: Callable[[], None]) -> None:
-        """Once the first bytes (or the end) came and ``COPY_DELAY`` passed: ``offer`` the
-        copy's connection, write the copy into ``sock`` and discard what comes back (worker
-        threads)."""
-        with self._cond:
-            self._sock = sock
-        WORKERS.submit(self._write, sock, offer)
-
-    def _write(self, sock: socket.socket, offer: Callable[[], None]) -> None:
-        with self._cond:
-            while not (self._chunks or self._ended or self.dropped):
-                self._cond.wait()
-        time.sleep(COPY_DELAY)
-        offer()
-        WORKERS.submit(self._discard, sock)
+    def _read_loop(self) -> None:
+        """The mirror's one thread: packets, then the copies they fed, then copies' sockets."""
+        tap, poller = self._tap, self._poller
+        poller.register(tap.sock, select.POLLIN)
+        poller.register(self._waker.r, select.POLLIN)
+        tap_fd, waker_fd = tap.sock.fileno(), self._waker.r.fileno()
+        next_check = time.monotonic() + CHECK_EVERY
         try:
-            while True:
-                with self._cond:
-                    while not (self._chunks or self._ended or self.dropped):
-                        self._cond.wait()
-                    if self.dropped:
-                        return
-                    if not self._chunks:
-                        sock.shutdown(socket.SHUT_WR)  # the whole copy: pass the end on
-                        return
-                    chunks, self._chunks = list(self._chunks), collections.deque()
-                    size, self._queued = self._queued, 0
-                    self._budget.give(size)
-                sock.sendall(b"".join(chunks))
-                time.sleep(COPY_DELAY)  # (what comes meanwhile goes in the next write)
-        except OSError as exc:
-            self.drop(f"copy: {exc.strerror or exc}")
+            while not self.stopped:
+                events = poller.poll(CHECK_EVERY * 1000)
+                if any(fd == tap_fd for fd, _ in events):
+                    # Let packets gather (the socket holds them): one wake-up for many, and
+                    # the app's exchange, under way right now, keeps the CPU.
+                    time.sleep(GATHER)
+                for fd, mask in events:
+                    if fd == waker_fd:
+                        self._waker.drain()
+                    elif fd != tap_fd:
+                        self._copies.event(fd, mask)
+                for _ in range(BATCH):  # (then the copies get their turn)
+                    if (packet := tap.read()) is None:
+                        break
+                    segment = parse(packet)
+                    if segment is not None:
+                        self._segment(segment)
+                self._pump()
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + CHECK_EVERY
+                    self._check(tap.drops())
         finally:
-            self._release(sock)
+            tap.close()
+            assert self._pool is not None
+            self._pool.release()
+            for flow in list(self._flows.values()):
+                self._give_up(flow, "the mirror ended before the connection did")
+            self._pump()
+            self._copies.close_all()
+            self._waker.close()
 
-    def _discard(self, sock: socket.socket) -> None:
-        """Read the operator's replies until they end. (The socket stays open for the writer:
-        an operator side that stops answering early does not cut the copy short unseen.)"""
-        try:
-            while sock.recv(65536):
-                pass
-        except OSError:
-            pass
-        finally:
-            self._release(sock)
+    def stop(self) -> None:
+        """Stop copying (the reader thread closes the packet socket and every copy's)."""
+        super().stop()
+        self._waker.wake()
 
-    def _release(self, sock: socket.socket) -> None:
-        with self._cond:
-            self._users -= 1
-            last = self._users == 0
-        if last:
-            sock.close()
+    def _has_news(self, copy: Copy) -> None:
+        """``copy`` has something to pump (told from any thread)."""
+        with self._news_lock:
+            self._news.add(copy)
+        if threading.current_thread() is not self._reader:
+            self._waker.wake()
+
+    def _pump(self) -> None:
+        with self._news_lock:
+            news, self._news = self._news, set()
+        for copy in news:
+            self._copies.add(copy)
+            copy.pump()
+            self._copies.pumped(copy)
+
+    def _check(self, lost: int) -> None:
+        """Packets lost (the socket's buffer overflowed): every copy under way may miss some,
+        and a connection that started meanwhile may have none. And connections lingering."""
+        now = time.monotonic()
+        if lost:
+            reason = (f"the kernel dropped {lost} packets of the mirror before the manager read "
+                      "them (its socket buffer was full)")
+            for flow in list(self._flows.values()):
+                self._give_up(flow, reason)
+            self._report_drop(self.registry.next_id(), reason + ": a connection that began "
+                              "then may have no copy")
+        for key, flow in list(self._flows.items()):
+            if now - flow.last <= LINGER:
+                continue
+            if flow.app_isn is None:
+                self._forget(key, flow)
+                self.emit(_closed(flow.id, "dropped", 0, 0, "the app never answered"))
+                self._give_up(flow, "the app never answered the connection", report=False)
+            elif flow.client_done or flow.app_done:
+                self._end(key, flow, "lost", f"its end was not seen within {LINGER:.0f} s")
+
+    def _segment(self, seg: Segment) -> None:
+        key = (seg.src, seg.dst)
+        flow = self._flows.get(key)
+        if flow is not None:
+            self._from_client(key, flow, seg)
+            return
+        back = (seg.dst, seg.src)
+        flow = self._flows.get(back)
+        if flow is not None:
+            self._from_app(back, flow, seg)
+        elif seg.dst[1] not in self.options.ports or self._skipped(seg.src[0]):
+            return
+        elif seg.flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN:
+            self._follow(key, seg)
+        elif seg.data and not seg.flags & (TCP_SYN | TCP_RST) and _request_start(seg.data):
+            # A connection open before the mirror (a client's keep-alive pool): joined at
+            # what starts an HTTP request, as if its SYN had come just before.
+            self._follow(key, seg, joined=True)
+
+    def _skipped(self, source: str) -> bool:
+        if not self._skip:
+            return False
+        address = ipaddress.ip_address(source)
+        return any(address in network for network in self._skip)
+
+    def _follow(self, key: tuple[tuple[str, int], tuple[str, int]], seg: Segment,
+                joined: bool = False) -> None:
+        isn = (seg.seq - 1) % (1 << 32) if joined else seg.seq
+        flow = _Flow(self.registry.next_id(), seg.src, seg.dst, isn, Reassembly.after_syn(isn))
+        if joined:  # (what the app sent before is not counted)
+            flow.app_isn = (seg.ack - 1) % (1 << 32)
+        if len(self._flows) >= MAX_FLOWS:
+            self._report_drop(flow.id, f"more than {MAX_FLOWS} connections followed at once")
+            return
+        self._flows[key] = flow
+        if seg.data:  # (TCP Fast Open, or joined)
+            self._client_bytes(key, flow, seg)
+
+    def _from_client(self, key: tuple[tuple[str, int], tuple[str, int]], flow: _Flow,
+                     seg: Segment) -> None:
+        flow.last = time.monotonic()
+        if seg.flags & TCP_SYN:
+            if seg.seq != flow.isn:  # the client port is used again: a new connection
+                self._end(key, flow, "lost", "its end was not seen")
+                self._segment(seg)
+            return
+        if seg.flags & TCP_ACK and (flow.acked is None or seq_diff(seg.ack, flow.acked) > 0):
+            flow.acked = seg.ack
+        if seg.flags & TCP_RST:
+            self._end(key, flow, "reset", "connection reset")
+            return
+        self._client_bytes(key, flow, seg)
+
+    def _client_bytes(self, key: tuple[tuple[str, int], tuple[str, int]], flow: _Flow,
+                      seg: Segment) -> None:
+        flow.sent = max(flow.sent, seq_diff((seg.seq + len(seg.data)) % (1 << 32),
+                                            (flow.isn + 1) % (1 << 32)))
+        fin = bool(seg.flags & TCP_FIN)
+        if not flow.dropped:
+            before, gap = flow.stream.waiting, ""
+            try:
+                data = flow.stream.segment(seg.seq, seg.data, fin)
+            except StreamGap as exc:
+                data, gap = b"", str(exc)
+            self._held += flow.stream.waiting - before
+            if not gap and self._held > HELD_LIMIT:
+                gap = f"out-of-order bytes of all connections over {HELD_LIMIT}"
+            if gap:
+                self._give_up(flow, f"bytes missing from the copy: {gap}")
+            elif data:
+                self._copier(flow).feed(data)
+        if fin and (flow.dropped or flow.stream.finished):
+            flow.client_done = True
+        if flow.client_done and flow.app_done:
+            self._end(key, flow, "fin", "")
+
+    def _from_app(self, key: tuple[tuple[str, int], tuple[str, int]], flow: _Flow,
+                  seg: Segment) -> None:
+        flow.last = time.monotonic()
+        if seg.flags & TCP_SYN:
+            flow.app_isn = seg.seq
+        if seg.flags & TCP_RST:
+            if flow.app_isn is None:  # refused (nothing listening, backlog full)
+                self._forget(key, flow)
+                self.emit(_closed(flow.id, "dropped", 0, 0, "the app reset the connection"))
+                self._give_up(flow, "the app refused the connection", report=False)
+            else:
+                self._end(key, flow, "reset", "connection reset")
+            return
+        if seg.flags & TCP_FIN:
+            flow.app_fin = (seg.seq + len(seg.data)) % (1 << 32)
+            flow.app_done = True
+            if flow.client_done:
+                self._end(key, flow, "fin", "")
+
+    # -- copies --------------------------------------------------------------------------------
+
+    def _copier(self, flow: _Flow) -> Copy | HeaderCopier:
+        if flow.copier is None:
+            header = self.options.header
+            flow.copier = self._new_copy(flow) if header is None else \
+                HeaderCopier(header, lambda: self._new_copy(flow))
+        return flow.copier
+
+    def _new_copy(self, flow: _Flow) -> Copy:
+        """A copy, offered to the client as a connection of its own (one end of a socket
+        pair); where it cannot go, it is dropped (and reported)."""
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        carrier = Connection(self.registry.next_id(), theirs, flow.app, flow.client, self,
+                             patience=COPY_PATIENCE)
+        copy = Copy(mine, theirs, lambda: self._offer_connection(carrier), self._has_news)
+        carrier.copy = copy
+        copy.on_drop = lambda reason: self.closed(carrier, "copy-dropped", 0, 0, reason)
+        return copy
+
+    def _give_up(self, flow: _Flow, reason: str, report: bool = True) -> None:
+        """Nothing more is copied of ``flow``; its copy (if any) is dropped with ``reason``."""
+        if flow.dropped:
+            return
+        flow.dropped = reason
+        self._held -= flow.stream.discard()
+        if isinstance(flow.copier, Copy):
+            flow.copier.drop(reason)
+        elif isinstance(flow.copier, HeaderCopier):
+            flow.copier.give_up(reason)
+        elif report:
+            self._report_drop(self.registry.next_id(), reason)
+
+    def _report_drop(self, copy_id: int, reason: str) -> None:
+        self.emit(_closed(copy_id, "copy-dropped", 0, 0, reason))
+
+    def _forget(self, key: tuple[tuple[str, int], tuple[str, int]], flow: _Flow) -> None:
+        if self._flows.get(key) is flow:
+            del self._flows[key]
+
+    def _end(self, key: tuple[tuple[str, int], tuple[str, int]], flow: _Flow, how: str,
+             error: str) -> None:
+        """The connection is over (``how``: both FINs seen, a ``reset``, or its end ``lost``):
+        its copy ends (whole; after a reset, with what came in order) or is dropped; its
+        stats go out."""
+        self._forget(key, flow)
+        if how == "lost":
+            self._give_up(flow, f"the connection's end was not seen ({error})")
+        elif not flow.dropped:
+            try:
+                if how == "fin":
+                    flow.stream.close_check()
+                self._copier(flow).end()
+            except StreamGap as exc:
+                self._give_up(flow, f"bytes missing from the copy: {exc}")
+        self._held -= flow.stream.discard()
+        self.emit(_closed(flow.id, "original", flow.sent, _to_client(flow), error))
 
 
-NewCopy = Callable[[Connection], Copy]
-"""Starts a copy of a connection and offers it to the client (the session does)."""
+def _request_start(data: bytes) -> bool:
+    """Does ``data`` start with an HTTP/1.x request line's method and a space?"""
+    method, space, _ = data[:8].partition(b" ")
+    return bool(space) and httpfilter.looks_like_http(method + b" ")
 
 
-def serve(conn: Connection, new_copy: NewCopy, header: tuple[str, str] | None) -> None:
-    """Serve ``conn`` by its original destination, copying what the peer sends."""
-    if header is not None:
-        _serve_requests(conn, new_copy, header)
-        return
-    try:
-        app = connect_original(conn)
-    except OSError as exc:
-        abort(conn.sock)
-        conn.session.closed(conn, "dropped", 0, 0, f"original destination: {exc}")
-        return
-    copy = new_copy(conn)
-    try:
-        with LOAD.pump():
-            result = splice.splice(conn.sock, app, tee=copy.feed)
-    finally:
-        copy.end()
-    conn.session.closed(conn, "original", result.a_to_b, result.b_to_a,
-                        "connection reset" if result.reset else "")
+def _to_client(flow: _Flow) -> int:
+    """Bytes the app sent: up to its FIN, else what the client acknowledged."""
+    if flow.app_isn is None:
+        return 0
+    end = flow.app_fin if flow.app_fin is not None else flow.acked
+    if end is None:
+        return 0
+    return max(seq_diff(end, (flow.app_isn + 1) % (1 << 32)), 0)
 
 
-def _serve_requests(conn: Connection, new_copy: NewCopy, header: tuple[str, str]) -> None:
-    """Header filter: every request goes to the app; matching ones are copied too."""
-    if read_head(conn) is None:  # not HTTP/1.x: served, not copied
-        route_local(conn, "original", "")
-        return
-    copy: Copy | None = None
-
-    def tee(head: httpfilter.RequestHead) -> splice.Tee | None:
-        nonlocal copy
-        if not httpfilter.matches(head, *header):
-            return None
-        if copy is None:
-            copy = new_copy(conn)
-        return copy.feed
-
-    try:
-        with LOAD.pump():
-            stats = httprouter.route(conn.sock, conn.initial, lambda head: False,
-                                     lambda name: connect_original(conn), tee)
-    finally:
-        if copy is not None:
-            copy.end()
-    conn.session.closed(conn, "original", stats.from_peer, stats.to_peer, stats.error)
+def _closed(conn_id: int, route: str, sent: int, received: int, error: str
+            ) -> pb.RedirectEvent:
+    return pb.RedirectEvent(closed=pb.ConnectionClosed(
+        connection_id=conn_id, route=route, bytes_from_peer=sent, bytes_to_peer=received,
+        error=error))

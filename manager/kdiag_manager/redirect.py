@@ -21,7 +21,7 @@ import threading
 import weakref
 from collections.abc import Iterator
 
-from . import conntrack, httpfilter, httprouter, mirror, redirectrules, sysutil
+from . import conntrack, httpfilter, httprouter, redirectrules, sysutil
 from .connections import (
     Connection,
     ConnectionRegistry,
@@ -78,11 +78,10 @@ class RedirectSession:
         """
         opts = self.options
         with self._stop_lock:  # stop() (e.g. the manager exiting) waits for the rules
-            _register(self)
+            register(self)
             listener, dual = _listen()
             self._listener = listener
-            # (Mirrored connections go to the app: only their copies travel in tunnels.)
-            self._pool = TunnelPool(listener, direct=opts.header is None and not opts.mirror)
+            self._pool = TunnelPool(listener, direct=opts.header is None)
             self.listen_port = listener.getsockname()[1]
             _ports.add(self.listen_port)
             try:
@@ -90,11 +89,7 @@ class RedirectSession:
                     opts, self.listen_port, dual, self.iptables,
                     f"kdiag-{opts.session}-{os.getpid()}-{self.id}")
             except BaseException:
-                self._stopped.set()
-                _active.discard(self)
-                _by_id.pop(self.id, None)
-                self._pool.close()
-                self._pool.release()
+                self.unregister()
                 listener.close()
                 raise
         rules = self._rules
@@ -179,6 +174,15 @@ class RedirectSession:
         """Has stop() run?"""
         return self._stopped.is_set()
 
+    def unregister(self) -> None:
+        """(Start failed, stop lock held.) Undo :func:`register` and release the pool."""
+        self._stopped.set()
+        _active.discard(self)
+        _by_id.pop(self.id, None)
+        if self._pool is not None:
+            self._pool.close()
+            self._pool.release()
+
     def outgoing_events(self, batch_closed: bool) -> Iterator[pb.RedirectEvent]:
         """The control stream's events until :meth:`stop` (see :func:`redirectevents.outgoing`:
         with ``batch_closed``, `closed` events go together)."""
@@ -230,9 +234,7 @@ class RedirectSession:
             pool.release()
 
     def _accepted(self, sock: socket.socket, peer: tuple[str, int]) -> None:
-        if self.options.mirror:
-            WORKERS.submit(self._mirror, sock, peer)  # connects to the app: may block
-        elif self.options.header is not None:
+        if self.options.header is not None:
             WORKERS.submit(self._filter, sock, peer)  # reads the request: may block
         else:
             self._offer(sock, peer)  # never blocks: keeps connection setup fast
@@ -277,23 +279,6 @@ class RedirectSession:
                                      connect)
         if stats.app_requests:
             self.closed(conn, "original", stats.from_peer, stats.to_peer, stats.error)
-
-    def _mirror(self, sock: socket.socket, peer: tuple[str, int]) -> None:
-        """Mirror: the app serves the connection; copies go to the operator (:mod:`mirror`)."""
-        conn = self._new_connection(sock, peer)
-        if conn is not None:
-            mirror.serve(conn, self._copy_of, self.options.header)
-
-    def _copy_of(self, conn: Connection) -> mirror.Copy:
-        """A copy of ``conn``'s bytes, offered to the client as a connection of its own (one
-        end of a socket pair); where it cannot go, it is dropped, never sent to the app."""
-        copy = mirror.Copy()
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        carrier = Connection(self.registry.next_id(), theirs, conn.original, conn.peer, self,
-                             copy=copy, patience=mirror.COPY_PATIENCE)
-        copy.on_drop = lambda reason: self.closed(carrier, "copy-dropped", 0, 0, reason)
-        copy.start(mine, lambda: self._offer_connection(carrier))
-        return copy
 
     def _offer(self, sock: socket.socket, peer: tuple[str, int]) -> None:
         conn = self._new_connection(sock, peer)
@@ -417,7 +402,7 @@ def running() -> int:
         return len(_active)
 
 
-def _register(session: RedirectSession) -> None:
+def register(session: RedirectSession) -> None:
     """Count ``session`` among the running ones (before it installs rules); OSError once the
     manager is on its way out (a rule installed now would outlive it)."""
     with _registry_lock:

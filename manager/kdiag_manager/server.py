@@ -11,7 +11,7 @@ from typing import Any
 
 import grpc
 
-from . import __version__, laneserver, redirect, tunnel
+from . import __version__, laneserver, mirror, redirect, tunnel
 from .auth import TokenHash, TokenInterceptor
 from .config import Config
 from .connections import ConnectionRegistry
@@ -97,7 +97,9 @@ class ManagerService(pb_grpc.ManagerServicer):
         except SpecError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             return
-        session = redirect.RedirectSession(options, self.iptables, self.connections)
+        # A mirror puts nothing on the app's path: its copies come from a packet socket.
+        kind = mirror.MirrorSession if options.mirror else redirect.RedirectSession
+        session = kind(options, self.iptables, self.connections)
         try:
             ready = session.start()
         except (RulesError, IptablesError, OSError) as exc:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import socket
 import struct
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from .wire.sockets import abort
@@ -25,12 +24,8 @@ class SpliceResult:
     reset: bool = False
 
 
-Tee = Callable[[bytes], None]
-"""Gets a copy of what went one way (a mirror's copy: it must never block)."""
-
-
 def _pump(src: socket.socket, dst: socket.socket, result: SpliceResult, forward: bool,
-          failed: threading.Event, tee: Tee | None = None) -> None:
+          failed: threading.Event) -> None:
     total = 0
     try:
         while True:
@@ -40,8 +35,6 @@ def _pump(src: socket.socket, dst: socket.socket, result: SpliceResult, forward:
                 break
             dst.sendall(data)
             total += len(data)
-            if tee is not None:
-                tee(data)
     except OSError:
         result.reset = True
         failed.set()
@@ -58,10 +51,8 @@ def _pump(src: socket.socket, dst: socket.socket, result: SpliceResult, forward:
         result.b_to_a = total
 
 
-def splice(a: socket.socket, b: socket.socket, initial: bytes = b"",
-           tee: Tee | None = None) -> SpliceResult:
+def splice(a: socket.socket, b: socket.socket, initial: bytes = b"") -> SpliceResult:
     """Copy ``a`` ⇄ ``b`` until both directions finish; send ``initial`` to ``b`` first.
-    ``tee`` also gets what goes from ``a`` to ``b`` (once ``b`` has it).
 
     Blocks the calling thread (one extra thread does the other direction); closes both sockets.
     """
@@ -70,15 +61,13 @@ def splice(a: socket.socket, b: socket.socket, initial: bytes = b"",
     try:
         if initial:
             b.sendall(initial)
-            if tee is not None:
-                tee(initial)
     except OSError:
         abort(a)
         abort(b)
         return SpliceResult(reset=True)
     t = threading.Thread(target=_pump, args=(b, a, result, False, failed), daemon=True)
     t.start()
-    _pump(a, b, result, True, failed, tee)
+    _pump(a, b, result, True, failed)
     t.join()
     result.a_to_b += len(initial)
     a.close()

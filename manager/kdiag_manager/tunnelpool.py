@@ -32,7 +32,7 @@ Adopt = Callable[[socket.socket, tuple[str, int]], "Connection | None"]
 Offer = Callable[[socket.socket, tuple[str, int]], None]
 
 
-class _Waker:
+class Waker:
     """A socket pair to wake one thread waiting in epoll."""
 
     def __init__(self) -> None:
@@ -58,7 +58,7 @@ class _Waker:
 class _Watch:
     """An epoll instance on a waker and (optionally) the listener, exclusively."""
 
-    def __init__(self, waker: _Waker, listener: socket.socket | None) -> None:
+    def __init__(self, waker: Waker, listener: socket.socket | None) -> None:
         self.waker = waker
         self.listener = listener
         self._epoll = select.epoll()
@@ -87,7 +87,7 @@ class TunnelWaiter:
         self.conn: Connection | None = None
         self.cancelled = False
         self._lock = threading.Lock()
-        self.waker = _Waker()
+        self.waker = Waker()
         self.watch: _Watch | None = None  # made by the pool on first use
 
     def rearm(self) -> bool:
@@ -122,14 +122,14 @@ class TunnelWaiter:
 class TunnelPool:
     """Idle pooled tunnels of one redirect (see the module's docstring)."""
 
-    def __init__(self, listener: socket.socket, direct: bool) -> None:
+    def __init__(self, listener: socket.socket | None, direct: bool) -> None:
         self._listener = listener  # non-blocking
         self._direct = direct
         self._idle: collections.deque[TunnelWaiter] = collections.deque()
         self._lock = threading.Lock()
         self._loop_turn = threading.Event()  # set: no tunnel is idle, the loop accepts
         self._loop_turn.set()
-        self._loop_waker = _Waker()
+        self._loop_waker = Waker()
         self._loop_watch = _Watch(self._loop_waker, listener)
         self._closed = False
 
@@ -228,7 +228,9 @@ class TunnelPool:
         self._loop_waker.close()
 
 
-def _accept(listener: socket.socket) -> tuple[socket.socket, tuple[str, int]] | None:
+def _accept(listener: socket.socket | None) -> tuple[socket.socket, tuple[str, int]] | None:
+    if listener is None:  # (a mirror's pool: its tunnels are only handed connections)
+        return None
     try:
         sock, peer = listener.accept()
     except OSError:  # taken by another thread (EAGAIN), or closed: the redirect is stopping

@@ -12,8 +12,9 @@
   redirect;
 - memory under load: the manager's peak RSS while 200 connections each move 4 MiB through a
   redirect at once (half each way), and its RSS once they have ended;
-- mirror latency: p50 of requests (a new connection each) to the app under a mirror (copies to
-  a draining server on this host) against the same app on a port without one.
+- mirror latency: p50 of requests (a new connection each, and all on one keep-alive
+  connection) to the app under a mirror (copies to a draining server on this host) against the
+  same app on a port without one; and the manager's CPU seconds per 1000 mirrored requests.
 
 The peers are separate processes (``manager_peers``) so that only the tunnel pumps share this
 process (as they do in the CLI). ``run(record)`` follows tests/bench/run.py.
@@ -29,7 +30,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.bench.manager_peers import keepalive_best, pct, peer, result, rss_mb
+from tests.bench.manager_peers import cpu_seconds, keepalive_best, pct, peer, result, rss_mb
 
 Record = Callable[..., None]
 
@@ -59,7 +60,8 @@ FIGURES = ("manager.rss_idle", "manager.redirect_throughput", "manager.redirect_
            "manager.header_filter_keepalive_ratio", "manager.rss_peak_load_mb",
            "manager.rss_after_load_mb", "manager.redirect_throughput_ratio_busy",
            "manager.mirror_latency_ms", "manager.mirror_latency_ratio",
-           "manager.mirror_keepalive_latency_ms", "manager.mirror_keepalive_latency_ratio")
+           "manager.mirror_keepalive_latency_ms", "manager.mirror_keepalive_latency_ratio",
+           "manager.mirror_cpu_s_per_1000")
 
 
 def _sh(*args: str) -> None:
@@ -98,7 +100,7 @@ def run(record: Record) -> None:
             _through_redirect(record, session, ns, port, manager_pid, procs)
             _keepalive(record, session, ns, port)
             _load(record, session, ns, port, manager_pid)
-            _mirror_latency(record, session, ns, procs)
+            _mirror_latency(record, session, ns, procs, manager_pid)
             _busy_throughput(record, session, ns, port)
         finally:
             session.close()
@@ -168,9 +170,11 @@ MIRROR_ROUNDS = 3
 
 
 def _mirror_latency(record: Record, session: Any, ns: str,
-                    procs: list[subprocess.Popen[str]]) -> None:
+                    procs: list[subprocess.Popen[str]], manager_pid: int) -> None:
     """p50 of requests to the app under a mirror against the app without one (best round of
-    each, taking turns); the copies go to a server that reads them to their end."""
+    each, taking turns); the copies go to a server that reads them to their end. And the
+    manager's CPU seconds per 1000 mirrored requests (new connections), which hold whatever
+    the machine's load."""
     from kdiag.session.results import RedirectSpec
 
     drain = peer(None, "drain")
@@ -182,14 +186,22 @@ def _mirror_latency(record: Record, session: Any, ns: str,
     try:
         for kind, how in (("", "each on a new connection"),
                           ("_keepalive", "all on one keep-alive connection")):
+            cpu = cpu_seconds(manager_pid)
             direct, via = _p50_pair(ns, kind == "_keepalive")
+            if not kind:  # (the plain rounds between cost the manager nothing)
+                cpu = cpu_seconds(manager_pid) - cpu
+                record("manager.mirror_cpu_s_per_1000", cpu / (MIRROR_ROUNDS * MIRROR_SAMPLES)
+                       * 1000, "s", "", None,
+                       sides=("the manager's CPU time (user + system) while the mirrored "
+                              "new-connection rounds ran, per 1000 requests (each copied)"))
             record(f"manager.mirror{kind}_latency_ms", via, "ms", "", direct)
             record(f"manager.mirror{kind}_latency_ratio", via / direct, "x",
                    "<= 1.3" if not kind else "", direct,
                    sides=(f"p50 of {MIRROR_SAMPLES} GETs, {how}, from the target's namespace "
-                          "to an app port under a mirror (the manager serves each connection "
-                          "by the app and sends a copy through a tunnel to a server on this "
-                          "host that drains it) ÷ the same to a port of the same app without "
+                          "to an app port under a mirror (the connections go to the app "
+                          "straight; the manager takes a copy from the packets and sends it "
+                          "through a tunnel to a server on this host that drains it) ÷ the "
+                          "same to a port of the same app without "
                           f"one; best of {MIRROR_ROUNDS} rounds each, taking turns"))
     finally:
         handle.close()

@@ -1,6 +1,6 @@
-"""Mirror end to end: real namespaces and rules, the real manager; the app serves every
-connection, the operator's server gets copies, and nothing on the operator's side can slow or
-break the app's answers."""
+"""Mirror end to end: real namespaces, the real manager; the app serves every connection
+straight (no rule, no proxy on its path: the copies come from a packet socket), the operator's
+server gets copies, and nothing on the operator's side can slow or break the app's answers."""
 
 from __future__ import annotations
 
@@ -94,8 +94,8 @@ class _Routes:
 
 @contextmanager
 def _mirror(session, to: tuple[str, int], routes: Callable[[RedirectEventInfo], None],
-            header: tuple[str, str] | None = None) -> Iterator[object]:
-    handle = session.manager.redirect(RedirectSpec("incoming", [8080], header=header,
+            header: tuple[str, str] | None = None, port: int = 8080) -> Iterator[object]:
+    handle = session.manager.redirect(RedirectSpec("incoming", [port], header=header,
                                                    mirror=True), to, on_event=routes)
     try:
         yield handle
@@ -126,7 +126,7 @@ def test_every_request_is_answered_by_the_app_and_copied(app: Lab, node_session)
     routes = _Routes()
     requests = [_request(i) for i in range(N_REQUESTS)]
     with tcp_server(copies.handler) as operator, _mirror(node_session, operator, routes) as h:
-        assert h.rules
+        assert h.rules == []
         empty: list[int] = []
         answers = _send_all(app, requests, empty)
         got = copies.wait_for(N_REQUESTS)
@@ -144,15 +144,40 @@ def test_every_request_is_answered_by_the_app_and_copied(app: Lab, node_session)
     assert app.tagged_rules() == []
 
 
-def test_the_iptables_fallback_mirrors_too(app: Lab, iptables_session) -> None:
-    """Where the kernel has no owned nftables tables the rules go into iptables: the mirror
-    works the same, and its rules are gone after it."""
+def _rules_touching(app: Lab, port: int) -> list[str]:
+    """Every line of the namespace's whole nftables ruleset and iptables/ip6tables rules that
+    names kdiag or ``port`` (whatever made them)."""
+    from demo.lab import sh
+
+    enter = ["ip", "netns", "exec", app.app_ns]
+    listings = [sh(*enter, "nft", "list", "ruleset")]
+    listings += [sh(*enter, tool, check=False) for tool in ("iptables-save", "ip6tables-save")]
+    return [line for listing in listings for line in listing.splitlines()
+            if "kdiag" in line or str(port) in line]
+
+
+def test_the_apps_path_has_no_kdiag_rule_while_a_mirror_runs(app: Lab, node_session) -> None:
+    """While a mirror copies, neither nftables nor iptables holds anything of kdiag's or about
+    the mirrored port: the client reaches the app exactly as without kdiag."""
+    copies = _Copies()
+    routes = _Routes()
+    with tcp_server(copies.handler) as operator, _mirror(node_session, operator, routes):
+        answers = _send_all(app, [_request(i) for i in range(10)])
+        assert copies.wait_for(10) and len(copies.got) == 10
+        assert _rules_touching(app, 8080) == []
+    assert answers == [APP_ANSWER] * 10
+
+
+def test_a_mirror_on_an_iptables_manager_installs_nothing_either(app: Lab,
+                                                                 iptables_session) -> None:
+    """Where redirects fall back to iptables, a mirror needs no rules either: it works the
+    same, and nothing of it is in iptables while it runs."""
     copies = _Copies()
     routes = _Routes()
     requests = [_request(i) for i in range(100)]
     with tcp_server(copies.handler) as operator, \
             _mirror(iptables_session, operator, routes) as handle:
-        assert handle.rules and not any(r.startswith("add rule") for r in handle.rules)
+        assert handle.rules == [] and _rules_touching(app, 8080) == []
         answers = _send_all(app, requests)
         got = copies.wait_for(len(requests))
         counts = routes.wait_for(2 * len(requests))
@@ -197,6 +222,20 @@ def test_header_filter_copies_only_matching_requests(app: Lab, node_session) -> 
     assert counts == {"original": 40, "mirror": 20}
 
 
+def _duplex_exchange(addr: tuple[str, int], payload: bytes, timeout: float = 30.0) -> bytes:
+    """As ``exchange``, but reading while it sends: the app answers (1 MiB) before it has read
+    everything, and a client that only reads after sending would block the app's answer, and
+    so the app's reading (without kdiag too)."""
+    with socket.create_connection(addr, timeout=timeout) as s:
+        answer: list[bytes] = []
+        reader = threading.Thread(target=lambda: answer.append(recv_all(s)))
+        reader.start()
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        reader.join(timeout)
+        return answer[0] if answer else b""
+
+
 def test_a_stalled_operator_never_delays_the_app(app: Lab, node_session) -> None:
     """An operator server that takes the copies' connections but never reads them: copies
     back up, and are dropped beyond their bound (reported as such); the app's answers do not
@@ -214,7 +253,7 @@ def test_a_stalled_operator_never_delays_the_app(app: Lab, node_session) -> None
         with tcp_server(never_reads) as operator, _mirror(node_session, operator, routes):
             with in_netns(app.client_ns):
                 t0 = time.monotonic()
-                got = exchange((app.app_ip, 8080), big, timeout=30)
+                got = _duplex_exchange((app.app_ip, 8080), big, timeout=30)
                 big_took = time.monotonic() - t0
             small: list[float] = []
             for i in range(20):
@@ -280,11 +319,11 @@ def _wait_no_rules(app: Lab, within: float) -> None:
 
 @pytest.mark.parametrize("victim", ["cli", "manager"])
 def test_kill_9_leaves_no_rules_and_the_app_serves(app: Lab, victim: str) -> None:
-    """kill -9 of the CLI (its manager then exits) or of the manager: the mirror's rules are
-    gone within a second and connections reach the app directly."""
+    """kill -9 of the CLI (its manager then exits) or of the manager: a mirror had no rules to
+    leave (before or after) and connections reach the app directly."""
     helper, manager_pid = _start_cli_helper(app)
     try:
-        assert len(app.tagged_rules()) == 6
+        assert _rules_touching(app, 8080) == []
         with in_netns(app.client_ns):  # mirrored: the app answers (copy to a refusing port)
             assert exchange((app.app_ip, 8080), b"a", timeout=10) == b"app:a"
         os.kill(helper.pid if victim == "cli" else manager_pid, 9)
@@ -378,5 +417,5 @@ def test_adhoc_mirror_copies_until_ctrl_c(app: Lab) -> None:
     assert process.returncode == 130, err
     assert "stopped: 1 connections served by the app; 1 copies to the operator (5 bytes)" \
         in out, out
-    assert "stopped; the mirror rules are removed" in out
+    assert "stopped; the mirror is closed (it installed no rules)" in out
     assert app.tagged_rules() == []

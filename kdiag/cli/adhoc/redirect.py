@@ -80,7 +80,8 @@ def command(args: argparse.Namespace) -> int:
             loss = wait_until_lost(work.lifeline, target=session.watch())
         except KeyboardInterrupt:
             work.stop()
-            print(f"stopped; the {_mode(args)} rules are removed", flush=True)
+            print("stopped; the mirror is closed (it installed no rules)" if _mode(args) ==
+                  "mirror" else "stopped; the redirect rules are removed", flush=True)
             return EXIT_INTERRUPTED
         raise lost(_mode(args), loss)
 
