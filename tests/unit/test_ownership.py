@@ -6,6 +6,7 @@ runs it against a real API server."""
 from __future__ import annotations
 
 import datetime
+import threading
 from types import SimpleNamespace as NS
 from typing import Any
 
@@ -34,6 +35,7 @@ class Store:
         self.objects: dict[tuple[str, str, str], Any] = {}
         self.calls: list[tuple[str, str, str, str]] = []
         self.refuse: dict[tuple[str, str], int] = {}  # (verb, kind) → HTTP status
+        self.lock = threading.RLock()  # a run's start collects in a thread of its own
 
     def api(self, _: Any = None) -> Any:
         return Api(self)
@@ -52,6 +54,10 @@ class Api:
         store = self.store
 
         def call(*args: Any, **kw: Any) -> Any:
+            with store.lock:
+                return locked(*args, **kw)
+
+        def locked(*args: Any, **kw: Any) -> Any:
             if verb == "list":
                 return self._list(kind, args[0], kw)
             if verb == "create":
@@ -86,8 +92,9 @@ class Api:
 
     def _list(self, kind: str, namespace: str | None, kw: dict[str, Any]) -> Any:
         assert kw["label_selector"] == "app.kubernetes.io/managed-by=kdiag"
-        return NS(items=[o for (k, ns, _), o in self.store.objects.items()
-                         if k == kind and namespace in (None, ns)])
+        with self.store.lock:
+            return NS(items=[o for (k, ns, _), o in self.store.objects.items()
+                             if k == kind and namespace in (None, ns)])
 
 
 def obj(kind: str, namespace: str, name: str, labels: dict[str, str],
