@@ -191,7 +191,7 @@ def test_the_lease_is_renewed_and_recreated_if_someone_removed_it(store: Store) 
     other._write_lease("shop", create=True)
     assert store.calls[-2:] == [("create", *lease), ("patch", *lease)]
     store.refuse[("patch", "leases")] = 403
-    with pytest.raises(TargetError, match="RBAC: cannot patch leases.coordination.k8s.io"):
+    with pytest.raises(TargetError, match=r"^RBAC: cannot patch leases\.coordination\.k8s\.io"):
         run._write_lease("shop", create=False)
     store.refuse.clear()
     run.close()
