@@ -10,9 +10,12 @@ dependency of ``kubernetes``).
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -77,6 +80,29 @@ class _DevTools:
             self.events.append(json.loads(self.ws.recv()))
 
 
+def _end_group(pgid: int, timeout: float = 10.0) -> None:
+    """Kill process group ``pgid`` and wait until none of its processes runs: Chromium's
+    helpers (zygote, renderers) outlive the browser process for a moment on a busy machine and
+    still write into the profile, which then cannot be removed ("Directory not empty")."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while _group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Does a process of group ``pgid`` still run (zombies aside)?"""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and fields[2] == str(pgid):
+            return True
+    return False
+
+
 TIMEOUT = 120.0
 """Seconds Chromium may take to start and load a page: it needs CPU, which a busy two-core
 machine gives it slowly (5-18 s seen beside other test suites); only a hang goes over."""
@@ -96,7 +122,7 @@ class Browser:
         self._log = open(Path(self._profile.name) / "chromium.log", "wb")  # noqa: SIM115
         self._process = subprocess.Popen(
             [binary, *FLAGS, f"--user-data-dir={self._profile.name}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=self._log)
+            stdout=subprocess.DEVNULL, stderr=self._log, start_new_session=True)
         try:
             self.port = self._devtools_port(time.monotonic() + timeout)
         except BaseException:
@@ -110,13 +136,12 @@ class Browser:
         self.close()
 
     def close(self) -> None:
-        """End Chromium and remove its profile."""
+        """End Chromium (and every helper process it started) and remove its profile."""
         self._process.terminate()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self._process.wait(5)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        _end_group(self._process.pid)
+        self._process.wait()
         self._log.close()
         self._profile.cleanup()
 
