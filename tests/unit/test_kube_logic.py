@@ -5,7 +5,6 @@ ephemeral container spec."""
 from __future__ import annotations
 
 import hashlib
-import json
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +17,7 @@ import yaml
 from kdiag.errors import TargetError
 from kdiag.kube import errors
 from kdiag.kube.pods import default_container, is_running, pick_pods, to_ref
+from tests.unit.kubefakes import FakeApiException, install
 
 
 def fake_pod(name: str, created: int, containers: tuple[str, ...] = ("app",),
@@ -56,20 +56,9 @@ def test_default_container_as_kubectl() -> None:
         to_ref(fake_pod("p", 1, ("main", "side")), "x")
 
 
-class FakeApiException(Exception):
-    def __init__(self, status: int, body: dict[str, Any] | None = None, reason: str = "") -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.body = json.dumps(body) if body is not None else None
-
-
 @pytest.fixture
 def api_exception(monkeypatch: pytest.MonkeyPatch) -> type[FakeApiException]:
-    import kubernetes.client.exceptions as exceptions
-
-    monkeypatch.setattr(exceptions, "ApiException", FakeApiException)
-    return FakeApiException
+    return install(monkeypatch)
 
 
 CALL = errors.Call("patch", "pods/ephemeralcontainers", "shop", "api-0",

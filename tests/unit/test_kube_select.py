@@ -15,6 +15,7 @@ from kdiag.errors import TargetError
 from kdiag.kube import errors
 from kdiag.kube.pods import PodSelector, Selection, is_ready, resolve, select, to_ref
 from kdiag.kube.workloads import Workload, is_workload_name, read_workload
+from tests.unit.kubefakes import FakeApiException, install
 
 
 def pod(name: str, created: int = 1, *, phase: str = "Running", ready: bool = True,
@@ -59,19 +60,9 @@ class FakeCore:
         return self.services[name]
 
 
-class FakeApiException(Exception):
-    def __init__(self, status: int) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status = status
-        self.reason = f"HTTP {status}"
-        self.body = None
-
-
 @pytest.fixture(autouse=True)
 def _api_exception(monkeypatch: pytest.MonkeyPatch) -> None:
-    import kubernetes.client.exceptions as exceptions
-
-    monkeypatch.setattr(exceptions, "ApiException", FakeApiException)
+    install(monkeypatch)
 
 
 def test_a_named_pod_is_read_by_name_and_described_from_its_api_object() -> None:

@@ -15,17 +15,10 @@ import pytest
 from kdiag.errors import TargetError
 from kdiag.kube import owned
 from kdiag.kube.owned import Ownership, collect, lease_name
+from tests.unit.kubefakes import FakeApiException, install
 
 SUFFIXES = {"namespaced_pod": "pods", "namespaced_service": "services",
             "namespaced_config_map": "configmaps", "namespaced_lease": "leases"}
-
-
-class FakeApiException(Exception):
-    def __init__(self, status: int) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status = status
-        self.reason = f"HTTP {status}"
-        self.body = None
 
 
 class Store:
@@ -109,12 +102,11 @@ def obj(kind: str, namespace: str, name: str, labels: dict[str, str],
 @pytest.fixture
 def store(monkeypatch: pytest.MonkeyPatch) -> Store:
     from kubernetes import client
-    from kubernetes.client import exceptions
 
     state = Store()
     monkeypatch.setattr(client, "CoreV1Api", state.api)
     monkeypatch.setattr(client, "CoordinationV1Api", state.api)
-    monkeypatch.setattr(exceptions, "ApiException", FakeApiException)
+    install(monkeypatch)
     return state
 
 

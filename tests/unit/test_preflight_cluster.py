@@ -5,7 +5,6 @@ admission or by RBAC). tests/cluster/test_doctor.py asks a real API server."""
 
 from __future__ import annotations
 
-import json
 from types import SimpleNamespace as NS
 from typing import Any
 
@@ -14,16 +13,13 @@ import pytest
 from kdiag.errors import TargetError
 from kdiag.preflight import cluster
 from kdiag.preflight.demand import Demand, StepUse
+from tests.unit.kubefakes import FakeApiException, install
 
 CAPS = ("NET_ADMIN", "NET_RAW", "SYS_PTRACE", "SYS_ADMIN")
 
 
-class FakeApiException(Exception):
-    def __init__(self, status: int, message: str = "") -> None:
-        super().__init__(f"HTTP {status}")
-        self.status = status
-        self.reason = "Forbidden" if status == 403 else "Error"
-        self.body = json.dumps({"message": message}) if message else None
+def refusal(status: int, message: str) -> FakeApiException:
+    return FakeApiException(status, {"message": message})
 
 
 class Api:
@@ -41,7 +37,6 @@ class Api:
 @pytest.fixture
 def api(monkeypatch: pytest.MonkeyPatch) -> Api:
     from kubernetes import client
-    from kubernetes.client import exceptions
 
     state = Api()
 
@@ -56,8 +51,8 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Api:
 
         def read_namespace(self, name: str, **_: Any) -> Any:
             if state.labels is None:
-                raise FakeApiException(403, 'User "bob" cannot get resource "namespaces" in '
-                                            'the namespace "shop"')
+                raise refusal(403, 'User "bob" cannot get resource "namespaces" in the '
+                                   'namespace "shop"')
             return NS(metadata=NS(labels=state.labels))
 
         def patch_namespaced_pod_ephemeralcontainers(self, name: str, namespace: str,
@@ -91,7 +86,7 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Api:
     monkeypatch.setattr(client, "CoreV1Api", Core)
     monkeypatch.setattr(client, "AuthorizationV1Api", Authorization)
     monkeypatch.setattr(client, "AuthenticationV1Api", Authentication)
-    monkeypatch.setattr(exceptions, "ApiException", FakeApiException)
+    install(monkeypatch)
     return state
 
 
@@ -219,13 +214,13 @@ def test_the_dry_run_injection_says_who_refused(api: Api) -> None:
     assert (check.status, check.detail) == ("ok", "pod shop/api-0 admits the manager")
     assert api.calls == [("patch", "api-0", "shop", {"spec": {"ephemeralContainers": [spec]}},
                           "All")]
-    api.patch_error = FakeApiException(403, 'pods "api-0" is forbidden: violates PodSecurity '
-                                            '"baseline:latest": privileged')
+    api.patch_error = refusal(403, 'pods "api-0" is forbidden: violates PodSecurity '
+                                   '"baseline:latest": privileged')
     check = cluster.dry_run_injection(session(), pod, spec)
     assert check.status == "fail" and check.detail.startswith(
         "pod shop/api-0: the manager cannot start there: pods \"api-0\" is forbidden: violates")
-    api.patch_error = FakeApiException(403, 'User "bob" cannot patch resource '
-                                            '"pods/ephemeralcontainers" in the namespace "shop"')
+    api.patch_error = refusal(403, 'User "bob" cannot patch resource '
+                                   '"pods/ephemeralcontainers" in the namespace "shop"')
     check = cluster.dry_run_injection(session(), pod, spec)
     assert (check.status, check.detail) == (
         "fail", "pod shop/api-0: RBAC: cannot patch pods/ephemeralcontainers in namespace shop "
