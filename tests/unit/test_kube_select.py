@@ -5,7 +5,6 @@ ports). tests/cluster/test_workloads.py runs the same against real objects."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from types import SimpleNamespace as NS
 from typing import Any
 
@@ -15,49 +14,7 @@ from kdiag.errors import TargetError
 from kdiag.kube import errors
 from kdiag.kube.pods import PodSelector, Selection, is_ready, resolve, select, to_ref
 from kdiag.kube.workloads import Workload, is_workload_name, read_workload
-from tests.unit.kubefakes import FakeApiException, install
-
-
-def pod(name: str, created: int = 1, *, phase: str = "Running", ready: bool = True,
-        deleting: bool = False, labels: dict[str, str] | None = None,
-        status: bool = True) -> Any:
-    meta = NS(name=name, namespace="shop", uid=f"uid-{name}", annotations=None,
-              labels=labels or {"app": "api"},
-              creation_timestamp=datetime(2026, 1, 1, 0, 0, created, tzinfo=UTC),
-              deletion_timestamp=datetime(2026, 1, 2, tzinfo=UTC) if deleting else None)
-    ports = [NS(name="http", container_port=8080), NS(name=None, container_port=9000)]
-    spec = NS(containers=[NS(name="app", ports=ports), NS(name="side", ports=None)],
-              node_name="node-1")
-    conditions = [NS(type="Ready", status="True" if ready else "False")]
-    st = NS(phase=phase, pod_ip="10.1.0.5", conditions=conditions, host_ip="10.213.0.1",
-            host_ips=[NS(ip="10.213.0.1"), NS(ip="fd00::1")],
-            container_statuses=[NS(name="side", container_id="containerd://bbb"),
-                                NS(name="app", container_id="containerd://aaa")])
-    return NS(metadata=meta, spec=spec, status=st if status else None)
-
-
-class FakeCore:
-    """Records the calls made and answers from ``pods`` / ``services``."""
-
-    def __init__(self, pods: list[Any], services: dict[str, Any] | None = None) -> None:
-        self.pods = pods
-        self.services = services or {}
-        self.calls: list[tuple[str, ...]] = []
-        self.api_client = object()
-
-    def read_namespaced_pod(self, name: str, namespace: str, **_: Any) -> Any:
-        self.calls.append(("read", name, namespace))
-        return next(p for p in self.pods if p.metadata.name == name)
-
-    def list_namespaced_pod(self, namespace: str, label_selector: str, **_: Any) -> Any:
-        self.calls.append(("list", namespace, label_selector))
-        return NS(items=list(self.pods))
-
-    def read_namespaced_service(self, name: str, namespace: str, **_: Any) -> Any:
-        self.calls.append(("service", name, namespace))
-        if name not in self.services:
-            raise FakeApiException(404)
-        return self.services[name]
+from tests.unit.kubefakes import FakeApiException, FakeCore, install, pod
 
 
 @pytest.fixture(autouse=True)

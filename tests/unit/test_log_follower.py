@@ -130,7 +130,7 @@ def test_a_stream_that_breaks_fails_the_lifeline_and_is_an_error() -> None:
 
 
 def test_a_pod_that_starts_later_is_followed_from_its_first_line() -> None:
-    from tests.unit.test_kube_select import pod
+    from tests.unit.kubefakes import pod
 
     core = Core({("late", "app"): Response([b"booting\n"])})
     heard: list[str] = []

@@ -14,7 +14,7 @@ import pytest
 from kdiag.preflight import examine as ex
 from kdiag.preflight.checks import Check
 from kdiag.preflight.demand import Demand, StepUse
-from tests.unit.test_kube_select import FakeCore, pod
+from tests.unit.kubefakes import FakeCore, pod
 
 POD = {"kubernetes": {"namespace": "shop", "pod": "api-0"}}
 
