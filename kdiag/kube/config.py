@@ -14,10 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from kdiag.errors import TargetError
 
 IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+_MALFORMED = (TypeError, AttributeError, KeyError, yaml.YAMLError)
+"""What the client library raises reading a kubeconfig that is not YAML or of the wrong shape
+(``contexts: 7``): a clear line naming the file, not a traceback."""
 
 
 @dataclass(frozen=True)
@@ -108,8 +113,10 @@ def load(options: KubeOptions) -> KubeConfig:
                               "~/.kube/config")
         return _load_in_cluster(options)
     try:
-        contexts, active = kconfig.list_kube_config_contexts(config_file=files)
-    except (ConfigException, OSError, ValueError) as exc:
+        contexts, active = _contexts(files, options.context)
+    except (ConfigException, OSError, ValueError, *_MALFORMED) as exc:
+        if not options.context and "current-context" in str(exc):
+            raise TargetError(f"kubeconfig {files}: no current context; pass --context") from None
         raise TargetError(f"kubeconfig {files}: {exc}") from None
     chosen = active
     if options.context:
@@ -127,7 +134,7 @@ def load(options: KubeOptions) -> KubeConfig:
         try:
             kconfig.load_kube_config(config_file=files, context=name,
                                      client_configuration=conf, persist_config=False)
-        except (ConfigException, OSError, ValueError) as exc:
+        except (ConfigException, OSError, ValueError, *_MALFORMED) as exc:
             raise TargetError(f"kubeconfig {files}, context {name}: {exc}") from None
 
     result = KubeConfig(namespace=options.namespace or ctx.get("namespace") or "default",
@@ -135,6 +142,22 @@ def load(options: KubeOptions) -> KubeConfig:
                         in_cluster=False, _load=_apply)
     result.server = result.configuration().host
     return result
+
+
+def _contexts(files: str, wanted: str | None) -> tuple[list[dict[str, Any]], Any]:
+    """(every context, the active one) of ``files``. A kubeconfig without a current-context
+    serves a named context, as kubectl's ``--context`` does (the client's own listing insists
+    on a current-context)."""
+    from kubernetes.config import kube_config
+
+    if not wanted:
+        return kube_config.list_kube_config_contexts(config_file=files)
+    merged = kube_config.KubeConfigMerger(files).config
+    if merged is None:
+        return [], None
+    contexts = [dict(getattr(c, "value", c)) for c in merged.value.get("contexts") or []]
+    return contexts, next((c for c in contexts if c.get("name") == merged.value.get(
+        "current-context")), None)
 
 
 def _load_in_cluster(options: KubeOptions) -> KubeConfig:

@@ -5,7 +5,6 @@ ephemeral container spec."""
 from __future__ import annotations
 
 import hashlib
-import json
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +17,7 @@ import yaml
 from kdiag.errors import TargetError
 from kdiag.kube import errors
 from kdiag.kube.pods import default_container, is_running, pick_pods, to_ref
+from tests.unit.kubefakes import FakeApiException, install
 
 
 def fake_pod(name: str, created: int, containers: tuple[str, ...] = ("app",),
@@ -56,20 +56,9 @@ def test_default_container_as_kubectl() -> None:
         to_ref(fake_pod("p", 1, ("main", "side")), "x")
 
 
-class FakeApiException(Exception):
-    def __init__(self, status: int, body: dict[str, Any] | None = None, reason: str = "") -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.body = json.dumps(body) if body is not None else None
-
-
 @pytest.fixture
 def api_exception(monkeypatch: pytest.MonkeyPatch) -> type[FakeApiException]:
-    import kubernetes.client.exceptions as exceptions
-
-    monkeypatch.setattr(exceptions, "ApiException", FakeApiException)
-    return FakeApiException
+    return install(monkeypatch)
 
 
 CALL = errors.Call("patch", "pods/ephemeralcontainers", "shop", "api-0",
@@ -215,3 +204,67 @@ def test_kdiag_help_does_not_import_kubernetes() -> None:
             "print(any(m.startswith(('kubernetes', 'grpc')) for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_kubeconfig_without_context_broken_or_absent(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from kdiag.kube import config
+    from kdiag.kube.config import KubeOptions, load
+
+    nocurrent = _kubeconfig(tmp_path / "a")
+    nocurrent.write_text(nocurrent.read_text().replace("current-context: main\n", ""))
+    with pytest.raises(TargetError, match=r": no current context; pass --context$"):
+        load(KubeOptions(kubeconfig=str(nocurrent)))
+    assert load(KubeOptions(kubeconfig=str(nocurrent), context="main")).namespace == "shop"
+    broken = tmp_path / "broken"
+    broken.write_text("apiVersion: v1\nkind: Config\ncontexts: 7\n")
+    with pytest.raises(TargetError, match=rf"^kubeconfig {broken}: "):
+        load(KubeOptions(kubeconfig=str(broken)))
+    with pytest.raises(TargetError, match=rf"^kubeconfig {broken}: "):
+        load(KubeOptions(kubeconfig=str(broken), context="main"))
+    broken.write_text("contexts: [\n")  # not YAML
+    with pytest.raises(TargetError, match=rf"^kubeconfig {broken}: "):
+        load(KubeOptions(kubeconfig=str(broken)))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(TargetError, match=r"^no kubeconfig: set KUBECONFIG, pass --kubeconfig, "
+                                          r"or create ~/.kube/config$"):
+        load(KubeOptions())
+    # ~/.kube/config when nothing else is named.
+    (tmp_path / "home" / ".kube").mkdir(parents=True)
+    _kubeconfig(tmp_path / "home" / ".kube" / "config", namespace="fromhome")
+    assert load(KubeOptions()).namespace == "fromhome"
+    assert config.in_cluster_available() is False
+
+
+def test_in_cluster_configuration_from_the_service_account(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    from kubernetes.config import incluster_config
+
+    from kdiag.kube import config
+    from kdiag.kube.config import KubeOptions, load
+
+    account = tmp_path / "sa"
+    account.mkdir()
+    (account / "token").write_text("t0ken")
+    (account / "ca.crt").write_text("not read until a call is made")
+    (account / "namespace").write_text("jobs\n")
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    monkeypatch.setattr(config, "IN_CLUSTER_TOKEN", account / "token")
+    monkeypatch.setattr(config, "IN_CLUSTER_NAMESPACE", account / "namespace")
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(account / "token"))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(account / "ca.crt"))
+    kube = load(KubeOptions())
+    assert (kube.in_cluster, kube.namespace, kube.context, kube.server) == (
+        True, "jobs", None, "https://10.96.0.1:443")
+    assert load(KubeOptions(namespace="x")).namespace == "x"
+    (account / "namespace").unlink()
+    assert load(KubeOptions()).namespace == "default"
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(account / "gone"))
+    with pytest.raises(TargetError, match=r"^in-cluster configuration: "):
+        load(KubeOptions())
