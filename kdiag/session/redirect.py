@@ -20,6 +20,7 @@ from kdiag_manager.wire.workers import Workers
 from kdiag.errors import ManagerError
 from kdiag.lifeline import Lifeline
 
+from .copies import CopyReceiver
 from .grpcerrors import convert
 from .results import ForwardTo, RedirectEventInfo, RedirectSpec
 from .tunnel import PooledTunnel, TunnelStats, run_tunnel
@@ -90,6 +91,7 @@ class RedirectHandle:
         # Pooled tunnels: opened in advance, so a new connection costs no round trip.
         self._pool_size = pool_size
         self._idle_tunnels: set[PooledTunnel] = set()
+        self._copies: CopyReceiver | None = None  # a mirror's copy stream
 
     # The request stream: spec, then rejections, until close().
     def _request_iter(self) -> Iterator[pb.RedirectRequest]:
@@ -114,12 +116,31 @@ class RedirectHandle:
         self.session = first.ready.session
         self.redirect_id = first.ready.redirect_id
         self._raw_data = first.ready.raw_data
-        if self._client.unix_path:  # tunnels will carry bulk data to the manager
+        if self.spec.mirror:
+            self._open_copies(first.ready.copy_stream)
+        elif self._client.unix_path:  # tunnels will carry bulk data to the manager
             widen_send_buffers(self._client.unix_path, peer=True)
         threading.Thread(target=self._events, daemon=True, name="redirect-events").start()
-        if self.redirect_id:
+        if self.redirect_id and not self.spec.mirror:
             for _ in range(self._pool_size):
                 self._add_pooled()
+
+    def _open_copies(self, offered: bool) -> None:
+        """A mirror: its copies come on one stream (ManagerError if the manager has none)."""
+        if not offered:
+            self._requests.put(None)
+            self._call.cancel()
+            raise ManagerError("mirror: the manager is older than this kdiag (it sends no copy "
+                               "stream); use a manager of the same version")
+
+        def ended(error: str) -> None:
+            if error and not self.closed_by_user:  # (the mirror cannot go on without it)
+                self.error = self.error or f"the mirror's copy stream ended: {error}"
+                self._requests.put(None)
+
+        self._copies = CopyReceiver(self._client.tunnel(), self._client.metadata,
+                                    self.redirect_id, self._target_for, self._emit,
+                                    self._connect_timeout, ended)
 
     def _add_pooled(self) -> None:
         if self._done.is_set() or self.closed_by_user:
@@ -250,7 +271,7 @@ class RedirectHandle:
                                                      error=c2.error))
         except grpc.RpcError as exc:
             if not self.closed_by_user:
-                self.error = f"{exc.code().name}: {exc.details()}"
+                self.error = self.error or f"{exc.code().name}: {exc.details()}"
         finally:
             self._done.set()
             if not self.closed_by_user:
@@ -314,8 +335,11 @@ class RedirectHandle:
         for tunnel in idle:  # (the set may still hold one just assigned: it says so itself)
             tunnel.cancel_if_idle()
         self._requests.put(None)  # half-close: the manager stops the session
+        started = time.monotonic()
         if not self._done.wait(timeout):
             self._call.cancel()
+        if self._copies is not None:  # (the copies under way are delivered, or dropped)
+            self._copies.finish(max(timeout - (time.monotonic() - started), 0.5))
         if abort_connections:
             with self._lock:
                 socks = list(self._sockets)

@@ -2,10 +2,10 @@
 each HTTP request matching a header) goes to the operator's server, whose replies are dropped.
 
 Nothing is put on the app's path (no rule, no proxy): the manager takes the copy from the
-packets (a packet socket in the target's network namespace, TCP put back in order) and carries
-it to the operator through the session's tunnels. The app's answers never wait for the
-operator side: a copy that cannot keep up, has nowhere to go or misses bytes is dropped and
-counted (``stats.dropped``, with each reason in the output).
+packets (a packet socket in the target's network namespace, TCP put back in order) and sends
+it to kdiag on the mirror's one copy stream; kdiag sends each copy to the operator's server.
+The app's answers never wait for the operator side: a copy that cannot keep up, has nowhere to
+go or misses bytes is dropped and counted (``stats.dropped``, with each reason in the output).
 """
 
 from __future__ import annotations

@@ -37,19 +37,6 @@ class ConnectionOwner(Protocol):
         """Report the end of a connection on the control stream."""
 
 
-class CopyOfConnection(Protocol):
-    """A mirror's copy of a connection's bytes (``mirror.Copy``), as the session sees it."""
-
-    dropped: str
-    """Why the copy was dropped ("": it was not)."""
-
-    def drop(self, reason: str) -> None:
-        """Give the copy up (the app's connection is not affected)."""
-
-    def report_once(self) -> bool:
-        """True the first time only: the copy's end is reported once."""
-
-
 class FirstBytesHint:
     """Whether a redirect's peers speak first (HTTP, TLS: they do; SMTP, SSH: the server does),
     from the connections a tunnel waited on: while the last wait brought bytes, wait again;
@@ -86,16 +73,12 @@ class Connection:
     initial: bytes = b""
     state: str = "pending"  # pending -> tunnel | local | closed
     reject_reason: str = ""
-    copy: CopyOfConnection | None = None
-    """A mirror's copy: this connection carries copied bytes to the operator, never to the app."""
-    patience: float = 0.0
-    """How long the client may take to take it (0: the redirect's fail_open_timeout)."""
     decided: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def claim_timeout(self) -> float:
         """How long the client may take to take (and connect) this connection."""
-        return self.patience or self.session.options.fail_open_timeout
+        return self.session.options.fail_open_timeout
 
     def transition(self, new: str) -> bool:
         """Move from pending to ``new``; False if someone else decided first."""

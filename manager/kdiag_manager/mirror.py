@@ -4,12 +4,15 @@ taken from the packets, goes to the operator.
 Nothing is put on the app's path: no rule, no listener, no proxy. A packet socket in the
 target's network namespace (:mod:`packettap`, filtered in the kernel) sees the segments of the
 mirrored ports; each connection is followed from its SYN, and what the client sends is put
-back in order (:mod:`tcpreassembly`) and fed to a :class:`~mirrorcopy.Copy`, offered to the
-client like a redirected connection (a tunnel carries it to the operator's server, whose
-replies are discarded). With a header filter only the matching requests are copied
-(:mod:`mirrorhttp`). Whatever happens to a copy — bytes missing for good, the operator side
-slow or absent, packets the kernel could not queue for the socket — the copy is dropped and
-reported (``copy-dropped`` with the reason), never passed on wrong and never silently.
+back in order (:mod:`tcpreassembly`) and fed to a :class:`~mirrorcopy.Copy`, whose pieces
+travel with every other copy's on the mirror's one copy stream to the CLI
+(:mod:`copystream`); the CLI sends each copy to the operator's server (its replies are
+discarded) and counts it. With a header filter only the matching requests are copied
+(:mod:`mirrorhttp`). Whatever happens to a copy — bytes missing for good, the stream or the
+operator side slow or absent, packets the kernel could not queue for the socket — the copy is
+dropped and reported (``copy-dropped`` with the reason: on the copy stream for a copy, on the
+control stream for a connection that got none), never passed on wrong and never silently.
+The copy stream's end (the CLI gone) ends the mirror.
 
 Each connection ends with a ``closed`` event on the route ``original`` (the app served it):
 bytes from the client (by sequence number) and to it (from the app's FIN, or what the client
@@ -23,20 +26,21 @@ from __future__ import annotations
 
 import ipaddress
 import select
-import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import httpfilter, redirect
-from .connections import Connection
-from .mirrorcopy import COPY_PATIENCE, Copy, CopySockets
+from .copystream import CopyStream
+from .mirrorcopy import Copy
 from .mirrorhttp import HeaderCopier
 from .packettap import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, PacketTap, Segment, parse
 from .tcpreassembly import Reassembly, StreamGap, seq_diff
-from .tunnelpool import TunnelPool, Waker
+from .tunnelpool import Waker
 from .wire.api.v1 import manager_pb2 as pb
+from .wire.background import lower_this_thread
 
 # Connections followed at once (beyond: not copied, reported).
 MAX_FLOWS = 8192
@@ -82,19 +86,15 @@ class MirrorSession(redirect.RedirectSession):
         self._flows: dict[tuple[tuple[str, int], tuple[str, int]], _Flow] = {}
         self._held = 0
         self._skip = self.options.skip_sources
-        self._poller = select.poll()
-        self._copies = CopySockets(self._poller)
-        self._news: set[Copy] = set()
-        self._news_lock = threading.Lock()
         self._waker = Waker()
         self._reader = threading.Thread(target=self._read_loop, name="mirror-tap", daemon=True)
+        self.copies = CopyStream(self._has_news)
 
     def start(self) -> pb.RedirectEvent:
         """Open the packet socket; return the ``ready`` event. Raises OSError (no
         CAP_NET_RAW: the message says so)."""
         with self._stop_lock:
             redirect.register(self)
-            self._pool = TunnelPool(None, direct=False)
             try:
                 self._tap = PacketTap(self.options.ports)
             except OSError as exc:
@@ -109,13 +109,23 @@ class MirrorSession(redirect.RedirectSession):
         self._reader.start()
         return pb.RedirectEvent(ready=pb.RedirectReady(
             listen_port=0, rules=[], session=self.options.session, redirect_id=self.id,
-            raw_data=True, mechanism=MECHANISM))
+            raw_data=True, mechanism=MECHANISM, copy_stream=True))
+
+    def serve_copies(self, add_callback: Any) -> Iterator[bytes]:
+        """The copy stream's messages (its Tunnel handler's); StreamTaken if it has one."""
+        def gone() -> None:
+            if not self.stopped:
+                self.failure = "the mirror's copy stream ended (kdiag's side is gone)"
+                self.stop()
+
+        return self.copies.serve(add_callback, gone)
 
     # -- the packets ---------------------------------------------------------------------------
 
     def _read_loop(self) -> None:
-        """The mirror's one thread: packets, then the copies they fed, then copies' sockets."""
-        tap, poller = self._tap, self._poller
+        """The mirror's one thread: packets, then the copies they fed into the copy stream."""
+        lower_this_thread()  # (the app comes first)
+        tap, poller = self._tap, select.poll()
         poller.register(tap.sock, select.POLLIN)
         poller.register(self._waker.r, select.POLLIN)
         tap_fd, waker_fd = tap.sock.fileno(), self._waker.r.fileno()
@@ -127,50 +137,36 @@ class MirrorSession(redirect.RedirectSession):
                     # Let packets gather (the socket holds them): one wake-up for many, and
                     # the app's exchange, under way right now, keeps the CPU.
                     time.sleep(GATHER)
-                for fd, mask in events:
-                    if fd == waker_fd:
-                        self._waker.drain()
-                    elif fd != tap_fd:
-                        self._copies.event(fd, mask)
+                if any(fd == waker_fd for fd, _ in events):
+                    self._waker.drain()
                 for _ in range(BATCH):  # (then the copies get their turn)
                     if (packet := tap.read()) is None:
                         break
                     segment = parse(packet)
                     if segment is not None:
                         self._segment(segment)
-                self._pump()
+                self.copies.pump()
                 if time.monotonic() >= next_check:
                     next_check = time.monotonic() + CHECK_EVERY
                     self._check(tap.drops())
         finally:
             tap.close()
-            assert self._pool is not None
-            self._pool.release()
             for flow in list(self._flows.values()):
                 self._give_up(flow, "the mirror ended before the connection did")
-            self._pump()
-            self._copies.close_all()
+            self.copies.pump()
+            self.copies.close()
             self._waker.close()
 
     def stop(self) -> None:
-        """Stop copying (the reader thread closes the packet socket and every copy's)."""
+        """Stop copying (the reader thread closes the packet socket, drops the copies under
+        way and ends the copy stream)."""
         super().stop()
         self._waker.wake()
 
-    def _has_news(self, copy: Copy) -> None:
-        """``copy`` has something to pump (told from any thread)."""
-        with self._news_lock:
-            self._news.add(copy)
+    def _has_news(self) -> None:
+        """A copy has something for the stream (told from any thread)."""
         if threading.current_thread() is not self._reader:
             self._waker.wake()
-
-    def _pump(self) -> None:
-        with self._news_lock:
-            news, self._news = self._news, set()
-        for copy in news:
-            self._copies.add(copy)
-            copy.pump()
-            self._copies.pumped(copy)
 
     def _check(self, lost: int) -> None:
         """Packets lost (the socket's buffer overflowed): every copy under way may miss some,
@@ -298,15 +294,8 @@ class MirrorSession(redirect.RedirectSession):
         return flow.copier
 
     def _new_copy(self, flow: _Flow) -> Copy:
-        """A copy, offered to the client as a connection of its own (one end of a socket
-        pair); where it cannot go, it is dropped (and reported)."""
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        carrier = Connection(self.registry.next_id(), theirs, flow.app, flow.client, self,
-                             patience=COPY_PATIENCE)
-        copy = Copy(mine, theirs, lambda: self._offer_connection(carrier), self._has_news)
-        carrier.copy = copy
-        copy.on_drop = lambda reason: self.closed(carrier, "copy-dropped", 0, 0, reason)
-        return copy
+        """A copy of ``flow``'s client's bytes, on the copy stream."""
+        return self.copies.new_copy(self.registry.next_id(), flow.app, flow.client)
 
     def _give_up(self, flow: _Flow, reason: str, report: bool = True) -> None:
         """Nothing more is copied of ``flow``; its copy (if any) is dropped with ``reason``."""

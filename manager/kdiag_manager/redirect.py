@@ -64,6 +64,8 @@ class RedirectSession:
         self._pool: TunnelPool | None = None
         self.first_bytes = FirstBytesHint()
         self.id = next(_session_ids)
+        self.failure = ""
+        """Why the session ended by itself (the control stream ends with this error)."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -205,15 +207,9 @@ class RedirectSession:
     def closed(self, conn: Connection, route: str, sent: int, received: int,
                error: str = "") -> None:
         """Report the end of a connection on the control stream. One the manager reset
-        (``error`` on the operator's route, or dropped) is forgotten by conntrack too. A
-        mirror's copy closes as ``mirror`` (delivered whole) or ``copy-dropped``."""
+        (``error`` on the operator's route, or dropped) is forgotten by conntrack too."""
         self._mine.discard(conn.id)
-        if conn.copy is not None:  # (its peer's own connection is the app's: keep its flow)
-            if not conn.copy.report_once():
-                return  # reported when it was dropped
-            error = error or conn.copy.dropped
-            route = "copy-dropped" if error else "mirror"
-        elif error and route in ("operator", "dropped"):
+        if error and route in ("operator", "dropped"):
             conntrack.forget_later([(conn.peer, conn.original)])
         self.emit(pb.RedirectEvent(closed=pb.ConnectionClosed(
             connection_id=conn.id, route=route, bytes_from_peer=sent, bytes_to_peer=received,
@@ -319,14 +315,8 @@ class RedirectSession:
         return self._pool is not None and self._pool.hand(conn)
 
     def fail_over(self, conn: Connection, reason: str) -> None:
-        """The client could not take ``conn``: original destination or reset (a mirror's
-        copy: dropped)."""
-        if conn.copy is not None:
-            reason = reason or "the client did not take the copy"
-            conn.copy.drop(reason)
-            abort(conn.sock)
-            self.closed(conn, "copy-dropped", 0, 0, reason)
-        elif self.options.fail_open:
+        """The client could not take ``conn``: original destination or reset."""
+        if self.options.fail_open:
             route_local(conn, "original", reason)
         else:
             abort(conn.sock)

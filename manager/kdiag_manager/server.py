@@ -11,7 +11,7 @@ from typing import Any
 
 import grpc
 
-from . import __version__, laneserver, mirror, redirect, tunnel
+from . import __version__, copystream, laneserver, mirror, redirect, tunnel
 from .auth import TokenHash, TokenInterceptor
 from .config import Config
 from .connections import ConnectionRegistry
@@ -128,6 +128,8 @@ class ManagerService(pb_grpc.ManagerServicer):
             yield from session.outgoing_events(first.spec.batch_closed)
         finally:
             session.stop()
+        if session.failure:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, session.failure)
 
     def Tunnel(self, request_iterator: Iterator[frames.Frame], context: Any
                ) -> Iterator[bytes | memoryview]:
@@ -136,11 +138,14 @@ class ManagerService(pb_grpc.ManagerServicer):
         if first is None or isinstance(first, memoryview) or first.WhichOneof("msg") != "open":
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first frame must be open")
             return
-        if first.open.connection_id == 0:  # a pooled tunnel
+        if first.open.connection_id == 0:  # a pooled tunnel, or a mirror's copy stream
             session = redirect.session_by_id(first.open.redirect_id)
             if session is None:
                 context.abort(grpc.StatusCode.NOT_FOUND,
                               f"redirect {first.open.redirect_id} is not running")
+                return
+            if first.open.copies or isinstance(session, mirror.MirrorSession):
+                yield from _copies(session, first.open, context)
                 return
             yield from tunnel.serve_pooled(session, request_iterator, context, first.open)
             return
@@ -215,6 +220,31 @@ class ManagerService(pb_grpc.ManagerServicer):
         except environ.EnvironError as exc:
             context.abort(exc.code, str(exc))
             raise  # unreachable: abort raises
+
+
+OLDER_CLIENT = ("this kdiag is older than the manager: its mirror asks for a tunnel per copy, "
+                "while the manager sends the copies on one stream (use kdiag and a manager of "
+                "the same version)")
+
+
+def _copies(session: redirect.RedirectSession, opened: pb.TunnelOpen, context: Any
+            ) -> Iterator[bytes]:
+    """A mirror's copy stream. A pooled tunnel for a mirror comes from an older kdiag: the
+    mirror ends with that error (its control stream says so)."""
+    if not isinstance(session, mirror.MirrorSession):
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                      f"redirect {opened.redirect_id} is not a mirror: it has no copy stream")
+        return
+    if not opened.copies:
+        session.failure = OLDER_CLIENT
+        session.stop()
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, OLDER_CLIENT)
+        return
+    try:
+        messages = session.serve_copies(context.add_callback)
+        yield from messages
+    except copystream.StreamTaken as exc:
+        context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
 
 
 # Lane streams run their handler on these (one per Tunnel stream, as gRPC's pool does).

@@ -11,10 +11,9 @@
   go to the app through the manager's router), against the same app on a port without a
   redirect;
 - memory under load: the manager's peak RSS while 200 connections each move 4 MiB through a
-  redirect at once (half each way), and its RSS once they have ended;
-- mirror latency: p50 of requests (a new connection each, and all on one keep-alive
-  connection) to the app under a mirror (copies to a draining server on this host) against the
-  same app on a port without one; and the manager's CPU seconds per 1000 mirrored requests.
+  redirect at once (half each way), and its RSS once they have ended.
+
+The mirror's figures are ``bench_mirror`` (``python -m tests.bench.run mirror``).
 
 The peers are separate processes (``manager_peers``) so that only the tunnel pumps share this
 process (as they do in the CLI). ``run(record)`` follows tests/bench/run.py.
@@ -23,14 +22,13 @@ process (as they do in the CLI). ``run(record)`` follows tests/bench/run.py.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.bench.manager_peers import cpu_seconds, keepalive_best, pct, peer, result, rss_mb
+from tests.bench.manager_peers import app_with_manager, keepalive_best, pct, peer, result, rss_mb
 
 Record = Callable[..., None]
 
@@ -58,10 +56,7 @@ FIGURES = ("manager.rss_idle", "manager.redirect_throughput", "manager.redirect_
            "manager.connect_latency_p50", "manager.connect_latency_p99",
            "manager.rss_100_tunnels", "manager.header_filter_keepalive_rps",
            "manager.header_filter_keepalive_ratio", "manager.rss_peak_load_mb",
-           "manager.rss_after_load_mb", "manager.redirect_throughput_ratio_busy",
-           "manager.mirror_latency_ms", "manager.mirror_latency_ratio",
-           "manager.mirror_keepalive_latency_ms", "manager.mirror_keepalive_latency_ratio",
-           "manager.mirror_cpu_s_per_1000")
+           "manager.rss_after_load_mb", "manager.redirect_throughput_ratio_busy")
 
 
 def _sh(*args: str) -> None:
@@ -74,42 +69,17 @@ def run(record: Record) -> None:
         from tests.bench.figures import Unmeasurable
 
         raise Unmeasurable("needs root (network namespaces)")
-    from kdiag.targets.node import NodeTarget
-
-    ns = f"kdb-{secrets.token_hex(3)}"
-    _sh("ip", "netns", "add", ns)
-    procs: list[subprocess.Popen[str]] = []
-    try:
-        _sh("ip", "-n", ns, "link", "set", "lo", "up")
-        # The target: the keep-alive app, in its own network namespace.
-        target = peer(ns, "httpapp", str(APP_PORT), str(APP_PLAIN_PORT), stdin=subprocess.PIPE)
-        procs.append(target)
-        assert target.stdout is not None
-        if target.stdout.readline().strip() != "READY":
-            raise RuntimeError("the bench app did not start")
+    # The target: the keep-alive app, in its own network namespace.
+    with app_with_manager(APP_PORT, APP_PLAIN_PORT) as (ns, session, manager_pid, procs):
         server = peer(None, "serve")
         procs.append(server)
         assert server.stdout is not None
         port = int(server.stdout.readline())
-        session = NodeTarget(target.pid).open()
-        try:
-            manager_pid = int(session.info["manager_pid"])
-            session.manager.version()
-            time.sleep(0.5)
-            record("manager.rss_idle", rss_mb(manager_pid), "MB", "<= 40", None)
-            _through_redirect(record, session, ns, port, manager_pid, procs)
-            _keepalive(record, session, ns, port)
-            _load(record, session, ns, port, manager_pid)
-            _mirror_latency(record, session, ns, procs, manager_pid)
-            _busy_throughput(record, session, ns, port)
-        finally:
-            session.close()
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        subprocess.run(["ip", "netns", "del", ns], check=False)
+        record("manager.rss_idle", rss_mb(manager_pid), "MB", "<= 40", None)
+        _through_redirect(record, session, ns, port, manager_pid, procs)
+        _keepalive(record, session, ns, port)
+        _load(record, session, ns, port, manager_pid)
+        _busy_throughput(record, session, ns, port)
 
 
 _THROUGHPUT_SIDES = (
@@ -163,59 +133,6 @@ def _through_redirect(record: Record, session: Any, ns: str, port: int, manager_
         hold.wait(30)
     finally:
         handle.close()
-
-
-MIRROR_SAMPLES = 400
-MIRROR_ROUNDS = 3
-
-
-def _mirror_latency(record: Record, session: Any, ns: str,
-                    procs: list[subprocess.Popen[str]], manager_pid: int) -> None:
-    """p50 of requests to the app under a mirror against the app without one (best round of
-    each, taking turns); the copies go to a server that reads them to their end. And the
-    manager's CPU seconds per 1000 mirrored requests (new connections), which hold whatever
-    the machine's load."""
-    from kdiag.session.results import RedirectSpec
-
-    drain = peer(None, "drain")
-    procs.append(drain)
-    assert drain.stdout is not None
-    sink = int(drain.stdout.readline())
-    handle = session.manager.redirect(RedirectSpec("incoming", [APP_PORT], mirror=True),
-                                      ("127.0.0.1", sink))
-    try:
-        for kind, how in (("", "each on a new connection"),
-                          ("_keepalive", "all on one keep-alive connection")):
-            cpu = cpu_seconds(manager_pid)
-            direct, via = _p50_pair(ns, kind == "_keepalive")
-            if not kind:  # (the plain rounds between cost the manager nothing)
-                cpu = cpu_seconds(manager_pid) - cpu
-                record("manager.mirror_cpu_s_per_1000", cpu / (MIRROR_ROUNDS * MIRROR_SAMPLES)
-                       * 1000, "s", "", None,
-                       sides=("the manager's CPU time (user + system) while the mirrored "
-                              "new-connection rounds ran, per 1000 requests (each copied)"))
-            record(f"manager.mirror{kind}_latency_ms", via, "ms", "", direct)
-            record(f"manager.mirror{kind}_latency_ratio", via / direct, "x",
-                   "<= 1.3" if not kind else "", direct,
-                   sides=(f"p50 of {MIRROR_SAMPLES} GETs, {how}, from the target's namespace "
-                          "to an app port under a mirror (the connections go to the app "
-                          "straight; the manager takes a copy from the packets and sends it "
-                          "through a tunnel to a server on this host that drains it) ÷ the "
-                          "same to a port of the same app without "
-                          f"one; best of {MIRROR_ROUNDS} rounds each, taking turns"))
-    finally:
-        handle.close()
-
-
-def _p50_pair(ns: str, keep: bool) -> tuple[float, float]:
-    """The best p50 (ms) of requests to the plain port and to the mirrored one."""
-    directs, vias = [], []
-    for _ in range(MIRROR_ROUNDS):
-        for app_port, out in ((APP_PLAIN_PORT, directs), (APP_PORT, vias)):
-            samples = result(peer(ns, "reqlat", "127.0.0.1", str(app_port), str(MIRROR_SAMPLES),
-                                  "keep" if keep else "new"))["samples"]
-            out.append(pct(samples, 0.5))
-    return min(directs), min(vias)
 
 
 def _keepalive(record: Record, session: Any, ns: str, port: int) -> None:

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from kdiag.kube.podlog import read_pod_log
+
 Record = Callable[..., None]
 USUAL = "kdiag.local/manager:dev"
 READY_RUNS = 4
@@ -56,7 +58,7 @@ def _ready_once(core: Any, injector: Any, ref: Any, namespace: str, pod: str) ->
     name, _ = injector.inject(ref)
     deadline = time.monotonic() + 60
     while True:
-        log = core.read_namespaced_pod_log(pod, namespace, container=name, timestamps=True)
+        log = read_pod_log(core, pod, namespace, container=name, timestamps=True)
         first = next((line for line in log.splitlines() if '{"kdiag_manager"' in line), "")
         if first:
             return _stamp(first.split(" ", 1)[0]) - started

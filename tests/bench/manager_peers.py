@@ -23,10 +23,14 @@ pumps share the benchmark's own process (as they do in the CLI). Roles:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +190,40 @@ elif role == "keepalive":
         assert r.status == 200 and r.read() == b"ok", r.status
     print(json.dumps({"rps": n / (time.perf_counter() - t0)}))
 '''
+
+
+@contextlib.contextmanager
+def app_with_manager(*app_ports: int) -> Iterator[tuple[str, Any, int, list[subprocess.Popen[str]]]]:
+    """The keep-alive app (``httpapp`` on ``app_ports``) in a network namespace of its own,
+    and a node-mode session with a manager beside it: (namespace, session, the manager's PID,
+    the peer processes to end afterwards: more can be added). Needs root."""
+    from kdiag.targets.node import NodeTarget
+
+    ns = f"kdb-{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True,
+                       capture_output=True)
+        target = peer(ns, "httpapp", *map(str, app_ports), stdin=subprocess.PIPE)
+        procs.append(target)
+        assert target.stdout is not None
+        if target.stdout.readline().strip() != "READY":
+            raise RuntimeError("the bench app did not start")
+        session = NodeTarget(target.pid).open()
+        try:
+            manager_pid = int(session.info["manager_pid"])
+            session.manager.version()
+            time.sleep(0.5)
+            yield ns, session, manager_pid, procs
+        finally:
+            session.close()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
 def peer(netns: str | None, *args: str, **kw: Any) -> subprocess.Popen[str]:

@@ -4,6 +4,7 @@ stopped the answers are unchanged); tcpdump reads the live pcap stream while it 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import socket
@@ -49,7 +50,9 @@ class _CopySink:
 
     def _read(self, conn: socket.socket) -> None:
         buf = b""
-        with conn:
+        # A copy dropped (e.g. cut by the mirror's end while its keep-alive connection is
+        # open) is reset, never ended cleanly: its requests read so far count.
+        with conn, contextlib.suppress(ConnectionResetError):
             while data := conn.recv(65536):
                 buf += data
                 *lines, buf = buf.split(b"\r\n")

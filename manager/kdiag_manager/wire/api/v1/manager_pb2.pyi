@@ -210,7 +210,7 @@ class RedirectRequest(_message.Message):
     def __init__(self, spec: _Optional[_Union[RedirectSpec, _Mapping]] = ..., reject: _Optional[_Union[RejectConnection, _Mapping]] = ...) -> None: ...
 
 class RedirectReady(_message.Message):
-    __slots__ = ("listen_port", "rules", "session", "redirect_id", "raw_data", "warnings", "mechanism")
+    __slots__ = ("listen_port", "rules", "session", "redirect_id", "raw_data", "warnings", "mechanism", "copy_stream")
     LISTEN_PORT_FIELD_NUMBER: _ClassVar[int]
     RULES_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
@@ -218,6 +218,7 @@ class RedirectReady(_message.Message):
     RAW_DATA_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     MECHANISM_FIELD_NUMBER: _ClassVar[int]
+    COPY_STREAM_FIELD_NUMBER: _ClassVar[int]
     listen_port: int
     rules: _containers.RepeatedScalarFieldContainer[str]
     session: str
@@ -225,7 +226,8 @@ class RedirectReady(_message.Message):
     raw_data: bool
     warnings: _containers.RepeatedScalarFieldContainer[str]
     mechanism: str
-    def __init__(self, listen_port: _Optional[int] = ..., rules: _Optional[_Iterable[str]] = ..., session: _Optional[str] = ..., redirect_id: _Optional[int] = ..., raw_data: _Optional[bool] = ..., warnings: _Optional[_Iterable[str]] = ..., mechanism: _Optional[str] = ...) -> None: ...
+    copy_stream: bool
+    def __init__(self, listen_port: _Optional[int] = ..., rules: _Optional[_Iterable[str]] = ..., session: _Optional[str] = ..., redirect_id: _Optional[int] = ..., raw_data: _Optional[bool] = ..., warnings: _Optional[_Iterable[str]] = ..., mechanism: _Optional[str] = ..., copy_stream: _Optional[bool] = ...) -> None: ...
 
 class Endpoint(_message.Message):
     __slots__ = ("host", "port")
@@ -280,21 +282,45 @@ class RedirectEvent(_message.Message):
     def __init__(self, ready: _Optional[_Union[RedirectReady, _Mapping]] = ..., connection: _Optional[_Union[NewConnection, _Mapping]] = ..., closed: _Optional[_Union[ConnectionClosed, _Mapping]] = ..., closed_batch: _Optional[_Union[ConnectionsClosed, _Mapping]] = ...) -> None: ...
 
 class TunnelOpen(_message.Message):
-    __slots__ = ("connection_id", "redirect_id", "keep_idle", "raw_data", "early_data")
+    __slots__ = ("connection_id", "redirect_id", "keep_idle", "raw_data", "early_data", "copies")
     CONNECTION_ID_FIELD_NUMBER: _ClassVar[int]
     REDIRECT_ID_FIELD_NUMBER: _ClassVar[int]
     KEEP_IDLE_FIELD_NUMBER: _ClassVar[int]
     RAW_DATA_FIELD_NUMBER: _ClassVar[int]
     EARLY_DATA_FIELD_NUMBER: _ClassVar[int]
+    COPIES_FIELD_NUMBER: _ClassVar[int]
     connection_id: int
     redirect_id: int
     keep_idle: int
     raw_data: bool
     early_data: bool
-    def __init__(self, connection_id: _Optional[int] = ..., redirect_id: _Optional[int] = ..., keep_idle: _Optional[int] = ..., raw_data: _Optional[bool] = ..., early_data: _Optional[bool] = ...) -> None: ...
+    copies: bool
+    def __init__(self, connection_id: _Optional[int] = ..., redirect_id: _Optional[int] = ..., keep_idle: _Optional[int] = ..., raw_data: _Optional[bool] = ..., early_data: _Optional[bool] = ..., copies: _Optional[bool] = ...) -> None: ...
+
+class CopyChunk(_message.Message):
+    __slots__ = ("copy_id", "original_destination", "peer", "data", "end", "dropped")
+    COPY_ID_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    PEER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    copy_id: int
+    original_destination: Endpoint
+    peer: Endpoint
+    data: bytes
+    end: bool
+    dropped: str
+    def __init__(self, copy_id: _Optional[int] = ..., original_destination: _Optional[_Union[Endpoint, _Mapping]] = ..., peer: _Optional[_Union[Endpoint, _Mapping]] = ..., data: _Optional[bytes] = ..., end: _Optional[bool] = ..., dropped: _Optional[str] = ...) -> None: ...
+
+class CopyChunks(_message.Message):
+    __slots__ = ("chunks",)
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    chunks: _containers.RepeatedCompositeFieldContainer[CopyChunk]
+    def __init__(self, chunks: _Optional[_Iterable[_Union[CopyChunk, _Mapping]]] = ...) -> None: ...
 
 class TunnelFrame(_message.Message):
-    __slots__ = ("open", "data", "eof", "reset", "assigned", "connected", "connected_data")
+    __slots__ = ("open", "data", "eof", "reset", "assigned", "connected", "connected_data", "copies")
     OPEN_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     EOF_FIELD_NUMBER: _ClassVar[int]
@@ -302,6 +328,7 @@ class TunnelFrame(_message.Message):
     ASSIGNED_FIELD_NUMBER: _ClassVar[int]
     CONNECTED_FIELD_NUMBER: _ClassVar[int]
     CONNECTED_DATA_FIELD_NUMBER: _ClassVar[int]
+    COPIES_FIELD_NUMBER: _ClassVar[int]
     open: TunnelOpen
     data: bytes
     eof: bool
@@ -309,7 +336,8 @@ class TunnelFrame(_message.Message):
     assigned: NewConnection
     connected: bool
     connected_data: bytes
-    def __init__(self, open: _Optional[_Union[TunnelOpen, _Mapping]] = ..., data: _Optional[bytes] = ..., eof: _Optional[bool] = ..., reset: _Optional[str] = ..., assigned: _Optional[_Union[NewConnection, _Mapping]] = ..., connected: _Optional[bool] = ..., connected_data: _Optional[bytes] = ...) -> None: ...
+    copies: CopyChunks
+    def __init__(self, open: _Optional[_Union[TunnelOpen, _Mapping]] = ..., data: _Optional[bytes] = ..., eof: _Optional[bool] = ..., reset: _Optional[str] = ..., assigned: _Optional[_Union[NewConnection, _Mapping]] = ..., connected: _Optional[bool] = ..., connected_data: _Optional[bytes] = ..., copies: _Optional[_Union[CopyChunks, _Mapping]] = ...) -> None: ...
 
 class CaptureRequest(_message.Message):
     __slots__ = ("filter", "interface", "max_packets", "max_bytes", "duration_seconds", "snaplen")

@@ -146,6 +146,7 @@ class ManagerServicer:
         the stream setup at connect time). The client answers `connected` once its side is
         connected, or `reset` to refuse (the manager then fails open with the bytes it has sent).
         A pooled stream may then carry further connections, one after another (`keep_idle`).
+        A mirror's copies travel on one Tunnel of their own (`open.copies`, see RedirectReady).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
