@@ -22,6 +22,7 @@ from kdiag import __version__
 from kdiag.errors import TargetError
 from kdiag.kube import imageref
 from kdiag.kube.errors import Call, PodGone, api_call
+from kdiag.kube.podlog import read_pod_log
 from kdiag.kube.pods import PodRef
 from kdiag.kube.tokens import TokenCache, new_token, token_sha256
 
@@ -196,11 +197,11 @@ class Injector:
     def logs_tail(self, ref: PodRef, name: str, lines: int = 5) -> str:
         """The last log lines of a container (for error messages), '' if unavailable."""
         try:
-            text = self.core.read_namespaced_pod_log(ref.name, ref.namespace, container=name,
-                                                     tail_lines=lines, _request_timeout=10)
+            text = read_pod_log(self.core, ref.name, ref.namespace, container=name,
+                                tail_lines=lines, _request_timeout=10)
         except Exception:
             return ""
-        return " | ".join(line.strip() for line in str(text).splitlines() if line.strip())
+        return " | ".join(line.strip() for line in text.splitlines() if line.strip())
 
     def first_line(self, ref: PodRef, name: str) -> dict[str, Any]:
         """The manager's machine-readable first log line (follows the log until it comes)."""

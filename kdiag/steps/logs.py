@@ -194,6 +194,7 @@ class LogsStep(StepType):
                   collector: _Collector) -> StepOutcome:
         from kdiag.kube.errors import Call, api_call
         from kdiag.kube.logs import LogLine
+        from kdiag.kube.podlog import read_pod_log
 
         core = kube.core()
         try:
@@ -202,8 +203,8 @@ class LogsStep(StepType):
                 if since_seconds is not None:
                     kwargs["since_seconds"] = max(1, since_seconds)
                 with api_call(Call("get", "pods/log", source.namespace, source.pod, kube.server)):
-                    text = core.read_namespaced_pod_log(source.pod, source.namespace, **kwargs)
-                for raw in str(text or "").splitlines():
+                    text = read_pod_log(core, source.pod, source.namespace, **kwargs)
+                for raw in text.splitlines():
                     stamp, sep, rest = raw.partition(" ")
                     timed = bool(sep) and stamp[:4].isdigit() and "T" in stamp
                     collector.add(LogLine(source, rest if timed else raw, stamp if timed else ""))

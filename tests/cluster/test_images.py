@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from kdiag.kube.podlog import read_pod_log
+
 from .conftest import MANAGER_IMAGE, Cluster
 from .test_smoke import exec_in
 
@@ -43,7 +45,7 @@ def test_manager_image_runs_as_ephemeral_container(cluster: Cluster, namespace: 
 
     def first_line() -> dict | None:
         try:
-            text = core.read_namespaced_pod_log(name, namespace, container="kdiag")
+            text = read_pod_log(core, name, namespace, container="kdiag")
         except Exception:
             return None  # not started yet
         for line in text.splitlines():

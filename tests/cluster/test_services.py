@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from kdiag.kube.podlog import read_pod_log
+
 from .conftest import Cluster, make_namespace
 from .kube_fixtures import Result
 
@@ -194,7 +196,7 @@ def run_client(cluster: Cluster, namespace: str, requests: int = 20,
 
     status = cluster.wait_for(finished, 90, desc=f"the {name} Job to finish")
     (pod,) = cluster.core.list_namespaced_pod(namespace, label_selector=f"app={name}").items
-    log = cluster.core.read_namespaced_pod_log(pod.metadata.name, namespace)
+    log = read_pod_log(cluster.core, pod.metadata.name, namespace)
     batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
     assert status.succeeded, f"{name} failed:\n{log}"
     calls = [line.split(" ", 1) for line in log.splitlines() if line.startswith("http://")]
@@ -243,7 +245,7 @@ def test_service_back_to_the_calling_pod(cluster: Cluster, apps: Apps) -> None:
 
     result = cluster.wait_for(calls_itself, 20, interval=1, desc=f"{name} to call api-self")
     assert result.stdout.strip() == f"200 hello from {name}", result.output
-    log = cluster.core.read_namespaced_pod_log(name, apps.namespace)
+    log = read_pod_log(cluster.core, name, apps.namespace)
     assert f"{name} GET /hairpin from" in log, log[-2000:]
 
 

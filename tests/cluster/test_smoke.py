@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from kdiag.kube.podlog import read_pod_log
+
 from .conftest import Cluster
 
 pytestmark = pytest.mark.cluster
@@ -122,11 +124,11 @@ def test_distroless_app_debugged_with_ephemeral_container(cluster: Cluster, name
 
     # Logs through the API server: the app logged the forwarded request; the debugger its line.
     def logged() -> str | None:
-        text = core.read_namespaced_pod_log(name, namespace, container="app")
+        text = read_pod_log(core, name, namespace, container="app")
         return text if "/via-portforward" in text else None
 
     cluster.wait_for(logged, 20, desc="the app to log the forwarded request")
-    debugger_log = core.read_namespaced_pod_log(name, namespace, container="debugger")
+    debugger_log = read_pod_log(core, name, namespace, container="debugger")
     assert "debugger up" in debugger_log
 
     # The pod IP is reachable from the host (CNI bridge).
@@ -143,8 +145,8 @@ def test_app_with_sidecar(cluster: Cluster, namespace: str) -> None:
     cluster.wait_pod_running(namespace, name)
 
     def calls_seen() -> bool:
-        app = core.read_namespaced_pod_log(name, namespace, container="app")
-        sidecar = core.read_namespaced_pod_log(name, namespace, container="sidecar")
+        app = read_pod_log(core, name, namespace, container="app")
+        sidecar = read_pod_log(core, name, namespace, container="sidecar")
         return "/from-sidecar" in app and 'call http://127.0.0.1:8080/from-sidecar: 200' in sidecar
 
     cluster.wait_for(calls_seen, 30, desc="the sidecar's periodic calls to reach the app")

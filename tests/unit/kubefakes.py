@@ -71,3 +71,21 @@ class FakeCore:
         if name not in self.services:
             raise FakeApiException(404)
         return self.services[name]
+
+
+class FakePodGuard:
+    """Stands in for :class:`kdiag.kube.podguard.PodGuard` (the watch of one pod): records
+    each one made (``made``, reset by the test) and its ``start``/``stop``."""
+
+    made: list[FakePodGuard] = []
+
+    def __init__(self, core: Any, pod: Any, lifeline: Any, **_: Any) -> None:
+        self.pod, self.lifeline = pod, lifeline
+        self.events: list[str] = []
+        FakePodGuard.made.append(self)
+
+    def start(self) -> None:
+        self.events.append("start")
+
+    def stop(self) -> None:
+        self.events.append("stop")

@@ -55,9 +55,8 @@ class Core:
     def read_namespaced_pod_log(self, name: str, ns: str, container: str, **kw: Any) -> Any:
         if isinstance(self.log, Exception):
             raise self.log
-        if kw.get("follow"):
-            return Stream(self.log)
-        return self.log.decode()
+        assert kw.get("_preload_content") is False, "a log is read as raw bytes"
+        return Stream(self.log)
 
     def list_namespaced_pod(self, *_: Any, **__: Any) -> Any:
         raise AssertionError("the watch is faked")

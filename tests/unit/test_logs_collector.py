@@ -5,6 +5,7 @@ split off, `since` passed on, and a cut that says so."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -37,9 +38,10 @@ class _Core:
         self.text = text
         self.calls: list[dict[str, Any]] = []
 
-    def read_namespaced_pod_log(self, pod: str, namespace: str, **kwargs: Any) -> str:
+    def read_namespaced_pod_log(self, pod: str, namespace: str, **kwargs: Any) -> Any:
         self.calls.append({"pod": pod, "namespace": namespace, **kwargs})
-        return self.text
+        assert kwargs.get("_preload_content") is False, "a log is read as raw bytes"
+        return SimpleNamespace(data=self.text.encode(), release_conn=lambda: None)
 
 
 class _Kube:
@@ -98,7 +100,7 @@ def test_a_snapshot_splits_the_kubelets_timestamps_and_passes_since(tmp_path: Pa
         ("2026-12-03T10:00:01Z", "ready on :8080")]
     # since: 0s still asks for a window (the API takes whole seconds, at least 1)
     assert core.calls == [{"pod": "api-1", "namespace": "shop", "container": "app",
-                           "timestamps": True, "since_seconds": 1}]
+                           "timestamps": True, "since_seconds": 1, "_preload_content": False}]
     assert outcome.artifacts == [str(tmp_path / "api-1.app.log")]
     assert collector.closed
 
