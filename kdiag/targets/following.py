@@ -56,6 +56,10 @@ class Following:
         self._stopped = False
         self._forget_join: Callable[[], None] | None = None
         self._starting: set[str] = set()  # pods whose work is being started
+        # Pods whose work was dropped, by identity: a snapshot of replicas() taken before the
+        # drop (follow()'s catch-up) must not start it again, while a new pod of the same name
+        # (a StatefulSet's) is another replica and does get it.
+        self._left: list[Replica] = []
 
     def add(self, replica: Replica, work: Any) -> None:
         """Keep ``work`` (on ``replica``) up and watch it."""
@@ -84,7 +88,8 @@ class Following:
     def _claim(self, replica: Replica) -> bool:
         """Whether the work is to be started on ``replica`` by this caller (once a pod)."""
         with self._lock:
-            if self._stopped or replica.name in self._works or replica.name in self._starting:
+            if (self._stopped or replica.name in self._works or replica.name in self._starting
+                    or replica.gone or any(r is replica for r in self._left)):
                 return False
             self._starting.add(replica.name)
             return True
@@ -127,6 +132,7 @@ class Following:
         """The pod went away: its work is noted and dropped, the rest goes on."""
         with self._lock:
             work = self._works.pop(replica.name, None)
+            self._left.append(replica)
         self._dropped(replica, cause)
         if work is not None:
             _stop_quietly(work)

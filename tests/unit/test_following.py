@@ -18,7 +18,7 @@ class Fleet:
     label = "deployment/api"
 
     def __init__(self, replicas: list[str], gone: dict[str, str] | None = None) -> None:
-        self._replicas = [NS(name=n) for n in replicas]
+        self._replicas = [NS(name=n, gone="") for n in replicas]
         self.gone = gone or {}  # pod → what settle says (went away)
         self.listeners: list[Any] = []
         self.settled: list[tuple[str, str]] = []
@@ -69,8 +69,8 @@ def test_each_pod_that_joins_gets_the_work_once() -> None:
     fleet = Fleet(["api-1"])
     follow, works, notes, _ = following(fleet)
     follow.follow()
-    fleet.listeners[0](NS(name="api-2"))
-    fleet.listeners[0](NS(name="api-2"))  # heard twice: started once
+    fleet.listeners[0](NS(name="api-2", gone=""))
+    fleet.listeners[0](NS(name="api-2", gone=""))  # heard twice: started once
     assert sorted(works) == ["api-1", "api-2"]
     assert notes == ["api-1 joined deployment/api: its redirect is up",
                      "api-2 joined deployment/api: its redirect is up"]
@@ -85,11 +85,11 @@ def test_a_pod_that_cannot_get_the_work_fails_the_whole_unless_it_went_away() ->
                                     "api-3": TargetError("pod gone")}
     follow, _, notes, dropped = following(fleet, refuse)
     follow.follow()
-    fleet.listeners[0](NS(name="api-3"))
+    fleet.listeners[0](NS(name="api-3", gone=""))
     assert dropped == ["api-3: pod api-3 was deleted"]
     assert notes == ["pod api-3 was deleted: its redirect is dropped"]
     assert follow.lifeline.loss is None
-    fleet.listeners[0](NS(name="api-2"))
+    fleet.listeners[0](NS(name="api-2", gone=""))
     loss = follow.lifeline.loss
     assert loss is not None and loss.environmental
     assert loss.cause == ("api-2 joined deployment/api but its redirect failed: RBAC: cannot "
@@ -99,7 +99,7 @@ def test_a_pod_that_cannot_get_the_work_fails_the_whole_unless_it_went_away() ->
     fleet = Fleet([])
     follow, _, _, _ = following(fleet, {"api-4": ValueError("bad port")})
     follow.follow()
-    fleet.listeners[0](NS(name="api-4"))
+    fleet.listeners[0](NS(name="api-4", gone=""))
     loss = follow.lifeline.loss
     assert loss is not None and not loss.environmental
 
@@ -126,10 +126,32 @@ def test_broken_work_is_dropped_with_its_pod_or_fails_the_whole() -> None:
 
 def test_stop_names_each_pod_whose_work_failed_to_stop() -> None:
     follow, _, _, _ = following(Fleet([]))
-    follow.add(NS(name="b"), Work("b", RuntimeError("manager gone")))  # type: ignore[arg-type]
-    follow.add(NS(name="a"), Work("a", RuntimeError("timeout")))  # type: ignore[arg-type]
-    follow.add(NS(name="c"), Work("c"))  # type: ignore[arg-type]
+    follow.add(NS(name="b", gone=""), Work("b", RuntimeError("manager gone")))  # type: ignore[arg-type]
+    follow.add(NS(name="a", gone=""), Work("a", RuntimeError("timeout")))  # type: ignore[arg-type]
+    follow.add(NS(name="c", gone=""), Work("c"))  # type: ignore[arg-type]
     assert follow.stop() == ["a: timeout", "b: manager gone"]
     late = Work("d")
-    follow.add(NS(name="d"), late)  # type: ignore[arg-type]
+    follow.add(NS(name="d", gone=""), late)  # type: ignore[arg-type]
     assert late.stopped == 1  # added after the stop: stopped at once
+
+
+def test_a_dropped_pod_is_never_started_again_by_a_late_catch_up() -> None:
+    """The fan-out hands its first pods' work over, one pod's work breaks and the pod went
+    away (dropped) — all before follow() runs. follow()'s catch-up walks a replicas() that
+    may still list that pod (a snapshot from before the drop): it must not start it again.
+    A new pod under the same name (a StatefulSet's, another replica) does get the work."""
+    fleet = Fleet(["api-1", "api-2"], gone={"api-1": "pod api-1 was deleted"})
+    follow, works, notes, dropped = following(fleet)
+    first = {r.name: Work(r.name) for r in fleet.replicas()}
+    noted = threading.Event()
+    follow._note = lambda text: (notes.append(text), noted.set())  # type: ignore[assignment]
+    for replica in fleet.replicas():
+        follow.add(replica, first[replica.name])
+    first["api-1"].lifeline.fail("the redirect's stream to the manager ended")
+    assert noted.wait(10) and dropped == ["api-1: pod api-1 was deleted"]
+    follow.follow()
+    assert works == {}  # neither api-1 (dropped) nor api-2 (has its work) started again
+    fleet.gone.clear()
+    fleet.listeners[0](NS(name="api-1", gone=""))  # the StatefulSet's new api-1
+    assert sorted(works) == ["api-1"]
+    assert follow.stop() == [] and first["api-2"].stopped == 1 and works["api-1"].stopped == 1
