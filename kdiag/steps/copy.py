@@ -56,7 +56,7 @@ class CopyStep(StepType):
             pod = getattr(ctx, "replica", "")
             if pod and body.get("to"):  # on every pod at once: each its own, TO/../POD/NAME
                 local = local.parent / pod / local.name
-                local.parent.mkdir(parents=True, exist_ok=True)
+            local.parent.mkdir(parents=True, exist_ok=True)  # `to` in a folder not made yet
             try:
                 info = manager.copy_from(remote, local, max_bytes=limit)
             except ManagerError as exc:
