@@ -31,6 +31,10 @@ MAX_KEPT_OUTPUT = 256 * 1024
 PROGRESS_INTERVAL = 0.2
 """Seconds between two :class:`StepProgress` events of one step: a busy redirect changes its
 counters thousands of times a second; reports need them per interval (a timeline)."""
+PARTIAL_LINE_WAIT = 0.1
+"""Seconds a line without its end waits for the rest before it is shown anyway (a prompt)."""
+MAX_PARTIAL_LINE = 64 * 1024
+"""Characters of a line without end held at most: a longer one is shown as it comes."""
 
 
 class RunScope(Protocol):
@@ -73,7 +77,10 @@ class StepRuntime:
     kept: list[str] = field(default_factory=list)
     kept_size: int = 0
     pending: dict[str, str] = field(default_factory=dict)
-    """Per stream, output held back because it may be the start of a secret."""
+    """Per stream, output held back: a line without its end yet, or what may be the start of
+    a secret."""
+    partial_timers: set[str] = field(default_factory=set)
+    """The streams whose held line waits for :meth:`_show_partial`."""
     lock: threading.Lock = field(default_factory=threading.Lock)
     withheld: int = 0
     """Characters of output not shown: the step is marked ``secret``."""
@@ -103,7 +110,32 @@ class StepRuntime:
             return
         with self.lock:
             masked, held = self.run.bus.masker.split(self.pending.pop(stream, "") + text)
-            if held:
+            # Whole lines only: stdout and stderr go to one output, and a line of one that came
+            # in two chunks must not have a line of the other put inside it.
+            end = masked.rfind("\n") + 1
+            if len(masked) - end > MAX_PARTIAL_LINE:
+                end = len(masked)
+            rest = masked[end:] + held
+            if rest:
+                self.pending[stream] = rest
+                self._wait_for_line_end(stream)
+            self._emit(stream, masked[:end])
+
+    def _wait_for_line_end(self, stream: str) -> None:
+        """Show ``stream``'s held line :data:`PARTIAL_LINE_WAIT` from now if it is still held
+        (caller holds the lock)."""
+        if stream in self.partial_timers:
+            return
+        self.partial_timers.add(stream)
+        timer = threading.Timer(PARTIAL_LINE_WAIT, self._show_partial, (stream,))
+        timer.daemon = True
+        timer.start()
+
+    def _show_partial(self, stream: str) -> None:
+        with self.lock:
+            self.partial_timers.discard(stream)
+            masked, held = self.run.bus.masker.split(self.pending.pop(stream, ""))
+            if held:  # a secret's start stays held for the next chunk (or flush)
                 self.pending[stream] = held
             self._emit(stream, masked)
 
