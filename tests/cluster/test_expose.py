@@ -130,8 +130,10 @@ def test_kill_9_then_the_pod_ends_the_service_refuses_and_gc_removes_both(
         line = proc.stdout.readline()
         assert line.startswith("Exposing 127.0.0.1:"), line + (proc.stdout.read()
                                                               if proc.poll() is not None else "")
-        rc, answer, _ = _wget(cluster, client_ns, "http://killed-preview:8080/")
-        assert (rc, answer.strip()) == (0, "laptop, ad hoc")
+        said = _collect_lines(proc)
+        rc, answer, took = _wget(cluster, client_ns, "http://killed-preview:8080/")
+        assert (rc, answer.strip()) == (0, "laptop, ad hoc"), (
+            rc, answer, took, laptop.requests, said, _expose_state(cluster, client_ns))
         assert laptop.requests >= 1
         proc.kill()  # kill -9: nothing of kdiag deletes anything
         proc.wait()
@@ -167,6 +169,39 @@ def test_an_existing_service_is_never_replaced(cluster: Cluster, client_ns: str,
         "choose another name")
     assert _ours(cluster, client_ns) == []
     assert cluster.core.read_namespaced_service("taken", client_ns).metadata.labels is None
+
+
+def _collect_lines(proc: subprocess.Popen[str]) -> list[str]:
+    """The lines ``proc`` prints from now on, read by a thread (for a failure's message)."""
+    lines: list[str] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(f"{time.monotonic():.3f} {line.rstrip()}")
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def _expose_state(cluster: Cluster, namespace: str) -> str:
+    """The expose pods' status and manager log and the EndpointSlices (a failure's message)."""
+    from kdiag.kube.podlog import read_pod_log
+
+    said = [f"at {time.monotonic():.3f}"]
+    for pod in cluster.core.list_namespaced_pod(namespace, label_selector=SELECTOR).items:
+        said.append(f"pod {pod.metadata.name}: {pod.status.phase} {pod.status.conditions}")
+        try:
+            said.append(read_pod_log(cluster.core, pod.metadata.name, namespace,
+                                     timestamps=True)[-6000:])
+        except Exception as exc:  # a diagnosis, best effort
+            said.append(f"no log: {exc}")
+    kubectl = str(cluster.kubeconfig.parent / "bin" / "kubectl")
+    slices = subprocess.run([kubectl, "--kubeconfig", str(cluster.kubeconfig), "-n", namespace,
+                             "get", "endpointslices", "-o", "yaml"], capture_output=True,
+                            text=True, check=False)
+    said.append(slices.stdout[-4000:] + slices.stderr)
+    return "\n".join(said)
 
 
 def _pod_ended(cluster: Cluster, namespace: str) -> bool:

@@ -241,7 +241,7 @@ def test_a_background_command_keeps_its_folder_until_the_run_ends(
         steps:
           - name: server
             run:
-              script: while :; do cat /etc/labapp/app.conf > {tmp_path}/seen; sleep 0.1; done
+              script: while :; do cat /etc/labapp/app.conf > {tmp_path}/seen.new; mv {tmp_path}/seen.new {tmp_path}/seen; sleep 0.1; done
               from_target: {{files: [/etc/labapp/]}}
             background: true
             register: server
@@ -250,6 +250,8 @@ def test_a_background_command_keeps_its_folder_until_the_run_ends(
             assert: ["server.from_target.root is defined"]
     """, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
+    # Each read replaces `seen` whole (a kill between the shell's truncation and cat's write
+    # must not look like an empty read); a read after the folder went would leave it empty.
     assert (tmp_path / "seen").read_text() == secret["conf"]
     assert not Path(steps["server"]["result"]["from_target"]["root"]).exists()
 
