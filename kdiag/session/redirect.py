@@ -261,8 +261,8 @@ class RedirectHandle:
                         (c.peer.host, c.peer.port))
                     with self._lock:
                         self.connections += 1
+                    self._emit(info)  # said before the operator side can answer it
                     _WORKERS.submit(self._serve, info)
-                    self._emit(info)
                 elif kind in ("closed", "closed_batch"):
                     for c2 in ev.closed_batch.closed if kind == "closed_batch" else [ev.closed]:
                         self._emit(RedirectEventInfo("closed", c2.connection_id, route=c2.route,

@@ -218,6 +218,7 @@ class _Refused:
 @dataclass
 class _Hooks:
     connect: Callable[[pb.NewConnection], socket.socket]
+    on_assigned: Callable[[pb.NewConnection], None]
     on_finished: Finished
 
 
@@ -239,16 +240,18 @@ class PooledTunnel:
 
     It serves connections one after another until the stream ends: for each, it connects the
     operator side with ``connect`` (refusing the connection if that fails, so the manager fails
-    it open), calls ``on_assigned``, pumps bytes, and calls ``on_finished`` once both directions
+    it open), calls ``on_assigned`` (before the manager hears ``connected``: a connection is
+    counted before its client can have an answer), pumps bytes, and calls ``on_finished`` once both directions
     are over. The manager reuses the stream for another connection after a clean one while
     fewer than ``keep_idle`` tunnels are idle. :meth:`cancel` ends it.
 
     Threads: gRPC's request thread (:meth:`_requests`) carries a new connection's whole
     critical path: it reads the assignment, connects the operator side, writes the early
     bytes, and answers ``connected`` with the operator side's first reply when that comes at
-    once — one gRPC message back, no thread hand-off in between. Then it pumps operator side →
-    manager, while the thread in :meth:`run` (handed the connection off the critical path)
-    reports the assignment and pumps manager → operator side. The next assignment is read once
+    once — one gRPC message back, no thread hand-off in between; it reports the assignment
+    while the operator side works on the early bytes. Then it pumps operator side → manager,
+    while the thread in :meth:`run` (handed the connection off the critical path) pumps
+    manager → operator side. The next assignment is read once
     both directions of the previous connection are over.
     """
 
@@ -320,6 +323,7 @@ class PooledTunnel:
         try:
             sock = hooks.connect(assigned)  # first: it is on the connection's critical path
         except OSError as exc:
+            hooks.on_assigned(assigned)
             stats = TunnelStats(assigned.connection_id, reset=True,
                                 error=f"operator side: {exc}")
             self._to_responses.put(_Refused(assigned, stats))
@@ -332,6 +336,7 @@ class PooledTunnel:
         # could stall on an operator side that does not read, holding ``connected`` back until
         # the manager fails the connection open. Small early data fits any socket buffer.
         if len(early) > EARLY_BEFORE_ANSWER:
+            hooks.on_assigned(assigned)
             carried.early = early
             self._to_responses.put(carried)
             yield frames.CONNECTED
@@ -339,6 +344,7 @@ class PooledTunnel:
         try:
             sock.sendall(early)
         except OSError as exc:
+            hooks.on_assigned(assigned)
             carried.stats.reset = True
             carried.stats.error = f"operator side: {exc.strerror or exc}"
             carried.write_failed = True
@@ -347,6 +353,7 @@ class PooledTunnel:
             self._to_responses.put(carried)
             return None
         carried.stats.to_operator += len(early)
+        hooks.on_assigned(assigned)  # while the operator side reads the early bytes
         self._to_responses.put(carried)
         try:
             first = _first_reply(sock, FIRST_REPLY_WAIT)
@@ -375,13 +382,12 @@ class PooledTunnel:
             connect: Callable[[pb.NewConnection], socket.socket],
             on_finished: Finished) -> None:
         """Serve connections until the tunnel ends (redirect over, cancelled, not reused)."""
-        self._to_requests.put(_Hooks(connect, on_finished))
+        self._to_requests.put(_Hooks(connect, on_assigned, on_finished))
         try:
             while True:
                 job = self._to_responses.get()
                 if job is None:
                     return
-                on_assigned(job.assigned)
                 if isinstance(job, _Refused):
                     with contextlib.suppress(grpc.RpcError):
                         for _ in self._call:  # the manager ends the stream once it failed open

@@ -279,6 +279,39 @@ def test_pooled_tunnels_report_every_connection_and_settle_counters(app: Lab,
     assert app.tagged_rules() == []
 
 
+@pytest.mark.parametrize("pool_size", [0, 4], ids=["event-path", "pooled"])
+def test_a_connection_is_reported_before_its_client_has_an_answer(app: Lab, node_session,
+                                                                  pool_size) -> None:
+    """The "connection" event (what a redirect step's ``stats.to_operator`` counts) is out
+    before the client can read the operator side's answer, even from a slow reporter: a step
+    right after a call sees the call counted (the demo's assertion once read 0 under load)."""
+    reported: list[float] = []
+
+    def on_event(info: Any) -> None:
+        if info.kind == "connection":
+            time.sleep(0.3)  # a slow reporter (a busy console)
+            reported.append(time.monotonic())
+
+    def speak_first(conn: socket.socket) -> None:
+        conn.sendall(b"hello")
+
+    with tcp_server(speak_first) as operator:
+        handle = node_session.manager.redirect(
+            RedirectSpec("incoming", [8080], fail_open=False), operator, on_event=on_event,
+            pool_size=pool_size)
+        try:
+            with in_netns(app.client_ns):
+                for n in range(3):
+                    with socket.create_connection((app.app_ip, 8080), timeout=30) as sock:
+                        got = sock.recv(5)
+                        answered = time.monotonic()
+                    assert got == b"hello"
+                    assert len(reported) == n + 1 and reported[-1] <= answered, (
+                        n, reported, answered)
+        finally:
+            handle.close()
+
+
 def test_pooled_operator_side_speaking_first_and_resetting_at_once(app: Lab,
                                                                    node_session) -> None:
     """A pooled tunnel answers ``connected`` with the operator side's first bytes when they
