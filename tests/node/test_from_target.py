@@ -241,7 +241,9 @@ def test_a_background_command_keeps_its_folder_until_the_run_ends(
         steps:
           - name: server
             run:
-              script: while :; do cat /etc/labapp/app.conf > {tmp_path}/seen.new; mv {tmp_path}/seen.new {tmp_path}/seen; sleep 0.1; done
+              script: >-
+                while :; do cat /etc/labapp/app.conf > {tmp_path}/seen.new;
+                mv {tmp_path}/seen.new {tmp_path}/seen; sleep 0.1; done
               from_target: {{files: [/etc/labapp/]}}
             background: true
             register: server
