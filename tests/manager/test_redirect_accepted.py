@@ -16,6 +16,7 @@ from kdiag_manager.connections import ConnectionRegistry
 from kdiag_manager.iptables import Iptables
 from kdiag_manager.redirectrules import NFTABLES, RuleSet
 from kdiag_manager.redirectspec import RedirectOptions
+
 from tests.manager.test_reoffer import _events, echo  # noqa: F401  (the fixture)
 
 

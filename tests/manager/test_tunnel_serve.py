@@ -18,6 +18,7 @@ from kdiag_manager import tunnel
 from kdiag_manager.connections import Connection
 from kdiag_manager.wire import frames
 from kdiag_manager.wire.api.v1 import manager_pb2 as pb
+
 from tests.manager.test_redirect_accepted import _start
 from tests.manager.test_reoffer import _accepted_pair, _events, _session
 
