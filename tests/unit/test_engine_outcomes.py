@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from kdiag.errors import EnvironmentProblem, ManagerError
+from kdiag.language.templating import TemplateError
+from kdiag.steps.base import StepFailed
 from kdiag.steps.note import NoteStep
 from tests.unit.test_copy_step import session
 
@@ -52,6 +54,21 @@ steps:
     assert out.exit_code == 0
     assert out.recorder.finished()["refused"].message == "permission denied: /root"
     assert notes(out, "told") == ["ok=False failed=True"]
+
+
+@pytest.mark.parametrize("error", [StepFailed("no such file: /app.conf"),
+                                   TemplateError("no such file: /app.conf")])
+def test_a_step_that_fails_itself_registers_ok_false(run_runbook, raising,
+                                                    error: Exception) -> None:
+    raising.append(error)
+    out = run_runbook("""
+steps:
+  - {name: failing, note: raise, continue_on_error: true, register: r}
+  - {name: told, note: "ok={{ r.ok }} failed={{ r.failed }} {{ r.ok is sameas false }}"}
+""")
+    assert out.exit_code == 0
+    assert out.recorder.finished()["failing"].message == "no such file: /app.conf"
+    assert notes(out, "told") == ["ok=False failed=True True"]
 
 
 def test_an_environment_problem_stops_the_run_despite_continue_on_error(run_runbook,

@@ -298,7 +298,7 @@ class _Ctx:
     cancelled: threading.Event = field(default_factory=threading.Event)
 
     def evaluate(self, expression: str) -> Any:
-        return self.target_spec
+        return {"target": self.target_spec}[expression]  # (as the run's scope: a name it has)
 
     def target(self) -> Any:
         raise AssertionError("the target must not be opened")

@@ -100,3 +100,25 @@ def test_rows_and_packets_are_bounded(tmp_path: Path, monkeypatch: pytest.Monkey
     assert len(lines) == pcapsummary.MAX_ROWS + 2
     assert lines[-2] == "... and 42 packets in 42 more rows"
     assert lines[-1] == "(the first 50 packets only)"
+
+
+def test_a_later_fragment_has_a_protocol_but_no_port(tmp_path: Path) -> None:
+    first = ipv4(17, 5353, 53)
+    later = first[:6] + struct.pack(">H", 185) + first[8:]  # fragment offset 185 (x 8 bytes)
+    path = pcap(tmp_path / "f.pcap", 101, [first, later])
+    assert rows(path) == [("-", "udp", 0, 1), ("-", "udp", 53, 1)]
+
+
+def test_a_bare_ethernet_header_and_an_unknown_ethertype(tmp_path: Path) -> None:
+    arp = bytes(12) + struct.pack(">H", 0x0806)  # the header alone: 14 bytes
+    lldp = bytes(12) + struct.pack(">H", 0x88CC) + bytes(30)
+    path = pcap(tmp_path / "e.pcap", 1, [arp, lldp, lldp])
+    assert rows(path) == [("-", "other", 0, 2), ("-", "arp", 0, 1)]
+    assert summarise(path).lines() == ["-        other  2 packets, 88 B",
+                                       "-        arp    1 packet, 14 B"]
+
+
+def test_a_row_as_the_steps_result_gives_it(tmp_path: Path) -> None:
+    path = pcap(tmp_path / "c.pcap", 276, [sll2(ipv4(6, 50956, 8080), 4)] * 2)
+    assert [r.to_dict() for r in summarise(path).sorted_rows()] == [
+        {"direction": "out", "protocol": "tcp", "port": 8080, "packets": 2, "bytes": 96}]

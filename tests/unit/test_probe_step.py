@@ -106,3 +106,10 @@ def test_describe_names_what_is_probed() -> None:
     assert STEP.describe({"tcp": "db:5432"}) == "tcp db:5432"
     assert STEP.describe({"dns": "db"}) == "dns db"
     assert STEP.describe("nonsense") == ""
+
+
+def test_tcp_splits_an_ipv6_address_at_its_last_colon(run_runbook) -> None:
+    manager = Manager(ProbeResult(True, elapsed=0.01))
+    out = run(run_runbook, manager, "{tcp: 'fd00::7:6379'}")
+    assert out.exit_code == 0, out.recorder.finished()["p"].message
+    assert manager.calls[0][:2] == ("tcp", ("fd00::7", 6379))

@@ -93,3 +93,13 @@ def test_only_allow_listed_environment_is_visible(run_runbook, monkeypatch) -> N
     """)
     assert outcome.exit_code == 1
     assert "KDIAG_TEST_HIDDEN" in outcome.recorder.finished()["leak"].message
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("{{ 'x' }} and }}", "x and }}"),
+    ("{{ 'a' }}{{ 'b' }}", "ab"),
+    ("{{ 'a' }} {% if true %}b{% endif %} {{ 'c' }}", "a b c"),
+])
+def test_text_with_more_than_one_expression_renders_as_text(
+        renderer: Renderer, text: str, expected: str) -> None:
+    assert renderer.render_text(text, {}) == expected

@@ -1,0 +1,112 @@
+"""What a redirect does with the connections it accepts, in-process: the rules and the kernel's
+record of each connection's original destination are stood in for (a client connects to the
+listener itself). Unclaimed, a connection is announced, then fails open to its original
+destination; with a header filter, one that is not HTTP goes there at once, and an HTTP
+request without the header reaches the app."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+from kdiag_manager import redirect, redirectrules, sysutil
+from kdiag_manager.connections import ConnectionRegistry
+from kdiag_manager.iptables import Iptables
+from kdiag_manager.redirectrules import NFTABLES, RuleSet
+from kdiag_manager.redirectspec import RedirectOptions
+
+from tests.manager.test_reoffer import _events, echo  # noqa: F401  (the fixture)
+
+
+class Rules(RuleSet):
+    def _remove(self) -> None:
+        pass
+
+
+@pytest.fixture
+def app() -> Iterator[tuple[str, int]]:
+    """An HTTP app: reads one request's head, answers ``ok`` and closes."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                head = b""
+                while b"\r\n\r\n" not in head and (chunk := conn.recv(4096)):
+                    head += chunk
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n"
+                             b"\r\nok")
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield server.getsockname()
+    server.close()
+
+
+def _start(monkeypatch: pytest.MonkeyPatch, original: tuple[str, int],
+           header: tuple[str, str] | None = None) -> redirect.RedirectSession:
+    monkeypatch.setattr(redirect, "_closing", False)
+    monkeypatch.setattr(redirectrules, "install", lambda *a: Rules(NFTABLES, ["rule"]))
+    monkeypatch.setattr(sysutil, "original_destination", lambda sock: original)
+    options = RedirectOptions(incoming=True, ports=(8080,), session="unit", fail_open=True,
+                              fail_open_timeout=0.3, header=header)
+    session = redirect.RedirectSession(options, Iptables(), ConnectionRegistry())
+    session.start()
+    return session
+
+
+def _exchange(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+        client.sendall(data)
+        client.shutdown(socket.SHUT_WR)
+        got = b""
+        while chunk := client.recv(4096):
+            got += chunk
+        return got
+
+
+def test_an_unclaimed_connection_is_announced_then_fails_open(
+        monkeypatch: pytest.MonkeyPatch, echo: tuple[str, int]) -> None:  # noqa: F811
+    session = _start(monkeypatch, echo)
+    try:
+        assert _exchange(session.listen_port, b"hi") == b"echo:hi"
+        events = _events(session, "closed")
+        announced = next(e.connection for e in events if e.WhichOneof("msg") == "connection")
+        closed = events[-1].closed
+        assert (announced.original_destination.host,
+                announced.original_destination.port) == echo
+        assert (closed.connection_id, closed.route) == (announced.connection_id, "original")
+        assert "did not take the connection in 0.3s" in closed.error
+    finally:
+        session.stop()
+
+
+def test_with_a_header_filter_what_is_not_http_goes_to_its_destination_at_once(
+        monkeypatch: pytest.MonkeyPatch, echo: tuple[str, int]) -> None:  # noqa: F811
+    session = _start(monkeypatch, echo, header=("x-debug", "1"))
+    try:
+        assert _exchange(session.listen_port, b"hello, not http\n") == b"echo:hello, not http\n"
+        events = _events(session, "closed")
+        assert [e.WhichOneof("msg") for e in events] == ["closed"]  # never announced
+        assert (events[0].closed.route, events[0].closed.error) == ("original", "")
+    finally:
+        session.stop()
+
+
+def test_with_a_header_filter_a_request_without_the_header_reaches_the_app(
+        monkeypatch: pytest.MonkeyPatch, app: tuple[str, int]) -> None:
+    session = _start(monkeypatch, app, header=("x-debug", "1"))
+    try:
+        answer = _exchange(session.listen_port, b"GET / HTTP/1.1\r\nHost: api\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"\r\n\r\nok")
+        events = _events(session, "closed")
+        assert [e.WhichOneof("msg") for e in events] == ["closed"]  # never offered the operator
+        closed = events[0].closed
+        assert closed.route == "original" and closed.bytes_to_peer == len(answer)
+    finally:
+        session.stop()
