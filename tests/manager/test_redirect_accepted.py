@@ -110,3 +110,41 @@ def test_with_a_header_filter_a_request_without_the_header_reaches_the_app(
         assert closed.route == "original" and closed.bytes_to_peer == len(answer)
     finally:
         session.stop()
+
+
+def test_a_closed_connection_leaves_nothing_in_its_session(
+        monkeypatch: pytest.MonkeyPatch, echo: tuple[str, int]) -> None:  # noqa: F811
+    """A redirect runs for hours: what it keeps per connection goes with the connection."""
+    session = _start(monkeypatch, echo)
+    try:
+        for n in range(3):
+            assert _exchange(session.listen_port, b"%d" % n) == b"echo:%d" % n
+            _events(session, "closed")
+        assert session._mine == set()
+    finally:
+        session.stop()
+
+
+def test_connections_still_queued_when_it_stops_fail_open(
+        monkeypatch: pytest.MonkeyPatch, echo: tuple[str, int]) -> None:  # noqa: F811
+    """Connections the kernel queued that nobody accepted yet when the redirect stops reach
+    their original destination, each whole (closing the listener would reset them)."""
+    monkeypatch.setattr(redirect.RedirectSession, "_accept_loop", lambda self: None)
+    session = _start(monkeypatch, echo)
+    clients = []
+    try:
+        for n in range(2):
+            client = socket.create_connection(("127.0.0.1", session.listen_port), timeout=5)
+            client.sendall(b"queued %d" % n)
+            client.shutdown(socket.SHUT_WR)
+            clients.append(client)
+    finally:
+        session.stop()
+    answers = []
+    for client in clients:
+        with client:
+            got = b""
+            while chunk := client.recv(4096):
+                got += chunk
+            answers.append(got)
+    assert answers == [b"echo:queued 0", b"echo:queued 1"]  # (no event: the stream is over)

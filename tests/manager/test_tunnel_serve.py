@@ -20,7 +20,7 @@ from kdiag_manager.wire import frames
 from kdiag_manager.wire.api.v1 import manager_pb2 as pb
 
 from tests.manager.test_redirect_accepted import _start
-from tests.manager.test_reoffer import _accepted_pair, _events, _session
+from tests.manager.test_reoffer import _accepted_pair, _events, _session, echo  # noqa: F401
 
 
 class Call:
@@ -142,4 +142,33 @@ def test_a_pooled_tunnel_assigns_a_silent_peer_at_once_then_carries_it(
         assert (closed.connection_id, closed.route, closed.error) == \
             (assigned.connection_id, "operator", "")
     finally:
+        session.stop()
+
+
+def test_a_pooled_connection_the_client_resets_before_answering_fails_open_saying_so(
+        monkeypatch: pytest.MonkeyPatch, echo: tuple[str, int]) -> None:  # noqa: F811
+    """The client could not connect its side (a reset without a reason, before ``connected``):
+    the connection goes to its original destination, and its end says why."""
+    session = _start(monkeypatch, echo)
+    frames_in: queue.Queue[Any] = queue.Queue()
+    out: list[bytes] = []
+    opened = pb.TunnelOpen(redirect_id=session.id, raw_data=True)
+    pump = _drain(tunnel.serve_pooled(session, _requests(frames_in), Call(), opened), out)
+    try:
+        _until(lambda: session.idle_tunnels() == 1)
+        with socket.create_connection(("127.0.0.1", session.listen_port), timeout=5) as peer:
+            _until(lambda: bool(out))
+            assert _decoded(out)[0].assigned.connection_id > 0
+            frames_in.put(pb.TunnelFrame(reset=""))
+            peer.sendall(b"to the app")
+            peer.shutdown(socket.SHUT_WR)
+            got = b""
+            while chunk := peer.recv(100):
+                got += chunk
+        assert got == b"echo:to the app"
+        closed = _events(session, "closed")[-1].closed
+        assert (closed.route, closed.error) == ("original", "refused by the client")
+    finally:
+        frames_in.put(None)
+        pump.join(5)
         session.stop()
