@@ -116,3 +116,10 @@ def test_until_without_retries_tries_three_more_times(run_runbook) -> None:
     out = run_runbook("steps:\n  - {name: counted, note: x, until: \"1 == 2\", delay: 0s, "
                       "retries: 1}\n")
     assert out.recorder.finished()["counted"].attempts == 2
+
+
+def test_a_skipped_step_finishes_with_no_output(run_runbook) -> None:
+    out = run_runbook("steps:\n  - {name: never, note: x, when: 'false'}\n")
+    assert out.status == {"never": "skipped"}
+    finished = out.recorder.finished()["never"]
+    assert (finished.output, finished.message) == ("", "when was false")

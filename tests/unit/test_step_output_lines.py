@@ -9,6 +9,8 @@ import time
 from types import SimpleNamespace
 from typing import Any, cast
 
+import pytest
+
 from kdiag.engine.bus import EventBus
 from kdiag.engine.context import PARTIAL_LINE_WAIT, RunScope, StepRuntime
 from kdiag.engine.events import Event, StepOutput, StepRef
@@ -73,3 +75,17 @@ def test_the_end_of_the_step_shows_what_is_held() -> None:
     step.output("no newline at the end", "stdout")
     step.flush()
     assert sink.text() == "no newline at the end"
+
+
+def test_whole_lines_go_out_at_once_and_the_rest_waits_up_to_its_bound(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from kdiag.engine import context
+
+    monkeypatch.setattr(context, "PARTIAL_LINE_WAIT", 60.0)  # no timer in this test
+    sink = Sink()
+    step = runtime(sink)
+    lines = "x" * 40_000 + "\n"
+    step.output(lines + "y" * 30_000, "stdout")
+    assert sink.text() == lines  # the rest of a line, under the bound, waits
+    step.output("z" * context.MAX_PARTIAL_LINE, "stdout")
+    assert sink.text() == lines + "y" * 30_000 + "z" * context.MAX_PARTIAL_LINE  # over it: out
