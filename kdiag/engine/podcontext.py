@@ -13,15 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kdiag.engine.artifacts import MaskedFile, slug
-from kdiag.engine.context import StepRuntime
+from kdiag.engine.context import MAX_PARTIAL_LINE, StepRuntime
 from kdiag.steps.base import StepOutcome
 
 if TYPE_CHECKING:
     from kdiag.targets.base import Fleet, Replica, TargetSession
-
-MAX_PARTIAL = 64 * 1024
-"""Characters of a line without end kept back before they are shown anyway."""
-
 
 class PodContext:
     """Implements StepContext for one pod of a fan-out (``joined``: a pod that joined the
@@ -58,7 +54,7 @@ class PodContext:
         with self._lock:
             pending = self._partial.pop(stream, "") + text
             *lines, rest = pending.split("\n")
-            if len(rest) > MAX_PARTIAL:
+            if len(rest) > MAX_PARTIAL_LINE:
                 lines.append(rest)
                 rest = ""
             if rest:
