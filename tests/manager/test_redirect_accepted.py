@@ -7,7 +7,6 @@ request without the header reaches the app."""
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -17,7 +16,7 @@ from kdiag_manager.iptables import Iptables
 from kdiag_manager.redirectrules import NFTABLES, RuleSet
 from kdiag_manager.redirectspec import RedirectOptions
 
-from tests.manager.test_reoffer import _events, echo  # noqa: F401  (the fixture)
+from tests.manager.test_reoffer import _events, echo, serving  # noqa: F401  (the fixture)
 
 
 class Rules(RuleSet):
@@ -28,24 +27,15 @@ class Rules(RuleSet):
 @pytest.fixture
 def app() -> Iterator[tuple[str, int]]:
     """An HTTP app: reads one request's head, answers ``ok`` and closes."""
-    server = socket.create_server(("127.0.0.1", 0))
 
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            with conn:
-                head = b""
-                while b"\r\n\r\n" not in head and (chunk := conn.recv(4096)):
-                    head += chunk
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n"
-                             b"\r\nok")
+    def answer(conn: socket.socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head and (chunk := conn.recv(4096)):
+            head += chunk
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n"
+                     b"\r\nok")
 
-    threading.Thread(target=serve, daemon=True).start()
-    yield server.getsockname()
-    server.close()
+    yield from serving(answer)
 
 
 def _start(monkeypatch: pytest.MonkeyPatch, original: tuple[str, int],

@@ -7,7 +7,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from kdiag_manager import redirect
@@ -18,9 +18,9 @@ from kdiag_manager.tunnelpool import TunnelPool, TunnelWaiter
 from kdiag_manager.wire.api.v1 import manager_pb2 as pb
 
 
-@pytest.fixture
-def echo() -> Iterator[tuple[str, int]]:
-    """The connection's original destination: answers ``echo:`` + what it read until EOF."""
+def serving(handle: Callable[[socket.socket], None]) -> Iterator[tuple[str, int]]:
+    """A local server calling ``handle`` on each connection, one at a time, until the test
+    ends (for a fixture to yield from): its address."""
     server = socket.create_server(("127.0.0.1", 0))
 
     def serve() -> None:
@@ -30,14 +30,24 @@ def echo() -> Iterator[tuple[str, int]]:
             except OSError:
                 return
             with conn:
-                data = b""
-                while chunk := conn.recv(4096):
-                    data += chunk
-                conn.sendall(b"echo:" + data)
+                handle(conn)
 
     threading.Thread(target=serve, daemon=True).start()
     yield server.getsockname()
     server.close()
+
+
+@pytest.fixture
+def echo() -> Iterator[tuple[str, int]]:
+    """The connection's original destination: answers ``echo:`` + what it read until EOF."""
+
+    def answer(conn: socket.socket) -> None:
+        data = b""
+        while chunk := conn.recv(4096):
+            data += chunk
+        conn.sendall(b"echo:" + data)
+
+    yield from serving(answer)
 
 
 def _accepted_pair() -> tuple[socket.socket, socket.socket]:
