@@ -37,6 +37,7 @@ from kdiag_manager.wire.background import lower_this_thread
 from kdiag_manager.wire.sockets import abort
 
 from .results import RedirectEventInfo
+from .tunnel import start_call
 
 # Bytes one copy may hold waiting for the operator's side, and all copies together.
 COPY_LIMIT = 4 * 1024 * 1024
@@ -107,7 +108,7 @@ class CopyReceiver:
         self.done = threading.Event()
         """Set once every copy is reported (the stream over) and the sockets are closed."""
         self.error = ""
-        self._call = method(self._requests(redirect_id), metadata=metadata)
+        self._call = start_call(method, self._requests(redirect_id), metadata)
         threading.Thread(target=self._read, daemon=True, name="mirror-copies").start()
         threading.Thread(target=self._deliver, daemon=True, name="mirror-deliver").start()
 

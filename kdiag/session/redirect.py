@@ -23,7 +23,7 @@ from kdiag.lifeline import Lifeline
 from .copies import CopyReceiver
 from .grpcerrors import convert
 from .results import ForwardTo, RedirectEventInfo, RedirectSpec
-from .tunnel import PooledTunnel, TunnelStats, run_tunnel
+from .tunnel import ChannelClosed, PooledTunnel, TunnelStats, run_tunnel
 
 log = logging.getLogger(__name__)
 
@@ -138,15 +138,23 @@ class RedirectHandle:
                 self.error = self.error or f"the mirror's copy stream ended: {error}"
                 self._requests.put(None)
 
-        self._copies = CopyReceiver(self._client.tunnel(), self._client.metadata,
-                                    self.redirect_id, self._target_for, self._emit,
-                                    self._connect_timeout, ended)
+        try:
+            self._copies = CopyReceiver(self._client.tunnel(), self._client.metadata,
+                                        self.redirect_id, self._target_for, self._emit,
+                                        self._connect_timeout, ended)
+        except ChannelClosed as exc:
+            self._requests.put(None)
+            raise convert(exc, "mirror") from None
 
     def _add_pooled(self) -> None:
         if self._done.is_set() or self.closed_by_user:
             return
-        tunnel = PooledTunnel(self._client.tunnel(), self._client.metadata, self.redirect_id,
-                              keep_idle=self._pool_size, raw=self._raw_data)
+        try:
+            tunnel = PooledTunnel(self._client.tunnel(), self._client.metadata,
+                                  self.redirect_id, keep_idle=self._pool_size,
+                                  raw=self._raw_data)
+        except ChannelClosed:  # the session is ending: the redirect with it
+            return
         with self._lock:
             self._idle_tunnels.add(tunnel)
         _WORKERS.submit(self._run_pooled, tunnel)

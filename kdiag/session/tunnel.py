@@ -69,6 +69,26 @@ def _tune_malloc() -> None:
     mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
 
 
+class ChannelClosed(grpc.RpcError):
+    """A Tunnel call asked for after the session closed its channel (the session is ending:
+    e.g. the pod was deleted while a connection came in). Shaped like gRPC's errors."""
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNAVAILABLE
+
+    def details(self) -> str:
+        return "the channel to the manager is closed"
+
+
+def start_call(method: Any, requests: Iterator[bytes | memoryview],
+               metadata: list[tuple[str, str]]) -> Any:
+    """``method(requests)``, or :class:`ChannelClosed` if the channel is closed already."""
+    try:
+        return method(requests, metadata=metadata)
+    except ValueError:  # grpc: "Cannot invoke RPC: Channel closed!"
+        raise ChannelClosed() from None
+
+
 def tunnel_method(channel: grpc.Channel) -> Any:
     """The Tunnel method with the raw frame codec (see :mod:`kdiag_manager.wire.frames`)."""
     _tune_malloc()
@@ -173,7 +193,14 @@ def run_tunnel(method: Any, metadata: list[tuple[str, str]], conn_id: int,
     """
     stats = TunnelStats(conn_id)
     ref = _CallRef()
-    call = method(_outgoing(conn_id, sock, stats, raw, ref), metadata=metadata)
+    try:
+        call = start_call(method, _outgoing(conn_id, sock, stats, raw, ref), metadata)
+    except ChannelClosed as exc:
+        stats.reset = True
+        stats.error = exc.details()
+        abort(sock)
+        sock.close()
+        return stats
     ref.set(call)
     _pump_responses(call, sock, stats)
     return stats
@@ -272,7 +299,8 @@ class PooledTunnel:
         self._cancelled = False
         self._state_lock = threading.Lock()
         self._raw = raw  # the manager accepts raw data frames
-        self._call = method(self._requests(redirect_id, keep_idle), metadata=metadata)
+        # (ChannelClosed if the session's channel is closed already)
+        self._call = start_call(method, self._requests(redirect_id, keep_idle), metadata)
 
     def _requests(self, redirect_id: int, keep_idle: int) -> Iterator[bytes | memoryview]:
         yield frames.control(pb.TunnelFrame(open=pb.TunnelOpen(
