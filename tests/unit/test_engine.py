@@ -473,3 +473,31 @@ def test_a_passed_step_reports_the_assertions_that_held(run_runbook) -> None:
     assert outcome.exit_code == 0
     assert [(a.expression, a.passed) for a in finished.assertions] == [
         ("'status=200' in resp.stdout", True), ("resp.rc == 0", True)]
+
+
+def test_what_opening_the_target_found_is_in_the_templates_of_later_steps(run_runbook) -> None:
+    """The session's ``info`` (e.g. the pod a Deployment resolved to) joins ``target``."""
+    from kdiag.targets.base import TargetSession
+
+    class Manager:
+        def ps(self, all_processes: bool = False) -> list:
+            return []
+
+    class Session(TargetSession):
+        manager = Manager()  # type: ignore[assignment]
+        info = {"kind": "fake", "pod": "api-7f9c-x2"}
+
+        def close(self) -> None:
+            pass
+
+    outcome = run_runbook("""
+        target: {node: {pid: 1}}
+        steps:
+          - {name: before, note: "kind={{ target.kind }} pid={{ target.pid }}"}
+          - {name: look, ps: {}}
+          - {name: after, note: "kind={{ target.kind }} pod={{ target.pod }} pid={{ target.pid }}"}
+    """, open_target=lambda spec: Session())
+    assert outcome.exit_code == 0, outcome.recorder.finished()
+    notes = {e.step.name: e.message for e in outcome.recorder.events if isinstance(e, StepNote)
+             and e.step.name in ("before", "after")}
+    assert notes == {"before": "kind=node pid=1", "after": "kind=fake pod=api-7f9c-x2 pid=1"}
