@@ -81,6 +81,8 @@ class _Flow:
 class MirrorSession(redirect.RedirectSession):
     """A mirror: a redirect session without rules or listener whose connections are copies."""
 
+    mirrors = True
+
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self._flows: dict[tuple[tuple[str, int], tuple[str, int]], _Flow] = {}

@@ -21,7 +21,7 @@ import threading
 import weakref
 from collections.abc import Iterator
 
-from . import conntrack, httpfilter, httprouter, redirectrules, sysutil
+from . import conntrack, httpfilter, redirectrules, sysutil
 from .connections import (
     Connection,
     ConnectionRegistry,
@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 
 class RedirectSession:
     """The rules, listener and connections of one Redirect control stream."""
+
+    mirrors = False
+    """A mirror (``kdiag_manager.mirror.MirrorSession``): its copies come on a copy stream."""
 
     def __init__(self, options: RedirectOptions, iptables: Iptables,
                  registry: ConnectionRegistry) -> None:
@@ -269,6 +272,8 @@ class RedirectSession:
             self._offer_connection(Connection(self.registry.next_id(), theirs, conn.original,
                                               conn.peer, self))
             return mine
+
+        from . import httprouter  # (loaded with the first header filter: not in an idle manager)
 
         with LOAD.pump():
             stats = httprouter.route(conn.sock, conn.initial, httpfilter.matcher(*header),

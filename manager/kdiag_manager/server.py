@@ -11,7 +11,7 @@ from typing import Any
 
 import grpc
 
-from . import __version__, copystream, laneserver, mirror, redirect, tunnel
+from . import __version__, laneserver, redirect, tunnel
 from .auth import TokenHash, TokenInterceptor
 from .config import Config
 from .connections import ConnectionRegistry
@@ -98,7 +98,7 @@ class ManagerService(pb_grpc.ManagerServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             return
         # A mirror puts nothing on the app's path: its copies come from a packet socket.
-        kind = mirror.MirrorSession if options.mirror else redirect.RedirectSession
+        kind = _mirror_session() if options.mirror else redirect.RedirectSession
         session = kind(options, self.iptables, self.connections)
         try:
             ready = session.start()
@@ -144,7 +144,7 @@ class ManagerService(pb_grpc.ManagerServicer):
                 context.abort(grpc.StatusCode.NOT_FOUND,
                               f"redirect {first.open.redirect_id} is not running")
                 return
-            if first.open.copies or isinstance(session, mirror.MirrorSession):
+            if first.open.copies or session.mirrors:
                 yield from _copies(session, first.open, context)
                 return
             yield from tunnel.serve_pooled(session, request_iterator, context, first.open)
@@ -227,11 +227,19 @@ OLDER_CLIENT = ("this kdiag is older than the manager: its mirror asks for a tun
                 "the same version)")
 
 
+def _mirror_session() -> type[redirect.RedirectSession]:
+    """The mirror's session class. Its modules (the packet socket, TCP reassembly, the copy
+    stream: ≈ 0.5 MB) load with the first mirror, not into every idle manager."""
+    from .mirror import MirrorSession
+
+    return MirrorSession
+
+
 def _copies(session: redirect.RedirectSession, opened: pb.TunnelOpen, context: Any
             ) -> Iterator[bytes]:
     """A mirror's copy stream. A pooled tunnel for a mirror comes from an older kdiag: the
     mirror ends with that error (its control stream says so)."""
-    if not isinstance(session, mirror.MirrorSession):
+    if not session.mirrors:
         context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                       f"redirect {opened.redirect_id} is not a mirror: it has no copy stream")
         return
@@ -240,10 +248,14 @@ def _copies(session: redirect.RedirectSession, opened: pb.TunnelOpen, context: A
         session.stop()
         context.abort(grpc.StatusCode.FAILED_PRECONDITION, OLDER_CLIENT)
         return
+    from .copystream import StreamTaken
+    from .mirror import MirrorSession
+
+    assert isinstance(session, MirrorSession)  # (``mirrors``: its module is loaded)
     try:
         messages = session.serve_copies(context.add_callback)
         yield from messages
-    except copystream.StreamTaken as exc:
+    except StreamTaken as exc:
         context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
 
 

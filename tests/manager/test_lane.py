@@ -247,3 +247,64 @@ def test_flow_control_holds_a_sender_until_the_receiver_reads() -> None:
         assert struct.unpack(">I", answer)[0] == 3 * L.WINDOW
     finally:
         server.close()
+
+
+def _download(server: _Server, total: int) -> int:
+    """Bytes a client call got from ``server`` (its handler sends ``total`` bytes)."""
+    client = server.client()
+    assert client.wait_ready()
+    call = client.method(iter([b"go"]))
+    got = 0
+    for message in call:
+        got += len(message)
+    return got
+
+
+def _sender(size: int, total: int) -> laneserver.Handler:
+    def send(requests: Iterator[bytes], context: Any) -> Iterator[bytes]:
+        next(requests)
+        for _ in range(total // size):
+            yield b"d" * size
+    return send
+
+
+def test_the_cli_credits_a_download_once_per_client_step(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    """A download in 64 KiB messages: the manager gets one CREDIT per CLIENT_CREDIT_STEP
+    consumed, not one per message (each one is a frame to write and a wake-up to take)."""
+    credits: list[int] = []
+    deliver = L.LaneStream.deliver
+
+    def counting(self: L.LaneStream, kind: int, payload: Any) -> None:
+        if kind == L.CREDIT and not self._client:  # (the manager's end received it)
+            credits.append(struct.unpack(">I", bytes(payload))[0])
+        deliver(self, kind, payload)
+
+    monkeypatch.setattr(L.LaneStream, "deliver", counting)
+    total = 32 << 20
+    server = _Server(_sender(64 << 10, total))
+    try:
+        assert _download(server, total) == total
+    finally:
+        server.close()
+    assert L.CREDIT_STEP < L.CLIENT_CREDIT_STEP <= L.LEGACY_CREDIT_STEP
+    assert credits and all(c >= L.CLIENT_CREDIT_STEP for c in credits)
+    assert len(credits) <= total // L.CLIENT_CREDIT_STEP
+
+
+def test_a_download_never_stalls_when_many_streams_share_the_budget(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the budget shared out to the smallest window, the manager still keeps the client's
+    step in flight: the CLI's credits (at its own, larger, step) keep coming."""
+    monkeypatch.setattr(L, "SEND_BUDGET", 0)  # every window at MIN_WINDOW
+    total = 16 << 20
+    server = _Server(_sender(32 << 10, total))
+    done: list[int] = []
+    try:
+        worker = threading.Thread(target=lambda: done.append(_download(server, total)),
+                                  daemon=True)
+        worker.start()
+        worker.join(30)
+        assert done == [total], "the download stalled waiting for credit"
+    finally:
+        server.close()

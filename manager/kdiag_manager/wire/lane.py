@@ -26,14 +26,14 @@ big-endian) and a payload.
 - ``ABORT``: the stream is over, both ways; the payload is ``CODE details`` (a gRPC status code
   name).
 - ``CREDIT``: the payload (4 bytes) counts message bytes the receiver has consumed; it is sent
-  at a message boundary once :data:`CREDIT_STEP` bytes were consumed (older ends: a quarter of
-  :data:`WINDOW`). Flow control is per stream and direction, so one slow connection never stalls
-  the others: a sender keeps at most a window of bytes unconsumed (or one message, however
-  large). The window is :data:`WINDOW` while few streams send; with more, they share
-  :data:`SEND_BUDGET` (down to :data:`MIN_WINDOW` each), which bounds what the receiver holds
-  under many connections at once. A sender always has at least the peer's credit step in
-  flight before it waits (less would never be credited): a peer that did not announce its step
-  gets the older one.
+  at a message boundary once :data:`CREDIT_STEP` bytes were consumed (the CLI's end:
+  :data:`CLIENT_CREDIT_STEP`; older ends: a quarter of :data:`WINDOW`). Flow control is per
+  stream and direction, so one slow connection never stalls the others: a sender keeps at most a
+  window of bytes unconsumed (or one message, however large). The window is :data:`WINDOW` while
+  few streams send; with more, they share :data:`SEND_BUDGET` (down to :data:`MIN_WINDOW` each),
+  which bounds what the receiver holds under many connections at once. A sender always has at
+  least the peer's credit step in flight before it waits (less would never be credited): a peer
+  that did not announce its step gets the older one.
 
 This module is both ends' common part (:class:`Lane`, :class:`LaneStream`; the framing is
 :mod:`.laneframes`); the manager's listener is ``kdiag_manager.laneserver``, the CLI's end
@@ -89,6 +89,13 @@ CREDIT_STEP = 64 << 10
 """A receiver credits what it consumed once it is this much (at a message boundary)."""
 LEGACY_CREDIT_STEP = WINDOW // 4
 """The credit step of a peer that does not announce one (kdiag before 2026-12)."""
+CLIENT_CREDIT_STEP = LEGACY_CREDIT_STEP // 2
+"""What the CLI's end credits at. Clients announce no step, so the manager takes theirs to be
+LEGACY_CREDIT_STEP and keeps that much in flight before it waits: crediting at half of it keeps
+a download moving with one CREDIT per MiB instead of one per message (a message is what the
+manager's pump found in its socket: ≈ 0.5 MiB in bulk). Measured in node mode (256 MiB through
+a redirect, 15 rounds taking turns): the CLI's and the manager's CPU 0.206 → 0.161 s, the
+transfer 0.205 → 0.181 s (medians)."""
 FEATURES = f"credit={CREDIT_STEP}".encode()
 """What the manager's HELLO answer announces."""
 HELLO_DEADLINE = 5.0
@@ -203,7 +210,8 @@ class LaneStream:
             self._inbox.put(item)
             raise item
         self._consumed += item.message_size if isinstance(item, Piped) else len(item)
-        if self._consumed >= CREDIT_STEP and not self.over:
+        step = CLIENT_CREDIT_STEP if self._client else CREDIT_STEP
+        if self._consumed >= step and not self.over:
             with contextlib.suppress(LaneError):  # (the lane closed: the stream ends anyway)
                 self.lane.send(CREDIT, self.id, _COUNT.pack(self._consumed))
             self._consumed = 0
