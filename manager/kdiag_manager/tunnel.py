@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 FIRST_BYTES_WAIT = 0.001
 # Bytes a pooled tunnel may send before the client confirms; then reading pauses.
 REPLAY_LIMIT = 256 * 1024
+# The cause a connection's end reports when its Tunnel call ended first (the client vanished,
+# cancelled the tunnel, or the lane closed): the connection was reset.
+TUNNEL_ENDED_FIRST = "the tunnel ended before the connection did"
 
 
 class _Rpc:
@@ -279,6 +282,7 @@ def _serve(conn: Connection, requests: Iterator[frames.Frame | Piped], rpc: _Rpc
             st.settle("tunnel ended")
         elif not (st.done_in.is_set() and st.done_out) and not st.failed_over:
             st.reset = True
+            st.error = st.error or TUNNEL_ENDED_FIRST  # (else the report has a reset, no cause)
             abort(conn.sock)
 
     rpc.on_end(on_rpc_end)

@@ -110,7 +110,9 @@ def test_the_end_of_the_call_resets_a_connection_still_open() -> None:
                 pass
     frames_in.put(None)
     pump.join(5)
-    assert _events(session, "closed")[-1].closed.route == "operator"
+    closed = _events(session, "closed")[-1].closed
+    assert closed.route == "operator"
+    assert closed.error == "the tunnel ended before the connection did"  # a reset, said so
 
 
 @pytest.mark.parametrize("early_data", [True, False])
