@@ -44,7 +44,7 @@ FIRST_BYTES_WAIT = 0.001
 # Bytes a pooled tunnel may send before the client confirms; then reading pauses.
 REPLAY_LIMIT = 256 * 1024
 # The cause a connection's end reports when its Tunnel call ended first (the client vanished,
-# cancelled the tunnel, or the lane closed): the connection was reset.
+# cancelled the tunnel, the lane closed, or the stream broke under the pump): it was reset.
 TUNNEL_ENDED_FIRST = "the tunnel ended before the connection did"
 
 
@@ -369,7 +369,7 @@ def _serve(conn: Connection, requests: Iterator[frames.Frame | Piped], rpc: _Rpc
                 sock.close()
             else:  # never a clean close: the peer would take a cut answer for a whole one
                 st.reset = True
-                st.error = st.error or "the tunnel ended"
+                st.error = st.error or TUNNEL_ENDED_FIRST
                 abort(sock)
             conn.session.closed(conn, "operator", received, st.sent_to_peer,
                                 st.error if st.reset else "")
