@@ -13,28 +13,36 @@ import argparse
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 from kdiag.cli.adhoc.lost import lost, wait_until_lost
 from kdiag.cli.adhoc.targeting import open_session, parse_port_mappings
 from kdiag.cli.interrupts import interrupt_on_sigterm
 from kdiag.errors import EXIT_INTERRUPTED, EnvironmentProblem, UsageError
 
+_OUTPUT = threading.Lock()
+
+
+def _say(text: str, file: TextIO | None = None) -> None:
+    """Write one whole line: the pods of ``--all`` print from threads of their own, and
+    ``print`` writes a line's text and its end in two calls, between which another pod's line
+    can cut in (seen in CI: two pods' lines run together)."""
+    with _OUTPUT:
+        out = file or sys.stdout
+        out.write(text + "\n")
+        out.flush()
+
 
 def _printer(prefix: str) -> Callable[[Any], None]:
-    lock = threading.Lock()
-
     def on_event(info: Any) -> None:
-        with lock:
-            if info.kind == "connection" and info.peer and info.original:
-                print(f"{prefix}connection {info.connection_id}: {info.peer[0]}:{info.peer[1]} "
-                      f"-> {info.original[0]}:{info.original[1]}", flush=True)
-            elif info.kind == "rejected":
-                print(f"{prefix}connection {info.connection_id} failed open: {info.error}",
-                      flush=True)
-            elif info.kind == "closed":
-                print(f"{prefix}connection {info.connection_id} closed: {info.bytes_in} bytes "
-                      f"in, {info.bytes_out} out", flush=True)
+        if info.kind == "connection" and info.peer and info.original:
+            _say(f"{prefix}connection {info.connection_id}: {info.peer[0]}:{info.peer[1]} "
+                 f"-> {info.original[0]}:{info.original[1]}")
+        elif info.kind == "rejected":
+            _say(f"{prefix}connection {info.connection_id} failed open: {info.error}")
+        elif info.kind == "closed":
+            _say(f"{prefix}connection {info.connection_id} closed: {info.bytes_in} bytes "
+                 f"in, {info.bytes_out} out")
 
     return on_event
 
@@ -62,7 +70,7 @@ class _Redirecting:
     def stop(self) -> None:
         self.handle.close()
         if self.summary is not None:
-            print(f"{self.prefix}stopped: {self.summary()}", flush=True)
+            _say(f"{self.prefix}stopped: {self.summary()}")
 
 
 def command(args: argparse.Namespace) -> int:
@@ -134,9 +142,9 @@ def _start(args: argparse.Namespace, session: Any, wanted: list[tuple[int | str,
     kept = f" (the node's connections, from {', '.join(skip)}, reach the app)" if skip else ""
     verb = "mirroring (the app serves every connection; copies to this machine)" if mirror \
         else f"redirecting {direction}"
-    print(f"{prefix}{verb} {arrows}{kept}", flush=True)
+    _say(f"{prefix}{verb} {arrows}{kept}")
     for warning in handle.warnings:
-        print(f"{prefix}warning: {warning}", file=sys.stderr, flush=True)
+        _say(f"{prefix}warning: {warning}", sys.stderr)
     return _Redirecting(handle, prefix, (lambda: mirror_stats_line(stats)) if mirror else None)
 
 
