@@ -26,6 +26,7 @@ from kdiag_manager.wire.lane import (
     sockaddr,
     socket_sender,
 )
+from kdiag_manager.wire.lanefds import HandOff
 from kdiag_manager.wire.lanepipes import Piped
 from kdiag_manager.wire.pumps import Splice
 from kdiag_manager.wire.workers import Workers
@@ -57,7 +58,8 @@ class LaneCall:
 
     writes_each_message = True
 
-    def __init__(self, stream: LaneStream, requests: Iterator[bytes | memoryview]) -> None:
+    def __init__(self, stream: LaneStream, requests: Iterator[bytes | memoryview | HandOff]
+                 ) -> None:
         self._stream = stream
         _SENDERS.submit(self._send, requests)
 
@@ -69,10 +71,17 @@ class LaneCall:
         """How a pump splices its socket's bytes to the lane (None: not on this transport)."""
         return self._stream.send_spliced if self._stream.lane.can_splice else None
 
-    def _send(self, requests: Iterator[bytes | memoryview]) -> None:
+    def can_hand_off(self) -> bool:
+        """May a request be a :class:`HandOff` (a unix lane to a manager that takes them)?"""
+        return self._stream.lane.can_hand_off
+
+    def _send(self, requests: Iterator[bytes | memoryview | HandOff]) -> None:
         try:
             for message in requests:
-                self._stream.send_message(message)
+                if isinstance(message, HandOff):
+                    self._stream.send_fd(message.sock)
+                else:
+                    self._stream.send_message(message)
             self._stream.end()
         except LaneError as exc:  # the call is over (or never began: no lane)
             self._stream.terminate(exc)
@@ -89,6 +98,9 @@ class LaneCall:
             raise LaneRpcError(exc) from None
         if payload is None:
             raise StopIteration
+        if isinstance(payload, socket.socket):  # (only the manager's reader takes sockets)
+            payload.close()
+            raise LaneRpcError(LaneError("INTERNAL", "a socket handed to the client"))
         return payload if isinstance(payload, Piped) else frames.decode(payload)
 
     def accept_piped(self) -> None:
@@ -142,7 +154,8 @@ class LaneClient:
         lane = self._lane
         return self._ready.is_set() and lane is not None and not lane.closed
 
-    def method(self, requests: Iterator[bytes | memoryview], metadata: Any = None) -> LaneCall:
+    def method(self, requests: Iterator[bytes | memoryview | HandOff],
+               metadata: Any = None) -> LaneCall:
         """A Tunnel call, as ``kdiag.session.tunnel.tunnel_method``'s (``metadata`` is not
         needed: the lane's HELLO carried the token)."""
         lane = self._lane

@@ -22,8 +22,9 @@ from kdiag.lifeline import Lifeline
 
 from .copies import CopyReceiver
 from .grpcerrors import convert
+from .pooledtunnel import PooledTunnel
 from .results import ForwardTo, RedirectEventInfo, RedirectSpec
-from .tunnel import ChannelClosed, PooledTunnel, TunnelStats, run_tunnel
+from .tunnel import ChannelClosed, TunnelStats, run_tunnel
 
 log = logging.getLogger(__name__)
 

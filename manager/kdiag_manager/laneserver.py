@@ -17,12 +17,12 @@ from typing import Any
 from .lanegate import MAX_PENDING, LaneGate
 from .wire.channel import widen_send_buffer
 from .wire.lane import (
-    FEATURES,
     HELLO,
     HELLO_DEADLINE,
     Lane,
     LaneError,
     LaneStream,
+    features_for,
     sockaddr,
     socket_sender,
 )
@@ -57,6 +57,10 @@ class ServerContext:
     def accept_piped(self) -> None:
         """The handler writes ``Piped`` requests to its socket (see ``wire.lanepipes``)."""
         self._stream.accept_piped()
+
+    def takes_fds(self) -> bool:
+        """Can the client hand sockets over on this stream (``TunnelOpen.handoff``)?"""
+        return self._stream.lane.takes_fds
 
     def splicer(self) -> Splice | None:
         """How a pump splices its socket's bytes to the lane (None: it cannot here)."""
@@ -120,8 +124,8 @@ class LaneServer:
                 return
             self._lanes[lane] = sock
         try:
-            lane.send(HELLO, 0, FEATURES)
-            lane.read_from(sock)
+            lane.send(HELLO, 0, features_for(sock))
+            lane.read_from(sock, take_fds=lane.takes_fds)
         except (OSError, LaneError) as exc:
             log.debug("lane: %s", exc)
         finally:
@@ -139,7 +143,10 @@ class LaneServer:
                 payload = stream.receive()
                 if payload is None:
                     return
-                yield payload if isinstance(payload, Piped) else self._decode(payload)
+                if isinstance(payload, (Piped, socket.socket)):
+                    yield payload
+                else:
+                    yield self._decode(payload)
 
         try:
             for message in self._handler(requests(), context):

@@ -11,6 +11,12 @@ A pooled tunnel whose connection ended cleanly (eof both ways) is parked again f
 connection while its redirect has fewer idle tunnels than the client asked to keep
 (``TunnelOpen.keep_idle``): a new stream per connection costs more CPU than the connection's
 own messages (measured: ≈ 0.3 ms in the manager and ≈ 0.55 ms in the CLI per call).
+
+On a lane over a unix socket (node mode) a pooled tunnel's client may answer the assignment by
+handing over its operator-side socket (``TunnelOpen.handoff``): the manager then relays the
+connection itself (:mod:`.handoff`) and reports its end in ``handoff_ended``. Such a tunnel
+sends nothing of the connection before the answer but the assignment (so nothing is in flight
+to the CLI when it hands over).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 from .connections import Connection
+from .handoff import relay, reset_connection
 from .memory import LOAD
 from .redirect import WORKERS, RedirectSession
 from .tunnelpool import TunnelWaiter
@@ -34,6 +41,9 @@ from .wire.pumps import MIN_CHUNK, socket_frames
 from .wire.sockets import abort, readable
 
 log = logging.getLogger(__name__)
+
+Requests = Iterator[frames.Frame | Piped | socket.socket]
+"""A Tunnel call's requests as the handler gets them (a socket: handed over on the lane)."""
 
 # Reads: see wire.pumps.ChunkReader (64 KiB doubling up to 2 MiB while they come back full;
 # measured on the redirect benchmark, CPU per GB manager / CLI: 1 MiB 0.70 / 0.85 s, 2 MiB
@@ -95,27 +105,46 @@ class _State:
         self._lock = threading.Lock()
         # The connection went to its original destination: the tunnel must not touch it.
         self.failed_over = False
+        # A handoff tunnel (see the module): the client may hand its operator side over.
+        self.hold = False
+        self.operator: socket.socket | None = None  # ...and did
 
-    def settle(self, refused: str = "") -> None:
-        """Record the client's answer (the first one wins); wake the reader if it is a
-        refusal (the connection must fail open now). An acceptance wakes nobody: the reader
-        sees it at its next read, and a thread woken now would only compete for the GIL with
-        the one writing the client's first reply (measured ≈ 0.1 ms of the setup latency)."""
+    def settle(self, refused: str = "", operator: socket.socket | None = None) -> bool:
+        """Record the client's answer (the first one wins: whether this was it), with the
+        operator-side socket it handed over, if any; wake the reader if it is a refusal (the
+        connection must fail open now). An acceptance wakes nobody: the reader sees it at its
+        next read, and a thread woken now would only compete for the GIL with the one writing
+        the client's first reply (measured ≈ 0.1 ms of the setup latency)."""
         with self._lock:
             if self.settled.is_set():
-                return
+                return False
             self.refused = refused
+            self.operator = operator
             self.settled.set()
             if refused and self.wake_w is not None:
                 with contextlib.suppress(OSError):
                     self.wake_w.send(b"x")
+            return True
 
 
-def _inbound(conn: Connection, requests: Iterator[frames.Frame | Piped], st: _State) -> None:
+def _handed_over(sock: socket.socket, st: _State) -> None:
+    """(Stream → socket.) The client handed its operator side over: the answer, if it may."""
+    if st.hold and st.settle(operator=sock):
+        return
+    sock.close()  # (too late, the connection failed open: the client hears a reset)
+    if not st.hold:
+        raise EOFError("a socket handed over on a tunnel that did not offer it")
+
+
+def _inbound(conn: Connection, requests: Requests,
+             st: _State) -> None:
     """Stream → socket: (connected or a refusal), data, then eof (shutdown) or reset (RST)."""
     sock = conn.sock
     try:
         for frame in requests:
+            if isinstance(frame, socket.socket):  # the answer: the relay is the manager's now
+                _handed_over(frame, st)
+                return
             if st.failed_over:
                 return  # the connection is no longer ours
             if isinstance(frame, memoryview):  # data
@@ -164,6 +193,32 @@ def _inbound(conn: Connection, requests: Iterator[frames.Frame | Piped], st: _St
         abort(sock)
     finally:
         st.done_in.set()
+
+
+def _await_answer(st: _State, deadline: float) -> None:
+    """Wait for the client's answer until ``deadline``; past it, the answer is a refusal."""
+    if not st.settled.wait(max(deadline - time.monotonic(), 0)):
+        st.settle("the client did not connect its side in time")
+
+
+def _relay_handed_over(conn: Connection, st: _State, first: bytes) -> int:
+    """Relay ``conn`` to the operator side the client handed over (``first``: the peer's
+    bytes sent with the assignment); the bytes that came from the peer after ``first``."""
+    assert st.operator is not None
+    relayed = relay(conn.sock, st.operator, first, WORKERS.submit)
+    st.sent_to_peer = relayed.from_operator
+    if relayed.error:
+        st.reset = True
+        st.error = st.error or relayed.error
+    else:
+        st.eof_in = True
+    return max(relayed.to_operator - len(first), 0)
+
+
+def _handoff_ended(st: _State, to_operator: int) -> bytes:
+    return frames.control(pb.TunnelFrame(handoff_ended=pb.HandoffEnded(
+        to_operator=to_operator, from_operator=st.sent_to_peer,
+        error=st.error if st.reset else "")))
 
 
 def _wait_readable(sock: socket.socket, st: _State, deadline: float) -> bool:
@@ -232,14 +287,14 @@ def _assignment(conn: Connection, early: bytes) -> bytes:
     return frames.control(pb.TunnelFrame(assigned=c))
 
 
-def serve_claimed(conn: Connection, requests: Iterator[frames.Frame | Piped], context: Any,
+def serve_claimed(conn: Connection, requests: Requests, context: Any,
                   opened: pb.TunnelOpen) -> Iterator[bytes | memoryview]:
     """A Tunnel opened for ``conn`` (announced on the Redirect stream): pump it, then end."""
     with LOAD.pump():
         yield from _serve(conn, requests, _Rpc(context), opened, pooled=False)
 
 
-def serve_pooled(session: RedirectSession, requests: Iterator[frames.Frame | Piped], context: Any,
+def serve_pooled(session: RedirectSession, requests: Requests, context: Any,
                  opened: pb.TunnelOpen) -> Iterator[bytes | memoryview]:
     """A pooled Tunnel: wait for a connection, pump it; park again while reusable."""
     rpc = _Rpc(context)
@@ -261,7 +316,7 @@ def serve_pooled(session: RedirectSession, requests: Iterator[frames.Frame | Pip
         waiter.close()
 
 
-def _serve(conn: Connection, requests: Iterator[frames.Frame | Piped], rpc: _Rpc,
+def _serve(conn: Connection, requests: Requests, rpc: _Rpc,
            opened: pb.TunnelOpen, pooled: bool) -> Generator[bytes | memoryview, None, bool]:
     """Pump ``conn`` over a Tunnel stream; yields the encoded frames to send to the client
     (what ``opened`` says it accepts: raw data frames, early data in ``assigned``).
@@ -283,6 +338,8 @@ def _serve(conn: Connection, requests: Iterator[frames.Frame | Piped], rpc: _Rpc
         elif not (st.done_in.is_set() and st.done_out) and not st.failed_over:
             st.reset = True
             st.error = st.error or TUNNEL_ENDED_FIRST  # (else the report has a reset, no cause)
+            if st.operator is not None:  # (handed over: the manager's to end)
+                reset_connection(st.operator)
             abort(conn.sock)
 
     rpc.on_end(on_rpc_end)
@@ -309,18 +366,21 @@ def _serve(conn: Connection, requests: Iterator[frames.Frame | Piped], rpc: _Rpc
         accept_piped = getattr(context, "accept_piped", None)
         if accept_piped is not None:  # (the lane: large data may come spliced)
             accept_piped()
+        takes_fds = getattr(context, "takes_fds", None)
+        st.hold = (pooled and opened.handoff and opened.early_data and takes_fds is not None
+                   and takes_fds())
         WORKERS.submit(_inbound, conn, requests, st)
         chunk = MIN_CHUNK
         ended = False
         if early_error is not None:
             st.reset = ended = True
             yield frames.reset(f"connection reset: {early_error.strerror or early_error}")
+        elif st.hold:  # nothing more goes to the client before it answers (see the module)
+            _await_answer(st, deadline)
         # Phase 1 (pooled, until the client answers): read on demand, keep a replay copy.
         while pooled and not ended and not st.settled.is_set():
             if len(replay) >= REPLAY_LIMIT:  # pause reading until the client answers
-                st.settled.wait(max(deadline - time.monotonic(), 0))
-                if not st.settled.is_set():
-                    st.settle("the client did not connect its side in time")
+                _await_answer(st, deadline)
                 break
             if not _wait_readable(sock, st, deadline):
                 break
@@ -341,6 +401,12 @@ def _serve(conn: Connection, requests: Iterator[frames.Frame | Piped], rpc: _Rpc
             failed_open = True
             if context.is_active():
                 yield frames.reset(st.refused)
+        elif st.operator is not None:
+            first, replay = bytes(replay), bytearray()
+            more = _relay_handed_over(conn, st, first)
+            received += more
+            if context.is_active():
+                yield _handoff_ended(st, len(first) + more)
         elif not ended:
             replay = bytearray()
             # Phase 2: bulk, no replay copy.
@@ -348,8 +414,7 @@ def _serve(conn: Connection, requests: Iterator[frames.Frame | Piped], rpc: _Rpc
         st.done_out = True
         if pooled and not failed_open and not st.reset:
             # The peer finished before the client answered: its answer still decides.
-            if not st.settled.wait(max(deadline - time.monotonic(), 0)):
-                st.settle("the client did not connect its side in time")
+            _await_answer(st, deadline)
             failed_open = bool(st.refused)
         if not failed_open:
             st.done_in.wait()
@@ -359,6 +424,10 @@ def _serve(conn: Connection, requests: Iterator[frames.Frame | Piped], rpc: _Rpc
         if st.wake_r is not None and st.wake_w is not None:
             st.wake_r.close()
             st.wake_w.close()
+        if st.operator is not None:  # (handed over; reset unless the relay ended cleanly)
+            if st.reset or not completed:
+                reset_connection(st.operator)
+            st.operator.close()
         if failed_open:
             st.failed_over = True
             # Hand the connection, with what the client never confirmed, to the fallback.

@@ -117,7 +117,7 @@ def test_a_kdiag_that_asks_a_tunnel_per_copy_ends_the_mirror_clearly(app: Lab,
                                                                      node_session) -> None:
     """What an older kdiag does with a mirror (open pooled tunnels for its copies) is refused:
     the mirror ends, its control stream saying why; the app goes on serving."""
-    from kdiag.session.tunnel import PooledTunnel
+    from kdiag.session.pooledtunnel import PooledTunnel
 
     with _mirror(node_session, ("127.0.0.1", 9), _Routes()) as handle:
         old = PooledTunnel(node_session.manager.tunnel(), node_session.manager.metadata,

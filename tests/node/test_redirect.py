@@ -444,7 +444,7 @@ def test_a_carried_connection_outlives_its_redirect(app: Lab, node_session, slow
     (and takes the tunnel out of the idle set) runs late, as on a busy machine: the tunnel
     is answered by then and closing the redirect must not cancel it as idle."""
     if slow_report:
-        from kdiag.session import tunnel as tunnels
+        from kdiag.session import pooledtunnel as tunnels
 
         real_run = tunnels.PooledTunnel.run
 

@@ -14,9 +14,10 @@ import grpc
 import pytest
 
 from kdiag.errors import ManagerError
+from kdiag.session.pooledtunnel import PooledTunnel
 from kdiag.session.redirect import RedirectHandle
 from kdiag.session.results import RedirectSpec
-from kdiag.session.tunnel import ChannelClosed, PooledTunnel, run_tunnel, tunnel_method
+from kdiag.session.tunnel import ChannelClosed, run_tunnel, tunnel_method
 
 
 @pytest.fixture

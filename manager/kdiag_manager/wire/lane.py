@@ -15,7 +15,8 @@ big-endian) and a payload.
 - ``HELLO`` (stream 0): the client's first frame carries the session token; the manager answers
   with one (accepted) or closes the lane. The answer's payload lists the manager's features,
   ``name=value`` separated by spaces (older managers answer with an empty one): ``credit=N``
-  says it credits every N consumed bytes (see ``CREDIT``). Before the HELLO, the manager reads
+  says it credits every N consumed bytes (see ``CREDIT``); ``fds=1`` (a lane on a unix socket)
+  that it takes ``FD`` frames. Before the HELLO, the manager reads
   nothing else: a first frame of another kind, a HELLO over :data:`MAX_HELLO` bytes or one not
   complete within :data:`HELLO_DEADLINE` seconds of the connection closes it
   (``kdiag_manager.lanegate``).
@@ -34,6 +35,8 @@ big-endian) and a payload.
   which bounds what the receiver holds under many connections at once. A sender always has at
   least the peer's credit step in flight before it waits (less would never be credited): a peer
   that did not announce its step gets the older one.
+- ``FD`` (client → manager, no payload): the client hands a socket over on the stream, attached
+  to the frame (``SCM_RIGHTS``; see :mod:`.lanefds`): the stream's next message is that socket.
 
 This module is both ends' common part (:class:`Lane`, :class:`LaneStream`; the framing is
 :mod:`.laneframes`); the manager's listener is ``kdiag_manager.laneserver``, the CLI's end
@@ -42,21 +45,18 @@ This module is both ends' common part (:class:`Lane`, :class:`LaneStream`; the f
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import queue
 import socket
-import struct
 import threading
 from collections.abc import Callable
-from typing import Any
 
-from . import frames
+from .lanefds import FdReader, send_fd, socket_from
 from .laneframes import (  # (the wire format; re-exported: both ends import it from here)
     ABORT,
     CREDIT,
     END,
+    FD,
     HEADER,
     HELLO,
     MAX_PAYLOAD,
@@ -69,225 +69,40 @@ from .laneframes import (  # (the wire format; re-exported: both ends import it 
     sockaddr,
     socket_sender,
 )
-from .lanepipes import LaneFd, Piped, PipePool, take_piped
-from .pumps import Pipe
+from .lanepipes import LaneFd, Piped, PipePool
+from .lanestream import (  # (flow control; re-exported)
+    CLIENT_CREDIT_STEP,
+    CREDIT_STEP,
+    LEGACY_CREDIT_STEP,
+    MIN_WINDOW,
+    SEND_BUDGET,
+    WINDOW,
+    LaneStream,
+)
 
-__all__ = ["ABORT", "CREDIT", "END", "HEADER", "HELLO", "MAX_PAYLOAD", "MSG", "FrameParser",
-           "Lane", "LaneError", "LaneStream", "frame", "sockaddr", "socket_sender"]
+__all__ = ["ABORT", "CLIENT_CREDIT_STEP", "CREDIT", "CREDIT_STEP", "END", "FD", "HEADER", "HELLO",
+           "LEGACY_CREDIT_STEP", "MAX_PAYLOAD", "MIN_WINDOW", "MSG", "SEND_BUDGET", "WINDOW",
+           "FrameParser", "Lane", "LaneError", "LaneStream", "frame", "sockaddr", "socket_sender"]
 
 log = logging.getLogger(__name__)
 
-_COUNT = struct.Struct(">I")
-_NONBLOCK = 2  # SPLICE_F_NONBLOCK
-WINDOW = 8 << 20
-"""The most unconsumed message bytes a sender may have in flight on one stream."""
-MIN_WINDOW = 64 << 10
-SEND_BUDGET = 8 << 20
-"""Unconsumed bytes a sender keeps in flight over all its streams that have any: each of n such
-streams gets ``SEND_BUDGET / n``, between MIN_WINDOW and WINDOW."""
-CREDIT_STEP = 64 << 10
-"""A receiver credits what it consumed once it is this much (at a message boundary)."""
-LEGACY_CREDIT_STEP = WINDOW // 4
-"""The credit step of a peer that does not announce one (kdiag before 2026-12)."""
-CLIENT_CREDIT_STEP = LEGACY_CREDIT_STEP // 2
-"""What the CLI's end credits at. Clients announce no step, so the manager keeps theirs, the
-older one, in flight: crediting at half of it keeps a download moving with one CREDIT per MiB,
-not one per message (≈ 0.5 MiB in bulk): CPU per 256 MiB 0.206 → 0.161 s (README, ⁴)."""
 FEATURES = f"credit={CREDIT_STEP}".encode()
-"""What the manager's HELLO answer announces."""
+"""What the manager's HELLO answer announces (and ``fds=1`` on a unix socket: ``features_for``)."""
 HELLO_DEADLINE = 5.0
 """Seconds from the accept within which the manager must have a connection's whole HELLO."""
 MAX_HELLO = 4096
 """The largest HELLO the manager reads (the token is tens of bytes)."""
 
 
+def features_for(sock: socket.socket) -> bytes:
+    """The manager's HELLO answer on ``sock``: FEATURES, and ``fds=1`` if it can take FD frames."""
+    return FEATURES + (b" fds=1" if sock.family == socket.AF_UNIX else b"")
+
+
 def features(payload: bytes) -> dict[str, str]:
     """The ``name=value`` pairs of a HELLO answer (unknown or malformed words are ignored)."""
     pairs = (word.partition("=") for word in payload.decode(errors="replace").split())
     return {name: value for name, sep, value in pairs if sep}
-
-
-class _Window:
-    """The sending side of one stream's flow control."""
-
-    def __init__(self, lane: Lane) -> None:
-        self._lane = lane
-        self._in_flight = 0
-        self._closed = False
-        self._cond = threading.Condition()
-
-    def acquire(self, n: int) -> bool:
-        """Wait until ``n`` more bytes may go (False: the stream is over)."""
-        lane = self._lane
-        with self._cond:
-            while (not self._closed and self._in_flight >= lane.peer_credit_step
-                   and self._in_flight + n > lane.window()):
-                self._cond.wait()
-            if not self._in_flight and n:
-                lane.count_busy(1)
-            self._in_flight += n
-            return not self._closed
-
-    def release(self, n: int) -> None:
-        with self._cond:
-            self._settle(max(self._in_flight - n, 0))
-            self._cond.notify_all()
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._settle(0)
-            self._cond.notify_all()
-
-    def _settle(self, in_flight: int) -> None:
-        if self._in_flight and not in_flight:
-            self._lane.count_busy(-1)
-        self._in_flight = in_flight
-
-
-_END = object()
-
-
-class LaneStream:
-    """One stream's state at either end: received messages, flow control both ways, and the
-    callbacks to run once it is over.
-
-    As in gRPC, the client's END half-closes (the handler's request iterator ends) while the
-    manager's END ends the call (status OK): from then on neither side carries anything more.
-    """
-
-    def __init__(self, lane: Lane, stream_id: int, client: bool) -> None:
-        self.lane = lane
-        self.id = stream_id
-        self._client = client
-        self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._window = _Window(lane)
-        self._consumed = 0
-        self._lock = threading.Lock()
-        self.error: LaneError | None = None  # why it ended, if abnormally
-        self.over = False
-        self._callbacks: list[Callable[[], None]] = []
-        self._takes_piped = False  # its consumer writes Piped items to a socket itself
-
-    # -- from the lane's reader ----------------------------------------------------------------
-
-    def deliver(self, kind: int, payload: bytes | bytearray | Piped) -> None:
-        """A frame for this stream arrived."""
-        if isinstance(payload, Piped) or kind == MSG:
-            self._inbox.put(payload)
-        elif kind == END:
-            self._inbox.put(_END)
-            if self._client:
-                self.terminate()
-        elif kind == CREDIT and len(payload) == _COUNT.size:
-            self._window.release(_COUNT.unpack(payload)[0])
-        elif kind == ABORT:
-            code, _, details = payload.decode(errors="replace").partition(" ")
-            self.terminate(LaneError(code or "CANCELLED", details))
-
-    def take_large(self, head: bytes, rest: int, sock: socket.socket) -> Piped | bytearray:
-        """(The lane's reader.) Take a large message's ``rest`` off ``sock``: into a pipe when
-        the consumer takes them (see :mod:`.lanepipes`), else into memory."""
-        return take_piped(self.lane.pipes if self._takes_piped else None, head, rest, sock)
-
-    # -- the stream's users ----------------------------------------------------------------------
-
-    def accept_piped(self) -> None:
-        """The consumer handles ``Piped`` items (writes them to its socket): large data
-        messages may come that way from now on."""
-        self._takes_piped = True
-
-    def receive(self) -> bytes | bytearray | Piped | None:
-        """The next message (None: the peer has sent END). Raises LaneError once aborted."""
-        item = self._inbox.get()
-        if item is _END:
-            self._inbox.put(_END)  # later calls see the end too
-            return None
-        if isinstance(item, LaneError):
-            self._inbox.put(item)
-            raise item
-        self._consumed += item.message_size if isinstance(item, Piped) else len(item)
-        step = CLIENT_CREDIT_STEP if self._client else CREDIT_STEP
-        if self._consumed >= step and not self.over:
-            with contextlib.suppress(LaneError):  # (the lane closed: the stream ends anyway)
-                self.lane.send(CREDIT, self.id, _COUNT.pack(self._consumed))
-            self._consumed = 0
-        return item
-
-    def max_message(self) -> int:
-        """The largest message worth sending now (the stream's share of the sending budget):
-        a pump reads at most this much at a time."""
-        return self.lane.window()
-
-    def send_spliced(self, pipe: Pipe, fd: int, limit: int) -> int:
-        """Move up to ``limit`` bytes from ``fd`` through ``pipe`` to the peer as one data
-        message (an encoded ``TunnelFrame.data``), without reading them into Python; the count
-        (0 at EOF: nothing sent). OSError: reading ``fd`` failed; LaneError once over."""
-        n = os.splice(fd, pipe.w, limit)
-        if not n:
-            return 0
-        with contextlib.suppress(OSError):  # what else is there already: fewer, larger messages
-            while n < limit and (more := os.splice(fd, pipe.w, limit - n, flags=_NONBLOCK)):
-                n += more
-        prefix = frames.data_prefix(n)
-        if not self._window.acquire(len(prefix) + n) or self.over:
-            raise self.error or LaneError("CANCELLED", "the stream is over")
-        self.lane.send_from_pipe(self.id, prefix, pipe.r, n)
-        return n
-
-    def send_message(self, payload: bytes | memoryview) -> None:
-        """Send one message (waits for flow-control credit; a client's first one opens the
-        stream). Raises LaneError once over."""
-        if not self._window.acquire(len(payload)) or self.over:
-            raise self.error or LaneError("CANCELLED", "the stream is over")
-        if self.id == 0:
-            self.lane.open(self, payload)
-        else:
-            self.lane.send(MSG, self.id, payload)
-
-    def end(self) -> None:
-        """No more messages from this side (from the manager: the call is over)."""
-        if self.over:
-            return
-        if self.id:
-            self.lane.send(END, self.id)
-        if not self._client or not self.id:
-            self.terminate()
-
-    def abort(self, code: str, details: str) -> None:
-        """End the stream both ways and tell the peer (no-op once over)."""
-        if self.over:
-            return
-        if self.id:
-            with contextlib.suppress(LaneError):
-                self.lane.send(ABORT, self.id, f"{code} {details}".encode())
-        self.terminate(LaneError(code, details))
-
-    def add_callback(self, fn: Callable[[], None]) -> bool:
-        """Run ``fn`` once the stream is over (False, not run: it is over already)."""
-        with self._lock:
-            if not self.over:
-                self._callbacks.append(fn)
-                return True
-        return False
-
-    def terminate(self, error: LaneError | None = None) -> None:
-        """The stream is over (idempotent): wake its users, run the callbacks."""
-        with self._lock:
-            if self.over:
-                return
-            self.over = True
-            self.error = error
-            callbacks, self._callbacks = self._callbacks, []
-        if error is not None:
-            self._inbox.put(error)
-        self._window.close()
-        self.lane.forget(self.id)
-        for fn in callbacks:
-            try:
-                fn()
-            except Exception:
-                log.exception("lane stream %d: callback failed", self.id)
 
 
 class Lane:
@@ -305,6 +120,11 @@ class Lane:
         self._send_raw = send_raw
         # The socket send_raw writes to, when there is one (for send_from_pipe).
         self._splice_to = LaneFd(sock) if sock is not None else None
+        # The socket FD frames go out on (a unix one), while the lane is open.
+        self._fd_sock = sock if sock is not None and sock.family == socket.AF_UNIX else None
+        self.peer_takes_fds = False  # (client) the manager announced ``fds=1``
+        # (Manager) FD frames may come: the lane is on a unix socket (``features_for``).
+        self.takes_fds = self._fd_sock is not None
         self.pipes = PipePool()  # for large data messages received (see .lanepipes)
         self._send_lock = threading.Lock()
         self._on_new_stream = on_new_stream
@@ -329,9 +149,27 @@ class Lane:
 
     def hello_answered(self, payload: bytes) -> None:
         """(Client.) The manager's HELLO answer: take its features."""
-        step = features(payload).get("credit", "")
+        announced = features(payload)
+        step = announced.get("credit", "")
         if step.isdigit() and int(step) > 0:
             self.peer_credit_step = int(step)
+        self.peer_takes_fds = announced.get("fds") == "1"
+
+    @property
+    def can_hand_off(self) -> bool:
+        """(Client.) Can sockets be handed to the manager on this lane (``send_fd``)?"""
+        return self._fd_sock is not None and self.peer_takes_fds and not self.closed
+
+    def send_fd(self, stream: int, fd: int) -> None:
+        """Write an ``FD`` frame for ``stream`` with ``fd`` attached (LaneError if the lane is
+        closed, cannot carry descriptors, or writing fails)."""
+        if self.closed or self._fd_sock is None:
+            raise LaneError("UNAVAILABLE", "the lane is closed")
+        try:
+            with self._send_lock:
+                send_fd(self._fd_sock, HEADER.pack(FD, stream, 0), fd)
+        except OSError as exc:
+            raise self._write_failed(exc) from None
 
     def send(self, kind: int, stream: int, payload: bytes | memoryview = b"") -> None:
         """Write one frame (LaneError if the lane is closed or writing fails)."""
@@ -402,24 +240,46 @@ class Lane:
         for kind, stream_id, payload in self._parser.feed(data):
             self._dispatch(kind, stream_id, payload)
 
-    def read_from(self, sock: socket.socket) -> None:
+    def read_from(self, sock: socket.socket, take_fds: bool = False) -> None:
         """Read frames from ``sock`` until EOF (the reader thread of this lane; the transport
         must then be only this socket). LaneError: a protocol error (the lane must close).
+        With ``take_fds`` (the manager, on a unix socket), ``FD`` frames hand sockets over.
 
         Small frames are cut from a buffer that reads many at once; a large payload is read
         straight into a buffer of its own (one copy, where :meth:`feed` makes three)."""
-        for kind, stream_id, head, rest in frames_from(sock):
-            payload: bytes | bytearray | Piped = head
-            if rest:
-                with self._lock:
-                    stream = self._streams.get(stream_id)
-                if stream is not None and kind == MSG:
-                    payload = stream.take_large(bytes(head), rest, sock)
-                else:
-                    payload = read_rest(sock, head, rest)
-            self._dispatch(kind, stream_id, payload)
+        fds = FdReader(sock) if take_fds and sock.family == socket.AF_UNIX else None
+        try:
+            for kind, stream_id, head, rest in frames_from(sock, fds.recv_into if fds else None):
+                payload: bytes | bytearray | Piped | socket.socket = head
+                if kind == FD:
+                    if fds is None or rest or head:
+                        raise LaneError("INVALID_ARGUMENT", "an FD frame where none may come")
+                    handed = socket_from(fds.take())
+                    if handed is None:
+                        raise LaneError("INVALID_ARGUMENT", "an FD frame without a socket")
+                    payload = handed
+                elif rest:
+                    with self._lock:
+                        stream = self._streams.get(stream_id)
+                    if stream is not None and kind == MSG:
+                        payload = stream.take_large(bytes(head), rest, sock)
+                    else:
+                        payload = read_rest(sock, head, rest)
+                self._dispatch(kind, stream_id, payload)
+        finally:
+            if fds is not None:
+                fds.close()
 
-    def _dispatch(self, kind: int, stream_id: int, payload: bytes | bytearray | Piped) -> None:
+    def _dispatch(self, kind: int, stream_id: int,
+                  payload: bytes | bytearray | Piped | socket.socket) -> None:
+        if isinstance(payload, socket.socket):
+            with self._lock:
+                stream = self._streams.get(stream_id)
+            if stream is None:  # (over: the socket is nobody's)
+                payload.close()
+            else:
+                stream.deliver(kind, payload)
+            return
         if stream_id == 0:
             if kind == HELLO and self.on_hello is not None and not isinstance(payload, Piped):
                 self.on_hello(bytes(payload))
@@ -442,6 +302,7 @@ class Lane:
             self._streams.clear()
         if self._splice_to is not None:
             self._splice_to.close()
+        self._fd_sock = None
         self.pipes.close()
         for stream in streams:
             stream.terminate(LaneError("UNAVAILABLE", reason))

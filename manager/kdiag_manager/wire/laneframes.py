@@ -10,7 +10,7 @@ import socket
 import struct
 from collections.abc import Callable, Iterator
 
-HELLO, MSG, END, ABORT, CREDIT = range(5)
+HELLO, MSG, END, ABORT, CREDIT, FD = range(6)
 HEADER = struct.Struct(">BII")
 SMALL = 64 * 1024
 """Payloads up to this size go out in one write with their header, and are cut from a shared
@@ -84,13 +84,16 @@ class FrameParser:
             self._need += HEADER.unpack_from(rest)[2]
 
 
-def frames_from(sock: socket.socket) -> Iterator[tuple[int, int, bytes | bytearray, int]]:
+def frames_from(sock: socket.socket, recv_into: Callable[[memoryview], int] | None = None
+                ) -> Iterator[tuple[int, int, bytes | bytearray, int]]:
     """The frames ``sock`` receives until EOF, as (kind, stream, payload, rest). Small payloads
     are cut from a shared read buffer (``rest`` 0). A large one not yet all read comes with
     ``rest`` > 0: ``payload`` is what arrived of it (at least :data:`HEAD` bytes), and the
     caller takes the other ``rest`` bytes off ``sock`` (:func:`read_rest`, or a splice) before
     asking for the next frame. After a large payload the next read is small (a bulk stream's
-    next frame would otherwise be read deep into its payload)."""
+    next frame would otherwise be read deep into its payload). ``recv_into`` reads the frames
+    (``sock.recv_into`` unless given: e.g. a reader that takes descriptors, ``.lanefds``)."""
+    recv = recv_into or sock.recv_into
     buf = bytearray(FIRST_READ_SIZE)
     view = memoryview(buf)
     start = end = 0
@@ -120,7 +123,7 @@ def frames_from(sock: socket.socket) -> Iterator[tuple[int, int, bytes | bytearr
             bigger[:end] = view[:end]
             view.release()
             buf, view = bigger, memoryview(bigger)
-        n = sock.recv_into(view[end:end + read_size])
+        n = recv(view[end:end + read_size])
         if not n:
             return
         end += n

@@ -282,20 +282,22 @@ class RedirectEvent(_message.Message):
     def __init__(self, ready: _Optional[_Union[RedirectReady, _Mapping]] = ..., connection: _Optional[_Union[NewConnection, _Mapping]] = ..., closed: _Optional[_Union[ConnectionClosed, _Mapping]] = ..., closed_batch: _Optional[_Union[ConnectionsClosed, _Mapping]] = ...) -> None: ...
 
 class TunnelOpen(_message.Message):
-    __slots__ = ("connection_id", "redirect_id", "keep_idle", "raw_data", "early_data", "copies")
+    __slots__ = ("connection_id", "redirect_id", "keep_idle", "raw_data", "early_data", "copies", "handoff")
     CONNECTION_ID_FIELD_NUMBER: _ClassVar[int]
     REDIRECT_ID_FIELD_NUMBER: _ClassVar[int]
     KEEP_IDLE_FIELD_NUMBER: _ClassVar[int]
     RAW_DATA_FIELD_NUMBER: _ClassVar[int]
     EARLY_DATA_FIELD_NUMBER: _ClassVar[int]
     COPIES_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_FIELD_NUMBER: _ClassVar[int]
     connection_id: int
     redirect_id: int
     keep_idle: int
     raw_data: bool
     early_data: bool
     copies: bool
-    def __init__(self, connection_id: _Optional[int] = ..., redirect_id: _Optional[int] = ..., keep_idle: _Optional[int] = ..., raw_data: _Optional[bool] = ..., early_data: _Optional[bool] = ..., copies: _Optional[bool] = ...) -> None: ...
+    handoff: bool
+    def __init__(self, connection_id: _Optional[int] = ..., redirect_id: _Optional[int] = ..., keep_idle: _Optional[int] = ..., raw_data: _Optional[bool] = ..., early_data: _Optional[bool] = ..., copies: _Optional[bool] = ..., handoff: _Optional[bool] = ...) -> None: ...
 
 class CopyChunk(_message.Message):
     __slots__ = ("copy_id", "original_destination", "peer", "data", "end", "dropped")
@@ -320,7 +322,7 @@ class CopyChunks(_message.Message):
     def __init__(self, chunks: _Optional[_Iterable[_Union[CopyChunk, _Mapping]]] = ...) -> None: ...
 
 class TunnelFrame(_message.Message):
-    __slots__ = ("open", "data", "eof", "reset", "assigned", "connected", "connected_data", "copies")
+    __slots__ = ("open", "data", "eof", "reset", "assigned", "connected", "connected_data", "copies", "handoff_ended")
     OPEN_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     EOF_FIELD_NUMBER: _ClassVar[int]
@@ -329,6 +331,7 @@ class TunnelFrame(_message.Message):
     CONNECTED_FIELD_NUMBER: _ClassVar[int]
     CONNECTED_DATA_FIELD_NUMBER: _ClassVar[int]
     COPIES_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_ENDED_FIELD_NUMBER: _ClassVar[int]
     open: TunnelOpen
     data: bytes
     eof: bool
@@ -337,7 +340,18 @@ class TunnelFrame(_message.Message):
     connected: bool
     connected_data: bytes
     copies: CopyChunks
-    def __init__(self, open: _Optional[_Union[TunnelOpen, _Mapping]] = ..., data: _Optional[bytes] = ..., eof: _Optional[bool] = ..., reset: _Optional[str] = ..., assigned: _Optional[_Union[NewConnection, _Mapping]] = ..., connected: _Optional[bool] = ..., connected_data: _Optional[bytes] = ..., copies: _Optional[_Union[CopyChunks, _Mapping]] = ...) -> None: ...
+    handoff_ended: HandoffEnded
+    def __init__(self, open: _Optional[_Union[TunnelOpen, _Mapping]] = ..., data: _Optional[bytes] = ..., eof: _Optional[bool] = ..., reset: _Optional[str] = ..., assigned: _Optional[_Union[NewConnection, _Mapping]] = ..., connected: _Optional[bool] = ..., connected_data: _Optional[bytes] = ..., copies: _Optional[_Union[CopyChunks, _Mapping]] = ..., handoff_ended: _Optional[_Union[HandoffEnded, _Mapping]] = ...) -> None: ...
+
+class HandoffEnded(_message.Message):
+    __slots__ = ("to_operator", "from_operator", "error")
+    TO_OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    FROM_OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    to_operator: int
+    from_operator: int
+    error: str
+    def __init__(self, to_operator: _Optional[int] = ..., from_operator: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
 
 class CaptureRequest(_message.Message):
     __slots__ = ("filter", "interface", "max_packets", "max_bytes", "duration_seconds", "snaplen")
