@@ -292,6 +292,9 @@ class PooledTunnel:
                     return
                 if job.handed_off:
                     if not _await_handoff_end(self._call, job.stats):
+                        # Never a clean close (e.g. the manager died mid-relay): the operator
+                        # side would take a cut request for a whole one.
+                        abort(job.sock)
                         job.finish(both=True)
                         return
                 elif not pump_responses(self._call, job.sock, job.stats, job.early,

@@ -479,3 +479,94 @@ def test_a_carried_connection_outlives_its_redirect(app: Lab, node_session, slow
                 assert answers.readline() == b"op:two\n"
         finally:
             handle.close()
+
+
+def _lane_only(node_session: Any) -> Any:
+    manager = node_session.manager
+    if manager.lane is None:
+        pytest.skip("runs with the lane only")
+    return manager
+
+
+def test_on_the_lane_the_manager_relays_each_connection_itself(
+        app: Lab, node_session, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Node mode: the CLI hands each pooled connection's operator side to the manager, and
+    carries none of its bytes; its end is still reported with the counts."""
+    from kdiag.session import pooledtunnel
+
+    manager = _lane_only(node_session)
+
+    def no_pumping(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the CLI pumped a connection the manager should relay")
+
+    monkeypatch.setattr(pooledtunnel, "pump_socket", no_pumping)
+    monkeypatch.setattr(pooledtunnel, "pump_responses", no_pumping)
+    events: list[Any] = []
+    size = 5 << 20
+    with tcp_server(echo_after_eof) as operator:
+        handle = manager.redirect(RedirectSpec("incoming", [8080], fail_open=False), operator,
+                                  on_event=events.append, pool_size=4)
+        try:
+            with in_netns(app.client_ns):
+                sent, received = checksum_roundtrip((app.app_ip, 8080), size)
+            assert sent == received
+            deadline = time.monotonic() + 10
+            while not any(e.kind == "tunnel-closed" for e in events):
+                assert time.monotonic() < deadline, events
+                time.sleep(0.02)
+        finally:
+            handle.close()
+    closed = next(e for e in events if e.kind == "tunnel-closed")
+    assert (closed.bytes_in, closed.bytes_out, closed.error) == \
+        (size, size, "")
+
+
+@pytest.mark.parametrize("fault", ["lane lost", "manager killed"])
+def test_a_relayed_connection_is_reset_when_its_relay_is_lost(app: Lab, node_session,
+                                                             fault: str) -> None:
+    """The lane lost mid-connection (as when the CLI is killed): the manager resets the peer
+    and the operator side. The manager killed: the CLI resets the operator side. Never a clean
+    end of a cut request."""
+    import os
+    import signal
+    import threading
+
+    manager = _lane_only(node_session)
+    seen: list[str] = []
+    got_data = threading.Event()
+    done = threading.Event()
+
+    def operator_side(conn: socket.socket) -> None:
+        try:
+            conn.settimeout(10)
+            conn.recv(100)
+            got_data.set()
+            while conn.recv(100):
+                pass
+            seen.append("eof")
+        except ConnectionResetError:
+            seen.append("reset")
+        except OSError as exc:
+            seen.append(repr(exc))
+        finally:
+            done.set()
+
+    with tcp_server(operator_side) as operator:
+        handle = manager.redirect(RedirectSpec("incoming", [8080]), operator)
+        try:
+            with in_netns(app.client_ns):
+                s = socket.create_connection((app.app_ip, 8080), 10)
+            with s:
+                s.sendall(b"a request, cut")
+                assert got_data.wait(10)
+                if fault == "lane lost":
+                    manager._lane_socket.shutdown(socket.SHUT_RDWR)
+                    with pytest.raises(ConnectionResetError):
+                        while s.recv(100):
+                            pass
+                else:
+                    os.kill(node_session.info["manager_pid"], signal.SIGKILL)
+            assert done.wait(10)
+            assert seen == ["reset"]
+        finally:
+            handle.close()
