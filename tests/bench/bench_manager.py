@@ -1,8 +1,9 @@
 """Manager benchmarks in node mode, measured side by side in one run (needs root).
 
 - redirect throughput: one connection through an outgoing redirect (target netns → manager →
-  tunnel on the lane → this process → a sink), against the same transfer straight over
-  loopback; once as the machine is, once with ``stress-ng --cpu 2`` beside it (``_busy``);
+  a sink: this process connects the sink and hands the socket to the manager over the lane,
+  node mode's handoff), against the same transfer straight over loopback; once as the machine
+  is, once with ``stress-ng --cpu 2`` beside it (``_busy``);
 - connection setup latency through an established redirect (connect, 1-byte round trip), p50
   and p99, against a direct connect;
 - the manager's RSS idle and with 100 open tunnels;
@@ -84,7 +85,8 @@ def run(record: Record) -> None:
 
 _THROUGHPUT_SIDES = (
     f"a process in the target's namespace sends {TRANSFER_BYTES >> 20} MiB to a port an "
-    "outgoing redirect catches (manager → tunnel on the lane → this process → a sink process) ÷ "
+    "outgoing redirect catches (manager → a sink process: the socket this process connected "
+    "to the sink is handed to the manager over the lane, which relays it) ÷ "
     f"the same sender to the same sink straight over loopback; best of {ROUNDS} rounds each, "
     "taking turns")
 
