@@ -98,9 +98,11 @@ def kept_up(handle: RedirectHandle, mapping: dict[int, tuple[str, int]], skip: t
             "session": handle.session, "stats": stats}
 
 
-STAT_NAMES = ("to_operator", "to_app", "rejected", "dropped", "open", "closed",
+STAT_NAMES = ("to_operator", "to_app", "rejected", "dropped", "reset", "open", "closed",
               "bytes_in", "bytes_out")
 """The result's ``stats``: where the target's connections went (see :func:`_tracker`)."""
+SHOWN_RESETS = 20
+"""Resets whose cause the output shows, one line each; later ones are only counted."""
 
 
 def stats_line(stats: dict[str, int]) -> str:
@@ -108,7 +110,7 @@ def stats_line(stats: dict[str, int]) -> str:
     parts = [f"{stats['to_operator']} to the operator"
              + (f" ({stats['open']} open)" if stats["open"] else ""),
              f"{stats['to_app']} to the app"]
-    parts += [f"{stats[k]} {k}" for k in ("rejected", "dropped") if stats[k]]
+    parts += [f"{stats[k]} {k}" for k in ("rejected", "dropped", "reset") if stats[k]]
     return ", ".join(parts)
 
 
@@ -133,12 +135,21 @@ class RunningRedirect:
         self.ctx.output(f"stopped: {self.summary(self.stats)}\n", self.stream)
 
 
+def _say_reset(ctx: StepContext, cid: int, error: str, count: int) -> None:
+    if count <= SHOWN_RESETS:
+        ctx.output(f"connection {cid} reset: {error}\n", "redirect")
+    if count == SHOWN_RESETS:
+        ctx.output("(further resets are counted, not shown)\n", "redirect")
+
+
 def _tracker(ctx: StepContext, stats: dict[str, int]) -> Any:
     """Counts what went where from the redirect's connection events, into ``stats``:
     ``to_operator`` (with a header filter, each matching request is one), ``to_app`` (not
     matching the filter, or failed open: the manager reports these when they close),
     ``rejected`` (the operator side could not take them: each then went to the app, or was
-    ``dropped`` without fail_open), ``open`` (to the operator now), ``closed`` (all routes)."""
+    ``dropped`` without fail_open), ``open`` (to the operator now), ``closed`` (all routes),
+    ``reset`` (closed with a reset, its cause printed: a cut connection never passes for a
+    clean one)."""
     lock = threading.Lock()
     taken: set[int] = set()  # to the operator and still open
     refused: set[int] = set()  # rejected before the connection's own event came
@@ -167,6 +178,9 @@ def _tracker(ctx: StepContext, stats: dict[str, int]) -> Any:
                 stats["closed"] += 1
                 stats["bytes_in"] += info.bytes_in
                 stats["bytes_out"] += info.bytes_out
+                if info.error and info.route != "dropped":  # (a drop says why as a drop)
+                    stats["reset"] += 1
+                    _say_reset(ctx, cid, info.error, stats["reset"])
                 if info.route == "operator":
                     taken.discard(cid)
                 else:  # offered to the operator side maybe, but it went elsewhere

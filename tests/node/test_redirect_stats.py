@@ -5,6 +5,7 @@ time (``progress`` in the JSON report, for the timeline)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from demo.lab import Lab
@@ -86,3 +87,45 @@ def test_a_connection_the_operator_side_refuses_is_rejected_and_reaches_the_app(
     """, tmp_path)
     assert code == 0, output
     assert "failed open" in output
+
+
+RESETTING_SERVER = """
+import socket, struct, sys
+server = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+while True:
+    conn, _ = server.accept()
+    conn.recv(100)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+"""
+
+
+def test_a_connection_the_operator_side_resets_is_counted_reset_with_its_cause(
+        app: Lab, tmp_path: Path) -> None:
+    local = free_port()
+    server = tmp_path / "resetting.py"
+    server.write_text(RESETTING_SERVER)
+    code, output, _steps = kdiag_run(f"""
+        target: {{node: {{pid: {app.app_pid}}}}}
+        steps:
+          - name: operator server
+            run: {{argv: [python3, {server}, "{local}"]}}
+            background: true
+          - name: redirect
+            redirect: {{ports: ["8080:{local}"], fail_open: false}}
+            background: true
+            register: r
+          - name: call
+            run: {{argv: [ip, netns, exec, {app.client_ns}, busybox, sh, -c,
+                         "wget -qO- http://{app.app_ip}:8080/ || true"]}}
+            retries: 20
+            delay: 100ms
+            until: r.stats.closed >= 1
+          - name: counted
+            wait: {{until: "r.stats.reset == 1 and r.stats.open == 0", timeout: 10s,
+                    interval: 100ms}}
+          - {{name: stop it, stop: redirect}}
+    """, tmp_path)
+    assert code == 0, output
+    assert re.search(r"connection \d+ reset: \S", output), output  # its cause, as the manager saw it
+    assert "stopped: 1 to the operator, 0 to the app, 1 reset" in output

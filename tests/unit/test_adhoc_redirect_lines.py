@@ -20,7 +20,7 @@ def test_lines_of_many_pods_at_once_stay_whole(capsys: pytest.CaptureFixture[str
             on_event = redirect._printer(f"[pod-{n}] ")
             for i in range(300):
                 on_event(SimpleNamespace(kind="closed", connection_id=i, bytes_in=1,
-                                         bytes_out=2))
+                                         bytes_out=2, error=""))
 
         threads = [threading.Thread(target=pod, args=(n,)) for n in range(8)]
         for t in threads:

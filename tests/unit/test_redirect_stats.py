@@ -73,3 +73,22 @@ def test_header_filter_counts_requests_to_the_operator_and_connections_to_the_ap
     assert stats_line(stats) == "2 to the operator, 3 to the app"
     stats["open"], stats["rejected"] = 1, 4
     assert stats_line(stats) == "2 to the operator (1 open), 3 to the app, 4 rejected"
+
+
+def test_a_reset_is_counted_and_says_why_and_a_flood_of_them_is_not_all_printed() -> None:
+    from kdiag.steps.redirect import SHOWN_RESETS
+
+    stats, ctx = track(Info("connection", 1, ("10.0.0.1", 80), ("10.0.0.2", 5000)),
+                       Info("closed", 1, route="operator", error="connection reset: peer"),
+                       Info("closed", 2, route="original", error="reset by the app"),
+                       Info("closed", 3, route="dropped", error="no operator side"))
+    assert counts(stats) == {"to_operator": 1, "to_app": 1, "dropped": 1, "reset": 2,
+                             "closed": 3}
+    assert "connection 1 reset: connection reset: peer\n" in ctx.lines
+    assert "connection 2 reset: reset by the app\n" in ctx.lines
+    assert stats_line(stats) == "1 to the operator, 1 to the app, 1 dropped, 2 reset"
+    many = [Info("closed", n, route="operator", error="cut") for n in range(SHOWN_RESETS + 30)]
+    stats, ctx = track(*many)
+    assert stats["reset"] == SHOWN_RESETS + 30
+    assert sum("reset: cut" in line for line in ctx.lines) == SHOWN_RESETS
+    assert ctx.lines[-1] == "(further resets are counted, not shown)\n"

@@ -42,7 +42,7 @@ def _printer(prefix: str) -> Callable[[Any], None]:
             _say(f"{prefix}connection {info.connection_id} failed open: {info.error}")
         elif info.kind == "closed":
             _say(f"{prefix}connection {info.connection_id} closed: {info.bytes_in} bytes "
-                 f"in, {info.bytes_out} out")
+                 f"in, {info.bytes_out} out" + (f", reset: {info.error}" if info.error else ""))
 
     return on_event
 
