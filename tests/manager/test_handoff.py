@@ -12,9 +12,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -44,14 +44,18 @@ class _Operator:
 
     def __init__(self) -> None:
         self._listener = socket.create_server(("127.0.0.1", 0))
+        self._made: list[socket.socket] = []
 
     def connect(self) -> tuple[socket.socket, socket.socket]:
         handed = socket.create_connection(self._listener.getsockname(), timeout=5)
         served, _ = self._listener.accept()
         served.settimeout(5)
+        self._made += [handed, served]
         return handed, served
 
     def close(self) -> None:
+        for sock in self._made:
+            sock.close()
         self._listener.close()
 
 
@@ -75,22 +79,30 @@ def _reset_seen(sock: socket.socket) -> bool:
     return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == _TCP_CLOSE
 
 
-def _pooled(session: RedirectSession, frames_in: queue.Queue[Any], out: list[bytes],
-            call: Call, handoff: bool = True) -> threading.Thread:
+@contextlib.contextmanager
+def _pooled(monkeypatch: pytest.MonkeyPatch, original: tuple[str, int], call: Call
+            ) -> Iterator[tuple[RedirectSession, queue.Queue[Any], list[bytes]]]:
+    """A redirect session with one handoff tunnel parked (kept after a clean connection): the
+    session, the client's frames to put (None ends them), the frames sent to the client."""
+    session = _start(monkeypatch, original)
+    frames_in: queue.Queue[Any] = queue.Queue()
+    out: list[bytes] = []
     opened = pb.TunnelOpen(redirect_id=session.id, raw_data=True, early_data=True,
-                           handoff=handoff, keep_idle=1)
+                           handoff=True, keep_idle=1)
     pump = _drain(tunnel.serve_pooled(session, _requests(frames_in), call, opened), out)
-    _until(lambda: session.idle_tunnels() == 1)
-    return pump
+    try:
+        _until(lambda: session.idle_tunnels() == 1)
+        yield session, frames_in, out
+    finally:
+        frames_in.put(None)
+        session.stop()  # (ends a tunnel parked again)
+        pump.join(5)
+    assert not pump.is_alive()
 
 
 def test_a_handed_over_connection_is_relayed_by_the_manager_both_ways(
         monkeypatch: pytest.MonkeyPatch, operator: _Operator) -> None:
-    session = _start(monkeypatch, ("10.0.0.9", 80))
-    frames_in: queue.Queue[Any] = queue.Queue()
-    out: list[bytes] = []
-    pump = _pooled(session, frames_in, out, FdCall())
-    try:
+    with _pooled(monkeypatch, ("10.0.0.9", 80), FdCall()) as (session, frames_in, out):
         with socket.create_connection(("127.0.0.1", session.listen_port), timeout=5) as peer:
             peer.sendall(b"GET / HTTP/1.1\r\n\r\n")
             _until(lambda: bool(out))
@@ -119,24 +131,15 @@ def test_a_handed_over_connection_is_relayed_by_the_manager_both_ways(
         _until(lambda: session.idle_tunnels() == 1)  # clean: parked again for the next one
         served.close()
         handed.close()
-    finally:
-        frames_in.put(None)
-        session.stop()  # (ends a tunnel parked again)
-        pump.join(5)
-        assert not pump.is_alive()
 
 
 def test_the_end_of_the_call_resets_both_sides_of_a_relayed_connection(
         monkeypatch: pytest.MonkeyPatch, operator: _Operator) -> None:
     """The CLI was killed (its lane closed): no kdiag process is left to help, and neither
     side may wait forever for the other."""
-    session = _start(monkeypatch, ("10.0.0.9", 80))
-    frames_in: queue.Queue[Any] = queue.Queue()
-    out: list[bytes] = []
     call = FdCall()
-    pump = _pooled(session, frames_in, out, call)
     handed, served = operator.connect()
-    try:
+    with _pooled(monkeypatch, ("10.0.0.9", 80), call) as (session, frames_in, out):
         with socket.create_connection(("127.0.0.1", session.listen_port), timeout=5) as peer:
             peer.settimeout(5)
             peer.sendall(b"hello")
@@ -150,27 +153,15 @@ def test_the_end_of_the_call_resets_both_sides_of_a_relayed_connection(
             with pytest.raises(ConnectionResetError):
                 _read_all(peer)
             _until(lambda: _reset_seen(served))  # the operator side was reset too
-        pump.join(5)
-        assert not pump.is_alive()
         closed = _events(session, "closed")[-1].closed
         assert closed.error == tunnel.TUNNEL_ENDED_FIRST
-    finally:
-        served.close()
-        frames_in.put(None)
-        session.stop()  # (ends a tunnel parked again)
-        pump.join(5)
-        assert not pump.is_alive()
 
 
 @pytest.mark.parametrize("who", ["peer", "operator"])
 def test_a_reset_on_one_side_of_a_relayed_connection_resets_the_other(
         monkeypatch: pytest.MonkeyPatch, operator: _Operator, who: str) -> None:
-    session = _start(monkeypatch, ("10.0.0.9", 80))
-    frames_in: queue.Queue[Any] = queue.Queue()
-    out: list[bytes] = []
-    pump = _pooled(session, frames_in, out, FdCall())
     handed, served = operator.connect()
-    try:
+    with _pooled(monkeypatch, ("10.0.0.9", 80), FdCall()) as (session, frames_in, out):
         peer = socket.create_connection(("127.0.0.1", session.listen_port), timeout=5)
         peer.sendall(b"hello")
         _until(lambda: bool(out))
@@ -186,23 +177,13 @@ def test_a_reset_on_one_side_of_a_relayed_connection_resets_the_other(
         closed = _events(session, "closed")[-1].closed
         assert closed.error == ended.error
         other.close()
-    finally:
-        handed.close()
-        frames_in.put(None)
-        session.stop()  # (ends a tunnel parked again)
-        pump.join(5)
-        assert not pump.is_alive()
 
 
 def test_a_plain_answer_on_a_handoff_tunnel_is_carried_by_the_stream(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The client could not hand over (e.g. its lane was replaced): ``connected`` still works,
     and the bytes the manager held come through the stream."""
-    session = _start(monkeypatch, ("10.0.0.9", 80))
-    frames_in: queue.Queue[Any] = queue.Queue()
-    out: list[bytes] = []
-    pump = _pooled(session, frames_in, out, FdCall())
-    try:
+    with _pooled(monkeypatch, ("10.0.0.9", 80), FdCall()) as (session, frames_in, out):
         with socket.create_connection(("127.0.0.1", session.listen_port), timeout=5) as peer:
             peer.sendall(b"first")
             _until(lambda: bool(out))
@@ -216,26 +197,17 @@ def test_a_plain_answer_on_a_handoff_tunnel_is_carried_by_the_stream(
         pump_frames = _decoded(out)
         data = b"".join(f for f in pump_frames[1:] if isinstance(f, bytes))
         assert pump_frames[0].assigned.data + data == b"firstsecond"
-    finally:
-        frames_in.put(None)
-        session.stop()  # (ends a tunnel parked again)
-        pump.join(5)
-        assert not pump.is_alive()
 
 
 @pytest.mark.parametrize("case", ["not offered", "too late"])
 def test_a_socket_handed_over_where_it_may_not_be_is_closed_not_relayed(
         monkeypatch: pytest.MonkeyPatch, operator: _Operator,
         echo: tuple[str, int], case: str) -> None:  # noqa: F811
-    session = _start(monkeypatch, echo)
-    frames_in: queue.Queue[Any] = queue.Queue()
-    out: list[bytes] = []
     # "not offered": a stream without handoff (the manager cannot take it as an answer); "too
     # late": the client's time to answer is over. Either way the connection fails open to its
     # original destination (the echo server).
-    pump = _pooled(session, frames_in, out, FdCall() if case == "too late" else Call())
     handed, served = operator.connect()
-    try:
+    with _pooled(monkeypatch, echo, FdCall() if case == "too late" else Call()) as (session, frames_in, out):
         with socket.create_connection(("127.0.0.1", session.listen_port), timeout=5) as peer:
             peer.settimeout(5)
             peer.sendall(b"hi")
@@ -251,9 +223,3 @@ def test_a_socket_handed_over_where_it_may_not_be_is_closed_not_relayed(
             except ConnectionResetError:
                 answer = b"<reset>"
         assert answer == b"echo:hi"  # failed open: the app served it
-    finally:
-        served.close()
-        frames_in.put(None)
-        session.stop()  # (ends a tunnel parked again)
-        pump.join(5)
-        assert not pump.is_alive()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import socket
+import threading
 import time
 from typing import Any
 
@@ -213,40 +214,46 @@ def test_reset_propagates_from_operator_side(app: Lab, node_session) -> None:
             handle.close()
 
 
-def test_reset_propagates_from_target_side(app: Lab, node_session) -> None:
-    import struct
-    import threading
+class _OperatorEnd:
+    """An operator-side handler that reads until its connection ends and records how: ``eof``,
+    ``reset`` or the error."""
 
-    seen: list[str] = []
-    got_data = threading.Event()
-    done = threading.Event()
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.got_data = threading.Event()
+        self.done = threading.Event()
 
-    def handler(conn: socket.socket) -> None:
+    def __call__(self, conn: socket.socket) -> None:
         try:
             conn.settimeout(10)
             conn.recv(100)
-            got_data.set()
+            self.got_data.set()
             while conn.recv(100):
                 pass
-            seen.append("eof")
+            self.seen.append("eof")
         except ConnectionResetError:
-            seen.append("reset")
+            self.seen.append("reset")
         except OSError as exc:
-            seen.append(repr(exc))
+            self.seen.append(repr(exc))
         finally:
-            done.set()
+            self.done.set()
 
-    with tcp_server(handler) as operator:
+
+def test_reset_propagates_from_target_side(app: Lab, node_session) -> None:
+    import struct
+
+    end = _OperatorEnd()
+    with tcp_server(end) as operator:
         handle = node_session.manager.redirect(RedirectSpec("incoming", [8080]), operator)
         try:
             with in_netns(app.client_ns):
                 s = socket.create_connection((app.app_ip, 8080), 10)
             s.sendall(b"data")
-            assert got_data.wait(10)
+            assert end.got_data.wait(10)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             s.close()  # RST
-            assert done.wait(10)
-            assert seen == ["reset"]
+            assert end.done.wait(10)
+            assert end.seen == ["reset"]
         finally:
             handle.close()
 
@@ -529,36 +536,17 @@ def test_a_relayed_connection_is_reset_when_its_relay_is_lost(app: Lab, node_ses
     end of a cut request."""
     import os
     import signal
-    import threading
 
     manager = _lane_only(node_session)
-    seen: list[str] = []
-    got_data = threading.Event()
-    done = threading.Event()
-
-    def operator_side(conn: socket.socket) -> None:
-        try:
-            conn.settimeout(10)
-            conn.recv(100)
-            got_data.set()
-            while conn.recv(100):
-                pass
-            seen.append("eof")
-        except ConnectionResetError:
-            seen.append("reset")
-        except OSError as exc:
-            seen.append(repr(exc))
-        finally:
-            done.set()
-
-    with tcp_server(operator_side) as operator:
+    end = _OperatorEnd()
+    with tcp_server(end) as operator:
         handle = manager.redirect(RedirectSpec("incoming", [8080]), operator)
         try:
             with in_netns(app.client_ns):
                 s = socket.create_connection((app.app_ip, 8080), 10)
             with s:
                 s.sendall(b"a request, cut")
-                assert got_data.wait(10)
+                assert end.got_data.wait(10)
                 if fault == "lane lost":
                     manager._lane_socket.shutdown(socket.SHUT_RDWR)
                     with pytest.raises(ConnectionResetError):
@@ -566,7 +554,7 @@ def test_a_relayed_connection_is_reset_when_its_relay_is_lost(app: Lab, node_ses
                             pass
                 else:
                     os.kill(node_session.info["manager_pid"], signal.SIGKILL)
-            assert done.wait(10)
-            assert seen == ["reset"]
+            assert end.done.wait(10)
+            assert end.seen == ["reset"]
         finally:
             handle.close()
