@@ -53,7 +53,7 @@ def _await_handoff_end(call: Any, stats: TunnelStats) -> bool:
                 stats.error = f"the manager sent {kind or 'data'} for a connection it relays"
                 call.cancel()
             return False
-        stats.reset, stats.error = True, "the tunnel ended before the connection did"
+        stats.reset, stats.error = True, frames.TUNNEL_ENDED_FIRST
     except grpc.RpcError as exc:
         stats.reset = True
         stats.error = f"{exc.code().name}: {exc.details()}"

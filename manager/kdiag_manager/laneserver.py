@@ -124,7 +124,7 @@ class LaneServer:
                 return
             self._lanes[lane] = sock
         try:
-            lane.send(HELLO, 0, features_for(sock))
+            lane.send(HELLO, 0, features_for(lane))
             lane.read_from(sock, take_fds=lane.takes_fds)
         except (OSError, LaneError) as exc:
             log.debug("lane: %s", exc)

@@ -36,6 +36,7 @@ from .redirect import WORKERS, RedirectSession
 from .tunnelpool import TunnelWaiter
 from .wire import frames
 from .wire.api.v1 import manager_pb2 as pb
+from .wire.frames import TUNNEL_ENDED_FIRST
 from .wire.lanepipes import Piped
 from .wire.pumps import MIN_CHUNK, socket_frames
 from .wire.sockets import abort, readable
@@ -53,9 +54,6 @@ Requests = Iterator[frames.Frame | Piped | socket.socket]
 FIRST_BYTES_WAIT = 0.001
 # Bytes a pooled tunnel may send before the client confirms; then reading pauses.
 REPLAY_LIMIT = 256 * 1024
-# The cause a connection's end reports when its Tunnel call ended first (the client vanished,
-# cancelled the tunnel, the lane closed, or the stream broke under the pump): it was reset.
-TUNNEL_ENDED_FIRST = "the tunnel ended before the connection did"
 
 
 class _Rpc:

@@ -25,6 +25,9 @@ from google.protobuf.descriptor import FieldDescriptor
 from .api.v1 import manager_pb2 as pb
 
 TUNNEL_METHOD = "/kdiag.manager.v1.Manager/Tunnel"
+TUNNEL_ENDED_FIRST = "the tunnel ended before the connection did"
+"""The cause either end reports for a connection reset because its Tunnel call ended first
+(the client vanished or cancelled, the lane closed, the stream broke, the manager died)."""
 
 # Field 2 (``bytes data``), wire type 2 (length-delimited).
 _DATA_TAG = 0x12

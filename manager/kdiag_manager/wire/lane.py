@@ -94,9 +94,9 @@ MAX_HELLO = 4096
 """The largest HELLO the manager reads (the token is tens of bytes)."""
 
 
-def features_for(sock: socket.socket) -> bytes:
-    """The manager's HELLO answer on ``sock``: FEATURES, and ``fds=1`` if it can take FD frames."""
-    return FEATURES + (b" fds=1" if sock.family == socket.AF_UNIX else b"")
+def features_for(lane: Lane) -> bytes:
+    """The manager's HELLO answer on ``lane``: FEATURES, and ``fds=1`` if it takes FD frames."""
+    return FEATURES + (b" fds=1" if lane.takes_fds else b"")
 
 
 def features(payload: bytes) -> dict[str, str]:
@@ -247,7 +247,7 @@ class Lane:
 
         Small frames are cut from a buffer that reads many at once; a large payload is read
         straight into a buffer of its own (one copy, where :meth:`feed` makes three)."""
-        fds = FdReader(sock) if take_fds and sock.family == socket.AF_UNIX else None
+        fds = FdReader(sock) if take_fds else None
         try:
             for kind, stream_id, head, rest in frames_from(sock, fds.recv_into if fds else None):
                 payload: bytes | bytearray | Piped | socket.socket = head
