@@ -9,6 +9,7 @@ the kernel, and reports its counts when it is over.
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import socket
 import threading
@@ -33,6 +34,16 @@ EARLY_BEFORE_ANSWER = 16 * 1024
 # a reply sent separately costs a second message: with a request/response protocol the reply
 # is there within a fraction of this.
 FIRST_REPLY_WAIT = 0.002
+HANDOFF_ENV = "KDIAG_HANDOFF"
+"""``1``: hand connections to the manager where the lane allows it (node mode). Off by default:
+with it, ``make chaos``'s "200 connections, CLI killed half-way" failed 2 runs of 4 (a relayed
+answer cut yet ended cleanly; a connection refused after recovery), 0 of 3 without. Until that
+is understood and fixed, the handoff is opt-in (README, ⁵)."""
+
+
+def handoff_enabled() -> bool:
+    """Is the handoff switched on (:data:`HANDOFF_ENV`)?"""
+    return os.environ.get(HANDOFF_ENV) == "1"
 
 
 def _await_handoff_end(call: Any, stats: TunnelStats) -> bool:
@@ -154,6 +165,7 @@ class PooledTunnel:
         self._cancelled = False
         self._state_lock = threading.Lock()
         self._raw = raw  # the manager accepts raw data frames
+        self._handoff = handoff_enabled()  # (offered in TunnelOpen; used only if offered)
         # (ChannelClosed if the session's channel is closed already)
         self._call = start_call(method, self._requests(redirect_id, keep_idle), metadata)
 
@@ -161,7 +173,7 @@ class PooledTunnel:
                   ) -> Iterator[bytes | memoryview | HandOff]:
         yield frames.control(pb.TunnelFrame(open=pb.TunnelOpen(
             redirect_id=redirect_id, keep_idle=keep_idle, raw_data=True, early_data=True,
-            handoff=True)))
+            handoff=self._handoff)))
         hooks = self._to_requests.get()
         if not isinstance(hooks, _Hooks):
             return
@@ -219,7 +231,7 @@ class PooledTunnel:
         carried = _Carried(assigned, sock, lambda: hooks.on_finished(assigned, carried.stats,
                                                                      sock))
         can_hand_off = getattr(self._call, "can_hand_off", None)
-        if can_hand_off is not None and can_hand_off():
+        if self._handoff and can_hand_off is not None and can_hand_off():
             hooks.on_assigned(assigned)
             carried.handed_off = True
             self._to_responses.put(carried)

@@ -6,6 +6,7 @@ splice(2), both ways, and the connection's bytes never leave the kernel nor reac
 Measured on the redirect benchmark (256 MiB, 2 cores): the relay through the lane and the CLI
 spent ≈ 0.37 s of CPU per transfer over four processes; this path leaves the sender, the sink
 and one relay thread: throughput ratio medians 0.39-0.43 → 0.55-0.59 of direct (README, ⁵).
+The CLI offers it only with ``KDIAG_HANDOFF=1`` (``kdiag.session.pooledtunnel``): see there.
 
 Half-closes pass on (EOF → ``shutdown(SHUT_WR)``); an error in either direction resets both
 sockets, so the other direction and both peers see it at once.

@@ -1,9 +1,9 @@
 """Manager benchmarks in node mode, measured side by side in one run (needs root).
 
 - redirect throughput: one connection through an outgoing redirect (target netns → manager →
-  a sink: this process connects the sink and hands the socket to the manager over the lane,
-  node mode's handoff), against the same transfer straight over loopback; once as the machine
-  is, once with ``stress-ng --cpu 2`` beside it (``_busy``);
+  tunnel on the lane → this process → a sink; with ``KDIAG_HANDOFF=1`` this process hands the
+  sink-side socket to the manager, which relays it), against the same transfer straight over
+  loopback; once as the machine is, once with ``stress-ng --cpu 2`` beside it (``_busy``);
 - connection setup latency through an established redirect (connect, 1-byte round trip), p50
   and p99, against a direct connect;
 - the manager's RSS idle and with 100 open tunnels;
@@ -85,8 +85,8 @@ def run(record: Record) -> None:
 
 _THROUGHPUT_SIDES = (
     f"a process in the target's namespace sends {TRANSFER_BYTES >> 20} MiB to a port an "
-    "outgoing redirect catches (manager → a sink process: the socket this process connected "
-    "to the sink is handed to the manager over the lane, which relays it) ÷ "
+    "outgoing redirect catches (manager → tunnel on the lane → this process → a sink process; "
+    "with KDIAG_HANDOFF=1 the manager relays to the sink itself) ÷ "
     f"the same sender to the same sink straight over loopback; best of {ROUNDS} rounds each, "
     "taking turns")
 

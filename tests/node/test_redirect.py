@@ -488,10 +488,14 @@ def test_a_carried_connection_outlives_its_redirect(app: Lab, node_session, slow
             handle.close()
 
 
-def _lane_only(node_session: Any) -> Any:
+def _lane_only(node_session: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The session's manager, with the handoff switched on (it is opt-in)."""
+    from kdiag.session.pooledtunnel import HANDOFF_ENV
+
     manager = node_session.manager
     if manager.lane is None:
         pytest.skip("runs with the lane only")
+    monkeypatch.setenv(HANDOFF_ENV, "1")
     return manager
 
 
@@ -501,7 +505,7 @@ def test_on_the_lane_the_manager_relays_each_connection_itself(
     carries none of its bytes; its end is still reported with the counts."""
     from kdiag.session import pooledtunnel
 
-    manager = _lane_only(node_session)
+    manager = _lane_only(node_session, monkeypatch)
 
     def no_pumping(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the CLI pumped a connection the manager should relay")
@@ -529,15 +533,15 @@ def test_on_the_lane_the_manager_relays_each_connection_itself(
 
 
 @pytest.mark.parametrize("fault", ["lane lost", "manager killed"])
-def test_a_relayed_connection_is_reset_when_its_relay_is_lost(app: Lab, node_session,
-                                                             fault: str) -> None:
+def test_a_relayed_connection_is_reset_when_its_relay_is_lost(
+        app: Lab, node_session, fault: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The lane lost mid-connection (as when the CLI is killed): the manager resets the peer
     and the operator side. The manager killed: the CLI resets the operator side. Never a clean
     end of a cut request."""
     import os
     import signal
 
-    manager = _lane_only(node_session)
+    manager = _lane_only(node_session, monkeypatch)
     end = _OperatorEnd()
     with tcp_server(end) as operator:
         handle = manager.redirect(RedirectSpec("incoming", [8080]), operator)
