@@ -3,7 +3,6 @@ and a socket to the operator-side address for each connection."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import socket
@@ -15,6 +14,7 @@ from typing import Any, Protocol
 import grpc
 from kdiag_manager.wire.api.v1 import manager_pb2 as pb
 from kdiag_manager.wire.channel import widen_send_buffers
+from kdiag_manager.wire.sockets import reset
 from kdiag_manager.wire.workers import Workers
 
 from kdiag.errors import ManagerError
@@ -352,9 +352,8 @@ class RedirectHandle:
         if abort_connections:
             with self._lock:
                 socks = list(self._sockets)
-            for s in socks:
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
+            for s in socks:  # (a reset: a FIN would end a cut request as if it were whole)
+                reset(s)
 
     def __enter__(self) -> RedirectHandle:
         return self

@@ -14,10 +14,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from . import httpfilter, splice, sysutil
+from . import conntrack, httpfilter, splice, sysutil
 from .memory import LOAD
 from .redirectspec import RedirectOptions
-from .wire.sockets import abort
+from .wire.sockets import abort, reset_on_close
 
 HEAD_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
@@ -79,6 +79,14 @@ class Connection:
     def claim_timeout(self) -> float:
         """How long the client may take to take (and connect) this connection."""
         return self.session.options.fail_open_timeout
+
+    def reset(self) -> None:
+        """Reset the connection now (RST) and have conntrack forget it at once: a new
+        connection from the same client port would otherwise follow this one's translation to
+        the listener, maybe closed by then (refused), until the entry expires (10 s)."""
+        abort(self.sock)
+        if self.sock.family in (socket.AF_INET, socket.AF_INET6):
+            conntrack.forget_reset([(self.peer, self.original)])
 
     def transition(self, new: str) -> bool:
         """Move from pending to ``new``; False if someone else decided first."""
@@ -153,6 +161,7 @@ def connect_original(conn: Connection) -> socket.socket:
         upstream.settimeout(CONNECT_TIMEOUT)
         upstream.connect(conn.original)
         upstream.settimeout(None)
+        reset_on_close(upstream)  # (the app must not take a cut request for a whole one)
     except OSError:
         upstream.close()
         raise
@@ -164,9 +173,11 @@ def route_local(conn: Connection, route: str, reason: str) -> None:
     try:
         upstream = connect_original(conn)
     except OSError as exc:
-        abort(conn.sock)
+        conn.reset()
         conn.session.closed(conn, "dropped", 0, 0, f"{reason}; original destination: {exc}".lstrip("; "))
         return
     with LOAD.pump():
         result = splice.splice(conn.sock, upstream, conn.initial)
+    if result.reset:  # (the relay reset it: see Connection.reset)
+        conntrack.forget_reset([(conn.peer, conn.original)])
     conn.session.closed(conn, route, result.a_to_b, result.b_to_a, reason)

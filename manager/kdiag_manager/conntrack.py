@@ -8,9 +8,14 @@ and is sent to the listener, gone by then: the client is refused although no rul
 anything any more. Deleting the entry right after the reset makes the next one a new
 connection, which reaches the app.
 
-Not at once, though: a socket closed while another thread is still inside a call on it sends
-its reset when that call returns; with the entry already gone the reset would not be translated
-and the client would wait for an answer forever. :data:`RESET_DELAY` leaves time for that.
+Only an entry that saw the reset is forgotten (:func:`forget` with ``reset_only``): a socket
+closed while another thread is still inside a call on it sends its reset when that call
+returns, and with the entry already gone the reset would not be translated: the client would
+wait for an answer forever. Such an entry is tried again :data:`RESET_DELAY` later. And an entry
+a new connection from the same client port took over meanwhile (a SYN moves a reset entry back
+to SYN_SENT, translation kept) carries that connection: deleting it would cut it off from its
+answers (seen in ``make chaos``: answers sent from the listener's port, untranslated, and the
+client waiting forever).
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ import logging
 import socket
 import struct
 import threading
-import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from . import nftables as nft
 
@@ -32,7 +37,9 @@ NFNL_SUBSYS_CTNETLINK = 1
 IPCTNL_MSG_CT_NEW, IPCTNL_MSG_CT_GET, IPCTNL_MSG_CT_DELETE = 0, 1, 2
 NLM_F_DUMP = 0x300
 NLMSG_DONE = 3
-CTA_TUPLE_ORIG, CTA_TUPLE_REPLY = 1, 2
+CTA_TUPLE_ORIG, CTA_TUPLE_REPLY, CTA_PROTOINFO, CTA_ID = 1, 2, 4, 12
+CTA_PROTOINFO_TCP, CTA_PROTOINFO_TCP_STATE = 1, 1
+TCP_CONNTRACK_CLOSE = 8  # (the state after a reset)
 CTA_TUPLE_IP, CTA_TUPLE_PROTO = 1, 2
 CTA_IP_V4_SRC, CTA_IP_V4_DST, CTA_IP_V6_SRC, CTA_IP_V6_DST = 1, 2, 3, 4
 CTA_PROTO_NUM, CTA_PROTO_SRC_PORT, CTA_PROTO_DST_PORT = 1, 2, 3
@@ -47,12 +54,16 @@ _pending: list[Flow] = []  # to forget soon (forget_later); taken by the manager
 _pending_lock = threading.Lock()
 
 
-def forget_later(flows: list[Flow]) -> None:
-    """:func:`forget` ``flows`` :data:`RESET_DELAY` from now, on a thread of its own (or
-    with the manager's exit, if that comes first: see :func:`take_pending`)."""
+def forget_reset(flows: list[Flow]) -> None:
+    """Forget the entries of ``flows`` (connections just reset) that saw their reset now; the
+    others :data:`RESET_DELAY` from now, on a thread of their own (or with the manager's exit,
+    if that comes first: see :func:`take_pending`)."""
+    late = forget(flows, reset_only=True).not_yet_reset
+    if not late:
+        return
     with _pending_lock:
-        _pending.extend(flows)
-    timer = threading.Timer(RESET_DELAY, _forget_pending, args=(flows,))
+        _pending.extend(late)
+    timer = threading.Timer(RESET_DELAY, _forget_pending, args=(late,))
     timer.daemon = True
     timer.start()
 
@@ -62,7 +73,7 @@ def _forget_pending(flows: list[Flow]) -> None:
         mine = [f for f in flows if f in _pending]
         for flow in mine:
             _pending.remove(flow)
-    forget(mine)
+    forget(mine, reset_only=True)
 
 
 def take_pending() -> list[Flow]:
@@ -73,69 +84,128 @@ def take_pending() -> list[Flow]:
     return flows
 
 
-def forget(flows: list[Flow], delay: float = 0.0) -> int:
-    """After ``delay`` seconds, delete the conntrack entries of the TCP connections ``(peer,
-    original destination)`` in this network namespace; how many were deleted (best effort:
-    errors are logged)."""
-    if not flows:
-        return 0
-    time.sleep(delay)
-    try:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                             nft.NETLINK_NETFILTER)
-    except OSError as exc:
-        log.info("cannot reach conntrack: %s", exc)
-        return 0
-    deleted = 0
+@dataclass
+class Forgotten:
+    """What :func:`forget` did."""
+
+    deleted: int = 0
+    not_yet_reset: list[Flow] = field(default_factory=list)  # (reset_only) left for later
+
+
+def forget(flows: list[Flow], reset_only: bool = False) -> Forgotten:
+    """Delete the conntrack entries of the TCP connections ``(peer, original destination)`` in
+    this network namespace; with ``reset_only``, only those in the state a reset leaves (see
+    the module: the others are listed in ``not_yet_reset``). Best effort: errors are logged."""
+    done = Forgotten()
+    sock = _netlink() if flows else None
+    if sock is None:
+        return done
     with sock:
-        sock.bind((0, 0))
         for seq, (peer, original) in enumerate(flows, 1):
             try:
                 body = _tuple(peer, original)
             except ValueError:
                 continue
             family = socket.AF_INET6 if ":" in original[0] else socket.AF_INET
-            sock.send(nft.message(seq, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE,
-                                  nft.NLM_F_REQUEST | nft.NLM_F_ACK, family, body))
-            error = nft.read_acks(sock, {seq})
-            if error == 0:
-                deleted += 1
-            elif error != errno.ENOENT:
-                log.info("forgetting conntrack entry %s -> %s: %s", peer, original,
-                         errno.errorcode.get(error, error))
-    return deleted
+            if reset_only:
+                entry = _entry(sock, seq, family, body)
+                if entry is None:
+                    continue  # gone already
+                state, entry_id = entry
+                if state != TCP_CONNTRACK_CLOSE:
+                    done.not_yet_reset.append((peer, original))
+                    continue
+                # (By its id: a SYN that killed it since made a new entry, a live one.)
+                body += nft.attr(CTA_ID, entry_id)
+            if _delete(sock, seq, family, body, f"{peer} -> {original}"):
+                done.deleted += 1
+    return done
 
 
-def translated_to(ports: set[int]) -> list[Flow]:
-    """The TCP flows in this network namespace whose address translation sends them to one of
-    ``ports`` here (a redirect's listener: the reply comes from that port, not from the
-    original destination's), as ``(peer, original destination)``; best effort: [] when
-    conntrack cannot be read.
-
-    The manager's exit forgets them all: once its listeners are closed, every such entry is a
-    dead end for a client port reused while it lingers, whichever way its connection ended."""
-    if not ports:
-        return []
+def _netlink() -> socket.socket | None:
+    """A ctnetlink socket (None, logged, when conntrack cannot be reached)."""
     try:
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
                              nft.NETLINK_NETFILTER)
     except OSError as exc:
         log.info("cannot reach conntrack: %s", exc)
-        return []
-    flows: list[Flow] = []
+        return None
+    sock.bind((0, 0))
+    sock.settimeout(5.0)
+    return sock
+
+
+def _delete(sock: socket.socket, seq: int, family: int, body: bytes, what: str) -> bool:
+    """Delete the entry ``body`` names (and its id, if given); whether it was there."""
+    sock.send(nft.message(seq, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE,
+                          nft.NLM_F_REQUEST | nft.NLM_F_ACK, family, body))
+    error = nft.read_acks(sock, {seq})
+    if error not in (0, errno.ENOENT):
+        log.info("forgetting conntrack entry %s: %s", what, errno.errorcode.get(error, error))
+    return error == 0
+
+
+def _entry(sock: socket.socket, seq: int, family: int, body: bytes) -> tuple[int, bytes] | None:
+    """The TCP state and the id (as the kernel encodes it) of the entry ``body`` names; None
+    when there is none (or it cannot be read)."""
+    sock.send(nft.message(seq, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET,
+                          nft.NLM_F_REQUEST, family, body))
+    try:
+        buf = sock.recv(65536)
+    except OSError as exc:
+        log.info("reading a conntrack entry: %s", exc)
+        return None
+    if len(buf) < nft.NLMSGHDR.size:
+        return None
+    length, kind, _flags, _seq, _pid = nft.NLMSGHDR.unpack_from(buf)
+    if kind != (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW:
+        return None  # NLMSG_ERROR: ENOENT, or refused
+    return _state_and_id(_attrs(buf[nft.NLMSGHDR.size + 4:length]))  # (after the nfgenmsg)
+
+
+def _state_and_id(parts: dict[int, bytes]) -> tuple[int, bytes] | None:
+    """An entry's TCP state and id (as the kernel encodes it), from its attributes."""
+    tcp = _attrs(_attrs(parts.get(CTA_PROTOINFO, b"")).get(CTA_PROTOINFO_TCP, b""))
+    state = tcp.get(CTA_PROTOINFO_TCP_STATE, b"")
+    if not state or CTA_ID not in parts:
+        return None
+    return state[0], parts[CTA_ID]
+
+
+def forget_translated(ports: set[int], reset_only: bool = False) -> int:
+    """Forget every TCP entry in this network namespace whose address translation sends it to
+    one of ``ports`` here (a redirect's listener: the reply comes from that port, not from the
+    original destination's); with ``reset_only``, those in the state a reset leaves. How many
+    were deleted (best effort: errors are logged).
+
+    The manager's exit forgets them all: once its listeners are closed, every such entry is a
+    dead end for a client port reused while it lingers, whichever way its connection ended. A
+    redirect that stops forgets those reset (connections the closing listener reset, or that
+    reached it through an entry left over). Each is deleted by its id: an entry made since for
+    the same client port (a new connection, translated to another listener, or to none) is not
+    one of them."""
+    sock = _netlink() if ports else None
+    if sock is None:
+        return 0
     with sock:
-        sock.bind((0, 0))
-        sock.settimeout(5.0)
         sock.send(nft.message(1, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET,
                               nft.NLM_F_REQUEST | NLM_F_DUMP, socket.AF_UNSPEC, b""))
+        found: list[tuple[Flow, bytes]] = []
         try:
             for entry in _dump_entries(sock):
                 flow = _translated_flow(entry, ports)
-                if flow is not None:
-                    flows.append(flow)
+                seen = _state_and_id(_attrs(entry))
+                if flow is not None and seen is not None and \
+                        not (reset_only and seen[0] != TCP_CONNTRACK_CLOSE):
+                    found.append((flow, seen[1]))
         except OSError as exc:
             log.info("reading conntrack: %s", exc)
-    return flows
+        deleted = 0
+        for seq, ((peer, original), entry_id) in enumerate(found, 2):
+            family = socket.AF_INET6 if ":" in original[0] else socket.AF_INET
+            body = _tuple(peer, original) + nft.attr(CTA_ID, entry_id)
+            deleted += _delete(sock, seq, family, body, f"{peer} -> {original}")
+    return deleted
 
 
 _ATTR = struct.Struct("=HH")

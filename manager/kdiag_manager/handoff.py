@@ -6,15 +6,18 @@ splice(2), both ways, and the connection's bytes never leave the kernel nor reac
 Measured on the redirect benchmark (256 MiB, 2 cores): the relay through the lane and the CLI
 spent ≈ 0.37 s of CPU per transfer over four processes; this path leaves the sender, the sink
 and one relay thread: throughput ratio medians 0.39-0.43 → 0.55-0.59 of direct (README, ⁵).
-The CLI offers it only with ``KDIAG_HANDOFF=1`` (``kdiag.session.pooledtunnel``): see there.
+The CLI offers it unless ``KDIAG_HANDOFF=0`` (``kdiag.session.pooledtunnel``): see there.
+The same relay carries the connections that stay local (:mod:`.splice`).
 
-Half-closes pass on (EOF → ``shutdown(SHUT_WR)``); an error in either direction resets both
+Half-closes pass on (EOF → ``shutdown(SHUT_WR)``), but never a reset's: once the error of a
+reset has been read by one direction, the other reads 0 from the same socket, like an EOF
+(:func:`~.wire.sockets.was_reset` tells them apart). An error in either direction resets both
 sockets, so the other direction and both peers see it at once.
 """
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import os
 import socket
 import threading
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .wire.pumps import Pipe
-from .wire.sockets import abort, nodelay
+from .wire.sockets import nodelay, reset, reset_on_close, was_reset
 
 
 @dataclass
@@ -42,6 +45,9 @@ class _Relay:
     def __init__(self, peer: socket.socket, operator: socket.socket) -> None:
         self.socks = (peer, operator)
         self.counts = [0, 0]  # peer → operator, operator → peer
+        # (Per socket.) The other direction ended it cleanly: its connection may be closed
+        # now without a reset (both FINs acknowledged), so a read of 0 is an end.
+        self.ended = [False, False]
         self.error = ""
         self._lock = threading.Lock()
 
@@ -50,7 +56,7 @@ class _Relay:
         with self._lock:
             self.error = self.error or f"{cause}: {exc.strerror or exc}"
         for sock in self.socks:
-            reset_connection(sock)
+            reset(sock)
 
 
 def _splice(relay: _Relay, way: int, cause: str, done: threading.Event | None = None) -> None:
@@ -65,6 +71,9 @@ def _splice(relay: _Relay, way: int, cause: str, done: threading.Event | None = 
                 moved = os.splice(pipe.r, dst.fileno(), n)
                 n -= moved
                 relay.counts[way] += moved
+        if not relay.ended[way] and was_reset(src):  # (its error went to the other way)
+            raise ConnectionResetError(errno.ECONNRESET, os.strerror(errno.ECONNRESET))
+        relay.ended[1 - way] = True  # (first: the peer may acknowledge before shutdown returns)
         dst.shutdown(socket.SHUT_WR)
     except OSError as exc:
         relay.fail(cause, exc)
@@ -75,13 +84,6 @@ def _splice(relay: _Relay, way: int, cause: str, done: threading.Event | None = 
             done.set()
 
 
-def reset_connection(sock: socket.socket) -> None:
-    """Reset ``sock``'s connection (RST) without closing the object: its owner closes it, so
-    no descriptor number is freed while the other direction's splice may still use it."""
-    with contextlib.suppress(OSError):
-        abort(sock.dup())  # (disconnects the connection itself, whoever else holds it)
-
-
 def relay(peer: socket.socket, operator: socket.socket, first: bytes,
           submit: Callable[..., Any]) -> Relayed:
     """Write ``first`` (the peer's bytes the CLI never wrote) to ``operator``, then splice
@@ -89,6 +91,7 @@ def relay(peer: socket.socket, operator: socket.socket, first: bytes,
     operator → peer direction on another thread. Blocks; leaves both sockets open (their owner
     closes them)."""
     nodelay(peer)  # (relayed bytes were delayed by their sender already, if at all)
+    reset_on_close(operator)  # (the peer's is: see redirect; their owner closes them cleanly)
     state = _Relay(peer, operator)
     try:
         for sock in (peer, operator):  # (splice on a non-blocking socket fails with EAGAIN;

@@ -30,7 +30,7 @@ from .httphead import (
     parse_response_head,
 )
 from .httpio import HttpError, Reader, Writer
-from .wire.sockets import abort, nodelay, readable
+from .wire.sockets import abort, close_cleanly, nodelay, readable
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # After forwarding an upstream's ``Connection: close``, how long a next request may take to
@@ -141,7 +141,7 @@ class _Upstream:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_WR)
-        self.sock.close()
+        close_cleanly(self.sock)
 
 
 def _response_head(up: _Upstream, name: str) -> ResponseHead:
@@ -310,7 +310,7 @@ def route(client: socket.socket, initial: bytes, to_operator: Callable[[RequestH
         if clean:
             with contextlib.suppress(OSError):
                 client.shutdown(socket.SHUT_WR)
-            client.close()
+            close_cleanly(client)
         else:
             abort(client)
     return stats

@@ -18,6 +18,7 @@ import os
 import queue
 import socket
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 
@@ -35,9 +36,9 @@ from .memory import LOAD
 from .redirectevents import outgoing
 from .redirectrules import RuleSet
 from .redirectspec import RedirectOptions
-from .tunnelpool import TunnelPool, TunnelWaiter
+from .tunnelpool import Accepted, TunnelPool, TunnelWaiter, accept_from
 from .wire.api.v1 import manager_pb2 as pb
-from .wire.sockets import abort
+from .wire.sockets import abort, reset_on_close
 from .wire.workers import Workers
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,8 @@ class RedirectSession:
         self._mine: set[int] = set()
         # Every accepted (address-translated) socket still open: aborted when the manager exits.
         self._accepted_socks: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        self._intake_lock = threading.Lock()  # (see _take)
+        self._intake_closed = False
         self._pool: TunnelPool | None = None
         self.first_bytes = FirstBytesHint()
         self.id = next(_session_ids)
@@ -86,7 +89,7 @@ class RedirectSession:
             register(self)
             listener, dual = _listen()
             self._listener = listener
-            self._pool = TunnelPool(listener, direct=opts.header is None)
+            self._pool = TunnelPool(listener, direct=opts.header is None, accept=self._take)
             self.listen_port = listener.getsockname()[1]
             _ports.add(self.listen_port)
             try:
@@ -133,6 +136,7 @@ class RedirectSession:
                 with contextlib.suppress(OSError):
                     self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
                 self._listener.close()
+                conntrack.forget_translated({self.listen_port}, reset_only=True)
             if self._pool is not None:
                 self._pool.close()
             _by_id.pop(self.id, None)
@@ -149,20 +153,33 @@ class RedirectSession:
         the listener would reset them, and their conntrack entries would send a client port
         reused soon after to the gone listener."""
         assert self._listener is not None
-        while True:
-            try:
-                sock, peer = self._listener.accept()
-            except OSError:  # BlockingIOError: none left
-                return
-            sock.setblocking(True)
-            conn = self._new_connection(sock, peer)
+        while accepted := self._take():
+            conn = self._new_connection(*accepted)
             if conn is not None:
                 WORKERS.submit(self.fail_over, conn, "redirect ended")
 
-    def abort_connections(self) -> list[conntrack.Flow]:
+    def _take(self) -> Accepted | None:
+        """A connection off the listener, counted among those the manager's exit resets, in
+        one step: one taken but not yet counted when the last :meth:`abort_connections` runs
+        would be closed by the process's end, once nothing translates its reset any more, and
+        its client would wait for ever (seen in ``make chaos``)."""
+        with self._intake_lock:
+            if self._intake_closed:
+                return None
+            accepted = accept_from(self._listener)
+            if accepted is not None:
+                self._accepted_socks.add(accepted[0])
+                reset_on_close(accepted[0])  # (a clean end is the relay's: see wire.sockets)
+            return accepted
+
+    def abort_connections(self, last: bool = False) -> list[conntrack.Flow]:
         """Reset every connection this redirect accepted that is still open (the manager is
         exiting: a reset, never a clean end that would pass for a complete answer); their
-        flows (peer, original destination), for conntrack to forget once the resets are out."""
+        flows (peer, original destination), for conntrack to forget once the resets are out.
+        ``last``: no connection is taken from now on."""
+        if last:
+            with self._intake_lock:
+                self._intake_closed = True
         flows = []
         for sock in list(self._accepted_socks):
             if sock.fileno() == -1:
@@ -213,7 +230,7 @@ class RedirectSession:
         (``error`` on the operator's route, or dropped) is forgotten by conntrack too."""
         self._mine.discard(conn.id)
         if error and route in ("operator", "dropped"):
-            conntrack.forget_later([(conn.peer, conn.original)])
+            conntrack.forget_reset([(conn.peer, conn.original)])
         self.emit(pb.RedirectEvent(closed=pb.ConnectionClosed(
             connection_id=conn.id, route=route, bytes_from_peer=sent, bytes_to_peer=received,
             error=error)))
@@ -239,7 +256,6 @@ class RedirectSession:
             self._offer(sock, peer)  # never blocks: keeps connection setup fast
 
     def _new_connection(self, sock: socket.socket, peer: tuple[str, int]) -> Connection | None:
-        self._accepted_socks.add(sock)
         try:
             original = sysutil.original_destination(sock)
         except OSError:
@@ -324,7 +340,7 @@ class RedirectSession:
         if self.options.fail_open:
             route_local(conn, "original", reason)
         else:
-            abort(conn.sock)
+            conn.reset()
             self.closed(conn, "dropped", 0, 0, reason)
 
     def _announce(self, conn: Connection) -> None:
@@ -422,8 +438,12 @@ def stop_all() -> None:
     flows = [f for session in _all_sessions() for f in session.abort_connections()]
     for session in sessions:
         session.stop()
-    flows += [f for session in _all_sessions() for f in session.abort_connections()]
-    conntrack.forget(flows + conntrack.take_pending(), delay=conntrack.RESET_DELAY)
+    flows += [f for session in _all_sessions() for f in session.abort_connections(last=True)]
+    # At once (a client port reused now would be sent to a closed listener), then the rest.
+    flows += conntrack.take_pending()
+    if flows:
+        conntrack.forget(flows, reset_only=True)
+        time.sleep(conntrack.RESET_DELAY)  # (resets sent late: see conntrack)
     # Any other entry still translated to a listener of ours (a connection reset on a path
     # that did not say so, or by this process's end) would refuse a reused client port.
-    conntrack.forget(conntrack.translated_to(set(_ports)))
+    conntrack.forget_translated(set(_ports))

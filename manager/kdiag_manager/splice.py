@@ -1,18 +1,19 @@
-"""Copy bytes between two sockets in both directions, propagating half-close and resets.
-
-Used for connections that stay local: failed open, or not matching a header filter.
+"""A connection that stays local (failed open, not matching a header filter, a ``101`` or
+``CONNECT`` tunnel), relayed to its upstream by the kernel relay of :mod:`.handoff`: half-closes
+pass on, a reset on either side resets both at once, and the sockets are closed after (with a
+reset, when the relay ended by one: never a clean end for a cut connection).
 """
 
 from __future__ import annotations
 
 import socket
-import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from .wire.sockets import abort
-
-CHUNK = 64 * 1024
+from .handoff import relay
+from .wire.sockets import abort, close_cleanly
 
 
 @dataclass
@@ -24,31 +25,8 @@ class SpliceResult:
     reset: bool = False
 
 
-def _pump(src: socket.socket, dst: socket.socket, result: SpliceResult, forward: bool,
-          failed: threading.Event) -> None:
-    total = 0
-    try:
-        while True:
-            data = src.recv(CHUNK)
-            if not data:
-                dst.shutdown(socket.SHUT_WR)  # half-close: pass the FIN on
-                break
-            dst.sendall(data)
-            total += len(data)
-    except OSError:
-        result.reset = True
-        failed.set()
-        # Reset propagates: abort both so the other pump and both peers see it.
-        for s in (src, dst):
-            try:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-    if forward:
-        result.a_to_b = total
-    else:
-        result.b_to_a = total
+def _on_a_thread(fn: Callable[..., Any], *args: Any) -> None:
+    threading.Thread(target=fn, args=args, daemon=True, name="splice").start()
 
 
 def splice(a: socket.socket, b: socket.socket, initial: bytes = b"") -> SpliceResult:
@@ -56,20 +34,10 @@ def splice(a: socket.socket, b: socket.socket, initial: bytes = b"") -> SpliceRe
 
     Blocks the calling thread (one extra thread does the other direction); closes both sockets.
     """
-    result = SpliceResult()
-    failed = threading.Event()
-    try:
-        if initial:
-            b.sendall(initial)
-    except OSError:
-        abort(a)
-        abort(b)
-        return SpliceResult(reset=True)
-    t = threading.Thread(target=_pump, args=(b, a, result, False, failed), daemon=True)
-    t.start()
-    _pump(a, b, result, True, failed)
-    t.join()
-    result.a_to_b += len(initial)
-    a.close()
-    b.close()
-    return result
+    relayed = relay(a, b, initial, _on_a_thread)
+    for sock in (a, b):
+        if relayed.error:
+            abort(sock)
+        else:
+            close_cleanly(sock)
+    return SpliceResult(relayed.to_operator, relayed.from_operator, bool(relayed.error))

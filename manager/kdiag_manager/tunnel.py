@@ -30,7 +30,7 @@ from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 from .connections import Connection
-from .handoff import relay, reset_connection
+from .handoff import relay
 from .memory import LOAD
 from .redirect import WORKERS, RedirectSession
 from .tunnelpool import TunnelWaiter
@@ -39,7 +39,7 @@ from .wire.api.v1 import manager_pb2 as pb
 from .wire.frames import TUNNEL_ENDED_FIRST
 from .wire.lanepipes import Piped
 from .wire.pumps import MIN_CHUNK, socket_frames
-from .wire.sockets import abort, readable
+from .wire.sockets import close_cleanly, readable, reset
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def _inbound(conn: Connection, requests: Requests,
                     return  # the connection fails open: leave the socket alone
                 st.reset = True
                 st.error = frame.reset or "reset by the client side"
-                abort(sock)
+                conn.reset()
                 return
         # The client ended its request stream without eof (its side vanished): an abort, also
         # when the peer has finished sending; closing cleanly would pass a cut answer for a
@@ -188,7 +188,7 @@ def _inbound(conn: Connection, requests: Requests,
             return
         st.reset = True
         st.error = st.error or str(exc) or type(exc).__name__
-        abort(sock)
+        conn.reset()
     finally:
         st.done_in.set()
 
@@ -337,8 +337,8 @@ def _serve(conn: Connection, requests: Requests, rpc: _Rpc,
             st.reset = True
             st.error = st.error or TUNNEL_ENDED_FIRST  # (else the report has a reset, no cause)
             if st.operator is not None:  # (handed over: the manager's to end)
-                reset_connection(st.operator)
-            abort(conn.sock)
+                reset(st.operator)
+            conn.reset()
 
     rpc.on_end(on_rpc_end)
     sock = conn.sock
@@ -424,8 +424,10 @@ def _serve(conn: Connection, requests: Requests, rpc: _Rpc,
             st.wake_w.close()
         if st.operator is not None:  # (handed over; reset unless the relay ended cleanly)
             if st.reset or not completed:
-                reset_connection(st.operator)
-            st.operator.close()
+                reset(st.operator)
+                st.operator.close()
+            else:
+                close_cleanly(st.operator)
         if failed_open:
             st.failed_over = True
             # Hand the connection, with what the client never confirmed, to the fallback.
@@ -433,11 +435,11 @@ def _serve(conn: Connection, requests: Requests, rpc: _Rpc,
             WORKERS.submit(conn.session.fail_over, conn, st.refused)
         else:
             if completed:
-                sock.close()
+                close_cleanly(sock)
             else:  # never a clean close: the peer would take a cut answer for a whole one
                 st.reset = True
                 st.error = st.error or TUNNEL_ENDED_FIRST
-                abort(sock)
+                conn.reset()
             conn.session.closed(conn, "operator", received, st.sent_to_peer,
                                 st.error if st.reset else "")
     return not failed_open and not st.reset and st.eof_in

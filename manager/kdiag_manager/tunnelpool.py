@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 # one of ours, it was closed), or offer it to others (it was handed another one meanwhile).
 Adopt = Callable[[socket.socket, tuple[str, int]], "Connection | None"]
 Offer = Callable[[socket.socket, tuple[str, int]], None]
+Accepted = tuple[socket.socket, tuple[str, int]]  # (a connection off the listener, its peer)
 
 
 class Waker:
@@ -122,8 +123,11 @@ class TunnelWaiter:
 class TunnelPool:
     """Idle pooled tunnels of one redirect (see the module's docstring)."""
 
-    def __init__(self, listener: socket.socket | None, direct: bool) -> None:
+    def __init__(self, listener: socket.socket | None, direct: bool,
+                 accept: Callable[[], Accepted | None] | None = None) -> None:
         self._listener = listener  # non-blocking
+        # How a connection is taken off the listener (the redirect's: it counts each one).
+        self._accept_one = accept or (lambda: accept_from(listener))
         self._direct = direct
         self._idle: collections.deque[TunnelWaiter] = collections.deque()
         self._lock = threading.Lock()
@@ -168,7 +172,7 @@ class TunnelPool:
                 continue
             # Woken for the listener: accept even if leaving now, since the kernel woke only
             # this thread for the connection (what is not ours to carry is offered on).
-            accepted = _accept(self._listener)
+            accepted = self._accept_one()
             if accepted is None:
                 continue  # another thread took it
             with self._lock:
@@ -210,7 +214,7 @@ class TunnelPool:
             return None
         # Even if a tunnel parked meanwhile: the kernel woke only this thread for the
         # connection (the loop hands it over).
-        return _accept(self._listener)
+        return self._accept_one()
 
     def close(self) -> None:
         """Cancel every idle tunnel and release the loop (the redirect stops)."""
@@ -228,7 +232,9 @@ class TunnelPool:
         self._loop_waker.close()
 
 
-def _accept(listener: socket.socket | None) -> tuple[socket.socket, tuple[str, int]] | None:
+def accept_from(listener: socket.socket | None) -> Accepted | None:
+    """A connection off ``listener`` (non-blocking) as a blocking socket and its peer; None
+    when there is none (taken by another thread), or the listener is closed."""
     if listener is None:  # (a mirror's pool: its tunnels are only handed connections)
         return None
     try:

@@ -1,7 +1,7 @@
 """Manager benchmarks in node mode, measured side by side in one run (needs root).
 
 - redirect throughput: one connection through an outgoing redirect (target netns → manager →
-  tunnel on the lane → this process → a sink; with ``KDIAG_HANDOFF=1`` this process hands the
+  tunnel on the lane → this process → a sink; unless ``KDIAG_HANDOFF=0`` this process hands the
   sink-side socket to the manager, which relays it), against the same transfer straight over
   loopback; once as the machine is, once with ``stress-ng --cpu 2`` beside it (``_busy``);
 - connection setup latency through an established redirect (connect, 1-byte round trip), p50
@@ -86,7 +86,7 @@ def run(record: Record) -> None:
 _THROUGHPUT_SIDES = (
     f"a process in the target's namespace sends {TRANSFER_BYTES >> 20} MiB to a port an "
     "outgoing redirect catches (manager → tunnel on the lane → this process → a sink process; "
-    "with KDIAG_HANDOFF=1 the manager relays to the sink itself) ÷ "
+    "the manager relays to the sink itself unless KDIAG_HANDOFF=0) ÷ "
     f"the same sender to the same sink straight over loopback; best of {ROUNDS} rounds each, "
     "taking turns")
 

@@ -23,6 +23,7 @@ import pytest
 from kdiag_manager import tunnel
 from kdiag_manager.redirect import RedirectSession
 from kdiag_manager.wire.api.v1 import manager_pb2 as pb
+from kdiag_manager.wire.sockets import abort
 
 from tests.manager.test_redirect_accepted import _start
 from tests.manager.test_reoffer import _events, echo  # noqa: F401
@@ -168,7 +169,7 @@ def test_a_reset_on_one_side_of_a_relayed_connection_resets_the_other(
         frames_in.put(handed.dup())  # (the manager gets a descriptor of its own)
         assert served.recv(100) == b"hello"
         resetting, other = (peer, served) if who == "peer" else (served, peer)
-        tunnel.abort(resetting)
+        abort(resetting)
         with pytest.raises(ConnectionResetError):
             _read_all(other)
         _until(lambda: len(out) == 2)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from kdiag_manager import redirect, redirectrules, sysutil
@@ -138,3 +139,35 @@ def test_connections_still_queued_when_it_stops_fail_open(
                 got += chunk
             answers.append(got)
     assert answers == [b"echo:queued 0", b"echo:queued 1"]  # (no event: the stream is over)
+
+
+def test_a_connection_taken_but_not_yet_handled_is_reset_when_the_manager_exits(
+        monkeypatch: pytest.MonkeyPatch, echo: tuple[str, int]) -> None:  # noqa: F811
+    """The manager's exit resets every connection taken off the listener, also one whose
+    thread has not made a Connection of it yet (here held there): counted later, it would be
+    closed by the process's end once nothing translates its reset any more (make chaos: a
+    client waiting for ever)."""
+    import threading
+
+    held, release = threading.Event(), threading.Event()
+    new_connection = redirect.RedirectSession._new_connection
+
+    def slow(self: redirect.RedirectSession, sock: socket.socket, peer: tuple[str, int]) -> Any:
+        held.set()
+        if release.wait(10):
+            return None  # (reset meanwhile: nothing more to do with it)
+        return new_connection(self, sock, peer)
+
+    monkeypatch.setattr(redirect.RedirectSession, "_new_connection", slow)
+    session = _start(monkeypatch, echo)
+    try:
+        with socket.create_connection(("127.0.0.1", session.listen_port), timeout=5) as client:
+            client.sendall(b"request")
+            client.shutdown(socket.SHUT_WR)
+            assert held.wait(5)
+            session.abort_connections(last=True)
+            with pytest.raises(ConnectionResetError):
+                client.recv(100)
+    finally:
+        release.set()
+        session.stop()
