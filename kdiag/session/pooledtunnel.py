@@ -36,7 +36,7 @@ EARLY_BEFORE_ANSWER = 16 * 1024
 FIRST_REPLY_WAIT = 0.002
 HANDOFF_ENV = "KDIAG_HANDOFF"
 """``0``: never hand connections to the manager (the CLI pumps them, as in a pod). On by
-default where the lane allows it (node mode). It was opt-in for a day: ``make chaos``'s "200
+default where the lane allows it (node mode). It was opt-in for a few hours: ``make chaos``'s "200
 connections, CLI killed half-way" failed with it; the causes were in the manager and hit both
 paths (conntrack entries forgotten by client port, a reset read as a clean end, a connection
 taken but not yet counted at exit: manager/README.md, "The anchor"); since, 120 rounds of it
