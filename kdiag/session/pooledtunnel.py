@@ -23,7 +23,7 @@ from kdiag_manager.wire.api.v1 import manager_pb2 as pb
 from kdiag_manager.wire.lanefds import HandOff
 from kdiag_manager.wire.lanepipes import Piped
 from kdiag_manager.wire.pumps import MIN_CHUNK
-from kdiag_manager.wire.sockets import abort, readable
+from kdiag_manager.wire.sockets import abort, close_cleanly, readable
 
 from .tunnel import TunnelStats, pump_responses, pump_socket, start_call
 
@@ -87,18 +87,24 @@ class _Carried:
         self.handed_off = False  # the manager relays it (reported in ``handoff_ended``)
         self._on_done: Callable[[], None] | None = on_done
         self._left = 2
+        self._cut = False
         self._lock = threading.Lock()
 
     def finish(self, both: bool = False) -> None:
-        """One direction is over (``both``: the stream is over, so is the other one)."""
+        """One direction is over (``both``: the stream is over, so is the other one: the
+        connection is cut, and the close resets it, see ``reset_on_close``)."""
         with self._lock:
+            self._cut = self._cut or both
             self._left = 0 if both else self._left - 1
             on_done = self._on_done if self._left <= 0 else None
             if on_done is not None:
                 self._on_done = None
         if on_done is not None:
             with contextlib.suppress(OSError):
-                self.sock.close()
+                if self._cut or self.stats.reset:
+                    self.sock.close()
+                else:
+                    close_cleanly(self.sock)
             on_done()
 
 

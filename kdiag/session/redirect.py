@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import grpc
 from kdiag_manager.wire.api.v1 import manager_pb2 as pb
 from kdiag_manager.wire.channel import widen_send_buffers
-from kdiag_manager.wire.sockets import reset
+from kdiag_manager.wire.sockets import reset, reset_on_close
 from kdiag_manager.wire.workers import Workers
 
 from kdiag.errors import ManagerError
@@ -248,6 +248,7 @@ class RedirectHandle:
             sock = socket.create_connection((host, port), timeout=self._connect_timeout)
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        reset_on_close(sock)  # (this process killed mid-request: a reset, never a clean end)
         return sock
 
     def _target_for(self, original: tuple[str, int]) -> tuple[str, int]:

@@ -22,7 +22,7 @@ from kdiag_manager.wire.api.v1 import manager_pb2 as pb
 from kdiag_manager.wire.lanefds import HandOff
 from kdiag_manager.wire.lanepipes import Piped
 from kdiag_manager.wire.pumps import socket_frames
-from kdiag_manager.wire.sockets import abort
+from kdiag_manager.wire.sockets import abort, close_cleanly
 
 
 @dataclass
@@ -132,6 +132,7 @@ def pump_responses(call: Any, sock: socket.socket, stats: TunnelStats, early: by
     direction may still be running) and the stream unread: return True then.
     """
     keep_open = False
+    ended = False  # by the manager's eof, no reset: the connection's end is clean
     try:
         if early:
             sock.sendall(early)
@@ -153,6 +154,7 @@ def pump_responses(call: Any, sock: socket.socket, stats: TunnelStats, early: by
                 stats.to_operator += len(frame.data)
             elif kind == "eof":
                 sock.shutdown(socket.SHUT_WR)
+                ended = True
                 if until_eof:
                     keep_open = True
                     return True
@@ -173,7 +175,10 @@ def pump_responses(call: Any, sock: socket.socket, stats: TunnelStats, early: by
     finally:
         if not keep_open:
             with contextlib.suppress(OSError):
-                sock.close()
+                if ended and not stats.reset:
+                    close_cleanly(sock)
+                else:  # (a stream that ended without eof: a reset, see reset_on_close)
+                    sock.close()
     return False
 
 

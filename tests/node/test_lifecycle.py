@@ -147,6 +147,34 @@ def test_a_carried_connection_is_reset_when_the_cli_vanishes(app: Lab) -> None:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+@pytest.mark.parametrize("handoff", ["1", "0"])
+def test_the_operator_side_of_a_cut_request_is_reset_when_the_cli_vanishes(
+        app: Lab, monkeypatch: pytest.MonkeyPatch, handoff: str) -> None:
+    """kill -9 of the CLI while the operator side holds half a request: it gets a reset, never
+    a clean end that would pass the cut request for a whole one — whether the CLI pumped the
+    connection (its socket, closed by the kernel) or handed it to the manager (which resets
+    it when the lane goes)."""
+    from .test_redirect import _OperatorEnd
+
+    monkeypatch.setenv("KDIAG_HANDOFF", handoff)  # (the helper inherits it)
+    end = _OperatorEnd()
+    with tcp_server(end) as operator:
+        helper, _manager_pid, workdir = _start_cli_helper(app, "auto", operator[1])
+        try:
+            with in_netns(app.client_ns):
+                client = socket.create_connection((app.app_ip, 8080), timeout=10)
+            with client:
+                client.sendall(b"half a request")
+                assert end.got_data.wait(10)
+                helper.kill()
+                assert end.done.wait(10)
+            assert end.seen == ["reset"]
+        finally:
+            helper.kill()
+            helper.wait()
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
 def _flood(conn: socket.socket) -> None:
     """An operator side that answers with more than any socket buffer holds, at once."""
     _requests.release()
