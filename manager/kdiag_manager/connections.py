@@ -81,12 +81,16 @@ class Connection:
         return self.session.options.fail_open_timeout
 
     def reset(self) -> None:
-        """Reset the connection now (RST) and have conntrack forget it at once: a new
-        connection from the same client port would otherwise follow this one's translation to
-        the listener, maybe closed by then (refused), until the entry expires (10 s)."""
+        """Reset the connection now (RST) and have conntrack forget it at once."""
         abort(self.sock)
         if self.sock.family in (socket.AF_INET, socket.AF_INET6):
-            conntrack.forget_reset([(self.peer, self.original)])
+            self.forget_reset()
+
+    def forget_reset(self) -> None:
+        """It was reset: have conntrack forget it (:func:`conntrack.forget_reset`). A new
+        connection from the same client port would otherwise follow this one's translation to
+        the listener, maybe closed by then (refused), until the entry expires (10 s)."""
+        conntrack.forget_reset([(self.peer, self.original)])
 
     def transition(self, new: str) -> bool:
         """Move from pending to ``new``; False if someone else decided first."""
@@ -178,6 +182,6 @@ def route_local(conn: Connection, route: str, reason: str) -> None:
         return
     with LOAD.pump():
         result = splice.splice(conn.sock, upstream, conn.initial)
-    if result.reset:  # (the relay reset it: see Connection.reset)
-        conntrack.forget_reset([(conn.peer, conn.original)])
+    if result.reset:  # (the relay reset it)
+        conn.forget_reset()
     conn.session.closed(conn, route, result.a_to_b, result.b_to_a, reason)

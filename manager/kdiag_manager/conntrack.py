@@ -8,7 +8,7 @@ and is sent to the listener, gone by then: the client is refused although no rul
 anything any more. Deleting the entry right after the reset makes the next one a new
 connection, which reaches the app.
 
-Only an entry that saw the reset is forgotten (:func:`forget` with ``reset_only``): a socket
+Only an entry that saw the reset is forgotten (:func:`forget`): a socket
 closed while another thread is still inside a call on it sends its reset when that call
 returns, and with the entry already gone the reset would not be translated: the client would
 wait for an answer forever. Such an entry is tried again :data:`RESET_DELAY` later. And an entry
@@ -27,7 +27,6 @@ import socket
 import struct
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 from . import nftables as nft
 
@@ -50,7 +49,7 @@ Endpoint = tuple[str, int]
 
 
 Flow = tuple[Endpoint, Endpoint]
-_pending: list[Flow] = []  # to forget soon (forget_later); taken by the manager's exit
+_pending: list[Flow] = []  # to forget soon (forget_reset); taken by the manager's exit
 _pending_lock = threading.Lock()
 
 
@@ -58,7 +57,7 @@ def forget_reset(flows: list[Flow]) -> None:
     """Forget the entries of ``flows`` (connections just reset) that saw their reset now; the
     others :data:`RESET_DELAY` from now, on a thread of their own (or with the manager's exit,
     if that comes first: see :func:`take_pending`)."""
-    late = forget(flows, reset_only=True).not_yet_reset
+    late = forget(flows)
     if not late:
         return
     with _pending_lock:
@@ -73,53 +72,37 @@ def _forget_pending(flows: list[Flow]) -> None:
         mine = [f for f in flows if f in _pending]
         for flow in mine:
             _pending.remove(flow)
-    forget(mine, reset_only=True)
+    forget(mine)
 
 
 def take_pending() -> list[Flow]:
-    """The flows :func:`forget_later` has not forgotten yet (the caller forgets them)."""
+    """The flows :func:`forget_reset` has not forgotten yet (the caller forgets them)."""
     with _pending_lock:
         flows = list(_pending)
         _pending.clear()
     return flows
 
 
-@dataclass
-class Forgotten:
-    """What :func:`forget` did."""
-
-    deleted: int = 0
-    not_yet_reset: list[Flow] = field(default_factory=list)  # (reset_only) left for later
-
-
-def forget(flows: list[Flow], reset_only: bool = False) -> Forgotten:
+def forget(flows: list[Flow]) -> list[Flow]:
     """Delete the conntrack entries of the TCP connections ``(peer, original destination)`` in
-    this network namespace; with ``reset_only``, only those in the state a reset leaves (see
-    the module: the others are listed in ``not_yet_reset``). Best effort: errors are logged."""
-    done = Forgotten()
+    this network namespace that are in the state a reset leaves, each by its id (see the
+    module); the flows whose entry has not seen its reset yet, for a later try. Best effort:
+    errors are logged."""
+    late: list[Flow] = []
     sock = _netlink() if flows else None
     if sock is None:
-        return done
+        return late
     with sock:
-        for seq, (peer, original) in enumerate(flows, 1):
-            try:
-                body = _tuple(peer, original)
-            except ValueError:
-                continue
-            family = socket.AF_INET6 if ":" in original[0] else socket.AF_INET
-            if reset_only:
-                entry = _entry(sock, seq, family, body)
-                if entry is None:
-                    continue  # gone already
-                state, entry_id = entry
-                if state != TCP_CONNTRACK_CLOSE:
-                    done.not_yet_reset.append((peer, original))
-                    continue
-                # (By its id: a SYN that killed it since made a new entry, a live one.)
-                body += nft.attr(CTA_ID, entry_id)
-            if _delete(sock, seq, family, body, f"{peer} -> {original}"):
-                done.deleted += 1
-    return done
+        for seq, flow in enumerate(flows, 1):
+            entry = _entry(sock, seq, flow)
+            if entry is None:
+                continue  # gone already
+            state, entry_id = entry
+            if state != TCP_CONNTRACK_CLOSE:
+                late.append(flow)
+            else:  # (by its id: a SYN that killed it since made a new entry, a live one)
+                _delete(sock, seq, flow, entry_id)
+    return late
 
 
 def _netlink() -> socket.socket | None:
@@ -135,19 +118,40 @@ def _netlink() -> socket.socket | None:
     return sock
 
 
-def _delete(sock: socket.socket, seq: int, family: int, body: bytes, what: str) -> bool:
-    """Delete the entry ``body`` names (and its id, if given); whether it was there."""
+def _named(flow: Flow) -> tuple[int, bytes] | None:
+    """The address family and the original tuple naming ``flow``'s entry (None: the two ends'
+    families differ)."""
+    peer, original = flow
+    try:
+        body = _tuple(peer, original)
+    except ValueError:
+        return None
+    return (socket.AF_INET6 if ":" in original[0] else socket.AF_INET), body
+
+
+def _delete(sock: socket.socket, seq: int, flow: Flow, entry_id: bytes) -> bool:
+    """Delete ``flow``'s entry if its id is ``entry_id``; whether it was there."""
+    named = _named(flow)
+    if named is None:
+        return False
+    family, body = named
     sock.send(nft.message(seq, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE,
-                          nft.NLM_F_REQUEST | nft.NLM_F_ACK, family, body))
+                          nft.NLM_F_REQUEST | nft.NLM_F_ACK, family,
+                          body + nft.attr(CTA_ID, entry_id)))
     error = nft.read_acks(sock, {seq})
     if error not in (0, errno.ENOENT):
-        log.info("forgetting conntrack entry %s: %s", what, errno.errorcode.get(error, error))
+        log.info("forgetting conntrack entry %s -> %s: %s", *flow,
+                 errno.errorcode.get(error, error))
     return error == 0
 
 
-def _entry(sock: socket.socket, seq: int, family: int, body: bytes) -> tuple[int, bytes] | None:
-    """The TCP state and the id (as the kernel encodes it) of the entry ``body`` names; None
-    when there is none (or it cannot be read)."""
+def _entry(sock: socket.socket, seq: int, flow: Flow) -> tuple[int, bytes] | None:
+    """The TCP state and the id (as the kernel encodes it) of ``flow``'s entry; None when there
+    is none (or it cannot be read)."""
+    named = _named(flow)
+    if named is None:
+        return None
+    family, body = named
     sock.send(nft.message(seq, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET,
                           nft.NLM_F_REQUEST, family, body))
     try:
@@ -201,10 +205,8 @@ def forget_translated(ports: set[int], reset_only: bool = False) -> int:
         except OSError as exc:
             log.info("reading conntrack: %s", exc)
         deleted = 0
-        for seq, ((peer, original), entry_id) in enumerate(found, 2):
-            family = socket.AF_INET6 if ":" in original[0] else socket.AF_INET
-            body = _tuple(peer, original) + nft.attr(CTA_ID, entry_id)
-            deleted += _delete(sock, seq, family, body, f"{peer} -> {original}")
+        for seq, (flow, entry_id) in enumerate(found, 2):
+            deleted += _delete(sock, seq, flow, entry_id)
     return deleted
 
 

@@ -230,7 +230,7 @@ class RedirectSession:
         (``error`` on the operator's route, or dropped) is forgotten by conntrack too."""
         self._mine.discard(conn.id)
         if error and route in ("operator", "dropped"):
-            conntrack.forget_reset([(conn.peer, conn.original)])
+            conn.forget_reset()
         self.emit(pb.RedirectEvent(closed=pb.ConnectionClosed(
             connection_id=conn.id, route=route, bytes_from_peer=sent, bytes_to_peer=received,
             error=error)))
@@ -442,7 +442,7 @@ def stop_all() -> None:
     # At once (a client port reused now would be sent to a closed listener), then the rest.
     flows += conntrack.take_pending()
     if flows:
-        conntrack.forget(flows, reset_only=True)
+        conntrack.forget(flows)
         time.sleep(conntrack.RESET_DELAY)  # (resets sent late: see conntrack)
     # Any other entry still translated to a listener of ours (a connection reset on a path
     # that did not say so, or by this process's end) would refuse a reused client port.

@@ -12,7 +12,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -79,6 +79,20 @@ def _start_cli_helper(app: Lab, mechanism: str, operator_port: int = 1
     return helper, int(line.split()[1]), line.split()[2]
 
 
+@contextlib.contextmanager
+def _cli_helper(app: Lab, mechanism: str, operator_port: int = 1
+                ) -> Iterator[tuple[subprocess.Popen[str], int, str]]:
+    """:func:`_start_cli_helper`'s CLI, killed and its session folder removed when the block
+    ends (however it ends)."""
+    helper, manager_pid, workdir = _start_cli_helper(app, mechanism, operator_port)
+    try:
+        yield helper, manager_pid, workdir
+    finally:
+        helper.kill()
+        helper.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def _exited(pid: int) -> bool:
     return not os.path.exists(f"/proc/{pid}") or \
         Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
@@ -86,8 +100,7 @@ def _exited(pid: int) -> bool:
 
 @pytest.mark.parametrize("mechanism", ["nftables", "iptables"])
 def test_kill_9_of_the_cli_restores_traffic_within_1s(app: Lab, mechanism: str) -> None:
-    helper, manager_pid, workdir = _start_cli_helper(app, mechanism)
-    try:
+    with _cli_helper(app, mechanism) as (helper, manager_pid, workdir):
         rules = app.tagged_rules()
         assert len(rules) == 6  # 3 IPv4, 3 IPv6
         assert all(r.startswith("nft: ") == (mechanism == "nftables") for r in rules)
@@ -123,10 +136,6 @@ def test_kill_9_of_the_cli_restores_traffic_within_1s(app: Lab, mechanism: str) 
         else:
             pytest.fail("manager still running after its parent died")
         assert not os.path.exists(workdir)
-    finally:
-        helper.kill()
-        helper.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_a_carried_connection_is_reset_when_the_cli_vanishes(app: Lab) -> None:
@@ -134,17 +143,12 @@ def test_a_carried_connection_is_reset_when_the_cli_vanishes(app: Lab) -> None:
     a clean end that would pass the missing answer for an empty one (the manager resets what
     it still carries on its way out), and conntrack forgets it: the client's next connection
     from the same port is a new one (it would otherwise go to the gone listener)."""
-    with tcp_server(_hold) as operator:
-        helper, manager_pid, workdir = _start_cli_helper(app, "auto", operator[1])
-        try:
-            port = _expect_reset_after(app, helper.kill)
-            while not _exited(manager_pid):
-                time.sleep(0.02)
-            assert not _conntrack_has(app, port)
-        finally:
-            helper.kill()
-            helper.wait()
-            shutil.rmtree(workdir, ignore_errors=True)
+    with tcp_server(_hold) as operator, \
+            _cli_helper(app, "auto", operator[1]) as (helper, manager_pid, _):
+        port = _expect_reset_after(app, helper.kill)
+        while not _exited(manager_pid):
+            time.sleep(0.02)
+        assert not _conntrack_has(app, port)
 
 
 @pytest.mark.parametrize("handoff", ["1", "0"])
@@ -158,21 +162,16 @@ def test_the_operator_side_of_a_cut_request_is_reset_when_the_cli_vanishes(
 
     monkeypatch.setenv("KDIAG_HANDOFF", handoff)  # (the helper inherits it)
     end = _OperatorEnd()
-    with tcp_server(end) as operator:
-        helper, _manager_pid, workdir = _start_cli_helper(app, "auto", operator[1])
-        try:
-            with in_netns(app.client_ns):
-                client = socket.create_connection((app.app_ip, 8080), timeout=10)
-            with client:
-                client.sendall(b"half a request")
-                assert end.got_data.wait(10)
-                helper.kill()
-                assert end.done.wait(10)
-            assert end.seen == ["reset"]
-        finally:
+    with tcp_server(end) as operator, \
+            _cli_helper(app, "auto", operator[1]) as (helper, _, _):
+        with in_netns(app.client_ns):
+            client = socket.create_connection((app.app_ip, 8080), timeout=10)
+        with client:
+            client.sendall(b"half a request")
+            assert end.got_data.wait(10)
             helper.kill()
-            helper.wait()
-            shutil.rmtree(workdir, ignore_errors=True)
+            assert end.done.wait(10)
+        assert end.seen == ["reset"]
 
 
 def _flood(conn: socket.socket) -> None:
@@ -190,29 +189,24 @@ def test_a_connection_whose_client_stopped_reading_is_reset_when_the_cli_vanishe
     ``abort()``'s immediate reset too: a reading client's window updates reach the app's port
     once conntrack forgot the flow, and the app's kernel resets them. The late-reset mechanism
     itself is pinned by tests/manager/test_sockets.py.)"""
-    with tcp_server(_flood) as operator:
-        helper, manager_pid, workdir = _start_cli_helper(app, "auto", operator[1])
-        try:
-            with in_netns(app.client_ns):
-                client = socket.create_connection((app.app_ip, 8080), timeout=10)
-            with client:
-                client.sendall(b"request")
-                assert _requests.acquire(timeout=10)
-                time.sleep(0.5)  # the answer fills the client's buffers: the manager blocks
-                helper.kill()
-                while not _exited(manager_pid):
-                    time.sleep(0.02)
-                time.sleep(1)  # conntrack has forgotten the manager's connections by now
-                client.settimeout(5)
-                received = 0
-                with pytest.raises(ConnectionResetError):
-                    while data := client.recv(1 << 20):
-                        received += len(data)
-                assert 0 < received < (64 << 20)
-        finally:
+    with tcp_server(_flood) as operator, \
+            _cli_helper(app, "auto", operator[1]) as (helper, manager_pid, _):
+        with in_netns(app.client_ns):
+            client = socket.create_connection((app.app_ip, 8080), timeout=10)
+        with client:
+            client.sendall(b"request")
+            assert _requests.acquire(timeout=10)
+            time.sleep(0.5)  # the answer fills the client's buffers: the manager blocks
             helper.kill()
-            helper.wait()
-            shutil.rmtree(workdir, ignore_errors=True)
+            while not _exited(manager_pid):
+                time.sleep(0.02)
+            time.sleep(1)  # conntrack has forgotten the manager's connections by now
+            client.settimeout(5)
+            received = 0
+            with pytest.raises(ConnectionResetError):
+                while data := client.recv(1 << 20):
+                    received += len(data)
+            assert 0 < received < (64 << 20)
 
 
 def test_no_connection_is_translated_to_a_gone_manager(app: Lab) -> None:
@@ -220,23 +214,18 @@ def test_no_connection_is_translated_to_a_gone_manager(app: Lab) -> None:
     however the connection ended (here: answered and closed by the operator side, and one
     still open when the CLI vanished): a client port reused while such an entry lingers would
     be refused although no rule redirects anything any more."""
-    with tcp_server(_answer) as operator:
-        helper, manager_pid, workdir = _start_cli_helper(app, "auto", operator[1])
-        try:
-            with in_netns(app.client_ns):
-                answers = [exchange((app.app_ip, 8080), b"x", timeout=5) for _ in range(5)]
-                held = socket.create_connection((app.app_ip, 8080), timeout=10)
-            assert answers == [b"op:x"] * 5
-            assert _translated(app), "the redirect left no entry: the test checks nothing"
-            with held:
-                helper.kill()
-                while not _exited(manager_pid):
-                    time.sleep(0.02)
-            assert _translated(app) == []
-        finally:
+    with tcp_server(_answer) as operator, \
+            _cli_helper(app, "auto", operator[1]) as (helper, manager_pid, _):
+        with in_netns(app.client_ns):
+            answers = [exchange((app.app_ip, 8080), b"x", timeout=5) for _ in range(5)]
+            held = socket.create_connection((app.app_ip, 8080), timeout=10)
+        assert answers == [b"op:x"] * 5
+        assert _translated(app), "the redirect left no entry: the test checks nothing"
+        with held:
             helper.kill()
-            helper.wait()
-            shutil.rmtree(workdir, ignore_errors=True)
+            while not _exited(manager_pid):
+                time.sleep(0.02)
+        assert _translated(app) == []
 
 
 def _translated(app: Lab) -> list[str]:
