@@ -83,6 +83,7 @@ class RedirectHandle:
         self.connections = 0
         self.active = 0
         self.error: str = ""
+        self._copies_error = ""  # (a mirror's copy stream failed: see _open_copies)
         self.closed_by_user = False
         self.lifeline = Lifeline()
         """Fails when the redirect ends without :meth:`close` (the manager or the connection
@@ -136,7 +137,9 @@ class RedirectHandle:
 
         def ended(error: str) -> None:
             if error and not self.closed_by_user:  # (the mirror cannot go on without it)
-                self.error = self.error or f"the mirror's copy stream ended: {error}"
+                # The cause unless the control stream ends with its own: the copy stream also
+                # fails when the mirror ended first (NOT_FOUND), which would hide why.
+                self._copies_error = f"the mirror's copy stream ended: {error}"
                 self._requests.put(None)
 
         try:
@@ -283,6 +286,7 @@ class RedirectHandle:
             if not self.closed_by_user:
                 self.error = self.error or f"{exc.code().name}: {exc.details()}"
         finally:
+            self.error = self.error or self._copies_error
             self._done.set()
             if not self.closed_by_user:
                 self.lifeline.fail(f"the redirect's stream to the manager ended "
