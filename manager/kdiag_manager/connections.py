@@ -32,6 +32,9 @@ class ConnectionOwner(Protocol):
     def fail_over(self, conn: Connection, reason: str) -> None:
         """A pooled tunnel could not carry ``conn``: original destination or reset."""
 
+    def reoffer(self, conn: Connection, reason: str = "tunnel ended") -> None:
+        """A pooled tunnel ended before its client took ``conn``: another one may."""
+
     def closed(self, conn: Connection, route: str, sent: int, received: int,
                error: str = "") -> None:
         """Report the end of a connection on the control stream."""
@@ -61,6 +64,10 @@ class FirstBytesHint:
         self._speaks_first = got_bytes
 
 
+REOFFERS = 3
+"""How often one connection may go to another tunnel after its tunnel ended (see reoffer)."""
+
+
 @dataclass
 class Connection:
     """An accepted connection waiting for (or carried by) a tunnel."""
@@ -73,6 +80,7 @@ class Connection:
     initial: bytes = b""
     state: str = "pending"  # pending -> tunnel | local | closed
     reject_reason: str = ""
+    reoffers: int = 0  # times a tunnel ended before its client took it (see reoffer)
     decided: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 

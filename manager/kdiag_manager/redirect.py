@@ -5,8 +5,8 @@ session emits a ``connection`` event and waits for the client to claim it with a
 stream. A connection nobody claims in time, or that the client rejects, goes to its original
 destination when the spec says fail-open (else it is reset). With a header filter, each HTTP
 request is routed on its own (``httprouter``): matching ones through a tunnel, the others to the
-original destination. Rules are removed in
-:meth:`RedirectSession.stop`, which runs whenever the control stream ends.
+original destination. Rules are removed in :meth:`RedirectSession.stop`, which runs whenever
+the control stream ends.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from collections.abc import Iterator
 
 from . import conntrack, httpfilter, redirectrules, sysutil
 from .connections import (
+    REOFFERS,
     Connection,
     ConnectionRegistry,
     FirstBytesHint,
@@ -42,7 +43,6 @@ from .wire.sockets import abort, reset_on_close
 from .wire.workers import Workers
 
 log = logging.getLogger(__name__)
-
 
 
 class RedirectSession:
@@ -160,9 +160,8 @@ class RedirectSession:
 
     def _take(self) -> Accepted | None:
         """A connection off the listener, counted among those the manager's exit resets, in
-        one step: one taken but not yet counted when the last :meth:`abort_connections` runs
-        would be closed by the process's end, once nothing translates its reset any more, and
-        its client would wait for ever (seen in ``make chaos``)."""
+        one step: one not yet counted at the last :meth:`abort_connections` would be closed by
+        the process's end, untranslated, and its client wait for ever (seen in make chaos)."""
         with self._intake_lock:
             if self._intake_closed:
                 return None
@@ -303,7 +302,7 @@ class RedirectSession:
             self._offer_connection(conn)
 
     def _offer_connection(self, conn: Connection) -> None:
-        if self._hand_to_idle(conn):
+        if self._pool is not None and self._pool.hand(conn):
             return  # a pooled tunnel carries it: no event round trip, no stream setup
         self._announce(conn)
         WORKERS.submit(self._await_decision, conn)
@@ -320,20 +319,20 @@ class RedirectSession:
             self._mine.add(conn.id)
         return conn
 
-    def reoffer(self, conn: Connection) -> None:
-        """A pooled tunnel's call ended as ``conn`` was handed to it: route it afresh."""
+    def reoffer(self, conn: Connection, reason: str = "tunnel ended") -> None:
+        """A pooled tunnel's call ended before its client took ``conn`` (a lane that went, a
+        pool that shrank): route it afresh, at most ``REOFFERS`` times, then fail over."""
+        if conn.reoffers >= REOFFERS:  # (once stopped, _await_decision fails it over at once)
+            WORKERS.submit(self.fail_over, conn, reason)  # (it may relay: not on this thread)
+            return
+        conn.reoffers += 1
         self._mine.discard(conn.id)
         conn.state = "pending"
-        if not self._hand_to_idle(conn):
-            self._announce(conn)
-            WORKERS.submit(self._await_decision, conn)
+        self._offer_connection(conn)
 
     def idle_tunnels(self) -> int:
         """Pooled tunnels parked now (cancelled ones may count until a connection skips them)."""
         return len(self._pool) if self._pool is not None else 0
-
-    def _hand_to_idle(self, conn: Connection) -> bool:
-        return self._pool is not None and self._pool.hand(conn)
 
     def fail_over(self, conn: Connection, reason: str) -> None:
         """The client could not take ``conn``: original destination or reset."""
@@ -426,11 +425,10 @@ def register(session: RedirectSession) -> None:
 
 def stop_all() -> None:
     """For the manager's exit: refuse later redirects, reset every connection a redirect
-    accepted (while its address translation holds, so the reset reaches the peer: with iptables
-    rules there is no anchor), stop every session and return once all their rules are removed
-    (also those another thread is removing right now), then reset the connections accepted
-    meanwhile (the nftables anchor still translates them), and have conntrack forget them all
-    (see :mod:`conntrack`)."""
+    accepted (while its translation holds, so the reset reaches the peer: iptables rules have no
+    anchor), stop every session and return once all their rules are removed (also by another
+    thread), reset the connections accepted meanwhile (the nftables anchor still translates
+    them), and have conntrack forget them all (see :mod:`conntrack`)."""
     global _closing
     with _registry_lock:
         _closing = True

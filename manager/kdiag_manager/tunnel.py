@@ -6,7 +6,8 @@ the stream dies (client gone), the connection is reset.
 
 A pooled tunnel gets its connection before the client has connected its side. Until the client
 says ``connected``, every byte sent is also kept (bounded) so that, if the client refuses or
-is too slow, the connection can still fail open to its original destination with nothing lost.
+is too slow, the connection can still fail open to its original destination with nothing lost;
+if the tunnel ends first (its lane gone), another tunnel takes it (``redirect.reoffer``).
 A pooled tunnel whose connection ended cleanly (eof both ways) is parked again for the next
 connection while its redirect has fewer idle tunnels than the client asked to keep
 (``TunnelOpen.keep_idle``): a new stream per connection costs more CPU than the connection's
@@ -94,6 +95,7 @@ class _State:
         self.pooled = pooled
         self.settled = threading.Event()
         self.refused = ""
+        self.lost = False  # ...a refusal by the tunnel's end, not the client: another may take it
         # A socket pair, not a raw eventfd: writing to a closed Python socket raises instead of
         # hitting whatever file reused the descriptor number.
         self.wake_r: socket.socket | None = None
@@ -107,7 +109,8 @@ class _State:
         self.hold = False
         self.operator: socket.socket | None = None  # ...and did
 
-    def settle(self, refused: str = "", operator: socket.socket | None = None) -> bool:
+    def settle(self, refused: str = "", operator: socket.socket | None = None,
+               lost: bool = False) -> bool:
         """Record the client's answer (the first one wins: whether this was it), with the
         operator-side socket it handed over, if any; wake the reader if it is a refusal (the
         connection must fail open now). An acceptance wakes nobody: the reader sees it at its
@@ -117,6 +120,7 @@ class _State:
             if self.settled.is_set():
                 return False
             self.refused = refused
+            self.lost = lost
             self.operator = operator
             self.settled.set()
             if refused and self.wake_w is not None:
@@ -183,9 +187,9 @@ def _inbound(conn: Connection, requests: Requests,
     except Exception as exc:  # grpc.RpcError (client gone) or OSError (peer gone)
         if st.failed_over:
             return
-        if st.pooled and not st.settled.is_set():
-            st.settle(f"tunnel failed: {exc}")
-            return
+        lost = not isinstance(exc, OSError)  # (the tunnel failed, not the peer)
+        if st.pooled and (st.settle(f"tunnel failed: {exc}", lost=lost) or st.refused):
+            return  # (never taken: the connection goes on, see _serve)
         st.reset = True
         st.error = st.error or str(exc) or type(exc).__name__
         conn.reset()
@@ -236,10 +240,8 @@ def _bulk(sock: socket.socket, st: _State, raw: bool, context: Any
           ) -> Generator[bytes | memoryview, None, int]:
     """Socket → stream until EOF or an error; returns the byte count. On the lane (its context
     sizes messages and writes each before asking for the next) reads go into one buffer, and
-    a bulk transfer is spliced (see ``wire.pumps``).
-
-    (A read-ahead thread was measured not to help: the gRPC send path is the bottleneck.)
-    """
+    a bulk transfer is spliced (see ``wire.pumps``). (A read-ahead thread was measured not to
+    help: the gRPC send path is the bottleneck.)"""
     received = 0
 
     def count(n: int) -> None:
@@ -263,10 +265,9 @@ def _ready_bytes(sock: socket.socket) -> tuple[bytes, OSError | None]:
 def _first_bytes(conn: Connection) -> tuple[bytes, OSError | None]:
     """The peer's first bytes for the assignment: what is there, or what arrives within
     FIRST_BYTES_WAIT when the redirect's peers speak first (see ``FirstBytesHint``). A tunnel
-    thread accepts as soon as the connection is established, often before the peer has
-    written (measured: 17 of 60 probe connections in a pod); without its first bytes the
-    assignment goes alone and the bytes follow in a message of their own, one more trip through
-    the session before the operator side can answer."""
+    thread accepts as soon as the connection is established, often before the peer has written
+    (measured: 17 of 60 probe connections in a pod); without them the assignment goes alone and
+    the bytes follow in a message of their own, one more trip before the operator can answer."""
     early, error = _ready_bytes(conn.sock)
     hint = conn.session.first_bytes
     if early or error is not None or not hint.worth_waiting():
@@ -330,10 +331,10 @@ def _serve(conn: Connection, requests: Requests, rpc: _Rpc,
 
     def on_rpc_end() -> None:
         # The stream ended (finished, cancelled, or the client vanished): never leave a
-        # half-dead connection behind (a pooled one not yet confirmed fails open instead).
-        if pooled and not st.settled.is_set():
-            st.settle("tunnel ended")
-        elif not (st.done_in.is_set() and st.done_out) and not st.failed_over:
+        # half-dead connection behind (one the client never took goes on: see the finally).
+        if pooled and (st.settle("tunnel ended", lost=True) or st.refused):
+            return
+        if not (st.done_in.is_set() and st.done_out) and not st.failed_over:
             st.reset = True
             st.error = st.error or TUNNEL_ENDED_FIRST  # (else the report has a reset, no cause)
             if st.operator is not None:  # (handed over: the manager's to end)
@@ -419,6 +420,9 @@ def _serve(conn: Connection, requests: Requests, rpc: _Rpc,
         completed = True
     finally:
         st.done_out = True
+        if pooled and not completed:  # (the stream broke: the client may never have taken it)
+            st.settle("tunnel ended", lost=True)
+        failed_open = failed_open or bool(pooled and st.refused)
         if st.wake_r is not None and st.wake_w is not None:
             st.wake_r.close()
             st.wake_w.close()
@@ -430,9 +434,9 @@ def _serve(conn: Connection, requests: Requests, rpc: _Rpc,
                 close_cleanly(st.operator)
         if failed_open:
             st.failed_over = True
-            # Hand the connection, with what the client never confirmed, to the fallback.
-            conn.initial = bytes(replay)
-            WORKERS.submit(conn.session.fail_over, conn, st.refused)
+            conn.initial = bytes(replay)  # (what the client never confirmed goes with it)
+            WORKERS.submit(conn.session.reoffer if st.lost else conn.session.fail_over, conn,
+                           st.refused)
         else:
             if completed:
                 close_cleanly(sock)

@@ -135,3 +135,33 @@ def test_an_idle_tunnel_takes_it_at_once_without_an_announcement() -> None:
             pool.close()  # releases a waiter still parked (when the test fails)
             peer.close()
             accepted.close()
+
+
+def test_it_fails_over_at_once_after_enough_offers(echo: tuple[str, int]) -> None:
+    """A tunnel that ends each time its connection comes (a client that keeps dying) cannot keep
+    a connection going round: after ``REOFFERS`` offers it goes to its original destination at
+    once, with the tunnel's reason, and what the ended tunnel had read goes first."""
+    session = _session(fail_open=True)
+    peer, accepted = _accepted_pair()
+    conn = Connection(10, accepted, echo, peer.getsockname(), session)
+    conn.reoffers = redirect.REOFFERS
+    conn.initial = b"early "
+    session.reoffer(conn, "tunnel ended")
+    with peer:
+        peer.sendall(b"hi")
+        peer.shutdown(socket.SHUT_WR)
+        peer.settimeout(5)
+        assert peer.recv(100) == b"echo:early hi"
+    events = _events(session, "closed")
+    assert [e.WhichOneof("msg") for e in events] == ["closed"]  # never announced
+    assert events[0].closed.route == "original" and events[0].closed.error == "tunnel ended"
+
+
+def test_each_offer_counts() -> None:
+    session = _session(fail_open=False)
+    peer, accepted = _accepted_pair()
+    conn = Connection(11, accepted, ("127.0.0.1", 9), peer.getsockname(), session)
+    session.reoffer(conn)
+    assert conn.reoffers == 1
+    _events(session, "closed")  # (announced, unclaimed in 0.3 s: dropped)
+    peer.close()

@@ -174,3 +174,36 @@ def test_a_pooled_connection_the_client_resets_before_answering_fails_open_sayin
         frames_in.put(None)
         pump.join(5)
         session.stop()
+
+
+def test_a_pooled_tunnel_whose_stream_breaks_before_the_answer_offers_the_connection_again(
+        monkeypatch: pytest.MonkeyPatch, echo: tuple[str, int]) -> None:  # noqa: F811
+    """The stream breaks under the tunnel (its lane went) after the assignment, before the
+    client answered: the connection is offered again (announced, as no other tunnel is idle),
+    with the bytes the peer had sent, and nobody claiming it in time it fails open. Before,
+    it was reset, whatever fail-open said (seen in CI: a lane closing as connections came)."""
+    session = _start(monkeypatch, echo)
+    opened = pb.TunnelOpen(redirect_id=session.id, raw_data=True, early_data=True)
+    pump = tunnel.serve_pooled(session, _requests(queue.Queue()), Call(), opened)
+    try:
+        first: list[Any] = []
+        taking = threading.Thread(target=lambda: first.append(next(pump)), daemon=True)
+        taking.start()
+        _until(lambda: session.idle_tunnels() == 1)
+        with socket.create_connection(("127.0.0.1", session.listen_port), timeout=5) as peer:
+            peer.sendall(b"early ")
+            taking.join(5)
+            assigned = frames.decode(bytes(first[0])).assigned
+            pump.close()  # (what gRPC does to a response generator whose call broke)
+            announced = _events(session, "connection")[-1].connection
+            assert announced.connection_id == assigned.connection_id
+            peer.sendall(b"hi")
+            peer.shutdown(socket.SHUT_WR)
+            got = b""
+            while chunk := peer.recv(100):
+                got += chunk
+        assert got == b"echo:" + assigned.data + b"hi"
+        closed = _events(session, "closed")[-1].closed
+        assert (closed.connection_id, closed.route) == (assigned.connection_id, "original")
+    finally:
+        session.stop()
