@@ -131,27 +131,30 @@ class RedirectSession:
             if self._rules is not None:
                 self._rules.remove()
             _active.discard(self)
-            if self._listener is not None:
-                self._drain_backlog()
-                with contextlib.suppress(OSError):
-                    self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
-                self._listener.close()
-                conntrack.forget_translated({self.listen_port}, reset_only=True)
             if self._pool is not None:
                 self._pool.close()
             _by_id.pop(self.id, None)
+            if self._listener is not None:
+                self._drain_backlog()
             for conn_id in list(self._mine):
                 conn = self.registry.get(conn_id)
                 if conn is not None:
                     conn.reject_reason = "redirect ended"
                     conn.decided.set()
+            if self._listener is not None:
+                # Forget reset entries while the listener is open: a client port reused through
+                # one reaches it (drained below), not a closed port (refused while sweeping, ≈ 0.5 s).
+                conntrack.forget_translated({self.listen_port}, reset_only=True)
+                self._drain_backlog()
+                with contextlib.suppress(OSError):
+                    self._listener.shutdown(socket.SHUT_RDWR)
+                self._listener.close()
             self.events.put(None)
 
     def _drain_backlog(self) -> None:
-        """Take the connections the kernel queued for the listener that nobody accepted yet:
-        they fail open (or are reset) like the others still waiting for the client. Closing
-        the listener would reset them, and their conntrack entries would send a client port
-        reused soon after to the gone listener."""
+        """Take the connections queued for the listener that nobody accepted yet: they fail open
+        (or are reset) like the others still waiting for the client. Closing the listener would
+        reset them, and their conntrack entries send a client port reused soon after to it."""
         assert self._listener is not None
         while accepted := self._take():
             conn = self._new_connection(*accepted)
