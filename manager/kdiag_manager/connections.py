@@ -81,6 +81,7 @@ class Connection:
     state: str = "pending"  # pending -> tunnel | local | closed
     reject_reason: str = ""
     reoffers: int = 0  # times a tunnel ended before its client took it (see reoffer)
+    forgotten: bool = False  # conntrack was told (see forget_reset)
     decided: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -97,7 +98,11 @@ class Connection:
     def forget_reset(self) -> None:
         """It was reset: have conntrack forget it (:func:`conntrack.forget_reset`). A new
         connection from the same client port would otherwise follow this one's translation to
-        the listener, maybe closed by then (refused), until the entry expires (10 s)."""
+        the listener, maybe closed by then (refused), until the entry expires (10 s). Once:
+        the path that reset it and the report of its end (``closed``) both ask."""
+        if self.forgotten:
+            return
+        self.forgotten = True
         conntrack.forget_reset([(self.peer, self.original)])
 
     def transition(self, new: str) -> bool:

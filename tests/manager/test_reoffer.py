@@ -165,3 +165,20 @@ def test_each_offer_counts() -> None:
     assert conn.reoffers == 1
     _events(session, "closed")  # (announced, unclaimed in 0.3 s: dropped)
     peer.close()
+
+
+def test_a_dropped_connection_has_conntrack_forget_it_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reset and the report of its end (``closed``) both ask conntrack to forget the
+    connection: one netlink round trip is enough."""
+    from kdiag_manager import conntrack
+
+    asked: list[list[conntrack.Flow]] = []
+    monkeypatch.setattr(conntrack, "forget_reset", asked.append)
+    session = _session(fail_open=False)
+    peer, accepted = _accepted_pair()
+    conn = Connection(12, accepted, ("127.0.0.1", 9), peer.getsockname(), session)
+    session.fail_over(conn, "refused by the client")
+    assert _events(session, "closed")[-1].closed.route == "dropped"
+    assert asked == [[(conn.peer, conn.original)]]
+    peer.close()
