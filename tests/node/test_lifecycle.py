@@ -164,9 +164,7 @@ def test_the_operator_side_of_a_cut_request_is_reset_when_the_cli_vanishes(
     end = _OperatorEnd()
     with tcp_server(end) as operator, \
             _cli_helper(app, "auto", operator[1]) as (helper, _, _):
-        with in_netns(app.client_ns):
-            client = socket.create_connection((app.app_ip, 8080), timeout=10)
-        with client:
+        with _connect(app) as client:
             client.sendall(b"half a request")
             assert end.got_data.wait(10)
             helper.kill()
@@ -190,23 +188,21 @@ def test_a_connection_whose_client_stopped_reading_is_reset_when_the_cli_vanishe
     once conntrack forgot the flow, and the app's kernel resets them. The late-reset mechanism
     itself is pinned by tests/manager/test_sockets.py.)"""
     with tcp_server(_flood) as operator, \
-            _cli_helper(app, "auto", operator[1]) as (helper, manager_pid, _):
-        with in_netns(app.client_ns):
-            client = socket.create_connection((app.app_ip, 8080), timeout=10)
-        with client:
-            client.sendall(b"request")
-            assert _requests.acquire(timeout=10)
-            time.sleep(0.5)  # the answer fills the client's buffers: the manager blocks
-            helper.kill()
-            while not _exited(manager_pid):
-                time.sleep(0.02)
-            time.sleep(1)  # conntrack has forgotten the manager's connections by now
-            client.settimeout(5)
-            received = 0
-            with pytest.raises(ConnectionResetError):
-                while data := client.recv(1 << 20):
-                    received += len(data)
-            assert 0 < received < (64 << 20)
+            _cli_helper(app, "auto", operator[1]) as (helper, manager_pid, _), \
+            _connect(app) as client:
+        client.sendall(b"request")
+        assert _requests.acquire(timeout=10)
+        time.sleep(0.5)  # the answer fills the client's buffers: the manager blocks
+        helper.kill()
+        while not _exited(manager_pid):
+            time.sleep(0.02)
+        time.sleep(1)  # conntrack has forgotten the manager's connections by now
+        client.settimeout(5)
+        received = 0
+        with pytest.raises(ConnectionResetError):
+            while data := client.recv(1 << 20):
+                received += len(data)
+        assert 0 < received < (64 << 20)
 
 
 def test_no_connection_is_translated_to_a_gone_manager(app: Lab) -> None:
@@ -218,7 +214,7 @@ def test_no_connection_is_translated_to_a_gone_manager(app: Lab) -> None:
             _cli_helper(app, "auto", operator[1]) as (helper, manager_pid, _):
         with in_netns(app.client_ns):
             answers = [exchange((app.app_ip, 8080), b"x", timeout=5) for _ in range(5)]
-            held = socket.create_connection((app.app_ip, 8080), timeout=10)
+        held = _connect(app)
         assert answers == [b"op:x"] * 5
         assert _translated(app), "the redirect left no entry: the test checks nothing"
         with held:
@@ -276,12 +272,16 @@ def _hold(conn: socket.socket) -> None:
     time.sleep(10)
 
 
+def _connect(app: Lab) -> socket.socket:
+    """A client's connection to the app's port 8080 (redirected, if a redirect runs)."""
+    with in_netns(app.client_ns):
+        return socket.create_connection((app.app_ip, 8080), timeout=10)
+
+
 def _expect_reset_after(app: Lab, fault: Callable[[], object]) -> int:
     """A client that sent its whole request and waits for the answer gets a reset after
     ``fault``; its port."""
-    with in_netns(app.client_ns):
-        client = socket.create_connection((app.app_ip, 8080), timeout=10)
-    with client:
+    with _connect(app) as client:
         client.sendall(b"request")
         client.shutdown(socket.SHUT_WR)
         assert _requests.acquire(timeout=10)
