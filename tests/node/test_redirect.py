@@ -337,7 +337,7 @@ def test_pooled_tunnels_report_every_connection_and_settle_counters(app: Lab,
             with in_netns(app.client_ns):
                 for i in range(40):
                     assert exchange((app.app_ip, 8080), b"n%d" % i) == b"n%d" % i
-            _many(app, app.client_ns, (app.app_ip, 8080))
+            _many(app, app.client_ns, (app.app_ip, 8080), events)
             total = 40 + N_CONNECTIONS
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and (
