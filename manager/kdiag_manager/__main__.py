@@ -91,9 +91,10 @@ def main(argv: list[str] | None = None) -> int:
                         format="kdiag_manager %(levelname)s %(name)s: %(message)s")
     from .config import Config, default_target_pid, find_busybox, find_enter, host_target_pid
 
+    host_target = args.target_pid is None and os.environ.get("KDIAG_TARGET") == "host"
     if args.target_pid is not None:
         target_pid: int | None = args.target_pid
-    elif os.environ.get("KDIAG_TARGET") == "host":  # a node target: the host itself
+    elif host_target:  # a node target: the host itself
         target_pid = host_target_pid()
     else:
         target_pid = default_target_pid(os.environ.get("KDIAG_TARGET_CONTAINER_ID", ""))
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
     config = Config(target_pid=target_pid, enter_path=find_enter(args.enter),
                     busybox_path=find_busybox(args.busybox), session=session,
-                    node_mode=args.node_mode or args.join_netns)
+                    node_mode=args.node_mode or args.join_netns, host_target=host_target)
     listen = args.listen
     if listen.startswith("unix:"):
         path = listen[5:]

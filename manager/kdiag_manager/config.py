@@ -23,6 +23,17 @@ class Config:
     tcpdump_path: str = "tcpdump"
     max_file_bytes: int = 1 << 30
     max_capture_bytes: int = 100 << 20
+    host_target: bool = False
+    """A node target: ``target_pid`` is only some host process standing for the host, and is
+    picked again when it has ended (where PID 1 is closed to us it may be short-lived)."""
+
+    def target(self) -> int | None:
+        """The target process now: ``target_pid``, or for a node target whose stand-in ended,
+        another host process."""
+        if self.host_target and (self.target_pid is None
+                                 or not _stands_for_host(self.target_pid)):
+            self.target_pid = host_target_pid()
+        return self.target_pid
 
 
 def _first_existing(candidates: list[str | Path | None]) -> str | None:
@@ -84,22 +95,25 @@ def host_target_pid() -> int | None:
     """The host's process to act as (a node target, the manager in a pod with the host's PID
     namespace): PID 1, or where its namespaces are closed to us (a sandboxed init), the
     oldest user-space process in no pod whose namespaces we can open."""
+    return next((pid for pid in sorted(_pids()) if _stands_for_host(pid)), None)
+
+
+def _stands_for_host(pid: int) -> bool:
+    """Whether ``pid`` is a live user-space process in no pod whose root and namespaces we can
+    open (an ended process, a zombie, a kernel thread or a reused PID in a pod is not)."""
     from .ps import kube_container
 
-    for pid in sorted(_pids()):
-        try:
-            os.readlink(f"/proc/{pid}/ns/mnt")
-            os.readlink(f"/proc/{pid}/ns/cgroup")
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if not f.read(1):
-                    continue  # a kernel thread
-            with open(f"/proc/{pid}/cgroup", encoding="utf-8", errors="replace") as f:
-                if kube_container(f.read())[0]:
-                    continue
-        except OSError:
-            continue
-        return pid
-    return None
+    try:
+        os.readlink(f"/proc/{pid}/ns/mnt")
+        os.readlink(f"/proc/{pid}/ns/cgroup")
+        os.stat(f"/proc/{pid}/root")
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if not f.read(1):
+                return False  # a kernel thread (or a zombie)
+        with open(f"/proc/{pid}/cgroup", encoding="utf-8", errors="replace") as f:
+            return not kube_container(f.read())[0]
+    except OSError:
+        return False
 
 
 def _pids() -> list[int]:

@@ -35,7 +35,7 @@ class CopyError(Exception):
 
 
 def _root_fd(config: Config) -> int:
-    pid = config.target_pid or os.getpid()
+    pid = config.target() or os.getpid()
     try:
         return os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:

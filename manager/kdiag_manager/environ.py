@@ -37,7 +37,7 @@ def read_environ(pid: int) -> list[tuple[bytes, bytes]]:
 
 def environ(config: Config) -> pb.EnvironResponse:
     """The target's environment (EnvironError when there is no target or it is unreadable)."""
-    pid = config.target_pid
+    pid = config.target()
     if pid is None:
         raise EnvironError("no target process (start the manager with --target-pid)")
     try:

@@ -66,11 +66,12 @@ def build_command(start: pb.ExecStart, config: Config) -> Command:
                 *(["-w", start.workdir] if start.workdir else []), "--",
                 *(start.argv or ["/bin/sh", "-c", start.script])]
     else:
-        if config.target_pid is None:
+        pid = config.target()
+        if pid is None:
             raise ExecError("no target process (start the manager with --target-pid)")
         if start.inherit_env:
-            env = target_environ(config.target_pid)
-        enter = [config.enter_path, "-t", str(config.target_pid)]
+            env = target_environ(pid)
+        enter = [config.enter_path, "-t", str(pid)]
         if start.tty:
             enter.append("-T")
         if start.workdir:

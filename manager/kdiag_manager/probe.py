@@ -34,7 +34,7 @@ DEFAULT_MAX_BODY = 1 << 20
 def _resolve(host: str, config: Config, timeout: float) -> list[str]:
     with contextlib.suppress(ValueError):  # an address: no files to read
         return [str(ipaddress.ip_address(host))]
-    pid = config.target_pid
+    pid = config.target()
     return dns.resolve(host, read_in_root(pid, "/etc/hosts"),
                        read_in_root(pid, "/etc/resolv.conf"), timeout)
 
@@ -64,7 +64,7 @@ def _tls_context(req: pb.ProbeRequest, config: Config) -> ssl.SSLContext:
         ctx.verify_mode = ssl.CERT_NONE
         return ctx
     for path in CA_BUNDLES:
-        bundle = read_in_root(config.target_pid, path, limit=16 << 20)
+        bundle = read_in_root(config.target(), path, limit=16 << 20)
         if "BEGIN CERTIFICATE" in bundle:
             return ssl.create_default_context(cadata=bundle)  # (and no other CA)
     raise ValueError(f"the target has no CA bundle ({', '.join(CA_BUNDLES)}): nothing to "

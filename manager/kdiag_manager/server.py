@@ -67,7 +67,7 @@ class ManagerService(pb_grpc.ManagerServicer):
         import os
 
         return pb.VersionResponse(
-            version=__version__, pid=os.getpid(), target_pid=self.config.target_pid or 0,
+            version=__version__, pid=os.getpid(), target_pid=self.config.target() or 0,
             node_mode=self.config.node_mode, session=self.config.session, features=FEATURES,
             python=".".join(map(str, sys.version_info[:3])))
 
@@ -159,7 +159,7 @@ class ManagerService(pb_grpc.ManagerServicer):
     def Ps(self, request: pb.PsRequest, context: Any) -> pb.PsResponse:
         from . import ps
 
-        return ps.list_processes(self.config.target_pid, request.all)
+        return ps.list_processes(self.config.target(), request.all)
 
     def Capture(self, request_iterator: Iterator[pb.CaptureControl], context: Any
                 ) -> Iterator[pb.CaptureChunk]:
@@ -205,7 +205,7 @@ class ManagerService(pb_grpc.ManagerServicer):
     def Net(self, request: pb.NetRequest, context: Any) -> pb.NetResponse:
         from . import net
 
-        return net.describe(self.config.target_pid)
+        return net.describe(self.config.target())
 
     def Probe(self, request: pb.ProbeRequest, context: Any) -> pb.ProbeResponse:
         from . import probe

@@ -57,24 +57,41 @@ def _refused_port() -> int:
 
 
 def _many(lab: Lab, ns: str, addr: tuple[str, int], events: list | None = None) -> None:
-    """N_CONNECTIONS checksum round trips at once, of random sizes; on a failure, the redirect's
-    ``events`` (its ``on_event`` list, if given) that ended with an error say why."""
+    """N_CONNECTIONS checksum round trips at once, of random sizes; a failure names each failed
+    connection's client port, how far it got, and the redirect's ``events`` (its ``on_event``
+    list, if given) for that port or that ended with an error."""
     rnd = random.Random(1234)
     sizes = [rnd.choice([0, 1, rnd.randrange(1, 4096), rnd.randrange(1, MAX_SIZE)])
              for _ in range(N_CONNECTIONS)]
-
-    def roundtrip(n: int) -> tuple[str, str] | OSError:
-        try:
-            return checksum_roundtrip(addr, n)
-        except OSError as exc:
-            return exc
-
     with pool_in(ns, N_CONNECTIONS) as pool:
-        results = list(pool.map(roundtrip, sizes))
-    bad = [(size, r) for size, r in zip(sizes, results, strict=True)
-           if isinstance(r, OSError) or r[0] != r[1]]
-    failed = [e for e in events or [] if e.kind == "closed" and e.error]
-    assert not bad, f"{len(bad)} of {N_CONNECTIONS} connections failed: {bad[:3]}; {failed[:3]}"
+        failures = [f for f in pool.map(lambda n: _traced_roundtrip(addr, n), sizes) if f]
+    if failures:
+        ports = {port for port, _ in failures}
+        said = [e for e in events or [] if (e.peer and e.peer[1] in ports)
+                or (e.kind == "closed" and e.error)]
+        pytest.fail(f"{len(failures)} of {N_CONNECTIONS} connections failed: "
+                    f"{[why for _, why in failures[:3]]}; events: {said[:6]}")
+
+
+def _traced_roundtrip(addr: tuple[str, int], size: int) -> tuple[int, str] | None:
+    """One checksum round trip (send, half-close, read the echo to EOF); None when the echo
+    matched, else (client port, what happened and where)."""
+    payload, got, port, phase = os.urandom(size), bytearray(), 0, "connect"
+    try:
+        with socket.create_connection(addr, timeout=30) as s:
+            port, phase = s.getsockname()[1], "send"
+            s.sendall(payload)
+            phase = "half-close"
+            with contextlib.suppress(OSError):  # a reset pending: the read below raises it
+                s.shutdown(socket.SHUT_WR)
+            phase = "read"
+            while data := s.recv(65536):
+                got += data
+    except OSError as exc:
+        return port, f"port {port}: {exc!r} in {phase} ({size} sent, {len(got)} received)"
+    if got != payload:
+        return port, f"port {port}: echo differs ({size} sent, {len(got)} received)"
+    return None
 
 
 # Bulk transfers: large enough that both ends' pumps splice (reads of 256 KiB came back full)
@@ -107,7 +124,7 @@ def test_incoming_200_concurrent_with_half_close(app: Lab, node_session, pool_si
         try:
             assert any("kdiag:" in r for r in handle.rules)
             assert len(app.tagged_rules()) == 6  # 3 IPv4, 3 IPv6
-            _many(app, app.client_ns, (app.app_ip, 8080))
+            _many(app, app.client_ns, (app.app_ip, 8080), events)
             assert handle.connections == N_CONNECTIONS
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and \
@@ -127,14 +144,15 @@ def test_incoming_200_concurrent_with_half_close(app: Lab, node_session, pool_si
 
 
 def test_outgoing_200_concurrent(app: Lab, node_session) -> None:
+    events: list = []
     with tcp_server(echo_after_eof) as operator:
         handle = node_session.manager.redirect(
             RedirectSpec("outgoing", [9000], destination=app.client_ip, fail_open=False),
-            operator)
+            operator, on_event=events.append)
         try:
             # The target's own connections (from its namespace) to client_ip:9000, where
             # nothing listens: they can only succeed through the redirect.
-            _many(app, app.app_ns, (app.client_ip, 9000))
+            _many(app, app.app_ns, (app.client_ip, 9000), events)
         finally:
             handle.close()
     assert app.tagged_rules() == []

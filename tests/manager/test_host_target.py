@@ -1,0 +1,47 @@
+"""A node target's stand-in for the host: where PID 1 is closed to the manager, the host is
+acted on through another host process, which may end while the session runs (CI saw `enter:
+cannot open /proc/1437/root`). The manager picks another one then, never a process that ended."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from kdiag_manager.config import Config, host_target_pid
+from kdiag_manager.exec import build_command
+from kdiag_manager.wire.api.v1 import manager_pb2 as pb
+
+
+def _config(pid: int | None) -> Config:
+    return Config(target_pid=pid, enter_path="enter", busybox_path="busybox", session="h",
+                  node_mode=True, host_target=True)
+
+
+def test_a_stand_in_that_ended_is_replaced_by_a_live_host_process() -> None:
+    stand_in = subprocess.Popen(["sleep", "60"])
+    config = _config(stand_in.pid)
+    assert config.target() == stand_in.pid
+    stand_in.kill()
+    stand_in.wait()
+    now = config.target()
+    assert now is not None and now != stand_in.pid
+    assert os.path.exists(f"/proc/{now}/root") and now == host_target_pid()
+    argv = build_command(pb.ExecStart(argv=["true"]), config).argv
+    assert argv[:3] == ["enter", "-t", str(now)]
+
+
+def test_a_zombie_stand_in_is_replaced_too() -> None:
+    stand_in = subprocess.Popen(["sleep", "60"])
+    config = _config(stand_in.pid)
+    stand_in.kill()
+    try:
+        os.waitid(os.P_PID, stand_in.pid, os.WEXITED | os.WNOWAIT)  # dead, not reaped
+        assert config.target() != stand_in.pid
+    finally:
+        stand_in.wait()
+
+
+def test_a_pod_target_is_kept_as_given() -> None:
+    config = Config(target_pid=999_999_999, enter_path="enter", busybox_path="busybox",
+                    session="p")
+    assert config.target() == 999_999_999
