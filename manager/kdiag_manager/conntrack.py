@@ -8,7 +8,7 @@ and is sent to the listener, gone by then: the client is refused although no rul
 anything any more. Deleting the entry right after the reset makes the next one a new
 connection, which reaches the app.
 
-Only an entry that saw the reset is forgotten (:func:`forget`): a socket
+Only an entry that saw the reset is forgotten (:func:`forget`, :func:`reset_seen`): a socket
 closed while another thread is still inside a call on it sends its reset when that call
 returns, and with the entry already gone the reset would not be translated: the client would
 wait for an answer forever. Such an entry is tried again :data:`RESET_DELAY` later. And an entry
@@ -21,12 +21,14 @@ client waiting forever).
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import logging
 import socket
 import struct
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from . import nftables as nft
 
@@ -36,9 +38,11 @@ NFNL_SUBSYS_CTNETLINK = 1
 IPCTNL_MSG_CT_NEW, IPCTNL_MSG_CT_GET, IPCTNL_MSG_CT_DELETE = 0, 1, 2
 NLM_F_DUMP = 0x300
 NLMSG_DONE = 3
-CTA_TUPLE_ORIG, CTA_TUPLE_REPLY, CTA_PROTOINFO, CTA_ID = 1, 2, 4, 12
+CTA_TUPLE_ORIG, CTA_TUPLE_REPLY, CTA_PROTOINFO, CTA_TIMEOUT, CTA_ID = 1, 2, 4, 7, 12
 CTA_PROTOINFO_TCP, CTA_PROTOINFO_TCP_STATE = 1, 1
-TCP_CONNTRACK_CLOSE = 8  # (the state after a reset)
+TCP_CONNTRACK_SYN_SENT, TCP_CONNTRACK_SYN_RECV = 1, 2
+TCP_CONNTRACK_TIME_WAIT, TCP_CONNTRACK_CLOSE = 7, 8  # (CLOSE: the state after a reset)
+CLOSE_TIMEOUT_SYSCTL = "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_close"
 CTA_TUPLE_IP, CTA_TUPLE_PROTO = 1, 2
 CTA_IP_V4_SRC, CTA_IP_V4_DST, CTA_IP_V6_SRC, CTA_IP_V6_DST = 1, 2, 3, 4
 CTA_PROTO_NUM, CTA_PROTO_SRC_PORT, CTA_PROTO_DST_PORT = 1, 2, 3
@@ -97,12 +101,45 @@ def forget(flows: list[Flow]) -> list[Flow]:
             entry = _entry(sock, seq, flow)
             if entry is None:
                 continue  # gone already
-            state, entry_id = entry
-            if state != TCP_CONNTRACK_CLOSE:
+            if not reset_seen(entry):
                 late.append(flow)
             else:  # (by its id: a SYN that killed it since made a new entry, a live one)
-                _delete(sock, seq, flow, entry_id)
+                _delete(sock, seq, flow, entry.entry_id)
     return late
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What :func:`forget` needs to know of a conntrack entry."""
+
+    state: int
+    entry_id: bytes  # (as the kernel encodes it)
+    timeout: int  # seconds left
+
+
+def reset_seen(entry: Entry) -> bool:
+    """Whether the last packet ``entry`` saw was a reset: it is in CLOSE, or conntrack kept its
+    state (a reset whose sequence number is not the peer's last acknowledgement is kept
+    "for a possible challenge ACK": ESTABLISHED, CLOSE_WAIT, ...) but gave it the CLOSE timeout,
+    which no other packet in those states gives. Not an entry in a handshake: a new connection
+    from the same client port took it over (its SYN passes, ignored, with the old translation,
+    and the answer moves it to SYN_RECV), and deleting it would cut that connection off; nor
+    one in TIME_WAIT, which a new SYN replaces by a new entry anyway."""
+    if entry.state == TCP_CONNTRACK_CLOSE:
+        return True
+    if entry.state in (TCP_CONNTRACK_SYN_SENT, TCP_CONNTRACK_SYN_RECV, TCP_CONNTRACK_TIME_WAIT):
+        return False
+    return entry.timeout <= _close_timeout()
+
+
+@functools.cache
+def _close_timeout() -> int:
+    """This namespace's timeout of a reset entry (the kernel's default, 10 s, if unreadable)."""
+    try:
+        with open(CLOSE_TIMEOUT_SYSCTL, encoding="ascii") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 10
 
 
 def _netlink() -> socket.socket | None:
@@ -145,9 +182,8 @@ def _delete(sock: socket.socket, seq: int, flow: Flow, entry_id: bytes) -> bool:
     return error == 0
 
 
-def _entry(sock: socket.socket, seq: int, flow: Flow) -> tuple[int, bytes] | None:
-    """The TCP state and the id (as the kernel encodes it) of ``flow``'s entry; None when there
-    is none (or it cannot be read)."""
+def _entry(sock: socket.socket, seq: int, flow: Flow) -> Entry | None:
+    """``flow``'s entry; None when there is none (or it cannot be read)."""
     named = _named(flow)
     if named is None:
         return None
@@ -164,22 +200,23 @@ def _entry(sock: socket.socket, seq: int, flow: Flow) -> tuple[int, bytes] | Non
     length, kind, _flags, _seq, _pid = nft.NLMSGHDR.unpack_from(buf)
     if kind != (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW:
         return None  # NLMSG_ERROR: ENOENT, or refused
-    return _state_and_id(_attrs(buf[nft.NLMSGHDR.size + 4:length]))  # (after the nfgenmsg)
+    return _parsed(_attrs(buf[nft.NLMSGHDR.size + 4:length]))  # (after the nfgenmsg)
 
 
-def _state_and_id(parts: dict[int, bytes]) -> tuple[int, bytes] | None:
-    """An entry's TCP state and id (as the kernel encodes it), from its attributes."""
+def _parsed(parts: dict[int, bytes]) -> Entry | None:
+    """An entry from its attributes (None: not a TCP entry with an id and a timeout)."""
     tcp = _attrs(_attrs(parts.get(CTA_PROTOINFO, b"")).get(CTA_PROTOINFO_TCP, b""))
     state = tcp.get(CTA_PROTOINFO_TCP_STATE, b"")
-    if not state or CTA_ID not in parts:
+    if not state or CTA_ID not in parts or len(parts.get(CTA_TIMEOUT, b"")) != 4:
         return None
-    return state[0], parts[CTA_ID]
+    return Entry(state[0], parts[CTA_ID], struct.unpack(">I", parts[CTA_TIMEOUT])[0])
 
 
 def forget_translated(ports: set[int], reset_only: bool = False) -> int:
     """Forget every TCP entry in this network namespace whose address translation sends it to
     one of ``ports`` here (a redirect's listener: the reply comes from that port, not from the
-    original destination's); with ``reset_only``, those in the state a reset leaves. How many
+    original destination's); with ``reset_only``, those that saw a reset last
+    (:func:`reset_seen`). How many
     were deleted (best effort: errors are logged).
 
     The manager's exit forgets them all: once its listeners are closed, every such entry is a
@@ -198,10 +235,10 @@ def forget_translated(ports: set[int], reset_only: bool = False) -> int:
         try:
             for entry in _dump_entries(sock):
                 flow = _translated_flow(entry, ports)
-                seen = _state_and_id(_attrs(entry))
+                seen = _parsed(_attrs(entry))
                 if flow is not None and seen is not None and \
-                        not (reset_only and seen[0] != TCP_CONNTRACK_CLOSE):
-                    found.append((flow, seen[1]))
+                        not (reset_only and not reset_seen(seen)):
+                    found.append((flow, seen.entry_id))
         except OSError as exc:
             log.info("reading conntrack: %s", exc)
         deleted = 0
