@@ -37,7 +37,7 @@ from .memory import LOAD
 from .redirectevents import outgoing
 from .redirectrules import RuleSet
 from .redirectspec import RedirectOptions
-from .tunnelpool import Accepted, TunnelPool, TunnelWaiter, accept_from
+from .tunnelpool import Accepted, TunnelPool, TunnelWaiter, accept_from, listen
 from .wire.api.v1 import manager_pb2 as pb
 from .wire.sockets import abort, reset_on_close
 from .wire.workers import Workers
@@ -87,7 +87,7 @@ class RedirectSession:
         opts = self.options
         with self._stop_lock:  # stop() (e.g. the manager exiting) waits for the rules
             register(self)
-            listener, dual = _listen()
+            listener, dual = listen()
             self._listener = listener
             self._pool = TunnelPool(listener, direct=opts.header is None, accept=self._take)
             self.listen_port = listener.getsockname()[1]
@@ -173,6 +173,10 @@ class RedirectSession:
                 self._accepted_socks.add(accepted[0])
                 reset_on_close(accepted[0])  # (a clean end is the relay's: see wire.sockets)
             return accepted
+
+    def open_connections(self) -> int:
+        """How many connections this redirect accepted are still open."""
+        return sum(sock.fileno() != -1 for sock in list(self._accepted_socks))
 
     def abort_connections(self, last: bool = False) -> list[conntrack.Flow]:
         """Reset every connection this redirect accepted that is still open (the manager is
@@ -364,22 +368,8 @@ class RedirectSession:
         if conn.transition("local"):  # (else a tunnel claimed it)
             self.fail_over(conn, conn.reject_reason)
 
-def _listen() -> tuple[socket.socket, bool]:
-    """A listener on every address and a free port: dual-stack where IPv6 exists (True)."""
-    flags = socket.SOCK_STREAM | socket.SOCK_CLOEXEC
-    try:
-        listener = socket.socket(socket.AF_INET6, flags)
-        listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        listener.bind(("::", 0))
-        dual = True
-    except OSError:  # no IPv6 in this namespace (or kernel)
-        listener = socket.socket(socket.AF_INET, flags)
-        listener.bind(("0.0.0.0", 0))
-        dual = False
-    listener.listen(1024)
-    listener.setblocking(False)  # accepted by whichever thread epoll wakes (tunnelpool)
-    return listener, dual
-
+EXIT_GRACE = 0.5
+"""How long the manager's exit lets connections it failed over finish before it resets them."""
 
 # Per-connection work (waiting for a tunnel, fail-open splices, tunnel pumps).
 WORKERS = Workers("conn", max_idle=32)
@@ -430,8 +420,9 @@ def stop_all() -> None:
     """For the manager's exit: refuse later redirects, reset every connection a redirect
     accepted (while its translation holds, so the reset reaches the peer: iptables rules have no
     anchor), stop every session and return once all their rules are removed (also by another
-    thread), reset the connections accepted meanwhile (the nftables anchor still translates
-    them), and have conntrack forget them all (see :mod:`conntrack`)."""
+    thread), let the connections failed over meanwhile finish (up to :data:`EXIT_GRACE`), reset
+    what is left (the nftables anchor still translates it), and have conntrack forget them all
+    (see :mod:`conntrack`)."""
     global _closing
     with _registry_lock:
         _closing = True
@@ -439,6 +430,11 @@ def stop_all() -> None:
     flows = [f for session in _all_sessions() for f in session.abort_connections()]
     for session in sessions:
         session.stop()
+    # Connections accepted since (a client port reused through a stale entry, the last moments
+    # before the rules went) failed over to the app: let them finish before the resets below.
+    deadline = time.monotonic() + EXIT_GRACE
+    while any(s.open_connections() for s in _all_sessions()) and time.monotonic() < deadline:
+        time.sleep(0.01)
     flows += [f for session in _all_sessions() for f in session.abort_connections(last=True)]
     # At once (a client port reused now would be sent to a closed listener), then the rest.
     flows += conntrack.take_pending()

@@ -243,3 +243,20 @@ def accept_from(listener: socket.socket | None) -> Accepted | None:
         return None
     sock.setblocking(True)
     return sock, peer
+
+
+def listen() -> tuple[socket.socket, bool]:
+    """A listener on every address and a free port: dual-stack where IPv6 exists (True)."""
+    flags = socket.SOCK_STREAM | socket.SOCK_CLOEXEC
+    try:
+        listener = socket.socket(socket.AF_INET6, flags)
+        listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        listener.bind(("::", 0))
+        dual = True
+    except OSError:  # no IPv6 in this namespace (or kernel)
+        listener = socket.socket(socket.AF_INET, flags)
+        listener.bind(("0.0.0.0", 0))
+        dual = False
+    listener.listen(1024)
+    listener.setblocking(False)  # accepted by whichever thread epoll wakes (see the module)
+    return listener, dual

@@ -40,7 +40,7 @@ class Progress:
     received: int = 0
 
     def __str__(self) -> str:
-        return f"client port {self.port}, stuck in {self.phase}, {self.received} bytes received"
+        return f"client port {self.port}, in {self.phase}, {self.received} bytes received"
 
 
 def exchange(addr: tuple[str, int], payload: bytes, timeout: float,
@@ -136,9 +136,10 @@ def checked(addr: tuple[str, int], size: int, timeout: float = 30.0,
         return Outcome("black-holed", f"{len(request)} bytes to send, nothing more for "
                        f"{timeout:g} s: {progress}")
     except OSError as exc:
-        return Outcome("broken", repr(exc))
+        return Outcome("broken", f"{exc!r}: {progress}")
     if _digest(got) == _digest(b"op:" + request):
         return Outcome("operator")
     if framing.app_answered(got, payload):
         return Outcome("app")
-    return Outcome("corrupt", f"{size} bytes sent, {len(got)} received: {got[:12]!r}...")
+    return Outcome("corrupt", f"{size} bytes sent, {len(got)} received: {got[:12]!r}...: "
+                   f"{progress}")

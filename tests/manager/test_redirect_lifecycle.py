@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 import threading
+import time
 
 import pytest
 from kdiag_manager import redirect, redirectrules
@@ -85,3 +86,61 @@ def test_a_closed_pool_parks_no_tunnel() -> None:
         assert pool.loop_accept() is None
         pool.release()
         waiter.close()
+
+
+class _Exiting:
+    """A session on the manager's way out whose one connection, failed over during stop(), is
+    relayed to the app for ``relay`` seconds (None: until reset)."""
+
+    def __init__(self, relay: float | None) -> None:
+        self.done = threading.Event()
+        self.reset_at: float | None = None
+        self.finished_at: float | None = None
+        self._relay = relay
+
+    def stop(self) -> None:
+        threading.Thread(target=self._relayed, daemon=True).start()
+
+    def _relayed(self) -> None:
+        if not self.done.wait(self._relay):
+            self.finished_at = time.monotonic()
+            self.done.set()
+
+    def open_connections(self) -> int:
+        return 0 if self.done.is_set() else 1
+
+    def abort_connections(self, last: bool = False) -> list:
+        if last:
+            self.reset_at = time.monotonic()
+            self.done.set()
+        return []
+
+
+def _exit_with(monkeypatch: pytest.MonkeyPatch, session: _Exiting) -> float:
+    monkeypatch.setattr(redirect, "_active", {session})
+    monkeypatch.setattr(redirect, "_all_sessions", lambda: [session])
+    for name in ("forget", "take_pending", "forget_translated"):
+        monkeypatch.setattr(redirect.conntrack, name, lambda *a, **k: [])
+    started = time.monotonic()
+    redirect.stop_all()
+    return started
+
+
+def test_the_exit_lets_connections_failed_over_at_stop_finish(monkeypatch) -> None:
+    """A connection taken in the last moments (the rules still up, or a client port reused
+    through a stale entry) is failed over to the app when the redirect stops: the exit's resets
+    wait for it instead of cutting it a millisecond later (make chaos: "a new connection after
+    recovery did not reach the app: reset", 2 rounds in 300)."""
+    session = _Exiting(relay=0.2)
+    _exit_with(monkeypatch, session)
+    assert session.finished_at is not None and session.reset_at is not None
+    assert session.reset_at >= session.finished_at
+
+
+def test_the_exit_resets_what_outlasts_its_grace(monkeypatch) -> None:
+    """A failed-over connection that goes on (keep-alive) is reset after EXIT_GRACE: the exit
+    stays bounded."""
+    session = _Exiting(relay=None)
+    started = _exit_with(monkeypatch, session)
+    assert session.finished_at is None and session.reset_at is not None
+    assert redirect.EXIT_GRACE <= session.reset_at - started < redirect.EXIT_GRACE + 2
