@@ -87,7 +87,7 @@ def default_target_pid(container_id: str = "") -> int | None:
     if container_id and not _in_container(1, container_id):
         found = [pid for pid in _pids() if _in_container(pid, container_id)]
         if found:
-            return min(found)
+            return min(found, key=lambda pid: (_start_time(pid) or 0, pid))
     return 1
 
 
@@ -95,7 +95,18 @@ def host_target_pid() -> int | None:
     """The host's process to act as (a node target, the manager in a pod with the host's PID
     namespace): PID 1, or where its namespaces are closed to us (a sandboxed init), the
     oldest user-space process in no pod whose namespaces we can open."""
-    return next((pid for pid in sorted(_pids()) if _stands_for_host(pid)), None)
+    by_age = sorted((started, pid) for pid in _pids() if (started := _start_time(pid)) is not None)
+    return next((pid for _, pid in by_age if _stands_for_host(pid)), None)
+
+
+def _start_time(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks after boot), None if it is gone. By age, not by PID:
+    PIDs wrap (32768 on these machines), and a low PID may be a process that just started."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _stands_for_host(pid: int) -> bool:

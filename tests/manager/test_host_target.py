@@ -17,10 +17,15 @@ def _config(pid: int | None) -> Config:
                   node_mode=True, host_target=True)
 
 
+def test_a_live_stand_in_is_kept() -> None:
+    live = host_target_pid()
+    assert live is not None
+    assert _config(live).target() == live
+
+
 def test_a_stand_in_that_ended_is_replaced_by_a_live_host_process() -> None:
     stand_in = subprocess.Popen(["sleep", "60"])
     config = _config(stand_in.pid)
-    assert config.target() == stand_in.pid
     stand_in.kill()
     stand_in.wait()
     now = config.target()

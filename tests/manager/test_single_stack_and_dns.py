@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
-from kdiag_manager import dns, redirect, redirectrules
+from kdiag_manager import dns, redirect, redirectrules, tunnelpool
 from kdiag_manager.iptables import Iptables
 from kdiag_manager.redirectspec import RedirectOptions
 
@@ -85,7 +85,7 @@ def no_ipv6(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_listener_without_ipv6_is_an_ipv4_one(no_ipv6: None, netns: str) -> None:
-    listener, dual = in_netns(netns, redirect._listen)
+    listener, dual = in_netns(netns, tunnelpool.listen)
     with listener:
         assert dual is False
         assert listener.family == socket.AF_INET
@@ -93,7 +93,7 @@ def test_listener_without_ipv6_is_an_ipv4_one(no_ipv6: None, netns: str) -> None
 
 
 def test_listener_with_ipv6_is_dual_stack(netns: str) -> None:
-    listener, dual = in_netns(netns, redirect._listen)
+    listener, dual = in_netns(netns, tunnelpool.listen)
     with listener:
         assert dual is True and listener.family == socket.AF_INET6
         assert listener.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 0
