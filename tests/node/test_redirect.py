@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from kdiag.session.results import RedirectSpec
+from tests.chaos.netprobe import Progress
+from tests.chaos.netprobe import exchange as netprobe_exchange
 
 from .conftest import (
     Lab,
@@ -76,21 +78,13 @@ def _many(lab: Lab, ns: str, addr: tuple[str, int], events: list | None = None) 
 def _traced_roundtrip(addr: tuple[str, int], size: int) -> tuple[int, str] | None:
     """One checksum round trip (send, half-close, read the echo to EOF); None when the echo
     matched, else (client port, what happened and where)."""
-    payload, got, port, phase = os.urandom(size), bytearray(), 0, "connect"
+    payload, progress = os.urandom(size), Progress()
     try:
-        with socket.create_connection(addr, timeout=30) as s:
-            port, phase = s.getsockname()[1], "send"
-            s.sendall(payload)
-            phase = "half-close"
-            with contextlib.suppress(OSError):  # a reset pending: the read below raises it
-                s.shutdown(socket.SHUT_WR)
-            phase = "read"
-            while data := s.recv(65536):
-                got += data
+        got = netprobe_exchange(addr, payload, 30.0, progress)
     except OSError as exc:
-        return port, f"port {port}: {exc!r} in {phase} ({size} sent, {len(got)} received)"
+        return progress.port, f"{exc!r}: {progress} ({size} sent)"
     if got != payload:
-        return port, f"port {port}: echo differs ({size} sent, {len(got)} received)"
+        return progress.port, f"echo differs: {progress} ({size} sent)"
     return None
 
 
