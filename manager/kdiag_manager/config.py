@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,9 +86,9 @@ def default_target_pid(container_id: str = "") -> int | None:
     if os.getpid() == 1 or not os.path.exists("/proc/1"):
         return None
     if container_id and not _in_container(1, container_id):
-        found = [pid for pid in _pids() if _in_container(pid, container_id)]
+        found = _oldest_first(pid for pid in _pids() if _in_container(pid, container_id))
         if found:
-            return min(found, key=lambda pid: (_start_time(pid) or 0, pid))
+            return found[0]
     return 1
 
 
@@ -95,13 +96,18 @@ def host_target_pid() -> int | None:
     """The host's process to act as (a node target, the manager in a pod with the host's PID
     namespace): PID 1, or where its namespaces are closed to us (a sandboxed init), the
     oldest user-space process in no pod whose namespaces we can open."""
-    by_age = sorted((started, pid) for pid in _pids() if (started := _start_time(pid)) is not None)
-    return next((pid for _, pid in by_age if _stands_for_host(pid)), None)
+    return next((pid for pid in _oldest_first(_pids()) if _stands_for_host(pid)), None)
+
+
+def _oldest_first(pids: Iterable[int]) -> list[int]:
+    """``pids`` that still run, the longest-running first. By age, not by PID: PIDs wrap (32768
+    on these machines), and a low PID may be a process that just started."""
+    by_age = sorted((started, pid) for pid in pids if (started := _start_time(pid)) is not None)
+    return [pid for _, pid in by_age]
 
 
 def _start_time(pid: int) -> int | None:
-    """When ``pid`` started (clock ticks after boot), None if it is gone. By age, not by PID:
-    PIDs wrap (32768 on these machines), and a low PID may be a process that just started."""
+    """When ``pid`` started (clock ticks after boot), None if it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             return int(f.read().rsplit(b")", 1)[1].split()[19])

@@ -63,8 +63,9 @@ def _tls_context(req: pb.ProbeRequest, config: Config) -> ssl.SSLContext:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
         return ctx
+    pid = config.target()
     for path in CA_BUNDLES:
-        bundle = read_in_root(config.target(), path, limit=16 << 20)
+        bundle = read_in_root(pid, path, limit=16 << 20)
         if "BEGIN CERTIFICATE" in bundle:
             return ssl.create_default_context(cadata=bundle)  # (and no other CA)
     raise ValueError(f"the target has no CA bundle ({', '.join(CA_BUNDLES)}): nothing to "

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from kdiag_manager.config import Config, host_target_pid
+from kdiag_manager.config import Config, _oldest_first, _start_time, host_target_pid
 from kdiag_manager.exec import build_command
 from kdiag_manager.wire.api.v1 import manager_pb2 as pb
 
@@ -50,3 +50,16 @@ def test_a_pod_target_is_kept_as_given() -> None:
     config = Config(target_pid=999_999_999, enter_path="enter", busybox_path="busybox",
                     session="p")
     assert config.target() == 999_999_999
+
+
+def test_the_stand_in_is_the_longest_running_host_process() -> None:
+    """By start time, not by PID (PIDs wrap: a low PID may have started a moment ago)."""
+    newest = subprocess.Popen(["sleep", "60"])
+    try:
+        picked = host_target_pid()
+        assert picked is not None and picked != newest.pid
+        assert _start_time(picked) <= _start_time(newest.pid)
+        assert _oldest_first([newest.pid, picked]) == [picked, newest.pid]
+    finally:
+        newest.kill()
+        newest.wait()
